@@ -1,0 +1,1 @@
+//! Sample image generator (placeholder).
