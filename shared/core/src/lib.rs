@@ -1,1 +1,16 @@
+//! The OTA domain: identifiers, releases, rollouts, devices, the update rules and the status
+//! state machine, and the storage ports both deployments implement. Knows nothing of HTTP,
+//! SQLite or AWS.
 
+pub mod capability;
+pub mod device;
+pub mod device_type;
+pub mod firmware;
+pub mod ids;
+// pub mod image_policy;
+pub mod ports;
+pub mod rollout;
+pub mod rules;
+pub mod status;
+
+pub use esp_image;

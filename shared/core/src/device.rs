@@ -1,0 +1,111 @@
+//! The device registry and the OTA log.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::ids::{DeviceId, DeviceType, Version};
+use crate::status::OtaStatus;
+
+/// What a device said about itself on its last check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckIn {
+    pub device_id: DeviceId,
+    pub device_type: DeviceType,
+    pub current_version: Version,
+    pub current_build: Option<u64>,
+    pub secure_version: u32,
+    pub channel: String,
+    pub at: OffsetDateTime,
+}
+
+/// The release a check last offered a device, remembered so that a later check-in running that
+/// version completes the update (API.md §Update rules 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Offer {
+    pub firmware_id: String,
+    pub version: Version,
+    pub rollout_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    pub device_id: DeviceId,
+    pub device_type: DeviceType,
+    pub current_version: Version,
+    pub current_build: Option<u64>,
+    pub secure_version: u32,
+    pub channel: String,
+    pub groups: Vec<String>,
+    pub last_offer: Option<Offer>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// A device as a check sees it: the registry entry after the check-in, plus its failure counts
+/// per release (for the 3-strikes rule) and the state of its attempt at the last offer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSnapshot {
+    pub device: Device,
+    pub failures: Vec<(String, u32)>,
+    pub last_offer_status: Option<OtaStatus>,
+}
+
+impl DeviceSnapshot {
+    pub fn failures_of(&self, firmware_id: &str) -> u32 {
+        self.failures
+            .iter()
+            .find(|(id, _)| id == firmware_id)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// One accepted status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogEntry {
+    pub id: String,
+    pub event_id: String,
+    pub device_id: DeviceId,
+    pub device_type: DeviceType,
+    pub firmware_id: String,
+    pub version: Version,
+    pub rollout_id: Option<String>,
+    pub status: OtaStatus,
+    pub bytes_downloaded: Option<u64>,
+    pub progress_percent: Option<u8>,
+    pub error_message: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Filters of `GET /api/ota/admin/logs`.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub device_id: Option<DeviceId>,
+    pub firmware_id: Option<String>,
+    pub status: Option<OtaStatus>,
+    pub since: Option<OffsetDateTime>,
+}
+
+/// Filters of `GET /api/ota/admin/devices`.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub device_type: Option<DeviceType>,
+    pub version: Option<Version>,
+    pub group: Option<String>,
+}
+
+/// Outcome of recording a status report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusOutcome {
+    /// The stored entry: the new one, or for a repeated event id the one stored the first time.
+    pub entry: LogEntry,
+    /// The event id had been seen before; nothing was written.
+    pub duplicate: bool,
+    /// The report moved the attempt's state (false for the same final state reported again).
+    pub changed: bool,
+}

@@ -1,0 +1,95 @@
+//! A release: one image for one device type, immutable once its bytes are stored.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::ids::{DeviceType, Version};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirmwareState {
+    /// Metadata registered, bytes not yet uploaded or not yet validated.
+    PendingUpload,
+    /// Bytes stored and the image validated: it may be offered.
+    Ready,
+    /// Finalize found the bytes or the image wanting; kept for the record, never offered.
+    Rejected,
+}
+
+impl FirmwareState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingUpload => "pending_upload",
+            Self::Ready => "ready",
+            Self::Rejected => "rejected",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending_upload" => Some(Self::PendingUpload),
+            "ready" => Some(Self::Ready),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// The channel a device follows unless it names another.
+pub const DEFAULT_CHANNEL: &str = "stable";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Firmware {
+    pub id: String,
+    pub device_type: DeviceType,
+    pub version: Version,
+    pub build_number: u64,
+    pub channel: String,
+    /// Declared size in bytes (checked against the stored object at finalize).
+    pub file_size: u64,
+    /// Declared SHA-256 of the whole file, lowercase hex.
+    pub file_hash: String,
+    /// Read from the image at validation; 0 until then.
+    pub secure_version: u32,
+    pub chip: Option<String>,
+    pub project_name: Option<String>,
+    pub idf_version: Option<String>,
+    pub min_current_version: Option<Version>,
+    pub description: Option<String>,
+    pub release_notes: Option<String>,
+    pub state: FirmwareState,
+    pub is_active: bool,
+    /// Why finalize rejected the image, when it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejection_reasons: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub released_at: Option<OffsetDateTime>,
+}
+
+impl Firmware {
+    /// Where the bytes live in the blob store; derived from the id so that no two releases can
+    /// ever share (and overwrite) an object.
+    pub fn blob_key(&self) -> String {
+        blob_key(&self.id)
+    }
+
+    pub fn is_offerable(&self) -> bool {
+        self.state == FirmwareState::Ready && self.is_active
+    }
+}
+
+pub fn blob_key(firmware_id: &str) -> String {
+    format!("firmware/{firmware_id}.bin")
+}
+
+/// Filters of `GET /api/ota/admin/firmware`.
+#[derive(Debug, Clone, Default)]
+pub struct FirmwareFilter {
+    pub device_type: Option<DeviceType>,
+    pub channel: Option<String>,
+    pub state: Option<FirmwareState>,
+}

@@ -1,0 +1,228 @@
+//! What the domain needs from storage: metadata (SQLite or DynamoDB) and blobs (files or S3).
+//! Both adapters pass one conformance suite, so the HTTP layer never knows which it talks to.
+
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use time::OffsetDateTime;
+
+use crate::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome};
+use crate::device_type::DeviceTypePolicy;
+use crate::firmware::{Firmware, FirmwareFilter, FirmwareState};
+use crate::ids::{DeviceId, DeviceType, Version};
+use crate::rollout::{Rollout, RolloutFilter};
+use crate::status::OtaStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A conditional write lost: a duplicate key, a stale revision, a refused state move.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the pagination cursor is not valid")]
+    BadCursor,
+    #[error("the upload is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The backend is down or throttling; the caller may retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corrupted state; logged, never shown in detail to clients.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 500;
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self {
+            limit: Self::DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// One release a device type may be offered: an active rollout and its firmware.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseOption {
+    pub rollout: Rollout,
+    pub firmware: Firmware,
+}
+
+/// Everything `check` needs to know about a device type, fetched in one read and cacheable.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReleaseView {
+    pub chip: Option<String>,
+    pub options: Vec<ReleaseOption>,
+}
+
+/// A status report, already checked against the firmware it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    pub event_id: String,
+    pub device_id: DeviceId,
+    pub device_type: DeviceType,
+    pub firmware_id: String,
+    pub version: Version,
+    pub status: OtaStatus,
+    pub bytes_downloaded: Option<u64>,
+    pub progress_percent: Option<u8>,
+    pub error_message: Option<String>,
+    pub at: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// Liveness of the backend, for `/health`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn get_device_type(&self, name: &DeviceType) -> StoreResult<Option<DeviceTypePolicy>>;
+    async fn list_device_types(&self, page: &PageRequest) -> StoreResult<Page<DeviceTypePolicy>>;
+    async fn put_device_type(&self, policy: &DeviceTypePolicy) -> StoreResult<()>;
+    /// Creates the policy unless one exists; returns the one in force either way.
+    async fn create_device_type_if_absent(
+        &self,
+        policy: &DeviceTypePolicy,
+    ) -> StoreResult<DeviceTypePolicy>;
+
+    /// Conflict when (device_type, version) exists.
+    async fn insert_firmware(&self, firmware: &Firmware) -> StoreResult<()>;
+    async fn get_firmware(&self, id: &str) -> StoreResult<Option<Firmware>>;
+    async fn find_firmware(
+        &self,
+        device_type: &DeviceType,
+        version: &Version,
+    ) -> StoreResult<Option<Firmware>>;
+    /// Newest version first (SemVer precedence, then build number).
+    async fn list_firmware(
+        &self,
+        filter: &FirmwareFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Firmware>>;
+    /// Replaces the record; Conflict unless it is still in `expect_state`.
+    async fn update_firmware(
+        &self,
+        firmware: &Firmware,
+        expect_state: FirmwareState,
+    ) -> StoreResult<()>;
+    /// Removes a record that never became a release (a refused one-shot upload).
+    async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()>;
+
+    async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()>;
+    async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>>;
+    async fn list_rollouts(
+        &self,
+        filter: &RolloutFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Rollout>>;
+    /// Writes `rollout` (whose revision is already bumped); Conflict unless the stored revision
+    /// is still `expect_revision`.
+    async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()>;
+
+    /// The active rollouts of a device type with their firmware, and the type's chip.
+    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView>;
+
+    /// Registers or refreshes the device and returns it as `check` needs it.
+    async fn record_check(&self, check_in: &CheckIn) -> StoreResult<DeviceSnapshot>;
+    /// Remembers the release a check offered.
+    async fn record_offer(&self, device_id: &DeviceId, offer: &crate::device::Offer)
+    -> StoreResult<()>;
+    async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>>;
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>>;
+
+    /// Applies a report through the state machine, idempotently by event id. A move refused by
+    /// the state machine is a Conflict and stores nothing.
+    async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
+    /// Newest first.
+    async fn list_logs(&self, filter: &LogFilter, page: &PageRequest) -> StoreResult<Page<LogEntry>>;
+}
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Size and SHA-256 of a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedUrl {
+    pub url: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Where and how a client uploads bytes directly to blob storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadTarget {
+    pub url: String,
+    pub method: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// An inclusive byte range already clamped to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// A capability URL that fetches the object with no other credential until it expires.
+    async fn download_url(&self, key: &str, ttl: Duration) -> StoreResult<SignedUrl>;
+    /// A capability URL that accepts exactly `size` bytes hashing to `sha256` (hex).
+    async fn upload_url(
+        &self,
+        key: &str,
+        size: u64,
+        sha256_hex: &str,
+        ttl: Duration,
+    ) -> StoreResult<UploadTarget>;
+    /// Stores a stream atomically (all or nothing), refusing more than `limit` bytes.
+    async fn put(&self, key: &str, body: ByteStream, limit: u64) -> StoreResult<BlobMeta>;
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream>;
+    /// The object's size, or None when it does not exist.
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>>;
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Time, behind a port so that tests of expiry need not sleep.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}

@@ -1,0 +1,167 @@
+//! Rollouts: which devices are offered which release, and in what stage.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::ids::{DeviceId, DeviceType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    All,
+    Canary,
+    Specific,
+    Group,
+}
+
+impl TargetType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Canary => "canary",
+            Self::Specific => "specific",
+            Self::Group => "group",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "canary" => Some(Self::Canary),
+            "specific" => Some(Self::Specific),
+            "group" => Some(Self::Group),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Active,
+    Paused,
+    Aborted,
+    Completed,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Aborted => "aborted",
+            Self::Completed => "completed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "paused" => Some(Self::Paused),
+            "aborted" => Some(Self::Aborted),
+            "completed" => Some(Self::Completed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<DeviceId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rollout {
+    pub id: String,
+    pub name: String,
+    pub firmware_id: String,
+    /// Copied from the firmware so that a device type's rollouts are found without a join.
+    pub device_type: DeviceType,
+    pub target_type: TargetType,
+    /// 0–100; only meaningful for `canary`.
+    pub rollout_percentage: f64,
+    pub target_filter: TargetFilter,
+    pub failure_threshold_percent: Option<f64>,
+    pub min_reports: u32,
+    pub allow_downgrade: bool,
+    pub state: RolloutState,
+    /// Optimistic-concurrency revision: bumped by every change, checked by every edit.
+    pub revision: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The canary bucket of a device in a rollout, 0..10000, as API.md §Update rules 2 fixes it:
+/// `u32_be(sha256(rollout_id + ":" + device_id)[0..4]) % 10000`.
+pub fn canary_bucket(rollout_id: &str, device_id: &DeviceId) -> u32 {
+    let mut h = Sha256::new();
+    h.update(rollout_id.as_bytes());
+    h.update(b":");
+    h.update(device_id.as_str().as_bytes());
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000
+}
+
+/// Whether a canary at `percentage` includes the device. Monotonic in `percentage` because the
+/// bucket does not depend on it.
+pub fn in_canary(rollout_id: &str, device_id: &DeviceId, percentage: f64) -> bool {
+    f64::from(canary_bucket(rollout_id, device_id)) < percentage * 100.0
+}
+
+impl Rollout {
+    /// Whether this rollout's target includes the device (ignoring state).
+    pub fn targets(&self, device_id: &DeviceId, device_groups: &[String]) -> bool {
+        match self.target_type {
+            TargetType::All => true,
+            TargetType::Canary => in_canary(&self.id, device_id, self.rollout_percentage),
+            TargetType::Specific => self.target_filter.device_ids.contains(device_id),
+            TargetType::Group => self
+                .target_filter
+                .groups
+                .iter()
+                .any(|g| device_groups.contains(g)),
+        }
+    }
+}
+
+/// Filters of `GET /api/ota/admin/rollouts`.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutFilter {
+    pub device_type: Option<DeviceType>,
+    pub firmware_id: Option<String>,
+    pub state: Option<RolloutState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_matches_formula() {
+        let id = DeviceId::parse("a4cf12b3c4d5").unwrap();
+        let d = Sha256::digest(b"r1:a4cf12b3c4d5");
+        let expect = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000;
+        assert_eq!(canary_bucket("r1", &id), expect);
+    }
+
+    #[test]
+    fn canary_grows_monotonically() {
+        let ids: Vec<DeviceId> = (0..2000)
+            .map(|i| DeviceId::parse(&format!("dev{i}")).unwrap())
+            .collect();
+        let mut prev = 0;
+        for p in [0.0, 1.0, 10.0, 10.5, 50.0, 99.99, 100.0] {
+            let n = ids.iter().filter(|d| in_canary("r", d, p)).count();
+            assert!(n >= prev);
+            prev = n;
+        }
+        assert_eq!(prev, ids.len());
+        assert_eq!(ids.iter().filter(|d| in_canary("r", d, 0.0)).count(), 0);
+    }
+}

@@ -1,0 +1,190 @@
+//! `BlobStore` on a local directory, with HMAC capability URLs that the server itself answers.
+//! Objects are written whole or not at all: temp file, fsync, rename, fsync of the directory.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use futures_util::StreamExt;
+use ota_core::capability::{CAPABILITY_PATH, CapabilitySigner};
+use ota_core::ports::{
+    BlobMeta, BlobStore, ByteRange, ByteStream, SignedUrl, StoreError, StoreResult, UploadTarget,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+pub struct LocalBlobs {
+    root: PathBuf,
+    public_url: String,
+    signer: CapabilitySigner,
+}
+
+impl LocalBlobs {
+    pub fn open(root: &Path, public_url: &str, signer: CapabilitySigner) -> StoreResult<Self> {
+        for dir in [root.join("firmware"), root.join("tmp")] {
+            std::fs::create_dir_all(&dir).map_err(io_err)?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            signer,
+        })
+    }
+
+    /// Maps a key to a file, refusing anything that could escape the root.
+    fn path(&self, key: &str) -> StoreResult<PathBuf> {
+        let safe = !key.is_empty()
+            && key.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
+        if safe {
+            Ok(self.root.join(key))
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+}
+
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Internal(format!("blob storage: {e}"))
+}
+
+fn expiry(ttl: Duration) -> (i64, time::OffsetDateTime) {
+    let at = time::OffsetDateTime::now_utc() + ttl;
+    (at.unix_timestamp(), at)
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobs {
+    async fn download_url(&self, key: &str, ttl: Duration) -> StoreResult<SignedUrl> {
+        let (exp, expires_at) = expiry(ttl);
+        let sig = self.signer.sign("GET", key, exp, &[]);
+        Ok(SignedUrl {
+            url: format!("{}{CAPABILITY_PATH}{key}?exp={exp}&sig={sig}", self.public_url),
+            expires_at,
+        })
+    }
+
+    async fn upload_url(
+        &self,
+        key: &str,
+        size: u64,
+        sha256_hex: &str,
+        ttl: Duration,
+    ) -> StoreResult<UploadTarget> {
+        let (exp, expires_at) = expiry(ttl);
+        let size_s = size.to_string();
+        let sig = self.signer.sign("PUT", key, exp, &[&size_s, sha256_hex]);
+        let sha_b64 = hex::decode(sha256_hex)
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+            .map_err(|_| StoreError::Internal("file hash is not hex".into()))?;
+        Ok(UploadTarget {
+            url: format!(
+                "{}{CAPABILITY_PATH}{key}?exp={exp}&size={size}&sha256={sha256_hex}&sig={sig}",
+                self.public_url
+            ),
+            method: "PUT",
+            headers: vec![
+                ("content-length".to_owned(), size_s),
+                ("x-amz-checksum-sha256".to_owned(), sha_b64),
+            ],
+            expires_at,
+        })
+    }
+
+    async fn put(&self, key: &str, mut body: ByteStream, limit: u64) -> StoreResult<BlobMeta> {
+        let dest = self.path(key)?;
+        let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
+        let result: StoreResult<BlobMeta> = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| StoreError::Conflict(format!("upload interrupted: {e}")))?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(StoreError::TooLarge { limit });
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await.map_err(io_err)?;
+            }
+            file.sync_all().await.map_err(io_err)?;
+            Ok(BlobMeta {
+                size,
+                sha256: hasher.finalize().into(),
+            })
+        }
+        .await;
+        match result {
+            Ok(meta) => {
+                if let Some(parent) = dest.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
+                }
+                tokio::fs::rename(&tmp, &dest).await.map_err(io_err)?;
+                if let Some(parent) = dest.parent() {
+                    // The rename is durable only once the directory entry is.
+                    sync_dir(parent).await?;
+                }
+                Ok(meta)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
+        let path = self.path(key)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+            Err(e) => return Err(io_err(e)),
+        };
+        let stream: ByteStream = match range {
+            Some(r) => {
+                file.seek(SeekFrom::Start(r.start)).await.map_err(io_err)?;
+                Box::pin(ReaderStream::with_capacity(
+                    file.take(r.end - r.start + 1),
+                    64 * 1024,
+                ))
+            }
+            None => Box::pin(ReaderStream::with_capacity(file, 64 * 1024)),
+        };
+        Ok(stream)
+    }
+
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+}
+
+async fn sync_dir(dir: &Path) -> StoreResult<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|f| f.sync_all()))
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(io_err)
+}

@@ -1,0 +1,654 @@
+//! `MetaStore` on SQLite. One connection behind a mutex, used from the blocking pool: SQLite
+//! has one writer at a time anyway, and a single connection makes every method one transaction.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ota_core::device::{
+    CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer, StatusOutcome,
+};
+use ota_core::device_type::DeviceTypePolicy;
+use ota_core::firmware::{Firmware, FirmwareFilter, FirmwareState};
+use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
+use ota_core::ports::{
+    MetaStore, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError,
+    StoreResult,
+};
+use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
+use ota_core::status::{OtaStatus, Transition, transition};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::cursor;
+use crate::schema;
+
+#[derive(Clone)]
+pub struct SqliteMeta {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteMeta {
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = schema::open(path).map_err(db_err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on the blocking pool.
+    async fn tx<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Internal("database mutex poisoned".into()))?;
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+fn to_doc<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn from_doc<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Internal(format!("corrupt record: {e}")))
+}
+
+/// Runs a query whose first column is a JSON doc and decodes every row.
+fn docs<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Vec<T>> {
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(db_err)?;
+    rows.map(|r| r.map_err(db_err).and_then(|d| from_doc(&d)))
+        .collect()
+}
+
+fn one_doc<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Option<T>> {
+    Ok(docs(tx, sql, params)?.into_iter().next())
+}
+
+/// Cuts a result fetched with `limit + 1` rows into a page.
+fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
+    let limit = limit as usize;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| cursor::encode(&key(last)))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+fn fetch_limit(page: &PageRequest) -> i64 {
+    i64::from(page.limit) + 1
+}
+
+fn micros(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn attempt(tx: &Transaction<'_>, device: &str, firmware: &str) -> StoreResult<Option<(OtaStatus, u32)>> {
+    let row: Option<(String, u32)> = tx
+        .query_row(
+            "SELECT status, failures FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
+            params![device, firmware],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    Ok(row.and_then(|(s, n)| OtaStatus::parse(&s).map(|s| (s, n))))
+}
+
+fn device_snapshot(tx: &Transaction<'_>, device: Device) -> StoreResult<DeviceSnapshot> {
+    let mut stmt = tx
+        .prepare_cached("SELECT firmware_id, failures FROM attempts WHERE device_id = ?1 AND failures > 0")
+        .map_err(db_err)?;
+    let failures = stmt
+        .query_map(params![device.device_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<Result<Vec<(String, u32)>, _>>()
+        .map_err(db_err)?;
+    let last_offer_status = match &device.last_offer {
+        Some(o) => attempt(tx, device.device_id.as_str(), &o.firmware_id)?.map(|(s, _)| s),
+        None => None,
+    };
+    Ok(DeviceSnapshot {
+        device,
+        failures,
+        last_offer_status,
+    })
+}
+
+fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO devices (device_id, device_type, version, groups, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (device_id) DO UPDATE SET device_type = ?2, version = ?3, groups = ?4, doc = ?5",
+        params![
+            d.device_id.as_str(),
+            d.device_type.as_str(),
+            d.current_version.to_string(),
+            to_doc(&d.groups)?,
+            to_doc(d)?
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn load_device(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<Device>> {
+    one_doc(tx, "SELECT doc FROM devices WHERE device_id = ?1", &[&id])
+}
+
+#[async_trait]
+impl MetaStore for SqliteMeta {
+    async fn ping(&self) -> StoreResult<()> {
+        self.tx(|tx| {
+            tx.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_device_type(&self, name: &DeviceType) -> StoreResult<Option<DeviceTypePolicy>> {
+        let name = name.to_string();
+        self.tx(move |tx| one_doc(tx, "SELECT doc FROM device_types WHERE name = ?1", &[&name]))
+            .await
+    }
+
+    async fn list_device_types(&self, page: &PageRequest) -> StoreResult<Page<DeviceTypePolicy>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let limit = page.limit;
+        self.tx(move |tx| {
+            let items = docs(
+                tx,
+                "SELECT doc FROM device_types WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2",
+                &[&after, &(i64::from(limit) + 1)],
+            )?;
+            Ok(paginate(items, limit, |p: &DeviceTypePolicy| p.name.to_string()))
+        })
+        .await
+    }
+
+    async fn put_device_type(&self, policy: &DeviceTypePolicy) -> StoreResult<()> {
+        let name = policy.name.to_string();
+        let doc = to_doc(policy)?;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO device_types (name, doc) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET doc = ?2",
+                params![name, doc],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_device_type_if_absent(
+        &self,
+        policy: &DeviceTypePolicy,
+    ) -> StoreResult<DeviceTypePolicy> {
+        let name = policy.name.to_string();
+        let doc = to_doc(policy)?;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO device_types (name, doc) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, doc],
+            )
+            .map_err(db_err)?;
+            one_doc(tx, "SELECT doc FROM device_types WHERE name = ?1", &[&name])?
+                .ok_or_else(|| StoreError::Internal("device type vanished".into()))
+        })
+        .await
+    }
+
+    async fn insert_firmware(&self, f: &Firmware) -> StoreResult<()> {
+        let f = f.clone();
+        let doc = to_doc(&f)?;
+        self.tx(move |tx| {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO firmware (id, device_type, version, sort_key, build_number, channel, state, doc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                    params![
+                        f.id,
+                        f.device_type.as_str(),
+                        f.version.to_string(),
+                        f.version.sort_key(),
+                        f.build_number as i64,
+                        f.channel,
+                        f.state.as_str(),
+                        doc
+                    ],
+                )
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "version {} of device type {} already exists",
+                    f.version, f.device_type
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_firmware(&self, id: &str) -> StoreResult<Option<Firmware>> {
+        let id = id.to_owned();
+        self.tx(move |tx| one_doc(tx, "SELECT doc FROM firmware WHERE id = ?1", &[&id]))
+            .await
+    }
+
+    async fn find_firmware(
+        &self,
+        device_type: &DeviceType,
+        version: &Version,
+    ) -> StoreResult<Option<Firmware>> {
+        let dt = device_type.to_string();
+        let key = version.sort_key();
+        self.tx(move |tx| {
+            one_doc(
+                tx,
+                "SELECT doc FROM firmware WHERE device_type = ?1 AND sort_key = ?2",
+                &[&dt, &key],
+            )
+        })
+        .await
+    }
+
+    async fn list_firmware(
+        &self,
+        filter: &FirmwareFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Firmware>> {
+        let after: Option<(String, i64, String)> = cursor::decode(page.cursor.as_deref())?;
+        let (a_key, a_build, a_id) = match after {
+            Some((k, b, i)) => (Some(k), Some(b), Some(i)),
+            None => (None, None, None),
+        };
+        let dt = filter.device_type.as_ref().map(|d| d.to_string());
+        let channel = filter.channel.clone();
+        let state = filter.state.map(|s| s.as_str());
+        let limit = page.limit;
+        let fetch = fetch_limit(page);
+        self.tx(move |tx| {
+            let items = docs(
+                tx,
+                "SELECT doc FROM firmware
+                 WHERE (?1 IS NULL OR device_type = ?1) AND (?2 IS NULL OR channel = ?2)
+                   AND (?3 IS NULL OR state = ?3)
+                   AND (?4 IS NULL OR (sort_key, build_number, id) < (?4, ?5, ?6))
+                 ORDER BY sort_key DESC, build_number DESC, id DESC LIMIT ?7",
+                &[&dt, &channel, &state, &a_key, &a_build, &a_id, &fetch],
+            )?;
+            Ok(paginate(items, limit, |f: &Firmware| {
+                (f.version.sort_key(), f.build_number as i64, f.id.clone())
+            }))
+        })
+        .await
+    }
+
+    async fn update_firmware(&self, f: &Firmware, expect_state: FirmwareState) -> StoreResult<()> {
+        let f = f.clone();
+        let doc = to_doc(&f)?;
+        self.tx(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE firmware SET channel = ?2, state = ?3, doc = ?4 WHERE id = ?1 AND state = ?5",
+                    params![f.id, f.channel, f.state.as_str(), doc, expect_state.as_str()],
+                )
+                .map_err(db_err)?;
+            if n == 0 {
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM firmware WHERE id = ?1", params![f.id], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                return Err(match exists {
+                    None => StoreError::NotFound,
+                    Some(_) => StoreError::Conflict(format!(
+                        "firmware {} is no longer {}",
+                        f.id,
+                        expect_state.as_str()
+                    )),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM firmware WHERE id = ?1 AND state = 'pending_upload'",
+                params![id],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_rollout(&self, r: &Rollout) -> StoreResult<()> {
+        let r = r.clone();
+        let doc = to_doc(&r)?;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO rollouts (id, device_type, firmware_id, state, revision, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.id, r.device_type.as_str(), r.firmware_id, r.state.as_str(), r.revision as i64, doc],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>> {
+        let id = id.to_owned();
+        self.tx(move |tx| one_doc(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&id]))
+            .await
+    }
+
+    async fn list_rollouts(
+        &self,
+        filter: &RolloutFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Rollout>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let dt = filter.device_type.as_ref().map(|d| d.to_string());
+        let fw = filter.firmware_id.clone();
+        let state = filter.state.map(|s| s.as_str());
+        let limit = page.limit;
+        let fetch = fetch_limit(page);
+        self.tx(move |tx| {
+            // Ids are UUIDv7, so id order is creation order.
+            let items = docs(
+                tx,
+                "SELECT doc FROM rollouts
+                 WHERE (?1 IS NULL OR device_type = ?1) AND (?2 IS NULL OR firmware_id = ?2)
+                   AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR id < ?4)
+                 ORDER BY id DESC LIMIT ?5",
+                &[&dt, &fw, &state, &after, &fetch],
+            )?;
+            Ok(paginate(items, limit, |r: &Rollout| r.id.clone()))
+        })
+        .await
+    }
+
+    async fn update_rollout(&self, r: &Rollout, expect_revision: u64) -> StoreResult<()> {
+        let r = r.clone();
+        let doc = to_doc(&r)?;
+        self.tx(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1 AND revision = ?5",
+                    params![r.id, r.state.as_str(), r.revision as i64, doc, expect_revision as i64],
+                )
+                .map_err(db_err)?;
+            if n == 0 {
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM rollouts WHERE id = ?1", params![r.id], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                return Err(match exists {
+                    None => StoreError::NotFound,
+                    Some(_) => StoreError::Conflict(format!(
+                        "rollout {} was changed by someone else (expected revision {expect_revision})",
+                        r.id
+                    )),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView> {
+        let dt = device_type.to_string();
+        self.tx(move |tx| {
+            let policy: Option<DeviceTypePolicy> =
+                one_doc(tx, "SELECT doc FROM device_types WHERE name = ?1", &[&dt])?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT r.doc, f.doc FROM rollouts r JOIN firmware f ON f.id = r.firmware_id
+                     WHERE r.device_type = ?1 AND r.state = ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![dt, RolloutState::Active.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut options = Vec::new();
+            for row in rows {
+                let (r, f) = row.map_err(db_err)?;
+                options.push(ReleaseOption {
+                    rollout: from_doc(&r)?,
+                    firmware: from_doc(&f)?,
+                });
+            }
+            Ok(ReleaseView {
+                chip: policy.map(|p| p.chip),
+                options,
+            })
+        })
+        .await
+    }
+
+    async fn record_check(&self, c: &CheckIn) -> StoreResult<DeviceSnapshot> {
+        let c = c.clone();
+        self.tx(move |tx| {
+            let device = match load_device(tx, c.device_id.as_str())? {
+                Some(mut d) => {
+                    d.device_type = c.device_type.clone();
+                    d.current_version = c.current_version.clone();
+                    d.current_build = c.current_build;
+                    d.secure_version = c.secure_version;
+                    d.channel = c.channel.clone();
+                    d.last_seen = c.at;
+                    d
+                }
+                None => Device {
+                    device_id: c.device_id.clone(),
+                    device_type: c.device_type.clone(),
+                    current_version: c.current_version.clone(),
+                    current_build: c.current_build,
+                    secure_version: c.secure_version,
+                    channel: c.channel.clone(),
+                    groups: Vec::new(),
+                    last_offer: None,
+                    first_seen: c.at,
+                    last_seen: c.at,
+                },
+            };
+            write_device(tx, &device)?;
+            device_snapshot(tx, device)
+        })
+        .await
+    }
+
+    async fn record_offer(&self, device_id: &DeviceId, offer: &Offer) -> StoreResult<()> {
+        let id = device_id.to_string();
+        let offer = offer.clone();
+        self.tx(move |tx| {
+            let mut d = load_device(tx, &id)?.ok_or(StoreError::NotFound)?;
+            d.last_offer = Some(offer);
+            write_device(tx, &d)
+        })
+        .await
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>> {
+        let id = id.to_string();
+        self.tx(move |tx| load_device(tx, &id)).await
+    }
+
+    async fn list_devices(&self, filter: &DeviceFilter, page: &PageRequest) -> StoreResult<Page<Device>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let dt = filter.device_type.as_ref().map(|d| d.to_string());
+        let version = filter.version.as_ref().map(|v| v.to_string());
+        let group = filter.group.clone();
+        let limit = page.limit;
+        let fetch = fetch_limit(page);
+        self.tx(move |tx| {
+            let items = docs(
+                tx,
+                "SELECT doc FROM devices
+                 WHERE (?1 IS NULL OR device_type = ?1) AND (?2 IS NULL OR version = ?2)
+                   AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(devices.groups) WHERE value = ?3))
+                   AND (?4 IS NULL OR device_id > ?4)
+                 ORDER BY device_id LIMIT ?5",
+                &[&dt, &version, &group, &after, &fetch],
+            )?;
+            Ok(paginate(items, limit, |d: &Device| d.device_id.to_string()))
+        })
+        .await
+    }
+
+    async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome> {
+        let r = report.clone();
+        self.tx(move |tx| {
+            if let Some(prev) = one_doc::<LogEntry>(
+                tx,
+                "SELECT doc FROM ota_log WHERE event_id = ?1",
+                &[&r.event_id],
+            )? {
+                return Ok(StatusOutcome {
+                    entry: prev,
+                    duplicate: true,
+                    changed: false,
+                });
+            }
+            let device = r.device_id.as_str();
+            let current = attempt(tx, device, &r.firmware_id)?;
+            let step = transition(current.map(|(s, _)| s), r.status)
+                .map_err(|e| StoreError::Conflict(e.to_string()))?;
+            let rollout_id = load_device(tx, device)?
+                .and_then(|d| d.last_offer)
+                .filter(|o| o.firmware_id == r.firmware_id)
+                .map(|o| o.rollout_id);
+            let entry = LogEntry {
+                id: new_id(),
+                event_id: r.event_id.clone(),
+                device_id: r.device_id.clone(),
+                device_type: r.device_type.clone(),
+                firmware_id: r.firmware_id.clone(),
+                version: r.version.clone(),
+                rollout_id,
+                status: r.status,
+                bytes_downloaded: r.bytes_downloaded,
+                progress_percent: r.progress_percent,
+                error_message: r.error_message.clone(),
+                created_at: r.at,
+            };
+            tx.execute(
+                "INSERT INTO ota_log (id, event_id, device_id, firmware_id, status, created_at, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    entry.id,
+                    entry.event_id,
+                    device,
+                    entry.firmware_id,
+                    entry.status.as_str(),
+                    micros(entry.created_at),
+                    to_doc(&entry)?
+                ],
+            )
+            .map_err(db_err)?;
+            let changed = step == Transition::Apply;
+            if changed {
+                let failures = current.map_or(0, |(_, n)| n) + u32::from(r.status.is_failure());
+                tx.execute(
+                    "INSERT INTO attempts (device_id, firmware_id, status, failures) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (device_id, firmware_id) DO UPDATE SET status = ?3, failures = ?4",
+                    params![device, r.firmware_id, r.status.as_str(), failures],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(StatusOutcome {
+                entry,
+                duplicate: false,
+                changed,
+            })
+        })
+        .await
+    }
+
+    async fn list_logs(&self, filter: &LogFilter, page: &PageRequest) -> StoreResult<Page<LogEntry>> {
+        let before: Option<i64> = cursor::decode(page.cursor.as_deref())?;
+        let device = filter.device_id.as_ref().map(|d| d.to_string());
+        let fw = filter.firmware_id.clone();
+        let status = filter.status.map(|s| s.as_str());
+        let since = filter.since.map(micros);
+        let limit = page.limit;
+        let fetch = fetch_limit(page);
+        self.tx(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, doc FROM ota_log
+                     WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR firmware_id = ?2)
+                       AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR created_at >= ?4)
+                       AND (?5 IS NULL OR seq < ?5)
+                     ORDER BY seq DESC LIMIT ?6",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![device, fw, status, since, before, fetch], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (seq, doc) = row.map_err(db_err)?;
+                items.push((seq, from_doc::<LogEntry>(&doc)?));
+            }
+            let page = paginate(items, limit, |(seq, _)| *seq);
+            Ok(Page {
+                items: page.items.into_iter().map(|(_, e)| e).collect(),
+                next_cursor: page.next_cursor,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,79 @@
+//! The SQLite schema. Each record is kept whole as JSON in `doc`; the other columns exist only
+//! to be filtered, sorted or made unique on.
+
+use rusqlite::Connection;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS device_types (
+    name TEXT PRIMARY KEY,
+    doc  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS firmware (
+    id           TEXT PRIMARY KEY,
+    device_type  TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    -- SemVer precedence as text; unique so that 1.0.0+a and 1.0.0+b cannot both be releases.
+    sort_key     TEXT NOT NULL,
+    build_number INTEGER NOT NULL,
+    channel      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    doc          TEXT NOT NULL,
+    UNIQUE (device_type, sort_key)
+);
+CREATE INDEX IF NOT EXISTS firmware_order ON firmware (sort_key DESC, build_number DESC, id DESC);
+CREATE TABLE IF NOT EXISTS rollouts (
+    id          TEXT PRIMARY KEY,
+    device_type TEXT NOT NULL,
+    firmware_id TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    revision    INTEGER NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollouts_by_type ON rollouts (device_type, state);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id   TEXT PRIMARY KEY,
+    device_type TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    groups      TEXT NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_by_type ON devices (device_type, device_id);
+-- One device's attempt at one release: where the state machine lives.
+CREATE TABLE IF NOT EXISTS attempts (
+    device_id   TEXT NOT NULL,
+    firmware_id TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    failures    INTEGER NOT NULL,
+    PRIMARY KEY (device_id, firmware_id)
+);
+CREATE TABLE IF NOT EXISTS ota_log (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    event_id    TEXT NOT NULL UNIQUE,
+    device_id   TEXT NOT NULL,
+    firmware_id TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_by_device ON ota_log (device_id, seq);
+CREATE INDEX IF NOT EXISTS log_by_firmware ON ota_log (firmware_id, seq);
+"#;
+
+pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL lets readers run beside the writer; NORMAL sync keeps every committed transaction
+    // across a process crash (a power cut may lose the last few, see docs/storage.md).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(conn)
+}
