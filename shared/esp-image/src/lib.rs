@@ -1,1 +1,41 @@
-//! ESP32-family application image parser (placeholder, filled in by the image work).
+//! Parser and validator of ESP32-family application images (the `.bin` an ESP-IDF build
+//! flashes to an OTA slot), written for bytes from untrusted uploads: it never panics, keeps
+//! memory bounded while streaming, and reports every problem it finds rather than the first.
+//!
+//! The format is described in `ESP-IMAGE.md` (shared design notes); esptool 5.6's
+//! `image-info` and `espsecure verify-signature` are the reference behaviour, checked by the
+//! `firmware-samples` crate's oracle tests.
+//!
+//! ```
+//! # fn upload_chunks() -> Vec<Vec<u8>> { Vec::new() }
+//! let mut validator = esp_image::Validator::new();
+//! for chunk in upload_chunks() {
+//!     validator.push(&chunk);
+//! }
+//! match validator.finish() {
+//!     Ok(info) => println!("{} {} for {}", info.app.project_name, info.app.version, info.chip),
+//!     Err(rejection) => {
+//!         for reason in &rejection.reasons {
+//!             println!("{}: {}", reason.code, reason.message);
+//!         }
+//!     }
+//! }
+//! ```
+
+mod app_desc;
+mod chip;
+mod header;
+mod info;
+mod reason;
+mod segments;
+mod signature;
+mod validator;
+
+pub use app_desc::AppDesc;
+pub use chip::Chip;
+pub use header::Header;
+pub use info::{ImageInfo, PartialInfo};
+pub use reason::{Reason, Rejection, code};
+pub use segments::Segment;
+pub use signature::{SignatureBlock, SignatureInfo, SignatureScheme};
+pub use validator::{Validator, validate};

@@ -1,0 +1,502 @@
+//! Streaming validation: the image goes through a small state machine one chunk at a time,
+//! so memory stays bounded (a few KB plus one entry per segment) whatever the file size.
+//!
+//! # What may follow the image
+//! After the image (checksum, then the appended hash if any) the only bytes accepted are one
+//! Secure Boot V2 signature sector: `0xFF` up to the next 4 KB boundary, then exactly 4096
+//! bytes whose first block has magic `0xE7`. That is where the bootloader looks for the
+//! signature and what `espsecure sign-data` writes. Anything else after the image (extra
+//! padding, a second image, a tarball) is never read by the device, so it is rejected as
+//! `trailing_data` rather than stored, served and billed for: whatever the server keeps is
+//! either checked by the device or by this validator. Non-zero bytes in the zero padding
+//! before the checksum are *not* a reason: neither the bootloader nor esptool reads them, and
+//! the appended hash, when present, covers them.
+
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::app_desc::{APP_DESC_LEN, AppDesc};
+use crate::header::{HEADER_LEN, Header, IMAGE_MAGIC};
+use crate::info::{ImageInfo, PartialInfo};
+use crate::reason::{Reason, Rejection, code};
+use crate::segments::{SEGMENT_HEADER_LEN, Segment};
+use crate::signature::{self, ImageDigests, SECTOR_SIZE};
+
+/// The checksum is seeded with this before XORing segment data.
+const CHECKSUM_SEED: u8 = 0xEF;
+const HASH_LEN: usize = 32;
+/// Size of the scratch buffer for fixed-size fields (the largest being the hash).
+const SCRATCH_LEN: usize = HASH_LEN;
+
+/// Where in the image the next byte belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Header,
+    SegmentHeader {
+        index: usize,
+    },
+    SegmentData {
+        index: usize,
+        remaining: u32,
+    },
+    /// Zero padding before the checksum byte, which sits at `checksum_at`.
+    Padding {
+        checksum_at: u64,
+    },
+    Checksum,
+    Hash,
+    /// After the image: a 0xFF gap until `sector_start`, then the signature sector.
+    Trailer {
+        sector_start: u64,
+    },
+}
+
+/// Streaming validator: feed the file in chunks of any size, in order, then call
+/// [`Validator::finish`]. Feeding the same bytes in any chunking gives the same result.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    pos: u64,
+    stage: Stage,
+    scratch: [u8; SCRATCH_LEN],
+    scratch_len: usize,
+    header: Option<Header>,
+    segments: Vec<Segment>,
+    checksum: u8,
+    /// Start of the first segment's data, where the app description lives.
+    app: Vec<u8>,
+    /// Over every byte before the signature sector: its prefix up to the checksum is the
+    /// appended hash, the whole is the digest a signature covers.
+    sha256: Sha256,
+    /// P-384 signatures sign a SHA-384 digest, and which scheme signs is only known at the end.
+    sha384: Sha384,
+    computed_hash: Option<[u8; HASH_LEN]>,
+    stored_checksum: Option<u8>,
+    stored_hash: Option<[u8; HASH_LEN]>,
+    image_len: Option<u64>,
+    /// Bytes other than 0xFF between the image end and the signature sector.
+    gap_stray: u64,
+    sector: Vec<u8>,
+    reasons: Vec<Reason>,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        Validator::new()
+    }
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Validator {
+            pos: 0,
+            stage: Stage::Header,
+            scratch: [0; SCRATCH_LEN],
+            scratch_len: 0,
+            header: None,
+            segments: Vec::new(),
+            checksum: CHECKSUM_SEED,
+            app: Vec::new(),
+            sha256: Sha256::new(),
+            sha384: Sha384::new(),
+            computed_hash: None,
+            stored_checksum: None,
+            stored_hash: None,
+            image_len: None,
+            gap_stray: 0,
+            sector: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let n = self.step(chunk);
+            chunk = chunk.get(n..).unwrap_or_default();
+        }
+    }
+
+    /// Consumes what the current stage can take from `chunk` (at least one byte).
+    fn step(&mut self, chunk: &[u8]) -> usize {
+        let wanted = self.wanted().max(1);
+        let n = usize::try_from(wanted).map_or(chunk.len(), |w| w.min(chunk.len()));
+        let piece = chunk.get(..n).unwrap_or_default();
+        if self.hashing() {
+            self.sha256.update(piece);
+            self.sha384.update(piece);
+        }
+        self.consume(piece);
+        n
+    }
+
+    /// How many bytes the current stage still expects (`u64::MAX` for "any number").
+    fn wanted(&self) -> u64 {
+        let scratch_left = |len: usize| len.saturating_sub(self.scratch_len) as u64;
+        match self.stage {
+            Stage::Header => scratch_left(HEADER_LEN),
+            Stage::SegmentHeader { .. } => scratch_left(SEGMENT_HEADER_LEN),
+            Stage::SegmentData { remaining, .. } => u64::from(remaining),
+            Stage::Padding { checksum_at } => checksum_at.saturating_sub(self.pos),
+            Stage::Checksum => 1,
+            Stage::Hash => scratch_left(HASH_LEN),
+            Stage::Trailer { sector_start } if self.pos < sector_start => sector_start - self.pos,
+            Stage::Trailer { .. } => u64::MAX,
+        }
+    }
+
+    /// Signatures cover everything before the signature sector.
+    fn hashing(&self) -> bool {
+        match self.stage {
+            Stage::Trailer { sector_start } => self.pos < sector_start,
+            _ => true,
+        }
+    }
+
+    fn consume(&mut self, piece: &[u8]) {
+        let n = piece.len() as u64;
+        match self.stage {
+            Stage::Header => {
+                self.collect(piece);
+                self.pos += n;
+                if self.scratch_len == HEADER_LEN {
+                    self.on_header();
+                }
+            }
+            Stage::SegmentHeader { index } => {
+                self.collect(piece);
+                self.pos += n;
+                if self.scratch_len == SEGMENT_HEADER_LEN {
+                    self.on_segment_header(index);
+                }
+            }
+            Stage::SegmentData { index, remaining } => {
+                self.checksum = piece.iter().fold(self.checksum, |acc, b| acc ^ b);
+                if index == 0 && self.app.len() < APP_DESC_LEN {
+                    let room = APP_DESC_LEN - self.app.len();
+                    self.app.extend(piece.iter().take(room));
+                }
+                self.pos += n;
+                let remaining = remaining.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+                if remaining == 0 {
+                    self.after_segment(index);
+                } else {
+                    self.stage = Stage::SegmentData { index, remaining };
+                }
+            }
+            Stage::Padding { checksum_at } => {
+                self.pos += n;
+                if self.pos >= checksum_at {
+                    self.stage = Stage::Checksum;
+                }
+            }
+            Stage::Checksum => {
+                self.stored_checksum = piece.first().copied();
+                self.pos += n;
+                self.computed_hash = Some(self.sha256.clone().finalize().into());
+                if self.header.as_ref().is_some_and(Header::has_hash) {
+                    self.scratch_len = 0;
+                    self.stage = Stage::Hash;
+                } else {
+                    self.enter_trailer();
+                }
+            }
+            Stage::Hash => {
+                self.collect(piece);
+                self.pos += n;
+                if self.scratch_len == HASH_LEN {
+                    self.stored_hash = Some(self.scratch);
+                    self.enter_trailer();
+                }
+            }
+            Stage::Trailer { sector_start } => {
+                if self.pos < sector_start {
+                    self.gap_stray += piece.iter().filter(|&&b| b != 0xFF).count() as u64;
+                } else {
+                    let room = SECTOR_SIZE.saturating_sub(self.sector.len());
+                    self.sector.extend(piece.iter().take(room));
+                }
+                self.pos = self.pos.saturating_add(n);
+            }
+        }
+    }
+
+    fn collect(&mut self, piece: &[u8]) {
+        for (dst, src) in self.scratch.iter_mut().skip(self.scratch_len).zip(piece) {
+            *dst = *src;
+        }
+        self.scratch_len = (self.scratch_len + piece.len()).min(SCRATCH_LEN);
+    }
+
+    fn on_header(&mut self) {
+        let Some(bytes) = self.scratch.first_chunk::<HEADER_LEN>() else {
+            return;
+        };
+        let header = Header::parse(bytes);
+        header.check(&mut self.reasons);
+        let count = header.segment_count;
+        self.header = Some(header);
+        self.scratch_len = 0;
+        if count == 0 {
+            self.after_segments();
+        } else {
+            self.stage = Stage::SegmentHeader { index: 0 };
+        }
+    }
+
+    fn on_segment_header(&mut self, index: usize) {
+        let Some(bytes) = self.scratch.first_chunk::<SEGMENT_HEADER_LEN>() else {
+            return;
+        };
+        let offset = u32::try_from(self.pos).unwrap_or(u32::MAX);
+        let segment = Segment::parse(bytes, offset);
+        segment.check_len(index, &mut self.reasons);
+        self.segments.push(segment);
+        self.scratch_len = 0;
+        if segment.len == 0 {
+            self.after_segment(index);
+        } else {
+            self.stage = Stage::SegmentData {
+                index,
+                remaining: segment.len,
+            };
+        }
+    }
+
+    fn after_segment(&mut self, index: usize) {
+        let count = self
+            .header
+            .as_ref()
+            .map_or(0, |h| usize::from(h.segment_count));
+        if index + 1 < count {
+            self.stage = Stage::SegmentHeader { index: index + 1 };
+        } else {
+            self.after_segments();
+        }
+    }
+
+    /// The checksum is the last byte of a 16-byte block.
+    fn after_segments(&mut self) {
+        let checksum_at = self.pos | 0xF;
+        self.stage = if self.pos == checksum_at {
+            Stage::Checksum
+        } else {
+            Stage::Padding { checksum_at }
+        };
+    }
+
+    fn enter_trailer(&mut self) {
+        self.image_len = Some(self.pos);
+        let sector_start = self
+            .pos
+            .div_ceil(SECTOR_SIZE as u64)
+            .saturating_mul(SECTOR_SIZE as u64);
+        self.stage = Stage::Trailer { sector_start };
+    }
+
+    pub fn finish(self) -> Result<ImageInfo, Rejection> {
+        let mut reasons = self.reasons;
+        let file_len = self.pos;
+        let Some(header) = self.header else {
+            if file_len > 0 && self.scratch[0] != IMAGE_MAGIC {
+                reasons.push(Reason::new(
+                    code::BAD_MAGIC,
+                    format!(
+                        "first byte is {:#04x}, an app image starts with {IMAGE_MAGIC:#04x}",
+                        self.scratch[0]
+                    ),
+                ));
+            }
+            reasons.push(Reason::new(
+                code::TRUNCATED,
+                format!("file is {file_len} bytes, shorter than the {HEADER_LEN}-byte header"),
+            ));
+            return Err(Rejection {
+                reasons,
+                partial: None,
+            });
+        };
+        let chip = header.chip();
+
+        match self.stage {
+            Stage::Header | Stage::Trailer { .. } => {}
+            Stage::SegmentHeader { index } => reasons.push(Reason::new(
+                code::TRUNCATED,
+                format!(
+                    "file ends at {file_len} inside the header of segment {index} (of {})",
+                    header.segment_count
+                ),
+            )),
+            Stage::SegmentData { index, .. } => {
+                reasons.push(Reason::new(
+                    code::TRUNCATED,
+                    format!("file ends at {file_len} inside the data of segment {index}"),
+                ));
+                if let Some(s) = self.segments.get(index) {
+                    reasons.push(Reason::new(
+                        code::SEGMENT_OUT_OF_BOUNDS,
+                        format!(
+                            "segment {index} declares {} bytes at offset {:#x}, past the end of \
+                             the {file_len}-byte file",
+                            s.len, s.offset
+                        ),
+                    ));
+                }
+            }
+            Stage::Padding { checksum_at } => reasons.push(Reason::new(
+                code::TRUNCATED,
+                format!("file ends at {file_len}, before the checksum byte at {checksum_at:#x}"),
+            )),
+            Stage::Checksum => reasons.push(Reason::new(
+                code::TRUNCATED,
+                format!("file ends at {file_len}, just before the checksum byte"),
+            )),
+            Stage::Hash => reasons.push(Reason::new(
+                code::TRUNCATED,
+                format!(
+                    "file ends at {file_len}, {} bytes into the 32-byte appended SHA-256",
+                    self.scratch_len
+                ),
+            )),
+        }
+
+        let app_bytes = self.app.first_chunk::<APP_DESC_LEN>();
+        let app = app_bytes.map(AppDesc::parse);
+        if let Some(bytes) = app_bytes {
+            AppDesc::check(bytes, &mut reasons);
+        } else {
+            match self.segments.first() {
+                None if header.segment_count == 0 => reasons.push(Reason::new(
+                    code::APP_DESC_MISSING,
+                    "image has no segments, so no app description",
+                )),
+                Some(first) if (first.len as usize) < APP_DESC_LEN => reasons.push(Reason::new(
+                    code::APP_DESC_MISSING,
+                    format!(
+                        "first segment is {} bytes, too short for the {APP_DESC_LEN}-byte app \
+                         description",
+                        first.len
+                    ),
+                )),
+                // Cut short before the description was complete: already `truncated`.
+                _ => {}
+            }
+        }
+
+        if let Some(chip) = chip {
+            let page = chip.mmu_page_size(app.as_ref().map_or(0, |a| a.mmu_page_size_log2));
+            for (index, segment) in self.segments.iter().enumerate() {
+                segment.check_mmu_alignment(index, chip, page, &mut reasons);
+            }
+        }
+
+        if let Some(stored) = self.stored_checksum
+            && stored != self.checksum
+        {
+            reasons.push(Reason::new(
+                code::CHECKSUM_MISMATCH,
+                format!(
+                    "stored checksum {stored:#04x}, computed {:#04x}",
+                    self.checksum
+                ),
+            ));
+        }
+        if let (Some(stored), Some(computed)) = (self.stored_hash, self.computed_hash)
+            && stored != computed
+        {
+            reasons.push(Reason::new(
+                code::HASH_MISMATCH,
+                format!(
+                    "appended SHA-256 is {}, the image hashes to {}",
+                    hex::encode(stored),
+                    hex::encode(computed)
+                ),
+            ));
+        }
+
+        let mut signature = None;
+        if let (Some(image_len), Stage::Trailer { sector_start }) = (self.image_len, self.stage) {
+            let trailing = file_len - image_len;
+            let expected = (sector_start - image_len) + SECTOR_SIZE as u64;
+            if trailing != 0 && trailing != expected {
+                reasons.push(Reason::new(
+                    code::TRAILING_DATA,
+                    format!(
+                        "{trailing} bytes follow the {image_len}-byte image; only a Secure Boot V2 \
+                         signature sector may (0xFF up to {sector_start:#x}, then 4096 bytes: \
+                         {expected} bytes in all)"
+                    ),
+                ));
+            } else if trailing == expected {
+                if self.gap_stray > 0 {
+                    reasons.push(Reason::new(
+                        code::BAD_SIGNATURE_PADDING,
+                        format!(
+                            "{} byte(s) between the image end ({image_len:#x}) and the signature \
+                             sector ({sector_start:#x}) are not 0xFF",
+                            self.gap_stray
+                        ),
+                    ));
+                }
+                if let Some(sector) = self.sector.first_chunk::<SECTOR_SIZE>() {
+                    let digests = ImageDigests {
+                        sha256: self.sha256.finalize().into(),
+                        sha384: self.sha384.finalize().into(),
+                    };
+                    signature = Some(signature::check_sector(
+                        sector,
+                        sector_start,
+                        chip,
+                        &digests,
+                        &mut reasons,
+                    ));
+                }
+            }
+        }
+
+        if reasons.is_empty()
+            && let (Some(chip), Some(app), Some(checksum), Some(image_len)) =
+                (chip, app.clone(), self.stored_checksum, self.image_len)
+        {
+            return Ok(ImageInfo {
+                chip,
+                chip_id: header.chip_id,
+                min_chip_rev_full: header.min_chip_rev_full,
+                max_chip_rev_full: header.max_chip_rev_full,
+                spi_mode: header.spi_mode,
+                flash_size: header.flash_size(),
+                entry: header.entry,
+                segments: self.segments,
+                hash_appended: header.has_hash(),
+                checksum,
+                validation_hash: self.stored_hash.map(hex::encode),
+                image_len,
+                file_len,
+                app,
+                signature,
+            });
+        }
+        if reasons.is_empty() {
+            // Every path that leaves a field unset pushes a reason; this keeps `reasons`
+            // non-empty even if that ever stops being true.
+            reasons.push(Reason::new(code::TRUNCATED, "image is incomplete"));
+        }
+        Err(Rejection {
+            reasons,
+            partial: Some(Box::new(PartialInfo {
+                header,
+                chip,
+                segments: self.segments,
+                checksum: self.stored_checksum,
+                image_len: self.image_len,
+                file_len,
+                app,
+                signature,
+            })),
+        })
+    }
+}
+
+/// Validates a whole file held in memory; same result as streaming it through [`Validator`].
+pub fn validate(bytes: &[u8]) -> Result<ImageInfo, Rejection> {
+    let mut v = Validator::new();
+    v.push(bytes);
+    v.finish()
+}
