@@ -500,3 +500,257 @@ pub fn validate(bytes: &[u8]) -> Result<ImageInfo, Rejection> {
     v.push(bytes);
     v.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chip::Chip;
+
+    const C3: u16 = 0x0005;
+    const DROM: u32 = 0x3C00_0020;
+
+    fn app_desc(version: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; APP_DESC_LEN];
+        d[..4].copy_from_slice(&0xABCD_5432u32.to_le_bytes());
+        d[0x10..0x10 + version.len()].copy_from_slice(version);
+        d[0x30..0x34].copy_from_slice(b"demo");
+        d
+    }
+
+    /// A minimal image assembled by hand, independent of the `firmware-samples` generator.
+    fn build(chip_id: u16, segments: &[(u32, Vec<u8>)], hash: bool) -> Vec<u8> {
+        let mut out = vec![0xE9, segments.len() as u8, 2, 0x20];
+        out.extend(0x4038_0000u32.to_le_bytes());
+        out.extend([0xEE, 0, 0, 0]);
+        out.extend(chip_id.to_le_bytes());
+        out.extend([0u8; 9]);
+        out.push(u8::from(hash));
+        let mut checksum = 0xEF;
+        for (addr, data) in segments {
+            out.extend(addr.to_le_bytes());
+            out.extend((data.len() as u32).to_le_bytes());
+            out.extend(data);
+            checksum = data.iter().fold(checksum, |a, b| a ^ b);
+        }
+        while out.len() % 16 != 15 {
+            out.push(0);
+        }
+        out.push(checksum);
+        if hash {
+            let digest = Sha256::digest(&out);
+            out.extend(digest);
+        }
+        out
+    }
+
+    fn segments(version: &[u8]) -> Vec<(u32, Vec<u8>)> {
+        let mut drom = app_desc(version);
+        drom.extend((0..64u8).map(|i| i.wrapping_mul(37)));
+        vec![
+            (DROM, drom),
+            (0x3FC8_8000, vec![0x11; 16]),
+            (0x4038_0000, vec![0x22; 32]),
+        ]
+    }
+
+    fn valid(hash: bool) -> Vec<u8> {
+        build(C3, &segments(b"1.0.0"), hash)
+    }
+
+    fn codes(bytes: &[u8]) -> Vec<&'static str> {
+        match validate(bytes) {
+            Ok(_) => Vec::new(),
+            Err(r) => r.codes(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_minimal_image_with_and_without_hash() {
+        for hash in [true, false] {
+            let bytes = valid(hash);
+            let info = validate(&bytes).unwrap_or_else(|r| panic!("{r}"));
+            assert_eq!(info.chip, Chip::Esp32c3);
+            assert_eq!(info.hash_appended, hash);
+            assert_eq!(info.validation_hash.is_some(), hash);
+            assert_eq!(info.file_len, bytes.len() as u64);
+            assert_eq!(info.image_len, bytes.len() as u64);
+            assert_eq!(info.app.version, "1.0.0");
+            assert_eq!(info.app.project_name, "demo");
+            assert_eq!(info.flash_size, Some("4MB"));
+            assert_eq!(info.segments.len(), 3);
+            assert_eq!(info.segments[0].offset, 0x20);
+            assert_eq!(info.segments[0].load_addr, DROM);
+            assert_eq!(info.segments[1].offset, 0x20 + 320 + 8);
+            assert!(info.signature.is_none());
+        }
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_result() {
+        let mut corrupt = valid(true);
+        corrupt[0x100] ^= 0x40;
+        for bytes in [valid(true), valid(false), corrupt] {
+            let whole = validate(&bytes);
+            for size in 1..=67 {
+                let mut v = Validator::new();
+                for chunk in bytes.chunks(size) {
+                    v.push(chunk);
+                    v.push(&[]);
+                }
+                assert_eq!(v.finish(), whole, "chunk size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn reports_every_problem_together() {
+        let mut bytes = valid(true);
+        bytes[12] = 0x77; // unknown chip (header is not checksummed, only hashed)
+        bytes[0x100] ^= 1; // segment data: checksum and hash
+        assert_eq!(
+            codes(&bytes),
+            vec![
+                code::UNKNOWN_CHIP,
+                code::CHECKSUM_MISMATCH,
+                code::HASH_MISMATCH
+            ]
+        );
+    }
+
+    #[test]
+    fn hash_mismatch_alone_when_only_the_header_changes() {
+        let mut bytes = valid(true);
+        bytes[4] ^= 1; // entry point: covered by the hash only
+        assert_eq!(codes(&bytes), vec![code::HASH_MISMATCH]);
+        let last = bytes.len() - 1;
+        let mut bytes = valid(true);
+        bytes[last] ^= 1;
+        assert_eq!(codes(&bytes), vec![code::HASH_MISMATCH]);
+    }
+
+    #[test]
+    fn truncation_at_every_length_is_reported() {
+        let bytes = valid(true);
+        for len in 0..bytes.len() {
+            let found = codes(&bytes[..len]);
+            assert!(found.contains(&code::TRUNCATED), "len {len}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn truncation_inside_a_segment_is_also_out_of_bounds() {
+        let bytes = valid(false);
+        let found = codes(&bytes[..0x40]);
+        assert_eq!(found, vec![code::TRUNCATED, code::SEGMENT_OUT_OF_BOUNDS]);
+        let err = validate(&bytes[..0x40]).err();
+        let partial = err.and_then(|r| r.partial);
+        assert_eq!(partial.map(|p| p.segments.len()), Some(1));
+    }
+
+    #[test]
+    fn short_files() {
+        assert_eq!(codes(&[]), vec![code::TRUNCATED]);
+        assert_eq!(codes(&[0xE9]), vec![code::TRUNCATED]);
+        assert_eq!(
+            codes(&[0x7F, b'E', b'L', b'F']),
+            vec![code::BAD_MAGIC, code::TRUNCATED]
+        );
+    }
+
+    #[test]
+    fn segment_length_that_overflows_the_file() {
+        let mut bytes = valid(false);
+        bytes[0x1C..0x20].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        assert_eq!(
+            codes(&bytes),
+            vec![
+                code::SEGMENT_TOO_LARGE,
+                code::TRUNCATED,
+                code::SEGMENT_OUT_OF_BOUNDS
+            ]
+        );
+    }
+
+    #[test]
+    fn unaligned_segment_length() {
+        let mut segs = segments(b"1.0.0");
+        segs[1].1.push(0);
+        assert_eq!(
+            codes(&build(C3, &segs, true)),
+            vec![code::SEGMENT_LEN_UNALIGNED]
+        );
+    }
+
+    #[test]
+    fn too_many_segments() {
+        let mut segs = segments(b"1.0.0");
+        for i in 0..14 {
+            segs.push((0x3FC9_0000 + i * 16, vec![i as u8; 16]));
+        }
+        assert_eq!(segs.len(), 17);
+        assert_eq!(
+            codes(&build(C3, &segs, true)),
+            vec![code::TOO_MANY_SEGMENTS]
+        );
+        segs.pop();
+        assert!(codes(&build(C3, &segs, true)).is_empty());
+    }
+
+    #[test]
+    fn app_description_problems() {
+        assert_eq!(codes(&build(C3, &[], true)), vec![code::APP_DESC_MISSING]);
+        let short = vec![(DROM, app_desc(b"1")[..128].to_vec())];
+        assert_eq!(
+            codes(&build(C3, &short, true)),
+            vec![code::APP_DESC_MISSING]
+        );
+        let mut segs = segments(b"1.0\x07");
+        segs[0].1[0] = 0;
+        assert_eq!(
+            codes(&build(C3, &segs, true)),
+            vec![code::BAD_APP_DESC_MAGIC, code::INVALID_VERSION_STRING]
+        );
+    }
+
+    #[test]
+    fn mapped_segment_must_match_its_file_offset() {
+        let mut segs = segments(b"1.0.0");
+        segs[0].0 = 0x3C00_0040;
+        assert_eq!(
+            codes(&build(C3, &segs, true)),
+            vec![code::SEGMENT_MMU_MISALIGNED]
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_that_are_not_a_signature_sector() {
+        let base = valid(true);
+        let mut one_more = base.clone();
+        one_more.push(0xFF);
+        assert_eq!(codes(&one_more), vec![code::TRAILING_DATA]);
+
+        let sector_start = base.len().div_ceil(4096) * 4096;
+        let mut erased = base.clone();
+        erased.resize(sector_start + 4096, 0xFF);
+        assert_eq!(codes(&erased), vec![code::BAD_SIGNATURE_MAGIC]);
+
+        let mut too_long = erased.clone();
+        too_long.extend([0xFF; 4096]);
+        assert_eq!(codes(&too_long), vec![code::TRAILING_DATA]);
+
+        let mut dirty_gap = erased;
+        dirty_gap[base.len()] = 0;
+        assert_eq!(
+            codes(&dirty_gap),
+            vec![code::BAD_SIGNATURE_PADDING, code::BAD_SIGNATURE_MAGIC]
+        );
+    }
+
+    #[test]
+    fn padding_before_the_checksum_is_not_checked() {
+        let mut bytes = valid(false);
+        let checksum_at = bytes.len() - 1;
+        bytes[checksum_at - 1] = 0xAA;
+        assert!(codes(&bytes).is_empty());
+    }
+}
