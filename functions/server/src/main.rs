@@ -1,1 +1,104 @@
-fn main() {}
+//! `ota-server`: every route of the OTA service in one process, on SQLite and local files.
+
+mod config;
+mod secret;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use ota_core::capability::CapabilitySigner;
+use ota_core::ports::SystemClock;
+use ota_http::auth::{AuthConfig, Role};
+use ota_http::{AppState, Settings, full_router};
+use ota_store_embedded::{LocalBlobs, SqliteMeta};
+
+use crate::config::Config;
+
+/// Lifetime of the admin token printed at start.
+const START_TOKEN_TTL_S: i64 = 30 * 24 * 3600;
+/// Where the start token is written, beside the secret and as private.
+const TOKEN_FILE: &str = "admin-token";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let config = Config::from_env()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let (secret, generated) = secret::load_or_create(&config.data_dir, config.jwt_secret.as_deref())?;
+
+    let meta = SqliteMeta::open(&config.data_dir.join("ota.sqlite3"))
+        .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    let blobs = LocalBlobs::open(
+        &config.data_dir.join("blobs"),
+        &config.public_url,
+        CapabilitySigner::from_secret(&secret),
+    )
+    .map_err(|e| anyhow::anyhow!("opening the blob directory: {e}"))?;
+    let auth = AuthConfig::new(&secret, config.jwt_issuer.clone(), config.device_auth);
+
+    let token = auth
+        .mint_admin("ota-server", Role::Admin, START_TOKEN_TTL_S)
+        .map_err(|p| anyhow::anyhow!("minting the start token: {}", p.detail))?;
+    let token_path = config.data_dir.join(TOKEN_FILE);
+    secret::write_private(&token_path, format!("{token}\n").as_bytes())?;
+
+    let state = AppState {
+        meta: Arc::new(meta),
+        blobs: Arc::new(blobs),
+        auth: Arc::new(auth),
+        settings: Arc::new(Settings {
+            url_ttl: config.url_ttl,
+            poll_interval_s: config.poll_interval_s,
+            max_upload_bytes: config.max_upload_bytes,
+        }),
+        clock: Arc::new(SystemClock),
+        capability: Some(CapabilitySigner::from_secret(&secret)),
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find an ephemeral port.
+    println!("ota-server listening on http://{addr}");
+    println!("data directory: {}", config.data_dir.display());
+    if generated {
+        println!("generated a new JWT secret in {}", config.data_dir.join(secret::SECRET_FILE).display());
+        println!("admin token (valid 30 days, also in {}):\n{token}", token_path.display());
+    } else {
+        println!("admin token written to {}", token_path.display());
+    }
+    if !config.device_auth {
+        println!("warning: OTA_DEVICE_AUTH=off: device endpoints accept unauthenticated requests");
+    }
+    axum::serve(listener, full_router(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ids::{DeviceType, Version};
+use crate::image_policy::ImageProblem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -61,7 +62,7 @@ pub struct Firmware {
     pub is_active: bool,
     /// Why finalize rejected the image, when it did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rejection_reasons: Vec<String>,
+    pub rejection_reasons: Vec<ImageProblem>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -2,14 +2,14 @@
 //! validation that depend on what the admin declared and on the device type's policy.
 
 use esp_image::{ImageInfo, Rejection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::device_type::DeviceTypePolicy;
 use crate::ids::Version;
 
 /// One reason an image was refused, with a stable code for scripts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ImageProblem {
     pub code: String,
     pub message: String,

@@ -150,6 +150,8 @@ pub trait MetaStore: Send + Sync {
     async fn record_offer(&self, device_id: &DeviceId, offer: &crate::device::Offer)
     -> StoreResult<()>;
     async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>>;
+    /// Replaces the device's groups; NotFound for a device that never checked in.
+    async fn set_device_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device>;
     async fn list_devices(
         &self,
         filter: &DeviceFilter,
@@ -163,7 +165,9 @@ pub trait MetaStore: Send + Sync {
     async fn list_logs(&self, filter: &LogFilter, page: &PageRequest) -> StoreResult<Page<LogEntry>>;
 }
 
-pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+/// A byte stream that may borrow from the request it comes from (a multipart field).
+pub type BorrowedByteStream<'a> = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>;
+pub type ByteStream = BorrowedByteStream<'static>;
 
 /// Size and SHA-256 of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +211,7 @@ pub trait BlobStore: Send + Sync {
         ttl: Duration,
     ) -> StoreResult<UploadTarget>;
     /// Stores a stream atomically (all or nothing), refusing more than `limit` bytes.
-    async fn put(&self, key: &str, body: ByteStream, limit: u64) -> StoreResult<BlobMeta>;
+    async fn put<'a>(&self, key: &str, body: BorrowedByteStream<'a>, limit: u64) -> StoreResult<BlobMeta>;
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream>;
     /// The object's size, or None when it does not exist.
     async fn size(&self, key: &str) -> StoreResult<Option<u64>>;

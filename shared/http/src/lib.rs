@@ -1,1 +1,16 @@
+//! The HTTP edge of the OTA service: one axum router for every route of API.md, JWT auth,
+//! problem+json errors and the OpenAPI document. Served by `ota-server` and by each Lambda.
 
+pub mod auth;
+pub mod extract;
+pub mod openapi;
+pub mod pagination;
+pub mod problem;
+mod range;
+pub mod router;
+pub mod routes;
+pub mod state;
+mod validate;
+
+pub use router::full_router;
+pub use state::{AppState, Settings};

@@ -10,7 +10,7 @@ use base64::Engine;
 use futures_util::StreamExt;
 use ota_core::capability::{CAPABILITY_PATH, CapabilitySigner};
 use ota_core::ports::{
-    BlobMeta, BlobStore, ByteRange, ByteStream, SignedUrl, StoreError, StoreResult, UploadTarget,
+    BlobMeta, BlobStore, BorrowedByteStream, ByteRange, ByteStream, SignedUrl, StoreError, StoreResult, UploadTarget,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -100,7 +100,12 @@ impl BlobStore for LocalBlobs {
         })
     }
 
-    async fn put(&self, key: &str, mut body: ByteStream, limit: u64) -> StoreResult<BlobMeta> {
+    async fn put<'a>(
+        &self,
+        key: &str,
+        mut body: BorrowedByteStream<'a>,
+        limit: u64,
+    ) -> StoreResult<BlobMeta> {
         let dest = self.path(key)?;
         let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
         let result: StoreResult<BlobMeta> = async {

@@ -524,6 +524,18 @@ impl MetaStore for SqliteMeta {
         self.tx(move |tx| load_device(tx, &id)).await
     }
 
+    async fn set_device_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device> {
+        let id = id.to_string();
+        let groups = groups.to_vec();
+        self.tx(move |tx| {
+            let mut d = load_device(tx, &id)?.ok_or(StoreError::NotFound)?;
+            d.groups = groups;
+            write_device(tx, &d)?;
+            Ok(d)
+        })
+        .await
+    }
+
     async fn list_devices(&self, filter: &DeviceFilter, page: &PageRequest) -> StoreResult<Page<Device>> {
         let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
         let dt = filter.device_type.as_ref().map(|d| d.to_string());

@@ -1,0 +1,67 @@
+//! The embedded default's configuration: environment variables of API.md §Configuration, all
+//! optional, so that `cargo run --release -p ota-server` needs no setup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub public_url: String,
+    pub url_ttl: Duration,
+    pub device_auth: bool,
+    pub max_upload_bytes: u64,
+    pub poll_interval_s: u64,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match var(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} must be a non-negative integer, got '{v}'")),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let listen: SocketAddr = var("OTA_LISTEN")
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+            .parse()
+            .context("OTA_LISTEN must be host:port, e.g. 127.0.0.1:8080")?;
+        let device_auth = match var("OTA_DEVICE_AUTH").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => bail!("OTA_DEVICE_AUTH must be 'on' or 'off', got '{other}'"),
+        };
+        let url_ttl = number("OTA_URL_TTL_S", 900)?;
+        if url_ttl == 0 {
+            bail!("OTA_URL_TTL_S must be positive");
+        }
+        Ok(Self {
+            listen,
+            data_dir: PathBuf::from(var("OTA_DATA_DIR").unwrap_or_else(|| "./ota-data".to_owned())),
+            jwt_secret: var("OTA_JWT_SECRET"),
+            jwt_issuer: var("OTA_JWT_ISSUER"),
+            public_url: var("OTA_PUBLIC_URL")
+                .unwrap_or_else(|| format!("http://{listen}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            url_ttl: Duration::from_secs(url_ttl),
+            device_auth,
+            max_upload_bytes: number("OTA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)?,
+            poll_interval_s: number("OTA_POLL_INTERVAL_S", 86_400)?,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Credentials (API.md §Credentials): admin JWTs with a role, device JWTs bound to one device.
+
+use std::collections::HashSet;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ota_core::ids::{DeviceId, DeviceType};
+use serde::{Deserialize, Serialize};
+
+use crate::problem::Problem;
+use crate::state::AppState;
+
+pub const ADMIN_AUDIENCE: &str = "ota-admin";
+pub const DEVICE_AUDIENCE: &str = "ota-device";
+/// The header a device may carry its token in, so that a redirect to a presigned S3 URL does
+/// not carry an `Authorization` header S3 would refuse (ESP-IMAGE.md §5).
+pub const DEVICE_TOKEN_HEADER: &str = "x-ota-device-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Publisher,
+    Admin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminClaims {
+    pub sub: String,
+    pub role: Role,
+    pub aud: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceClaims {
+    pub sub: String,
+    pub aud: String,
+    pub device_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// An external identity provider's public key for admin tokens (ES256 or RS256).
+#[derive(Clone)]
+pub struct ExternalAdminKey {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+#[derive(Clone)]
+pub struct AuthConfig {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub issuer: Option<String>,
+    pub external_admin_key: Option<ExternalAdminKey>,
+    /// `OTA_DEVICE_AUTH=off` for bench setups: device endpoints accept anyone.
+    pub device_auth: bool,
+}
+
+impl AuthConfig {
+    pub fn new(secret: &[u8], issuer: Option<String>, device_auth: bool) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            issuer,
+            external_admin_key: None,
+            device_auth,
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm, audience: &str, require_exp: bool) -> Validation {
+        let mut v = Validation::new(algorithm);
+        v.set_audience(&[audience]);
+        let mut required: HashSet<String> = ["aud", "sub"].iter().map(|s| s.to_string()).collect();
+        if require_exp {
+            required.insert("exp".into());
+        }
+        v.required_spec_claims = required;
+        v.validate_exp = true;
+        v.leeway = 30;
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+        }
+        v
+    }
+
+    pub fn verify_admin(&self, token: &str) -> Result<AdminClaims, Problem> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Problem::unauthorized("the bearer token is not a valid JWT"))?;
+        let (alg, key) = match (&self.external_admin_key, header.alg) {
+            (_, Algorithm::HS256) => (Algorithm::HS256, &self.decoding),
+            (Some(ext), alg) if alg == ext.algorithm => (alg, &ext.key),
+            _ => {
+                return Err(Problem::unauthorized(
+                    "the token's signing algorithm is not accepted",
+                ));
+            }
+        };
+        jsonwebtoken::decode::<AdminClaims>(token, key, &self.validation(alg, ADMIN_AUDIENCE, true))
+            .map(|d| d.claims)
+            .map_err(|e| Problem::unauthorized(format!("the admin token was refused: {e}")))
+    }
+
+    pub fn verify_device(&self, token: &str) -> Result<DeviceClaims, Problem> {
+        jsonwebtoken::decode::<DeviceClaims>(
+            token,
+            &self.decoding,
+            &self.validation(Algorithm::HS256, DEVICE_AUDIENCE, false),
+        )
+        .map(|d| d.claims)
+        .map_err(|e| Problem::unauthorized(format!("the device token was refused: {e}")))
+    }
+
+    pub fn mint_admin(&self, sub: &str, role: Role, ttl_s: i64) -> Result<String, Problem> {
+        let claims = AdminClaims {
+            sub: sub.to_owned(),
+            role,
+            aud: ADMIN_AUDIENCE.to_owned(),
+            exp: time::OffsetDateTime::now_utc().unix_timestamp() + ttl_s,
+            iss: self.issuer.clone(),
+        };
+        self.encode(&claims)
+    }
+
+    pub fn mint_device(
+        &self,
+        device_id: &DeviceId,
+        device_type: &DeviceType,
+        exp: Option<i64>,
+    ) -> Result<String, Problem> {
+        let claims = DeviceClaims {
+            sub: device_id.to_string(),
+            aud: DEVICE_AUDIENCE.to_owned(),
+            device_type: device_type.to_string(),
+            exp,
+            iss: self.issuer.clone(),
+        };
+        self.encode(&claims)
+    }
+
+    fn encode<T: Serialize>(&self, claims: &T) -> Result<String, Problem> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            Problem::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the token could not be signed",
+            )
+        })
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// An authenticated admin or CI caller.
+pub struct Admin(pub AdminClaims);
+
+impl Admin {
+    /// 403 unless the caller's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), Problem> {
+        if self.0.role >= role {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "this action needs the role '{}' or above",
+                match role {
+                    Role::Viewer => "viewer",
+                    Role::Publisher => "publisher",
+                    Role::Admin => "admin",
+                }
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let token = bearer(parts).ok_or_else(|| {
+            Problem::unauthorized("an admin bearer token is required (Authorization: Bearer <jwt>)")
+        })?;
+        state.auth.verify_admin(token).map(Admin)
+    }
+}
+
+/// The calling device, or `None` when device authentication is off for this deployment.
+pub struct DeviceAuth(pub Option<DeviceClaims>);
+
+impl DeviceAuth {
+    /// 403 unless the credential is the device's own (sub and device type).
+    pub fn require_device(&self, id: &DeviceId, device_type: Option<&DeviceType>) -> Result<(), Problem> {
+        let Some(c) = &self.0 else { return Ok(()) };
+        if c.sub != id.as_str() {
+            return Err(Problem::forbidden("a device may act only as itself"));
+        }
+        self.require_type(device_type)
+    }
+
+    pub fn require_type(&self, device_type: Option<&DeviceType>) -> Result<(), Problem> {
+        match (&self.0, device_type) {
+            (Some(c), Some(dt)) if c.device_type != dt.as_str() => Err(Problem::forbidden(
+                "the credential belongs to another device type",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if !state.auth.device_auth {
+            return Ok(DeviceAuth(None));
+        }
+        let token = bearer(parts)
+            .or_else(|| parts.headers.get(DEVICE_TOKEN_HEADER)?.to_str().ok())
+            .ok_or_else(|| {
+                Problem::unauthorized(
+                    "a device token is required (Authorization: Bearer <jwt> or X-OTA-Device-Token)",
+                )
+            })?;
+        state.auth.verify_device(token).map(|c| DeviceAuth(Some(c)))
+    }
+}

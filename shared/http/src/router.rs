@@ -1,0 +1,148 @@
+//! Route groups. Each Lambda mounts the groups it owns; `ota-server` mounts them all.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::openapi;
+use crate::problem::Problem;
+use crate::routes::{blob, device, devices, firmware, health, logs, rollouts};
+use crate::state::AppState;
+
+/// JSON bodies are small; only the upload routes take more.
+const JSON_BODY_LIMIT: usize = 256 * 1024;
+
+/// `check`: the device poll.
+pub fn check_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/ota/check", post(device::check_handler))
+        .route("/api/firmware/check", get(device::legacy_check))
+}
+
+/// `download`: redirects to capability URLs, HEAD with Content-Length.
+pub fn download_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/ota/download/{firmware_id}",
+            get(device::download).head(device::download_head),
+        )
+        .route(
+            "/api/firmware/download/{version}",
+            get(device::legacy_download).head(device::legacy_download_head),
+        )
+}
+
+/// `status`: device progress reports.
+pub fn status_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/ota/status", post(device::status_handler))
+        .route("/api/device/{device_id}/update-status", post(device::legacy_status))
+}
+
+/// `admin-upload`: publishing releases.
+pub fn upload_routes() -> Router<AppState> {
+    // The multipart route streams to storage, which enforces the upload cap itself.
+    Router::new()
+        .route(
+            "/api/ota/admin/upload",
+            post(firmware::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/ota/admin/firmware", post(firmware::create).get(firmware::list))
+        .route("/api/ota/admin/firmware/{id}/finalize", post(firmware::finalize))
+}
+
+/// `admin-rollout`: releases, device types, rollouts, devices.
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/ota/admin/firmware/{id}",
+            get(firmware::get).patch(firmware::patch).delete(firmware::deactivate),
+        )
+        .route("/api/ota/admin/device-types", get(firmware::list_device_types))
+        .route(
+            "/api/ota/admin/device-types/{name}",
+            get(firmware::get_device_type).put(firmware::put_device_type),
+        )
+        .route("/api/ota/admin/rollouts", post(rollouts::create).get(rollouts::list))
+        .route("/api/ota/admin/rollouts/{id}", get(rollouts::get).patch(rollouts::patch))
+        .route("/api/admin/rollout/create", post(rollouts::legacy_create))
+        .route("/api/ota/admin/devices", get(devices::list))
+        .route("/api/ota/admin/devices/{id}", get(devices::get).patch(devices::patch))
+        .route("/api/ota/admin/devices/{id}/token", post(devices::mint_token))
+}
+
+/// `admin-metrics`: logs (metrics and audit join here).
+pub fn observe_routes() -> Router<AppState> {
+    Router::new().route("/api/ota/admin/logs", get(logs::list))
+}
+
+/// Health and the published contract.
+pub fn meta_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/api/ota/openapi.json", get(openapi::serve))
+}
+
+/// The embedded server's own capability endpoint (AWS mode uses presigned S3 URLs instead).
+pub fn blob_routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/ota/blob/{*key}",
+        get(blob::get_blob)
+            .head(blob::get_blob)
+            .put(blob::put_blob)
+            .layer(DefaultBodyLimit::disable()),
+    )
+}
+
+/// Every route, as `ota-server` serves them.
+pub fn full_router(state: AppState) -> Router {
+    finish(
+        Router::new()
+            .merge(check_routes())
+            .merge(download_routes())
+            .merge(status_routes())
+            .merge(upload_routes())
+            .merge(admin_routes())
+            .merge(observe_routes())
+            .merge(meta_routes())
+            .merge(blob_routes()),
+        state,
+    )
+}
+
+/// Common layers: problem+json for unknown routes and methods, panics caught as a 500 problem
+/// (a bug, but never a dropped connection).
+pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this route does not accept that method",
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an internal error occurred",
+    )
+    .into_response()
+}

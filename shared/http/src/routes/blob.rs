@@ -1,0 +1,165 @@
+//! The embedded server's capability endpoint: what a presigned S3 URL is in AWS mode. GET and
+//! HEAD with Range (206, open ranges, ends past EOF), PUT bound to size and SHA-256.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures_util::TryStreamExt;
+use ota_core::capability::CapabilitySigner;
+use ota_core::ports::{ByteRange, StoreError};
+use serde::Deserialize;
+
+use crate::extract::ApiQuery;
+use crate::problem::{ApiResult, Problem};
+use crate::range::{RangeAnswer, parse_range};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct CapabilityQuery {
+    exp: Option<i64>,
+    sig: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+fn signer(state: &AppState) -> ApiResult<&CapabilitySigner> {
+    state
+        .capability
+        .as_ref()
+        .ok_or_else(|| Problem::not_found("this deployment serves no capability URLs"))
+}
+
+fn refuse() -> Problem {
+    Problem::forbidden("the URL is expired or its signature is not valid")
+}
+
+fn check_live(state: &AppState, exp: i64) -> ApiResult<()> {
+    if state.clock.now().unix_timestamp() > exp {
+        Err(refuse())
+    } else {
+        Ok(())
+    }
+}
+
+/// GET and HEAD of a stored object.
+pub async fn get_blob(
+    State(state): State<AppState>,
+    method: Method,
+    Path(key): Path<String>,
+    ApiQuery(q): ApiQuery<CapabilityQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let signer = signer(&state)?;
+    let (Some(exp), Some(sig)) = (q.exp, q.sig.as_deref()) else {
+        return Err(refuse());
+    };
+    if !signer.verify("GET", &key, exp, &[], sig) {
+        return Err(refuse());
+    }
+    check_live(&state, exp)?;
+    let len = state
+        .blobs
+        .size(&key)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such object"))?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| parse_range(v, len));
+    let (status, byte_range) = match range {
+        None | Some(RangeAnswer::Ignore) => (StatusCode::OK, None),
+        Some(RangeAnswer::Unsatisfiable) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            )
+                .into_response());
+        }
+        Some(RangeAnswer::Partial(r)) => (StatusCode::PARTIAL_CONTENT, Some(r)),
+    };
+    let body_len = byte_range.map_or(len, |r: ByteRange| r.end - r.start + 1);
+    let mut resp = if method == Method::HEAD {
+        Response::new(Body::empty())
+    } else {
+        let stream = state.blobs.get(&key, byte_range).await?;
+        Response::new(Body::from_stream(stream))
+    };
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, "application/octet-stream".parse().map_err(internal)?);
+    h.insert(header::ACCEPT_RANGES, "bytes".parse().map_err(internal)?);
+    h.insert(header::CONTENT_LENGTH, body_len.into());
+    if let Some(r) = byte_range {
+        h.insert(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{len}", r.start, r.end).parse().map_err(internal)?,
+        );
+    }
+    Ok(resp)
+}
+
+fn internal<E: std::fmt::Display>(e: E) -> Problem {
+    tracing::error!(error = %e, "building a response header");
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+}
+
+/// PUT of the bytes of a release created by `POST /api/ota/admin/firmware`.
+pub async fn put_blob(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ApiQuery(q): ApiQuery<CapabilityQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let signer = signer(&state)?;
+    let (Some(exp), Some(sig), Some(size), Some(sha)) =
+        (q.exp, q.sig.as_deref(), q.size, q.sha256.as_deref())
+    else {
+        return Err(refuse());
+    };
+    if !signer.verify("PUT", &key, exp, &[&size.to_string(), sha], sig) {
+        return Err(refuse());
+    }
+    check_live(&state, exp)?;
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n != size) {
+        return Err(Problem::bad_request(
+            "content-length",
+            format!("this URL accepts exactly {size} bytes"),
+        ));
+    }
+    let want = hex::decode(sha).map_err(|_| refuse())?;
+    if let Some(given) = headers.get("x-amz-checksum-sha256").and_then(|v| v.to_str().ok()) {
+        let given = base64::engine::general_purpose::STANDARD
+            .decode(given)
+            .map_err(|_| Problem::bad_request("x-amz-checksum-sha256", "not base64"))?;
+        if given != want {
+            return Err(Problem::bad_request(
+                "x-amz-checksum-sha256",
+                "the checksum header differs from the one this URL is bound to",
+            ));
+        }
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let meta = match state.blobs.put(&key, Box::pin(stream), size).await {
+        Ok(m) => m,
+        Err(StoreError::TooLarge { .. }) => {
+            return Err(Problem::bad_request("body", format!("this URL accepts exactly {size} bytes")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if meta.size != size || meta.sha256.as_slice() != want.as_slice() {
+        // Wrong bytes never stay: the object is removed, as S3 refuses a bad checksum.
+        state.blobs.delete(&key).await?;
+        return Err(Problem::bad_request(
+            "body",
+            "the uploaded bytes do not match the size and SHA-256 this URL is bound to",
+        ));
+    }
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,55 @@
+//! The OTA log: every accepted status report, newest first.
+
+use axum::Json;
+use axum::extract::State;
+use ota_core::device::{LogEntry, LogFilter};
+use ota_core::ids::DeviceId;
+use ota_core::status::OtaStatus;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+
+use crate::auth::{Admin, Role};
+use crate::extract::ApiQuery;
+use crate::pagination::{ListResponse, PageQuery};
+use crate::problem::{ApiResult, Problem};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    pub device_id: Option<DeviceId>,
+    pub firmware_id: Option<String>,
+    pub status: Option<OtaStatus>,
+    /// RFC 3339; only entries at or after it.
+    pub since: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/ota/admin/logs", tag = "logs", params(LogQuery),
+    responses((status = 200, body = ListResponse<LogEntry>), (status = 400, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> ApiResult<Json<ListResponse<LogEntry>>> {
+    admin.require(Role::Viewer)?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| Problem::bad_request("since", "must be an RFC 3339 time"))
+        })
+        .transpose()?;
+    let page = PageQuery { limit: q.limit, cursor: q.cursor }.into_request()?;
+    let filter = LogFilter {
+        device_id: q.device_id,
+        firmware_id: q.firmware_id,
+        status: q.status,
+        since,
+    };
+    Ok(Json(state.meta.list_logs(&filter, &page).await?.into()))
+}
