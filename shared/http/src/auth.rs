@@ -18,7 +18,9 @@ pub const DEVICE_AUDIENCE: &str = "ota-device";
 /// not carry an `Authorization` header S3 would refuse (ESP-IMAGE.md §5).
 pub const DEVICE_TOKEN_HEADER: &str = "x-ota-device-token";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -160,7 +162,9 @@ impl AuthConfig {
 fn bearer(parts: &Parts) -> Option<&str> {
     let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// An authenticated admin or CI caller.
@@ -200,7 +204,11 @@ pub struct DeviceAuth(pub Option<DeviceClaims>);
 
 impl DeviceAuth {
     /// 403 unless the credential is the device's own (sub and device type).
-    pub fn require_device(&self, id: &DeviceId, device_type: Option<&DeviceType>) -> Result<(), Problem> {
+    pub fn require_device(
+        &self,
+        id: &DeviceId,
+        device_type: Option<&DeviceType>,
+    ) -> Result<(), Problem> {
         let Some(c) = &self.0 else { return Ok(()) };
         if c.sub != id.as_str() {
             return Err(Problem::forbidden("a device may act only as itself"));

@@ -27,8 +27,12 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         let inner = e.into_inner();
         let field = if path == "." { "body".to_owned() } else { path };
         let message = inner.to_string();
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-json", format!("invalid JSON body: {message}"))
-            .with_errors(vec![FieldError { field, message }])
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+            format!("invalid JSON body: {message}"),
+        )
+        .with_errors(vec![FieldError { field, message }])
     })
 }
 
@@ -50,9 +54,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "the body is too large")
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "the body is too large",
+                )
             } else {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "the body could not be read")
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-request",
+                    "the body could not be read",
+                )
             }
         })?;
         decode_json(&bytes).map(ApiJson)
@@ -72,8 +84,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e| {
                 let field = e.path().to_string();
                 let message = e.into_inner().to_string();
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-query", format!("invalid query: {message}"))
-                    .with_errors(vec![FieldError { field, message }])
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-query",
+                    format!("invalid query: {message}"),
+                )
+                .with_errors(vec![FieldError { field, message }])
             })
     }
 }

@@ -39,7 +39,10 @@ pub fn download_routes() -> Router<AppState> {
 pub fn status_routes() -> Router<AppState> {
     Router::new()
         .route("/api/ota/status", post(device::status_handler))
-        .route("/api/device/{device_id}/update-status", post(device::legacy_status))
+        .route(
+            "/api/device/{device_id}/update-status",
+            post(device::legacy_status),
+        )
 }
 
 /// `admin-upload`: publishing releases.
@@ -50,8 +53,14 @@ pub fn upload_routes() -> Router<AppState> {
             "/api/ota/admin/upload",
             post(firmware::upload).layer(DefaultBodyLimit::disable()),
         )
-        .route("/api/ota/admin/firmware", post(firmware::create).get(firmware::list))
-        .route("/api/ota/admin/firmware/{id}/finalize", post(firmware::finalize))
+        .route(
+            "/api/ota/admin/firmware",
+            post(firmware::create).get(firmware::list),
+        )
+        .route(
+            "/api/ota/admin/firmware/{id}/finalize",
+            post(firmware::finalize),
+        )
 }
 
 /// `admin-rollout`: releases, device types, rollouts, devices.
@@ -59,19 +68,36 @@ pub fn admin_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/ota/admin/firmware/{id}",
-            get(firmware::get).patch(firmware::patch).delete(firmware::deactivate),
+            get(firmware::get)
+                .patch(firmware::patch)
+                .delete(firmware::deactivate),
         )
-        .route("/api/ota/admin/device-types", get(firmware::list_device_types))
+        .route(
+            "/api/ota/admin/device-types",
+            get(firmware::list_device_types),
+        )
         .route(
             "/api/ota/admin/device-types/{name}",
             get(firmware::get_device_type).put(firmware::put_device_type),
         )
-        .route("/api/ota/admin/rollouts", post(rollouts::create).get(rollouts::list))
-        .route("/api/ota/admin/rollouts/{id}", get(rollouts::get).patch(rollouts::patch))
+        .route(
+            "/api/ota/admin/rollouts",
+            post(rollouts::create).get(rollouts::list),
+        )
+        .route(
+            "/api/ota/admin/rollouts/{id}",
+            get(rollouts::get).patch(rollouts::patch),
+        )
         .route("/api/admin/rollout/create", post(rollouts::legacy_create))
         .route("/api/ota/admin/devices", get(devices::list))
-        .route("/api/ota/admin/devices/{id}", get(devices::get).patch(devices::patch))
-        .route("/api/ota/admin/devices/{id}/token", post(devices::mint_token))
+        .route(
+            "/api/ota/admin/devices/{id}",
+            get(devices::get).patch(devices::patch),
+        )
+        .route(
+            "/api/ota/admin/devices/{id}/token",
+            post(devices::mint_token),
+        )
 }
 
 /// `admin-metrics`: logs (metrics and audit join here).

@@ -18,9 +18,10 @@ use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct CapabilityQuery {
-    exp: Option<i64>,
+    /// Kept as text: a tampered, non-numeric expiry is a refused capability (403), not a 400.
+    exp: Option<String>,
     sig: Option<String>,
-    size: Option<u64>,
+    size: Option<String>,
     sha256: Option<String>,
 }
 
@@ -52,7 +53,8 @@ pub async fn get_blob(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let signer = signer(&state)?;
-    let (Some(exp), Some(sig)) = (q.exp, q.sig.as_deref()) else {
+    let (Some(exp), Some(sig)) = (q.exp.and_then(|e| e.parse::<i64>().ok()), q.sig.as_deref())
+    else {
         return Err(refuse());
     };
     if !signer.verify("GET", &key, exp, &[], sig) {
@@ -88,13 +90,18 @@ pub async fn get_blob(
     };
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, "application/octet-stream".parse().map_err(internal)?);
+    h.insert(
+        header::CONTENT_TYPE,
+        "application/octet-stream".parse().map_err(internal)?,
+    );
     h.insert(header::ACCEPT_RANGES, "bytes".parse().map_err(internal)?);
     h.insert(header::CONTENT_LENGTH, body_len.into());
     if let Some(r) = byte_range {
         h.insert(
             header::CONTENT_RANGE,
-            format!("bytes {}-{}/{len}", r.start, r.end).parse().map_err(internal)?,
+            format!("bytes {}-{}/{len}", r.start, r.end)
+                .parse()
+                .map_err(internal)?,
         );
     }
     Ok(resp)
@@ -102,7 +109,11 @@ pub async fn get_blob(
 
 fn internal<E: std::fmt::Display>(e: E) -> Problem {
     tracing::error!(error = %e, "building a response header");
-    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an internal error occurred",
+    )
 }
 
 /// PUT of the bytes of a release created by `POST /api/ota/admin/firmware`.
@@ -114,9 +125,12 @@ pub async fn put_blob(
     body: Body,
 ) -> ApiResult<Response> {
     let signer = signer(&state)?;
-    let (Some(exp), Some(sig), Some(size), Some(sha)) =
-        (q.exp, q.sig.as_deref(), q.size, q.sha256.as_deref())
-    else {
+    let (Some(exp), Some(sig), Some(size), Some(sha)) = (
+        q.exp.and_then(|e| e.parse::<i64>().ok()),
+        q.sig.as_deref(),
+        q.size.and_then(|s| s.parse::<u64>().ok()),
+        q.sha256.as_deref(),
+    ) else {
         return Err(refuse());
     };
     if !signer.verify("PUT", &key, exp, &[&size.to_string(), sha], sig) {
@@ -134,7 +148,10 @@ pub async fn put_blob(
         ));
     }
     let want = hex::decode(sha).map_err(|_| refuse())?;
-    if let Some(given) = headers.get("x-amz-checksum-sha256").and_then(|v| v.to_str().ok()) {
+    if let Some(given) = headers
+        .get("x-amz-checksum-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
         let given = base64::engine::general_purpose::STANDARD
             .decode(given)
             .map_err(|_| Problem::bad_request("x-amz-checksum-sha256", "not base64"))?;
@@ -149,7 +166,10 @@ pub async fn put_blob(
     let meta = match state.blobs.put(&key, Box::pin(stream), size).await {
         Ok(m) => m,
         Err(StoreError::TooLarge { .. }) => {
-            return Err(Problem::bad_request("body", format!("this URL accepts exactly {size} bytes")));
+            return Err(Problem::bad_request(
+                "body",
+                format!("this URL accepts exactly {size} bytes"),
+            ));
         }
         Err(e) => return Err(e.into()),
     };

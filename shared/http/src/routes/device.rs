@@ -52,7 +52,11 @@ pub struct CheckResponse {
     /// Capability URL: no credential needed, Range supported, valid until `url_expires_at`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option",
+        default
+    )]
     pub url_expires_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release_notes: Option<String>,
@@ -129,12 +133,11 @@ pub async fn check_handler(
 }
 
 /// A firmware a device may fetch: exists, active, of its own type.
-async fn downloadable(state: &AppState, auth: &DeviceAuth, fw: Option<Firmware>) -> ApiResult<Firmware> {
+fn downloadable(auth: &DeviceAuth, fw: Option<Firmware>) -> ApiResult<Firmware> {
     let fw = fw
         .filter(|f| f.is_offerable())
         .ok_or_else(|| Problem::not_found("no such active firmware"))?;
     auth.require_type(Some(&fw.device_type))?;
-    let _ = state;
     Ok(fw)
 }
 
@@ -152,7 +155,11 @@ pub struct DownloadUrl {
     pub expires_at: OffsetDateTime,
 }
 
-async fn redirect_to_blob(state: &AppState, fw: &Firmware, headers: &HeaderMap) -> ApiResult<Response> {
+async fn redirect_to_blob(
+    state: &AppState,
+    fw: &Firmware,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let url = state
         .blobs
         .download_url(&fw.blob_key(), state.settings.url_ttl)
@@ -166,7 +173,10 @@ async fn redirect_to_blob(state: &AppState, fw: &Firmware, headers: &HeaderMap) 
     }
     Ok((
         StatusCode::FOUND,
-        [(header::LOCATION, url.url), (header::CACHE_CONTROL, "no-store".to_owned())],
+        [
+            (header::LOCATION, url.url),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
     )
         .into_response())
 }
@@ -198,7 +208,7 @@ pub async fn download(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let fw = downloadable(&state, &auth, state.meta.get_firmware(&id).await?).await?;
+    let fw = downloadable(&auth, state.meta.get_firmware(&id).await?)?;
     redirect_to_blob(&state, &fw, &headers).await
 }
 
@@ -212,7 +222,7 @@ pub async fn download_head(
     auth: DeviceAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let fw = downloadable(&state, &auth, state.meta.get_firmware(&id).await?).await?;
+    let fw = downloadable(&auth, state.meta.get_firmware(&id).await?)?;
     Ok(head_answer(&fw))
 }
 
@@ -254,9 +264,16 @@ struct ReportInput {
 
 async fn record_report(state: &AppState, input: ReportInput) -> ApiResult<StatusResponse> {
     if input.progress_percent.is_some_and(|p| p > 100) {
-        return Err(Problem::bad_request("progress_percent", "must be between 0 and 100"));
+        return Err(Problem::bad_request(
+            "progress_percent",
+            "must be between 0 and 100",
+        ));
     }
-    let error_message = validate::text("error_message", input.error_message, MAX_ERROR_MESSAGE_CHARS)?;
+    let error_message = validate::text(
+        "error_message",
+        input.error_message,
+        MAX_ERROR_MESSAGE_CHARS,
+    )?;
     let event_id = match input.event_id {
         Some(e) => {
             validate::opaque_key("event_id", &e)?;
@@ -305,7 +322,9 @@ pub async fn status_handler(
         .meta
         .get_firmware(&req.firmware_id)
         .await?
-        .ok_or_else(|| Problem::not_found(format!("firmware {} does not exist", req.firmware_id)))?;
+        .ok_or_else(|| {
+            Problem::not_found(format!("firmware {} does not exist", req.firmware_id))
+        })?;
     auth.require_type(Some(&firmware.device_type))?;
     record_report(
         &state,
@@ -378,10 +397,15 @@ pub struct LegacyDownloadQuery {
     pub device_model: DeviceType,
 }
 
-async fn legacy_firmware(state: &AppState, auth: &DeviceAuth, version: &str, model: &DeviceType) -> ApiResult<Firmware> {
+async fn legacy_firmware(
+    state: &AppState,
+    auth: &DeviceAuth,
+    version: &str,
+    model: &DeviceType,
+) -> ApiResult<Firmware> {
     let version = Version::parse(version).map_err(|e| Problem::bad_request("version", e.0))?;
     auth.require_type(Some(model))?;
-    downloadable(state, auth, state.meta.find_firmware(model, &version).await?).await
+    downloadable(auth, state.meta.find_firmware(model, &version).await?)
 }
 
 /// Alias of `GET /api/ota/download/{firmware_id}` addressed by version.
@@ -430,9 +454,13 @@ pub async fn legacy_status(
     Path(device_id): Path<String>,
     ApiJson(req): ApiJson<LegacyStatusRequest>,
 ) -> ApiResult<Json<StatusResponse>> {
-    let device_id = DeviceId::parse(&device_id).map_err(|e| Problem::bad_request("device_id", e.0))?;
+    let device_id =
+        DeviceId::parse(&device_id).map_err(|e| Problem::bad_request("device_id", e.0))?;
     if req.device_id.as_ref().is_some_and(|d| *d != device_id) {
-        return Err(Problem::bad_request("device_id", "the body's device_id differs from the path's"));
+        return Err(Problem::bad_request(
+            "device_id",
+            "the body's device_id differs from the path's",
+        ));
     }
     auth.require_device(&device_id, None)?;
     let device_type = match &auth.0 {
@@ -448,7 +476,12 @@ pub async fn legacy_status(
         .meta
         .find_firmware(&device_type, &req.firmware_version)
         .await?
-        .ok_or_else(|| Problem::not_found(format!("no firmware {} for {device_type}", req.firmware_version)))?;
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no firmware {} for {device_type}",
+                req.firmware_version
+            ))
+        })?;
     record_report(
         &state,
         ReportInput {

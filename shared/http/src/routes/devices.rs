@@ -36,7 +36,11 @@ pub async fn list(
     ApiQuery(q): ApiQuery<DeviceListQuery>,
 ) -> ApiResult<Json<ListResponse<Device>>> {
     admin.require(Role::Viewer)?;
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.into_request()?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .into_request()?;
     let filter = DeviceFilter {
         device_type: q.device_type,
         version: q.version,
@@ -59,7 +63,11 @@ fn parse_id(id: &str) -> ApiResult<DeviceId> {
 
 #[utoipa::path(get, path = "/api/ota/admin/devices/{id}", tag = "devices", params(("id" = String, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = Problem)), security(("admin_token" = [])))]
-pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<DeviceDetail>> {
+pub async fn get(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceDetail>> {
     admin.require(Role::Viewer)?;
     let id = parse_id(&id)?;
     let device = state
@@ -106,14 +114,21 @@ pub async fn patch(
     admin.require(Role::Admin)?;
     let id = parse_id(&id)?;
     if req.groups.len() > MAX_GROUPS {
-        return Err(Problem::bad_request("groups", format!("at most {MAX_GROUPS} groups")));
+        return Err(Problem::bad_request(
+            "groups",
+            format!("at most {MAX_GROUPS} groups"),
+        ));
     }
     for g in &req.groups {
         let ok = !g.is_empty()
             && g.len() <= 64
-            && g.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+            && g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if !ok {
-            return Err(Problem::bad_request("groups", format!("invalid group name '{g}'")));
+            return Err(Problem::bad_request(
+                "groups",
+                format!("invalid group name '{g}'"),
+            ));
         }
     }
     let mut groups = req.groups;
@@ -197,9 +212,10 @@ pub async fn mint_token(
         }
         None => None,
     };
-    let token = state
-        .auth
-        .mint_device(&id, &device_type, expires_at.map(|t| t.unix_timestamp()))?;
+    let token =
+        state
+            .auth
+            .mint_device(&id, &device_type, expires_at.map(|t| t.unix_timestamp()))?;
     Ok(Json(MintedToken {
         token,
         device_id: id.to_string(),

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
 use axum::extract::multipart::Field;
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use futures_util::TryStreamExt;
 use ota_core::device_type::DeviceTypePolicy;
@@ -56,7 +56,13 @@ struct NewRelease {
     release_notes: Option<String>,
 }
 
-fn new_record(id: String, r: NewRelease, size: u64, hash: String, now: OffsetDateTime) -> ApiResult<Firmware> {
+fn new_record(
+    id: String,
+    r: NewRelease,
+    size: u64,
+    hash: String,
+    now: OffsetDateTime,
+) -> ApiResult<Firmware> {
     Ok(Firmware {
         id,
         device_type: r.device_type,
@@ -99,7 +105,9 @@ pub struct CreatedFirmware {
 
 async fn refuse_duplicate(state: &AppState, dt: &DeviceType, v: &Version) -> ApiResult<()> {
     if state.meta.find_firmware(dt, v).await?.is_some() {
-        return Err(Problem::conflict(format!("version {v} of device type {dt} already exists")));
+        return Err(Problem::conflict(format!(
+            "version {v} of device type {dt} already exists"
+        )));
     }
     Ok(())
 }
@@ -222,7 +230,11 @@ async fn text_field(field: Field<'_>) -> ApiResult<String> {
     String::from_utf8(buf).map_err(|_| Problem::bad_request(&name, "must be UTF-8 text"))
 }
 
-fn parse_field<T>(name: &str, v: Option<String>, f: impl Fn(&str) -> Result<T, String>) -> ApiResult<Option<T>> {
+fn parse_field<T>(
+    name: &str,
+    v: Option<String>,
+    f: impl Fn(&str) -> Result<T, String>,
+) -> ApiResult<Option<T>> {
     v.map(|s| f(s.trim()).map_err(|m| Problem::bad_request(name, m)))
         .transpose()
 }
@@ -258,7 +270,12 @@ pub async fn upload(
     result.map(|fw| (StatusCode::CREATED, Json(fw)))
 }
 
-async fn receive_upload(state: &AppState, multipart: &mut Multipart, id: &str, key: &str) -> ApiResult<Firmware> {
+async fn receive_upload(
+    state: &AppState,
+    multipart: &mut Multipart,
+    id: &str,
+    key: &str,
+) -> ApiResult<Firmware> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut stored = None;
     loop {
@@ -280,18 +297,28 @@ async fn receive_upload(state: &AppState, multipart: &mut Multipart, id: &str, k
                         .put(key, Box::pin(stream), state.settings.max_upload_bytes)
                         .await
                         .map_err(|e| match e {
-                            ota_core::ports::StoreError::Conflict(m) => Problem::bad_request("file", m),
+                            ota_core::ports::StoreError::Conflict(m) => {
+                                Problem::bad_request("file", m)
+                            }
                             other => other.into(),
                         })?,
                 );
             }
-            "device_type" | "version" | "build_number" | "channel" | "description"
-            | "release_notes" | "min_current_version" => {
+            "device_type"
+            | "version"
+            | "build_number"
+            | "channel"
+            | "description"
+            | "release_notes"
+            | "min_current_version" => {
                 let value = text_field(field).await?;
                 fields.insert(name, value);
             }
             other => {
-                return Err(Problem::bad_request(other, format!("unknown field '{other}'")));
+                return Err(Problem::bad_request(
+                    other,
+                    format!("unknown field '{other}'"),
+                ));
             }
         }
     }
@@ -300,14 +327,19 @@ async fn receive_upload(state: &AppState, multipart: &mut Multipart, id: &str, k
         DeviceType::parse(s).map_err(|e| e.0)
     })?
     .ok_or_else(|| Problem::bad_request("device_type", "device_type is required"))?;
-    let version = parse_field("version", fields.remove("version"), |s| Version::parse(s).map_err(|e| e.0))?
-        .ok_or_else(|| Problem::bad_request("version", "version is required"))?;
-    let build_number = parse_field("build_number", fields.remove("build_number"), |s| {
-        s.parse::<u64>().map_err(|_| "must be a non-negative integer".to_owned())
-    })?;
-    let min_current_version = parse_field("min_current_version", fields.remove("min_current_version"), |s| {
+    let version = parse_field("version", fields.remove("version"), |s| {
         Version::parse(s).map_err(|e| e.0)
+    })?
+    .ok_or_else(|| Problem::bad_request("version", "version is required"))?;
+    let build_number = parse_field("build_number", fields.remove("build_number"), |s| {
+        s.parse::<u64>()
+            .map_err(|_| "must be a non-negative integer".to_owned())
     })?;
+    let min_current_version = parse_field(
+        "min_current_version",
+        fields.remove("min_current_version"),
+        |s| Version::parse(s).map_err(|e| e.0),
+    )?;
     let now = state.clock.now();
     let fw = new_record(
         id.to_owned(),
@@ -352,7 +384,11 @@ pub async fn list(
     ApiQuery(q): ApiQuery<FirmwareListQuery>,
 ) -> ApiResult<Json<ListResponse<Firmware>>> {
     admin.require(Role::Viewer)?;
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.into_request()?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .into_request()?;
     let filter = FirmwareFilter {
         device_type: q.device_type,
         channel: q.channel,
@@ -372,13 +408,19 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Firmware> {
 
 #[utoipa::path(get, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
     responses((status = 200, body = Firmware), (status = 404, body = Problem)), security(("admin_token" = [])))]
-pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<Firmware>> {
+pub async fn get(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Viewer)?;
     load(&state, &id).await.map(Json)
 }
 
 /// `Some(None)` when the field is present as null (clear it), `None` when absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -435,7 +477,11 @@ pub async fn patch(
 /// Deactivate: never deletes bytes or history.
 #[utoipa::path(delete, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
     responses((status = 200, body = Firmware), (status = 404, body = Problem)), security(("admin_token" = [])))]
-pub async fn deactivate(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<Firmware>> {
+pub async fn deactivate(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Admin)?;
     let mut fw = load(&state, &id).await?;
     let expect = fw.state;
@@ -503,9 +549,8 @@ pub async fn put_device_type(
 ) -> ApiResult<Json<DeviceTypePolicy>> {
     admin.require(Role::Admin)?;
     let name = parse_type(&name)?;
-    let chip = Chip::from_name(&req.chip).ok_or_else(|| {
-        Problem::bad_request("chip", format!("unknown chip '{}'", req.chip))
-    })?;
+    let chip = Chip::from_name(&req.chip)
+        .ok_or_else(|| Problem::bad_request("chip", format!("unknown chip '{}'", req.chip)))?;
     let digests = req
         .signing_key_digests
         .iter()

@@ -44,7 +44,11 @@ pub async fn list(
                 .map_err(|_| Problem::bad_request("since", "must be an RFC 3339 time"))
         })
         .transpose()?;
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.into_request()?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .into_request()?;
     let filter = LogFilter {
         device_id: q.device_id,
         firmware_id: q.firmware_id,

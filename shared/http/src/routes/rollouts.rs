@@ -85,7 +85,10 @@ async fn create_rollout(
 ) -> ApiResult<Rollout> {
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Problem::bad_request("name", "name must be 1-200 characters"));
+        return Err(Problem::bad_request(
+            "name",
+            "name must be 1-200 characters",
+        ));
     }
     check_target(req.target_type, &req.target_filter)?;
     if !firmware.is_offerable() {
@@ -96,7 +99,11 @@ async fn create_rollout(
                 "firmware {} is {} and {}: only a ready, active release can be rolled out",
                 firmware.id,
                 firmware.state.as_str(),
-                if firmware.is_active { "active" } else { "inactive" }
+                if firmware.is_active {
+                    "active"
+                } else {
+                    "inactive"
+                }
             ),
         ));
     }
@@ -107,7 +114,10 @@ async fn create_rollout(
         firmware_id: firmware.id.clone(),
         device_type: firmware.device_type.clone(),
         target_type: req.target_type,
-        rollout_percentage: percentage("rollout_percentage", req.rollout_percentage.unwrap_or(100.0))?,
+        rollout_percentage: percentage(
+            "rollout_percentage",
+            req.rollout_percentage.unwrap_or(100.0),
+        )?,
         target_filter: req.target_filter,
         failure_threshold_percent: req
             .failure_threshold_percent
@@ -216,7 +226,11 @@ pub async fn list(
     ApiQuery(q): ApiQuery<RolloutListQuery>,
 ) -> ApiResult<Json<ListResponse<Rollout>>> {
     admin.require(Role::Viewer)?;
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.into_request()?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .into_request()?;
     let filter = RolloutFilter {
         device_type: q.device_type,
         firmware_id: q.firmware_id,
@@ -235,7 +249,11 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Rollout> {
 
 #[utoipa::path(get, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
     responses((status = 200, body = Rollout), (status = 404, body = Problem)), security(("admin_token" = [])))]
-pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<Rollout>> {
+pub async fn get(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Rollout>> {
     admin.require(Role::Viewer)?;
     load(&state, &id).await.map(Json)
 }
@@ -251,7 +269,9 @@ pub struct PatchRolloutRequest {
 }
 
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     v.to_str()
         .ok()
         .map(|s| s.trim().trim_matches('"'))
