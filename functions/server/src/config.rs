@@ -18,6 +18,8 @@ pub struct Config {
     pub device_auth: bool,
     pub max_upload_bytes: u64,
     pub poll_interval_s: u64,
+    /// Public key of an external identity provider for admin tokens: (algorithm, PEM path).
+    pub admin_key: Option<(String, PathBuf)>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -62,6 +64,12 @@ impl Config {
             device_auth,
             max_upload_bytes: number("OTA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)?,
             poll_interval_s: number("OTA_POLL_INTERVAL_S", 86_400)?,
+            admin_key: var("OTA_ADMIN_JWT_PUBLIC_KEY_FILE").map(|path| {
+                (
+                    var("OTA_ADMIN_JWT_ALG").unwrap_or_else(|| "ES256".to_owned()),
+                    PathBuf::from(path),
+                )
+            }),
         })
     }
 }

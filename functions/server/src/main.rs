@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ota_core::capability::CapabilitySigner;
 use ota_core::ports::SystemClock;
-use ota_http::auth::{AuthConfig, Role};
+use ota_http::auth::{AuthConfig, ExternalAdminKey, Role};
 use ota_http::{AppState, Settings, full_router};
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 
@@ -30,7 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let (secret, generated) = secret::load_or_create(&config.data_dir, config.jwt_secret.as_deref())?;
+    let (secret, generated) =
+        secret::load_or_create(&config.data_dir, config.jwt_secret.as_deref())?;
 
     let meta = SqliteMeta::open(&config.data_dir.join("ota.sqlite3"))
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
@@ -40,7 +41,14 @@ async fn main() -> anyhow::Result<()> {
         CapabilitySigner::from_secret(&secret),
     )
     .map_err(|e| anyhow::anyhow!("opening the blob directory: {e}"))?;
-    let auth = AuthConfig::new(&secret, config.jwt_issuer.clone(), config.device_auth);
+    let mut auth = AuthConfig::new(&secret, config.jwt_issuer.clone(), config.device_auth);
+    if let Some((alg, path)) = &config.admin_key {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        auth = auth.with_external_admin_key(
+            ExternalAdminKey::from_pem(alg, &pem)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+    }
 
     let token = auth
         .mint_admin("ota-server", Role::Admin, START_TOKEN_TTL_S)
@@ -69,8 +77,14 @@ async fn main() -> anyhow::Result<()> {
     println!("ota-server listening on http://{addr}");
     println!("data directory: {}", config.data_dir.display());
     if generated {
-        println!("generated a new JWT secret in {}", config.data_dir.join(secret::SECRET_FILE).display());
-        println!("admin token (valid 30 days, also in {}):\n{token}", token_path.display());
+        println!(
+            "generated a new JWT secret in {}",
+            config.data_dir.join(secret::SECRET_FILE).display()
+        );
+        println!(
+            "admin token (valid 30 days, also in {}):\n{token}",
+            token_path.display()
+        );
     } else {
         println!("admin token written to {}", token_path.display());
     }

@@ -18,7 +18,10 @@ pub fn load_or_create(data_dir: &Path, from_env: Option<&str>) -> anyhow::Result
     let path = data_dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok((s.trim().as_bytes().to_vec(), false)),
-        Ok(_) => anyhow::bail!("{} is empty; delete it to generate a new secret", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is empty; delete it to generate a new secret",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }

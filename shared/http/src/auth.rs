@@ -56,6 +56,23 @@ pub struct ExternalAdminKey {
     pub key: DecodingKey,
 }
 
+impl ExternalAdminKey {
+    /// A PEM public key for `ES256` or `RS256` admin tokens.
+    pub fn from_pem(algorithm: &str, pem: &[u8]) -> Result<Self, String> {
+        let (algorithm, key) = match algorithm {
+            "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(pem)),
+            "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem)),
+            other => {
+                return Err(format!(
+                    "unsupported admin key algorithm '{other}' (ES256 or RS256)"
+                ));
+            }
+        };
+        let key = key.map_err(|e| format!("the admin public key is not a valid PEM key: {e}"))?;
+        Ok(Self { algorithm, key })
+    }
+}
+
 #[derive(Clone)]
 pub struct AuthConfig {
     encoding: EncodingKey,
@@ -77,6 +94,11 @@ impl AuthConfig {
         }
     }
 
+    pub fn with_external_admin_key(mut self, key: ExternalAdminKey) -> Self {
+        self.external_admin_key = Some(key);
+        self
+    }
+
     fn validation(&self, algorithm: Algorithm, audience: &str, require_exp: bool) -> Validation {
         let mut v = Validation::new(algorithm);
         v.set_audience(&[audience]);
@@ -89,6 +111,8 @@ impl AuthConfig {
         v.leeway = 30;
         if let Some(iss) = &self.issuer {
             v.set_issuer(&[iss]);
+            // jsonwebtoken checks `iss` only when present unless it is required.
+            v.required_spec_claims.insert("iss".into());
         }
         v
     }
@@ -241,5 +265,97 @@ impl FromRequestParts<AppState> for DeviceAuth {
                 )
             })?;
         state.auth.verify_device(token).map(|c| DeviceAuth(Some(c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::EncodingKey;
+
+    const ES256_PRIVATE: &[u8] = include_bytes!("../tests/keys/test-es256-private.pem");
+    const ES256_PUBLIC: &[u8] = include_bytes!("../tests/keys/test-es256-public.pem");
+
+    fn config() -> AuthConfig {
+        AuthConfig::new(b"secret", None, true)
+    }
+
+    fn now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn es256_admin_token(aud: &str) -> String {
+        let claims = AdminClaims {
+            sub: "idp-user".into(),
+            role: Role::Publisher,
+            aud: aud.into(),
+            exp: now() + 60,
+            iss: None,
+        };
+        let key = EncodingKey::from_ec_pem(ES256_PRIVATE).unwrap();
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn external_es256_key_accepted_only_when_configured() {
+        let token = es256_admin_token(ADMIN_AUDIENCE);
+        assert!(config().verify_admin(&token).is_err());
+        let with_key = config()
+            .with_external_admin_key(ExternalAdminKey::from_pem("ES256", ES256_PUBLIC).unwrap());
+        let claims = with_key.verify_admin(&token).unwrap();
+        assert_eq!(claims.role, Role::Publisher);
+        assert!(
+            with_key
+                .verify_admin(&es256_admin_token(DEVICE_AUDIENCE))
+                .is_err()
+        );
+        // Own HS256 tokens keep working beside the external key.
+        let own = with_key.mint_admin("ci", Role::Viewer, 60).unwrap();
+        assert_eq!(with_key.verify_admin(&own).unwrap().role, Role::Viewer);
+    }
+
+    #[test]
+    fn audiences_do_not_cross() {
+        let c = config();
+        let admin = c.mint_admin("a", Role::Admin, 60).unwrap();
+        let device = c
+            .mint_device(
+                &DeviceId::parse("d1").unwrap(),
+                &DeviceType::parse("t").unwrap(),
+                None,
+            )
+            .unwrap();
+        assert!(c.verify_device(&admin).is_err());
+        assert!(c.verify_admin(&device).is_err());
+        assert!(c.verify_device(&device).is_ok());
+    }
+
+    #[test]
+    fn unsigned_and_foreign_tokens_refused() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let claims = format!(
+            r#"{{"sub":"x","role":"admin","aud":"ota-admin","exp":{}}}"#,
+            now() + 60
+        );
+        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims));
+        assert!(config().verify_admin(&none).is_err());
+        let foreign = AuthConfig::new(b"other", None, true)
+            .mint_admin("x", Role::Admin, 60)
+            .unwrap();
+        assert!(config().verify_admin(&foreign).is_err());
+        let expired = config().mint_admin("x", Role::Admin, -3600).unwrap();
+        assert!(config().verify_admin(&expired).is_err());
+        assert!(ExternalAdminKey::from_pem("HS256", ES256_PUBLIC).is_err());
+        assert!(ExternalAdminKey::from_pem("ES256", b"not a key").is_err());
+    }
+
+    #[test]
+    fn issuer_checked_when_configured() {
+        let with_iss = AuthConfig::new(b"secret", Some("https://idp".into()), true);
+        let token = config().mint_admin("x", Role::Admin, 60).unwrap();
+        assert!(with_iss.verify_admin(&token).is_err());
+        let good = with_iss.mint_admin("x", Role::Admin, 60).unwrap();
+        assert!(with_iss.verify_admin(&good).is_ok());
     }
 }
