@@ -33,21 +33,37 @@ impl CapabilitySigner {
 
     /// Hex signature over the method, object key, expiry and any bound parameters.
     pub fn sign(&self, method: &str, key: &str, expires: i64, bound: &[&str]) -> String {
-        hex::encode(self.mac(method, key, expires, bound).finalize().into_bytes())
+        hex::encode(
+            self.mac(method, key, expires, bound)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Constant-time check of a signature made by [`Self::sign`].
-    pub fn verify(&self, method: &str, key: &str, expires: i64, bound: &[&str], sig_hex: &str) -> bool {
+    pub fn verify(
+        &self,
+        method: &str,
+        key: &str,
+        expires: i64,
+        bound: &[&str],
+        sig_hex: &str,
+    ) -> bool {
         let Ok(sig) = hex::decode(sig_hex) else {
             return false;
         };
-        self.mac(method, key, expires, bound).verify_slice(&sig).is_ok()
+        self.mac(method, key, expires, bound)
+            .verify_slice(&sig)
+            .is_ok()
     }
 
     fn mac(&self, method: &str, key: &str, expires: i64, bound: &[&str]) -> HmacSha256 {
         let mut mac = mac_with(&self.key);
         // Length-prefix every field so that no two field lists serialise alike.
-        for field in [method, key, &expires.to_string()].into_iter().chain(bound.iter().copied()) {
+        for field in [method, key, &expires.to_string()]
+            .into_iter()
+            .chain(bound.iter().copied())
+        {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
         }

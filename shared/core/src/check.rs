@@ -49,11 +49,10 @@ pub async fn check(
     let Some(option) = rules::decide(&view, check_in, &snapshot) else {
         return Ok(CheckAnswer::UpToDate);
     };
-    let already_offered = snapshot
-        .device
-        .last_offer
-        .as_ref()
-        .is_some_and(|o| o.firmware_id == option.firmware.id && o.rollout_id == option.rollout.id);
+    let already_offered =
+        snapshot.device.last_offer.as_ref().is_some_and(|o| {
+            o.firmware_id == option.firmware.id && o.rollout_id == option.rollout.id
+        });
     if !already_offered {
         let offer = Offer {
             firmware_id: option.firmware.id.clone(),

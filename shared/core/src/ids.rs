@@ -22,9 +22,9 @@ impl DeviceType {
         let first_ok = bytes
             .first()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let rest_ok = bytes.iter().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-'
-        });
+        let rest_ok = bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
         if first_ok && rest_ok && bytes.len() <= 64 {
             Ok(Self(s.to_owned()))
         } else {
@@ -61,8 +61,7 @@ impl DeviceId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if ok {
             Ok(Self(s.to_owned()))

@@ -35,7 +35,9 @@ pub fn check_declared_bytes(
     if declared_size != actual_size {
         problems.push(ImageProblem::new(
             "size_mismatch",
-            format!("declared file_size {declared_size} but the stored object has {actual_size} bytes"),
+            format!(
+                "declared file_size {declared_size} but the stored object has {actual_size} bytes"
+            ),
         ));
     }
     if !declared_sha256.eq_ignore_ascii_case(actual_sha256) {
@@ -113,7 +115,10 @@ fn check_signature(info: &ImageInfo, policy: &DeviceTypePolicy) -> Option<ImageP
     let Some(sig) = &info.signature else {
         return Some(ImageProblem::new(
             "signature_missing",
-            format!("device type {} requires a Secure Boot V2 signature", policy.name),
+            format!(
+                "device type {} requires a Secure Boot V2 signature",
+                policy.name
+            ),
         ));
     };
     let trusted = sig.blocks.iter().any(|b| {

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use time::OffsetDateTime;
 
-use crate::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome};
+use crate::device::{
+    CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome,
+};
 use crate::device_type::DeviceTypePolicy;
 use crate::firmware::{Firmware, FirmwareFilter, FirmwareState};
 use crate::ids::{DeviceId, DeviceType, Version};
@@ -147,8 +149,11 @@ pub trait MetaStore: Send + Sync {
     /// Registers or refreshes the device and returns it as `check` needs it.
     async fn record_check(&self, check_in: &CheckIn) -> StoreResult<DeviceSnapshot>;
     /// Remembers the release a check offered.
-    async fn record_offer(&self, device_id: &DeviceId, offer: &crate::device::Offer)
-    -> StoreResult<()>;
+    async fn record_offer(
+        &self,
+        device_id: &DeviceId,
+        offer: &crate::device::Offer,
+    ) -> StoreResult<()>;
     async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>>;
     /// Replaces the device's groups; NotFound for a device that never checked in.
     async fn set_device_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device>;
@@ -162,7 +167,11 @@ pub trait MetaStore: Send + Sync {
     /// the state machine is a Conflict and stores nothing.
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
     /// Newest first.
-    async fn list_logs(&self, filter: &LogFilter, page: &PageRequest) -> StoreResult<Page<LogEntry>>;
+    async fn list_logs(
+        &self,
+        filter: &LogFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LogEntry>>;
 }
 
 /// A byte stream that may borrow from the request it comes from (a multipart field).
@@ -211,7 +220,12 @@ pub trait BlobStore: Send + Sync {
         ttl: Duration,
     ) -> StoreResult<UploadTarget>;
     /// Stores a stream atomically (all or nothing), refusing more than `limit` bytes.
-    async fn put<'a>(&self, key: &str, body: BorrowedByteStream<'a>, limit: u64) -> StoreResult<BlobMeta>;
+    async fn put<'a>(
+        &self,
+        key: &str,
+        body: BorrowedByteStream<'a>,
+        limit: u64,
+    ) -> StoreResult<BlobMeta>;
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream>;
     /// The object's size, or None when it does not exist.
     async fn size(&self, key: &str) -> StoreResult<Option<u64>>;

@@ -39,7 +39,11 @@ pub async fn inspect(
     match validator.finish() {
         Ok(info) => {
             problems.extend(image_policy::check_policy(&info, &firmware.version, policy));
-            Ok(if problems.is_empty() { Ok(info) } else { Err(problems) })
+            Ok(if problems.is_empty() {
+                Ok(info)
+            } else {
+                Err(problems)
+            })
         }
         Err(rejection) => {
             problems.extend(image_policy::rejection_problems(&rejection));

@@ -49,8 +49,13 @@ pub fn eligibility(
         return Err(Excluded::OtherChannel);
     }
     let offered = (&fw.version, fw.build_number);
-    let current = (&check_in.current_version, check_in.current_build.unwrap_or(0));
-    if offered == current || (check_in.current_build.is_none() && fw.version == check_in.current_version) {
+    let current = (
+        &check_in.current_version,
+        check_in.current_build.unwrap_or(0),
+    );
+    if offered == current
+        || (check_in.current_build.is_none() && fw.version == check_in.current_version)
+    {
         return Err(Excluded::SameVersion);
     }
     if offered < current && !rollout.allow_downgrade {

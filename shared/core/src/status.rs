@@ -104,7 +104,10 @@ mod tests {
         for next in [Pending, Downloading, Installing, Failed, RolledBack] {
             assert!(transition(Some(Success), next).is_err(), "{next:?}");
         }
-        assert_eq!(transition(Some(Success), Success), Ok(Transition::Unchanged));
+        assert_eq!(
+            transition(Some(Success), Success),
+            Ok(Transition::Unchanged)
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use base64::Engine;
 use futures_util::StreamExt;
 use ota_core::capability::{CAPABILITY_PATH, CapabilitySigner};
 use ota_core::ports::{
-    BlobMeta, BlobStore, BorrowedByteStream, ByteRange, ByteStream, SignedUrl, StoreError, StoreResult, UploadTarget,
+    BlobMeta, BlobStore, BorrowedByteStream, ByteRange, ByteStream, SignedUrl, StoreError,
+    StoreResult, UploadTarget,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -68,7 +69,10 @@ impl BlobStore for LocalBlobs {
         let (exp, expires_at) = expiry(ttl);
         let sig = self.signer.sign("GET", key, exp, &[]);
         Ok(SignedUrl {
-            url: format!("{}{CAPABILITY_PATH}{key}?exp={exp}&sig={sig}", self.public_url),
+            url: format!(
+                "{}{CAPABILITY_PATH}{key}?exp={exp}&sig={sig}",
+                self.public_url
+            ),
             expires_at,
         })
     }
@@ -107,13 +111,17 @@ impl BlobStore for LocalBlobs {
         limit: u64,
     ) -> StoreResult<BlobMeta> {
         let dest = self.path(key)?;
-        let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.part", uuid::Uuid::new_v4()));
         let result: StoreResult<BlobMeta> = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| StoreError::Conflict(format!("upload interrupted: {e}")))?;
+                let chunk =
+                    chunk.map_err(|e| StoreError::Conflict(format!("upload interrupted: {e}")))?;
                 size += chunk.len() as u64;
                 if size > limit {
                     return Err(StoreError::TooLarge { limit });

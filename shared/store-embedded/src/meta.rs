@@ -12,8 +12,7 @@ use ota_core::device_type::DeviceTypePolicy;
 use ota_core::firmware::{Firmware, FirmwareFilter, FirmwareState};
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
 use ota_core::ports::{
-    MetaStore, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError,
-    StoreResult,
+    MetaStore, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError, StoreResult,
 };
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 use ota_core::status::{OtaStatus, Transition, transition};
@@ -128,7 +127,11 @@ fn micros(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-fn attempt(tx: &Transaction<'_>, device: &str, firmware: &str) -> StoreResult<Option<(OtaStatus, u32)>> {
+fn attempt(
+    tx: &Transaction<'_>,
+    device: &str,
+    firmware: &str,
+) -> StoreResult<Option<(OtaStatus, u32)>> {
     let row: Option<(String, u32)> = tx
         .query_row(
             "SELECT status, failures FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
@@ -142,10 +145,14 @@ fn attempt(tx: &Transaction<'_>, device: &str, firmware: &str) -> StoreResult<Op
 
 fn device_snapshot(tx: &Transaction<'_>, device: Device) -> StoreResult<DeviceSnapshot> {
     let mut stmt = tx
-        .prepare_cached("SELECT firmware_id, failures FROM attempts WHERE device_id = ?1 AND failures > 0")
+        .prepare_cached(
+            "SELECT firmware_id, failures FROM attempts WHERE device_id = ?1 AND failures > 0",
+        )
         .map_err(db_err)?;
     let failures = stmt
-        .query_map(params![device.device_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map(params![device.device_id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(db_err)?
         .collect::<Result<Vec<(String, u32)>, _>>()
         .map_err(db_err)?;
@@ -183,10 +190,8 @@ fn load_device(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<Device>> {
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn ping(&self) -> StoreResult<()> {
-        self.tx(|tx| {
-            tx.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)
-        })
-        .await
+        self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+            .await
     }
 
     async fn get_device_type(&self, name: &DeviceType) -> StoreResult<Option<DeviceTypePolicy>> {
@@ -536,7 +541,11 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn list_devices(&self, filter: &DeviceFilter, page: &PageRequest) -> StoreResult<Page<Device>> {
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>> {
         let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
         let dt = filter.device_type.as_ref().map(|d| d.to_string());
         let version = filter.version.as_ref().map(|v| v.to_string());
@@ -627,7 +636,11 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn list_logs(&self, filter: &LogFilter, page: &PageRequest) -> StoreResult<Page<LogEntry>> {
+    async fn list_logs(
+        &self,
+        filter: &LogFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LogEntry>> {
         let before: Option<i64> = cursor::decode(page.cursor.as_deref())?;
         let device = filter.device_id.as_ref().map(|d| d.to_string());
         let fw = filter.firmware_id.clone();
