@@ -1,0 +1,101 @@
+//! Records to store, with just the fields each case cares about varied.
+
+use ota_core::device::CheckIn;
+use ota_core::firmware::{Firmware, FirmwareState};
+use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
+use ota_core::ports::StatusReport;
+use ota_core::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+use ota_core::status::OtaStatus;
+use time::OffsetDateTime;
+
+pub fn now() -> OffsetDateTime {
+    // Whole microseconds: what every backend can store exactly.
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
+}
+
+pub fn dt(s: &str) -> DeviceType {
+    DeviceType::parse(s).expect("valid device type")
+}
+
+pub fn dev(s: &str) -> DeviceId {
+    DeviceId::parse(s).expect("valid device id")
+}
+
+pub fn ver(s: &str) -> Version {
+    Version::parse(s).expect("valid version")
+}
+
+pub fn firmware(device_type: &str, version: &str, state: FirmwareState) -> Firmware {
+    let now = now();
+    Firmware {
+        id: new_id(),
+        device_type: dt(device_type),
+        version: ver(version),
+        build_number: 0,
+        channel: "stable".into(),
+        file_size: 1024,
+        file_hash: "00".repeat(32),
+        secure_version: 0,
+        chip: Some("esp32c3".into()),
+        project_name: Some("demo".into()),
+        idf_version: Some("v5.4".into()),
+        min_current_version: None,
+        description: None,
+        release_notes: None,
+        state,
+        is_active: true,
+        rejection_reasons: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        released_at: None,
+    }
+}
+
+pub fn rollout(fw: &Firmware, state: RolloutState) -> Rollout {
+    let now = now();
+    Rollout {
+        id: new_id(),
+        name: format!("rollout of {}", fw.version),
+        firmware_id: fw.id.clone(),
+        device_type: fw.device_type.clone(),
+        target_type: TargetType::All,
+        rollout_percentage: 100.0,
+        target_filter: TargetFilter::default(),
+        failure_threshold_percent: None,
+        min_reports: 10,
+        allow_downgrade: false,
+        state,
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub fn check_in(device: &str, device_type: &str, version: &str) -> CheckIn {
+    CheckIn {
+        device_id: dev(device),
+        device_type: dt(device_type),
+        current_version: ver(version),
+        current_build: None,
+        secure_version: 0,
+        channel: "stable".into(),
+        at: now(),
+    }
+}
+
+pub fn report(device: &str, fw: &Firmware, status: OtaStatus, event_id: &str) -> StatusReport {
+    StatusReport {
+        event_id: event_id.to_owned(),
+        device_id: dev(device),
+        device_type: fw.device_type.clone(),
+        firmware_id: fw.id.clone(),
+        version: fw.version.clone(),
+        status,
+        bytes_downloaded: None,
+        progress_percent: None,
+        error_message: None,
+        at: now(),
+    }
+}

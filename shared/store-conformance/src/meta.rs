@@ -1,0 +1,603 @@
+//! Cases for `MetaStore`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ota_core::device::{DeviceFilter, LogFilter, Offer};
+use ota_core::device_type::DeviceTypePolicy;
+use ota_core::firmware::{FirmwareFilter, FirmwareState};
+use ota_core::ports::{MetaStore, PageRequest, StoreError};
+use ota_core::rollout::{RolloutFilter, RolloutState};
+use ota_core::status::OtaStatus;
+
+use crate::fixtures::*;
+
+type Store = Arc<dyn MetaStore>;
+
+/// Runs every case, each on a fresh store from `fresh`.
+pub async fn meta_cases<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Store>,
+{
+    macro_rules! cases {
+        ($($case:ident),* $(,)?) => {
+            $(
+                eprintln!("conformance: meta::{}", stringify!($case));
+                $case(fresh().await).await;
+            )*
+        };
+    }
+    cases!(
+        device_types_create_if_absent,
+        firmware_unique_per_version,
+        firmware_newest_first_with_pages,
+        firmware_update_checks_state,
+        rollout_revisions,
+        release_view_holds_active_rollouts,
+        check_registers_and_refreshes,
+        status_state_machine,
+        status_idempotent_by_event_id,
+        status_concurrent_reports,
+        failures_counted_per_release,
+        rollout_of_report_is_last_offer,
+        logs_filtered_and_paged,
+        devices_filtered_and_paged,
+        bad_cursor_refused,
+    );
+}
+
+fn page(limit: u32, cursor: Option<String>) -> PageRequest {
+    PageRequest { limit, cursor }
+}
+
+async fn device_types_create_if_absent(s: Store) {
+    let now = now();
+    let policy = |chip: &str| DeviceTypePolicy {
+        name: dt("demo"),
+        chip: chip.into(),
+        max_image_size: None,
+        require_signature: false,
+        signing_key_digests: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    assert_eq!(s.get_device_type(&dt("demo")).await.unwrap(), None);
+    let first = s
+        .create_device_type_if_absent(&policy("esp32c3"))
+        .await
+        .unwrap();
+    assert_eq!(first.chip, "esp32c3");
+    let second = s
+        .create_device_type_if_absent(&policy("esp32"))
+        .await
+        .unwrap();
+    assert_eq!(second.chip, "esp32c3", "the first policy stays");
+    let mut changed = policy("esp32c3");
+    changed.max_image_size = Some(4096);
+    s.put_device_type(&changed).await.unwrap();
+    assert_eq!(
+        s.get_device_type(&dt("demo"))
+            .await
+            .unwrap()
+            .unwrap()
+            .max_image_size,
+        Some(4096)
+    );
+    let listed = s.list_device_types(&page(10, None)).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+}
+
+async fn firmware_unique_per_version(s: Store) {
+    let a = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&a).await.unwrap();
+    let dup = firmware("demo", "v1.0.0", FirmwareState::PendingUpload);
+    assert!(matches!(
+        s.insert_firmware(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Build metadata does not make another release: same precedence.
+    let meta = firmware("demo", "1.0.0+other", FirmwareState::PendingUpload);
+    assert!(matches!(
+        s.insert_firmware(&meta).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.insert_firmware(&firmware("other", "1.0.0", FirmwareState::Ready))
+        .await
+        .unwrap();
+    let found = s.find_firmware(&dt("demo"), &ver("1.0.0")).await.unwrap();
+    assert_eq!(found.as_ref().map(|f| &f.id), Some(&a.id));
+    assert_eq!(s.get_firmware(&a.id).await.unwrap(), Some(a));
+    assert_eq!(s.get_firmware("missing").await.unwrap(), None);
+}
+
+async fn firmware_newest_first_with_pages(s: Store) {
+    let versions = [
+        "1.0.0",
+        "1.10.0",
+        "1.2.0",
+        "2.0.0-rc.1",
+        "2.0.0",
+        "2.0.0-alpha",
+        "0.9.9",
+        "2.0.0-rc.10",
+    ];
+    for v in versions {
+        s.insert_firmware(&firmware("demo", v, FirmwareState::Ready))
+            .await
+            .unwrap();
+    }
+    s.insert_firmware(&firmware("other", "9.0.0", FirmwareState::Ready))
+        .await
+        .unwrap();
+    let filter = FirmwareFilter {
+        device_type: Some(dt("demo")),
+        ..FirmwareFilter::default()
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s.list_firmware(&filter, &page(3, cursor)).await.unwrap();
+        assert!(p.items.len() <= 3);
+        seen.extend(p.items.iter().map(|f| f.version.to_string()));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "2.0.0",
+            "2.0.0-rc.10",
+            "2.0.0-rc.1",
+            "2.0.0-alpha",
+            "1.10.0",
+            "1.2.0",
+            "1.0.0",
+            "0.9.9"
+        ]
+    );
+    let ready_other = s
+        .list_firmware(
+            &FirmwareFilter {
+                device_type: Some(dt("other")),
+                state: Some(FirmwareState::PendingUpload),
+                ..FirmwareFilter::default()
+            },
+            &page(10, None),
+        )
+        .await
+        .unwrap();
+    assert!(ready_other.items.is_empty());
+}
+
+async fn firmware_update_checks_state(s: Store) {
+    let mut f = firmware("demo", "1.0.0", FirmwareState::PendingUpload);
+    s.insert_firmware(&f).await.unwrap();
+    f.state = FirmwareState::Ready;
+    s.update_firmware(&f, FirmwareState::PendingUpload)
+        .await
+        .unwrap();
+    // A second finalize racing the first loses.
+    assert!(matches!(
+        s.update_firmware(&f, FirmwareState::PendingUpload).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut ghost = firmware("demo", "3.0.0", FirmwareState::Ready);
+    ghost.id = "missing".into();
+    assert_eq!(
+        s.update_firmware(&ghost, FirmwareState::Ready).await,
+        Err(StoreError::NotFound)
+    );
+    let pending = firmware("demo", "2.0.0", FirmwareState::PendingUpload);
+    s.insert_firmware(&pending).await.unwrap();
+    s.delete_pending_firmware(&pending.id).await.unwrap();
+    assert_eq!(s.get_firmware(&pending.id).await.unwrap(), None);
+    // A ready release is never deleted.
+    s.delete_pending_firmware(&f.id).await.unwrap();
+    assert!(s.get_firmware(&f.id).await.unwrap().is_some());
+}
+
+async fn rollout_revisions(s: Store) {
+    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f).await.unwrap();
+    let mut r = rollout(&f, RolloutState::Active);
+    s.insert_rollout(&r).await.unwrap();
+    r.state = RolloutState::Paused;
+    r.revision = 2;
+    s.update_rollout(&r, 1).await.unwrap();
+    let mut stale = r.clone();
+    stale.state = RolloutState::Aborted;
+    stale.revision = 2;
+    assert!(matches!(
+        s.update_rollout(&stale, 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.get_rollout(&r.id).await.unwrap(), Some(r.clone()));
+    let second = rollout(&f, RolloutState::Active);
+    s.insert_rollout(&second).await.unwrap();
+    let listed = s
+        .list_rollouts(&RolloutFilter::default(), &page(1, None))
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0].id, second.id, "newest first");
+    let rest = s
+        .list_rollouts(&RolloutFilter::default(), &page(1, listed.next_cursor))
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].id, r.id);
+    assert_eq!(rest.next_cursor, None);
+    let paused = s
+        .list_rollouts(
+            &RolloutFilter {
+                state: Some(RolloutState::Paused),
+                ..RolloutFilter::default()
+            },
+            &page(10, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(paused.items.len(), 1);
+}
+
+async fn release_view_holds_active_rollouts(s: Store) {
+    let f1 = firmware("demo", "1.0.0", FirmwareState::Ready);
+    let f2 = firmware("demo", "1.1.0", FirmwareState::Ready);
+    let other = firmware("other", "1.0.0", FirmwareState::Ready);
+    for f in [&f1, &f2, &other] {
+        s.insert_firmware(f).await.unwrap();
+    }
+    let active = rollout(&f2, RolloutState::Active);
+    s.insert_rollout(&active).await.unwrap();
+    s.insert_rollout(&rollout(&f1, RolloutState::Paused))
+        .await
+        .unwrap();
+    s.insert_rollout(&rollout(&other, RolloutState::Active))
+        .await
+        .unwrap();
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    assert_eq!(view.options.len(), 1);
+    assert_eq!(view.options[0].rollout.id, active.id);
+    assert_eq!(view.options[0].firmware.id, f2.id);
+}
+
+async fn check_registers_and_refreshes(s: Store) {
+    let first = s
+        .record_check(&check_in("d1", "demo", "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(first.device.current_version, ver("1.0.0"));
+    assert_eq!(first.device.first_seen, first.device.last_seen);
+    let again = s
+        .record_check(&check_in("d1", "demo", "1.1.0"))
+        .await
+        .unwrap();
+    assert_eq!(again.device.current_version, ver("1.1.0"));
+    assert_eq!(again.device.first_seen, first.device.first_seen);
+    let groups = vec!["lab".to_owned()];
+    s.set_device_groups(&dev("d1"), &groups).await.unwrap();
+    let with_groups = s
+        .record_check(&check_in("d1", "demo", "1.1.0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        with_groups.device.groups, groups,
+        "a check keeps the groups"
+    );
+    assert_eq!(
+        s.set_device_groups(&dev("nobody"), &groups).await,
+        Err(StoreError::NotFound)
+    );
+    let offer = Offer {
+        firmware_id: "f".into(),
+        version: ver("2.0.0"),
+        rollout_id: "r".into(),
+        at: now(),
+    };
+    s.record_offer(&dev("d1"), &offer).await.unwrap();
+    let snap = s
+        .record_check(&check_in("d1", "demo", "1.1.0"))
+        .await
+        .unwrap();
+    assert_eq!(snap.device.last_offer, Some(offer));
+    assert_eq!(snap.last_offer_status, None);
+}
+
+async fn status_state_machine(s: Store) {
+    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f).await.unwrap();
+    for (i, st) in [
+        OtaStatus::Downloading,
+        OtaStatus::Installing,
+        OtaStatus::Success,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = s
+            .record_status(&report("d1", &f, st, &format!("e{i}")))
+            .await
+            .unwrap();
+        assert!(out.changed && !out.duplicate);
+    }
+    let back = s
+        .record_status(&report("d1", &f, OtaStatus::Downloading, "e9"))
+        .await;
+    assert!(matches!(back, Err(StoreError::Conflict(_))));
+    let same = s
+        .record_status(&report("d1", &f, OtaStatus::Success, "e10"))
+        .await
+        .unwrap();
+    assert!(!same.changed && !same.duplicate);
+    let logs = s
+        .list_logs(&LogFilter::default(), &page(50, None))
+        .await
+        .unwrap();
+    assert!(
+        logs.items.iter().all(|e| e.event_id != "e9"),
+        "a refused move stores nothing"
+    );
+}
+
+async fn status_idempotent_by_event_id(s: Store) {
+    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f).await.unwrap();
+    let first = s
+        .record_status(&report("d1", &f, OtaStatus::Downloading, "same"))
+        .await
+        .unwrap();
+    let again = s
+        .record_status(&report("d1", &f, OtaStatus::Failed, "same"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.entry, first.entry, "answered as the first time");
+    let logs = s
+        .list_logs(&LogFilter::default(), &page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(logs.items.len(), 1);
+}
+
+async fn status_concurrent_reports(s: Store) {
+    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let s = s.clone();
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            // 100 devices, three distinct events each; every event sent twice.
+            let device = format!("d{}", i % 100);
+            let event = format!("ev-{i}");
+            let r = report(&device, &f, OtaStatus::Downloading, &event);
+            let a = s.record_status(&r).await.unwrap();
+            let b = s.record_status(&r).await.unwrap();
+            assert_eq!(a.entry, b.entry);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut total = 0;
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_logs(&LogFilter::default(), &page(100, cursor))
+            .await
+            .unwrap();
+        total += p.items.len();
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(total, 300);
+}
+
+async fn failures_counted_per_release(s: Store) {
+    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f).await.unwrap();
+    s.record_check(&check_in("d1", "demo", "0.9.0"))
+        .await
+        .unwrap();
+    let mut n = 0;
+    for attempt in 0..3 {
+        for st in [OtaStatus::Downloading, OtaStatus::Failed] {
+            n += 1;
+            s.record_status(&report("d1", &f, st, &format!("a{attempt}-{n}")))
+                .await
+                .unwrap();
+        }
+    }
+    // Reporting the same failure again is not another failure.
+    s.record_status(&report("d1", &f, OtaStatus::Failed, "repeat"))
+        .await
+        .unwrap();
+    let snap = s
+        .record_check(&check_in("d1", "demo", "0.9.0"))
+        .await
+        .unwrap();
+    assert_eq!(snap.failures_of(&f.id), 3);
+}
+
+async fn rollout_of_report_is_last_offer(s: Store) {
+    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f).await.unwrap();
+    s.record_check(&check_in("d1", "demo", "0.9.0"))
+        .await
+        .unwrap();
+    s.record_offer(
+        &dev("d1"),
+        &Offer {
+            firmware_id: f.id.clone(),
+            version: f.version.clone(),
+            rollout_id: "r1".into(),
+            at: now(),
+        },
+    )
+    .await
+    .unwrap();
+    let out = s
+        .record_status(&report("d1", &f, OtaStatus::Downloading, "x"))
+        .await
+        .unwrap();
+    assert_eq!(out.entry.rollout_id.as_deref(), Some("r1"));
+    let snap = s
+        .record_check(&check_in("d1", "demo", "0.9.0"))
+        .await
+        .unwrap();
+    assert_eq!(snap.last_offer_status, Some(OtaStatus::Downloading));
+}
+
+async fn logs_filtered_and_paged(s: Store) {
+    let f1 = firmware("demo", "1.0.0", FirmwareState::Ready);
+    let f2 = firmware("demo", "2.0.0", FirmwareState::Ready);
+    s.insert_firmware(&f1).await.unwrap();
+    s.insert_firmware(&f2).await.unwrap();
+    for i in 0..25 {
+        let f = if i % 2 == 0 { &f1 } else { &f2 };
+        let st = if i % 5 == 0 {
+            OtaStatus::Failed
+        } else {
+            OtaStatus::Downloading
+        };
+        s.record_status(&report(&format!("d{}", i % 3), f, st, &format!("e{i}")))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_logs(&LogFilter::default(), &page(4, cursor))
+            .await
+            .unwrap();
+        seen.extend(p.items.iter().map(|e| e.event_id.clone()));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let expect: Vec<String> = (0..25).rev().map(|i| format!("e{i}")).collect();
+    assert_eq!(seen, expect, "newest first, nothing lost or repeated");
+    let by_fw = s
+        .list_logs(
+            &LogFilter {
+                firmware_id: Some(f1.id.clone()),
+                ..LogFilter::default()
+            },
+            &page(100, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_fw.items.len(), 13);
+    let failed_d0 = s
+        .list_logs(
+            &LogFilter {
+                device_id: Some(dev("d0")),
+                status: Some(OtaStatus::Failed),
+                ..LogFilter::default()
+            },
+            &page(100, None),
+        )
+        .await
+        .unwrap();
+    // i in 0..25 with i%3==0 and i%5==0: 0 and 15.
+    assert_eq!(failed_d0.items.len(), 2);
+    let future = s
+        .list_logs(
+            &LogFilter {
+                since: Some(now() + time::Duration::hours(1)),
+                ..LogFilter::default()
+            },
+            &page(100, None),
+        )
+        .await
+        .unwrap();
+    assert!(future.items.is_empty());
+}
+
+async fn devices_filtered_and_paged(s: Store) {
+    for i in 0..7 {
+        let (t, v) = if i < 4 {
+            ("demo", "1.0.0")
+        } else {
+            ("other", "2.0.0")
+        };
+        s.record_check(&check_in(&format!("dev{i}"), t, v))
+            .await
+            .unwrap();
+    }
+    s.set_device_groups(&dev("dev1"), &["lab".to_owned(), "eu".to_owned()])
+        .await
+        .unwrap();
+    s.set_device_groups(&dev("dev5"), &["lab".to_owned()])
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_devices(&DeviceFilter::default(), &page(3, cursor))
+            .await
+            .unwrap();
+        all.extend(p.items.into_iter().map(|d| d.device_id.to_string()));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(all.len(), 7);
+    let demo = s
+        .list_devices(
+            &DeviceFilter {
+                device_type: Some(dt("demo")),
+                ..DeviceFilter::default()
+            },
+            &page(50, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(demo.items.len(), 4);
+    let v2 = s
+        .list_devices(
+            &DeviceFilter {
+                version: Some(ver("2.0.0")),
+                ..DeviceFilter::default()
+            },
+            &page(50, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.items.len(), 3);
+    let lab = s
+        .list_devices(
+            &DeviceFilter {
+                group: Some("lab".into()),
+                ..DeviceFilter::default()
+            },
+            &page(50, None),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = lab.items.iter().map(|d| d.device_id.to_string()).collect();
+    assert_eq!(ids, ["dev1", "dev5"]);
+}
+
+async fn bad_cursor_refused(s: Store) {
+    let bad = page(10, Some("not-a-cursor!".into()));
+    assert_eq!(
+        s.list_logs(&LogFilter::default(), &bad).await,
+        Err(StoreError::BadCursor)
+    );
+    assert_eq!(
+        s.list_firmware(&FirmwareFilter::default(), &bad).await,
+        Err(StoreError::BadCursor)
+    );
+    assert_eq!(
+        s.list_devices(&DeviceFilter::default(), &bad).await,
+        Err(StoreError::BadCursor)
+    );
+}
