@@ -50,7 +50,7 @@ async fn put_get_ranges(s: Store) {
         .await
         .unwrap();
     assert_eq!(meta.size, data.len() as u64);
-    assert_eq!(meta.sha256.as_slice(), Sha256::digest(&data).as_slice());
+    assert_eq!(meta.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
     assert_eq!(
         s.size("firmware/a.bin").await.unwrap(),
         Some(data.len() as u64)
