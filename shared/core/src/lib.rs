@@ -2,6 +2,7 @@
 //! state machine, the use cases built on them, and the storage ports both deployments
 //! implement. Knows nothing of HTTP, SQLite or AWS.
 
+pub mod audit;
 pub mod capability;
 pub mod check;
 pub mod device;
@@ -10,7 +11,9 @@ pub mod error;
 pub mod firmware;
 pub mod ids;
 pub mod image_policy;
+pub mod metrics;
 pub mod ports;
+pub mod progress;
 pub mod publish;
 pub mod rollout;
 pub mod rules;

@@ -1,0 +1,130 @@
+//! A rollout's progress and the automatic pause (API.md §Update rules 4).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::rollout::Rollout;
+use crate::status::OtaStatus;
+
+/// How many of something are in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub downloading: u64,
+    pub installing: u64,
+    pub success: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
+}
+
+impl StatusCounts {
+    pub fn get(&self, s: OtaStatus) -> u64 {
+        match s {
+            OtaStatus::Pending => self.pending,
+            OtaStatus::Downloading => self.downloading,
+            OtaStatus::Installing => self.installing,
+            OtaStatus::Success => self.success,
+            OtaStatus::Failed => self.failed,
+            OtaStatus::RolledBack => self.rolled_back,
+        }
+    }
+
+    pub fn slot(&mut self, s: OtaStatus) -> &mut u64 {
+        match s {
+            OtaStatus::Pending => &mut self.pending,
+            OtaStatus::Downloading => &mut self.downloading,
+            OtaStatus::Installing => &mut self.installing,
+            OtaStatus::Success => &mut self.success,
+            OtaStatus::Failed => &mut self.failed,
+            OtaStatus::RolledBack => &mut self.rolled_back,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        OtaStatus::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// Counters kept on write for one rollout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutProgress {
+    /// Devices whose current attempt at the release is in each status.
+    pub devices: StatusCounts,
+    /// Final reports that count toward the failure rate: `success`.
+    pub success_reports: u64,
+    /// Final reports that count toward the failure rate: `failed` and `rolled_back`.
+    pub failure_reports: u64,
+}
+
+impl RolloutProgress {
+    /// failed / (failed + success), in percent; None before any final report.
+    pub fn failure_rate_percent(&self) -> Option<f64> {
+        let total = self.success_reports + self.failure_reports;
+        (total > 0).then(|| self.failure_reports as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Rule 4: pause as soon as there are at least `min_reports` final reports and the failure rate
+/// exceeds the threshold.
+pub fn should_pause(rollout: &Rollout, progress: &RolloutProgress) -> bool {
+    let Some(threshold) = rollout.failure_threshold_percent else {
+        return false;
+    };
+    let finals = progress.success_reports + progress.failure_reports;
+    // Compare in integers where possible so that exactly-at-threshold never pauses by rounding.
+    finals >= u64::from(rollout.min_reports.max(1))
+        && (progress.failure_reports as f64) * 100.0 > threshold * finals as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceType, new_id};
+    use crate::rollout::{RolloutState, TargetFilter, TargetType};
+
+    fn rollout(threshold: Option<f64>, min_reports: u32) -> Rollout {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        Rollout {
+            id: new_id(),
+            name: "r".into(),
+            firmware_id: "f".into(),
+            device_type: DeviceType::parse("t").unwrap(),
+            target_type: TargetType::All,
+            rollout_percentage: 100.0,
+            target_filter: TargetFilter::default(),
+            failure_threshold_percent: threshold,
+            min_reports,
+            allow_downgrade: false,
+            state: RolloutState::Active,
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn progress(success: u64, failure: u64) -> RolloutProgress {
+        RolloutProgress {
+            success_reports: success,
+            failure_reports: failure,
+            ..RolloutProgress::default()
+        }
+    }
+
+    #[test]
+    fn pauses_only_past_threshold_with_enough_reports() {
+        let r = rollout(Some(20.0), 10);
+        assert!(
+            !should_pause(&r, &progress(0, 9)),
+            "9 reports < min_reports"
+        );
+        assert!(should_pause(&r, &progress(0, 10)));
+        assert!(
+            !should_pause(&r, &progress(8, 2)),
+            "exactly 20 % does not exceed 20 %"
+        );
+        assert!(should_pause(&r, &progress(7, 3)));
+        assert!(!should_pause(&rollout(None, 0), &progress(0, 100)));
+        assert!(should_pause(&rollout(Some(0.0), 1), &progress(99, 1)));
+        assert!(!should_pause(&rollout(Some(100.0), 1), &progress(0, 5)));
+    }
+}
