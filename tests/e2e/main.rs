@@ -1,1 +1,10 @@
-fn main() {}
+//! End-to-end tests of the OTA service over real HTTP.
+//!
+//! Each test starts its own `ota-server` (the real binary) on an ephemeral port with a fresh
+//! data directory; see `harness.rs`. Run with `cargo test -p ota-server --test e2e`.
+
+mod api;
+mod harness;
+
+mod firmware;
+mod meta;

@@ -13,7 +13,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub jwt_secret: Option<String>,
     pub jwt_issuer: Option<String>,
-    pub public_url: String,
+    /// `OTA_PUBLIC_URL`; `None` means `http://<the address actually bound>` (which differs from
+    /// `OTA_LISTEN` when that asks for an ephemeral port).
+    pub public_url: Option<String>,
     pub url_ttl: Duration,
     pub device_auth: bool,
     pub max_upload_bytes: u64,
@@ -56,10 +58,7 @@ impl Config {
             data_dir: PathBuf::from(var("OTA_DATA_DIR").unwrap_or_else(|| "./ota-data".to_owned())),
             jwt_secret: var("OTA_JWT_SECRET"),
             jwt_issuer: var("OTA_JWT_ISSUER"),
-            public_url: var("OTA_PUBLIC_URL")
-                .unwrap_or_else(|| format!("http://{listen}"))
-                .trim_end_matches('/')
-                .to_owned(),
+            public_url: var("OTA_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
             url_ttl: Duration::from_secs(url_ttl),
             device_auth,
             max_upload_bytes: number("OTA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)?,

@@ -33,11 +33,21 @@ async fn main() -> anyhow::Result<()> {
     let (secret, generated) =
         secret::load_or_create(&config.data_dir, config.jwt_secret.as_deref())?;
 
+    // Bound before anything hands out URLs: with port 0 only the bound address is reachable.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+
     let meta = SqliteMeta::open(&config.data_dir.join("ota.sqlite3"))
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
     let blobs = LocalBlobs::open(
         &config.data_dir.join("blobs"),
-        &config.public_url,
+        &public_url,
         CapabilitySigner::from_secret(&secret),
     )
     .map_err(|e| anyhow::anyhow!("opening the blob directory: {e}"))?;
@@ -69,10 +79,6 @@ async fn main() -> anyhow::Result<()> {
         capability: Some(CapabilitySigner::from_secret(&secret)),
     };
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     println!("ota-server listening on http://{addr}");
     println!("data directory: {}", config.data_dir.display());

@@ -226,6 +226,15 @@ pub trait BlobStore: Send + Sync {
         body: BorrowedByteStream<'a>,
         limit: u64,
     ) -> StoreResult<BlobMeta>;
+    /// Stores a stream only when it is exactly `expect` (size and SHA-256), as a presigned S3
+    /// PUT bound to `x-amz-checksum-sha256` does; returns what the stream held either way.
+    /// Other bytes are never committed, so an object already at `key` stays as it was.
+    async fn put_exact<'a>(
+        &self,
+        key: &str,
+        body: BorrowedByteStream<'a>,
+        expect: &BlobMeta,
+    ) -> StoreResult<BlobMeta>;
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream>;
     /// The object's size, or None when it does not exist.
     async fn size(&self, key: &str) -> StoreResult<Option<u64>>;

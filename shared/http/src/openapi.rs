@@ -36,17 +36,21 @@ token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) nee
     modifiers(&Security),
     paths(
         device::check_handler, device::download, device::download_head, device::status_handler,
-        device::legacy_check, device::legacy_download, device::legacy_status,
+        device::legacy_check, device::legacy_download, device::legacy_download_head,
+        device::legacy_status,
         firmware::upload, firmware::create, firmware::finalize, firmware::list, firmware::get,
         firmware::patch, firmware::deactivate, firmware::list_device_types,
         firmware::get_device_type, firmware::put_device_type,
         rollouts::create, rollouts::legacy_create, rollouts::list, rollouts::get, rollouts::patch,
         devices::list, devices::get, devices::patch, devices::mint_token,
-        logs::list, health::health,
+        logs::list, health::health, serve,
     )
 )]
 pub struct ApiDoc;
 
+/// This document.
+#[utoipa::path(get, path = "/api/ota/openapi.json", tag = "health",
+    responses((status = 200, description = "The contract as OpenAPI 3.1", content_type = "application/json")))]
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

@@ -54,6 +54,68 @@ impl LocalBlobs {
     }
 }
 
+impl LocalBlobs {
+    /// Streams `body` into a new temporary file, counting and hashing; removes it on failure.
+    async fn receive(
+        &self,
+        mut body: BorrowedByteStream<'_>,
+        limit: u64,
+    ) -> StoreResult<(PathBuf, BlobMeta)> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.part", uuid::Uuid::new_v4()));
+        let result: StoreResult<BlobMeta> = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk =
+                    chunk.map_err(|e| StoreError::Conflict(format!("upload interrupted: {e}")))?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(StoreError::TooLarge { limit });
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await.map_err(io_err)?;
+            }
+            file.sync_all().await.map_err(io_err)?;
+            Ok(BlobMeta {
+                size,
+                sha256: hasher.finalize().into(),
+            })
+        }
+        .await;
+        match result {
+            Ok(meta) => Ok((tmp, meta)),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Moves a received temporary file into place, durably.
+async fn commit(tmp: &Path, dest: &Path) -> StoreResult<()> {
+    let result = async {
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
+        }
+        tokio::fs::rename(tmp, dest).await.map_err(io_err)?;
+        if let Some(parent) = dest.parent() {
+            // The rename is durable only once the directory entry is.
+            sync_dir(parent).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(tmp).await;
+    }
+    result
+}
+
 fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Internal(format!("blob storage: {e}"))
 }
@@ -107,52 +169,29 @@ impl BlobStore for LocalBlobs {
     async fn put<'a>(
         &self,
         key: &str,
-        mut body: BorrowedByteStream<'a>,
+        body: BorrowedByteStream<'a>,
         limit: u64,
     ) -> StoreResult<BlobMeta> {
         let dest = self.path(key)?;
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.part", uuid::Uuid::new_v4()));
-        let result: StoreResult<BlobMeta> = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| StoreError::Conflict(format!("upload interrupted: {e}")))?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(StoreError::TooLarge { limit });
-                }
-                hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(io_err)?;
-            }
-            file.sync_all().await.map_err(io_err)?;
-            Ok(BlobMeta {
-                size,
-                sha256: hasher.finalize().into(),
-            })
+        let (tmp, meta) = self.receive(body, limit).await?;
+        commit(&tmp, &dest).await?;
+        Ok(meta)
+    }
+
+    async fn put_exact<'a>(
+        &self,
+        key: &str,
+        body: BorrowedByteStream<'a>,
+        expect: &BlobMeta,
+    ) -> StoreResult<BlobMeta> {
+        let dest = self.path(key)?;
+        let (tmp, meta) = self.receive(body, expect.size).await?;
+        if meta == *expect {
+            commit(&tmp, &dest).await?;
+        } else {
+            let _ = tokio::fs::remove_file(&tmp).await;
         }
-        .await;
-        match result {
-            Ok(meta) => {
-                if let Some(parent) = dest.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
-                }
-                tokio::fs::rename(&tmp, &dest).await.map_err(io_err)?;
-                if let Some(parent) = dest.parent() {
-                    // The rename is durable only once the directory entry is.
-                    sync_dir(parent).await?;
-                }
-                Ok(meta)
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
-            }
-        }
+        Ok(meta)
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {

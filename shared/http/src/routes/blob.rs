@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::TryStreamExt;
 use ota_core::capability::CapabilitySigner;
-use ota_core::ports::{ByteRange, StoreError};
+use ota_core::ports::{BlobMeta, ByteRange, StoreError};
 use serde::Deserialize;
 
 use crate::extract::ApiQuery;
@@ -162,8 +162,13 @@ pub async fn put_blob(
             ));
         }
     }
+    let expect = BlobMeta {
+        size,
+        sha256: want.as_slice().try_into().map_err(|_| refuse())?,
+    };
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let meta = match state.blobs.put(&key, Box::pin(stream), size).await {
+    // Checked before anything is committed: wrong bytes never replace stored ones.
+    let meta = match state.blobs.put_exact(&key, Box::pin(stream), &expect).await {
         Ok(m) => m,
         Err(StoreError::TooLarge { .. }) => {
             return Err(Problem::bad_request(
@@ -173,9 +178,7 @@ pub async fn put_blob(
         }
         Err(e) => return Err(e.into()),
     };
-    if meta.size != size || meta.sha256.as_slice() != want.as_slice() {
-        // Wrong bytes never stay: the object is removed, as S3 refuses a bad checksum.
-        state.blobs.delete(&key).await?;
+    if meta != expect {
         return Err(Problem::bad_request(
             "body",
             "the uploaded bytes do not match the size and SHA-256 this URL is bound to",

@@ -423,6 +423,11 @@ pub async fn legacy_download(
     redirect_to_blob(&state, &fw, &headers).await
 }
 
+/// Alias of `HEAD /api/ota/download/{firmware_id}`: 200 with Content-Length, no redirect.
+#[utoipa::path(head, path = "/api/firmware/download/{version}", tag = "device (paku aliases)",
+    params(("version" = String, Path), LegacyDownloadQuery),
+    responses((status = 200, description = "Content-Length of the image"), (status = 404, body = Problem)),
+    security(("device_token" = [])))]
 pub async fn legacy_download_head(
     State(state): State<AppState>,
     auth: DeviceAuth,

@@ -1,0 +1,829 @@
+//! Publishing: the one-shot multipart upload, the two-step create / PUT / finalize flow, image
+//! and policy checks, listing, edits and deactivation, device-type policies.
+
+use firmware_samples::{ImageSpec, Scheme, SigningKey, Target};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::api::*;
+use crate::harness::{Go, Server};
+
+fn codes(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn firmware_ids(srv: &Server, query: &[(&str, &str)]) -> Vec<String> {
+    list_all(srv, "/api/ota/admin/firmware", query, 500)
+        .await
+        .iter()
+        .map(|f| str_of(f, "id").to_owned())
+        .collect()
+}
+
+/// Files left in the blob directory (firmware objects and temporary uploads).
+fn stored_files(srv: &Server) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["blobs/firmware", "blobs/tmp"] {
+        if let Ok(rd) = std::fs::read_dir(srv.data_dir().join(sub)) {
+            out.extend(
+                rd.flatten()
+                    .map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())),
+            );
+        }
+    }
+    out
+}
+
+fn is_rfc3339(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+    })
+}
+
+#[tokio::test]
+async fn multipart_upload_registers_a_ready_release_with_what_the_image_says() {
+    let srv = Server::start().await;
+    let file = ImageSpec {
+        project_name: "scales".into(),
+        secure_version: 2,
+        idf_version: "v5.4.1".into(),
+        ..ImageSpec::new(Target::Esp32c3, "1.2.3")
+    }
+    .build();
+    let hash = sha256_hex(&file);
+    let len = file.len();
+    let fw = upload(
+        &srv,
+        "scales_c3",
+        "v1.2.3",
+        file,
+        &[
+            ("build_number", "7"),
+            ("channel", "beta"),
+            ("description", "scale bridge"),
+            ("min_current_version", "1.0.0"),
+            ("release_notes", "fixes the tare drift"),
+        ],
+    )
+    .await
+    .expect(201);
+    assert_eq!(fw["device_type"], "scales_c3");
+    assert_eq!(fw["version"], "1.2.3", "the leading v is dropped");
+    assert_eq!(fw["build_number"], 7);
+    assert_eq!(fw["channel"], "beta");
+    assert_eq!(fw["file_size"], len);
+    assert_eq!(fw["file_hash"], hash.as_str());
+    assert_eq!(fw["secure_version"], 2);
+    assert_eq!(fw["chip"], "esp32c3");
+    assert_eq!(fw["project_name"], "scales");
+    assert_eq!(fw["idf_version"], "v5.4.1");
+    assert_eq!(fw["min_current_version"], "1.0.0");
+    assert_eq!(fw["description"], "scale bridge");
+    assert_eq!(fw["release_notes"], "fixes the tare drift");
+    assert_eq!(fw["state"], "ready");
+    assert_eq!(fw["is_active"], true);
+    for field in ["created_at", "updated_at", "released_at"] {
+        assert!(
+            is_rfc3339(&fw[field]),
+            "{field} is not RFC 3339: {}",
+            fw[field]
+        );
+    }
+    let id = str_of(&fw, "id");
+    let got = srv
+        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(got, fw);
+
+    // The first image created the device type, with the chip read from the image.
+    let dt = srv
+        .admin(Method::GET, "/api/ota/admin/device-types/scales_c3")
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(dt["chip"], "esp32c3");
+    assert!(dt["max_image_size"].is_null());
+    assert_eq!(dt["require_signature"], false);
+    let all = list_all(&srv, "/api/ota/admin/device-types", &[], 50).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["name"], "scales_c3");
+}
+
+#[tokio::test]
+async fn two_step_flow_create_put_finalize() {
+    let srv = Server::start().await;
+    // Bigger than any JSON body limit, to prove the PUT streams.
+    let file = image_of_size(Target::Esp32c3, "2.0.0", 1024 * 1024);
+    let hash = sha256_hex(&file);
+    let created = create_firmware(
+        &srv,
+        json!({
+            "device_type": "two_step",
+            "version": "2.0.0",
+            "build_number": 3,
+            "file_size": file.len(),
+            "file_hash": hash.to_uppercase(),
+            "channel": "stable",
+            "description": "d",
+            "min_current_version": "1.0.0",
+            "release_notes": "n",
+        }),
+    )
+    .await
+    .expect(201);
+    assert_eq!(created["state"], "pending_upload");
+    assert_eq!(
+        created["file_hash"],
+        hash.as_str(),
+        "hashes are kept lowercase"
+    );
+    assert_eq!(created["build_number"], 3);
+    assert!(created["chip"].is_null());
+    let upload = &created["upload"];
+    assert_eq!(upload["method"], "PUT");
+    assert!(upload["url"].as_str().unwrap().starts_with("http"));
+    assert!(is_rfc3339(&upload["expires_at"]));
+    let headers = upload["headers"].as_object().expect("headers");
+    assert_eq!(headers["content-length"], file.len().to_string().as_str());
+    assert!(headers.contains_key("x-amz-checksum-sha256"));
+    let id = str_of(&created, "id").to_owned();
+
+    // Finalize before the bytes are there: 409, and the record stays pending.
+    finalize(&srv, &id).await.problem(409);
+    let got = srv
+        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(got["state"], "pending_upload");
+
+    // The upload URL is a capability: no Authorization header.
+    put_upload(&srv, upload, file.clone()).await.expect(200);
+    let ready = finalize(&srv, &id).await.expect(200);
+    assert_eq!(ready["state"], "ready");
+    assert_eq!(ready["chip"], "esp32c3");
+    assert_eq!(ready["project_name"], "demo");
+    assert_eq!(ready["secure_version"], 0);
+    assert!(is_rfc3339(&ready["released_at"]));
+    assert!(ready.get("upload").is_none());
+    // Finalize is idempotent on a ready release.
+    assert_eq!(finalize(&srv, &id).await.expect(200), ready);
+
+    // The stored bytes are the uploaded ones.
+    rollout_all(&srv, &id).await;
+    let offer = check(&srv, "dev-1", "two_step", "1.0.0").await;
+    assert_eq!(offer["firmware_id"], id.as_str());
+    let bytes = srv.get(str_of(&offer, "download_url")).go().await;
+    assert_eq!(bytes.status, 200);
+    assert_eq!(sha256_hex(&bytes.body), hash);
+}
+
+#[tokio::test]
+async fn put_of_wrong_bytes_is_refused_and_never_replaces_stored_bytes() {
+    let srv = Server::start().await;
+    let file = image(Target::Esp32c3, "1.0.0");
+    let mut wrong = file.clone();
+    wrong[2000] ^= 0xFF; // same length, other content
+    let created = create_firmware(
+        &srv,
+        json!({"device_type": "put_check", "version": "1.0.0",
+               "file_size": file.len(), "file_hash": sha256_hex(&file)}),
+    )
+    .await
+    .expect(201);
+    let id = str_of(&created, "id").to_owned();
+    let upload = &created["upload"];
+
+    put_upload(&srv, upload, wrong.clone()).await.problem(400);
+    // Nothing was stored: finalize still finds no bytes.
+    finalize(&srv, &id).await.problem(409);
+    assert!(
+        stored_files(&srv).is_empty(),
+        "left behind: {:?}",
+        stored_files(&srv)
+    );
+    // Wrong length: refused before the body is read.
+    let short = file[..file.len() - 16].to_vec();
+    let url = upload["url"].as_str().unwrap();
+    srv.req(Method::PUT, url)
+        .body(short)
+        .go()
+        .await
+        .problem(400);
+    // A checksum header that differs from the one the URL is bound to.
+    srv.req(Method::PUT, url)
+        .header(
+            "x-amz-checksum-sha256",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body(file.clone())
+        .go()
+        .await
+        .problem(400);
+    finalize(&srv, &id).await.problem(409);
+
+    put_upload(&srv, upload, file.clone()).await.expect(200);
+    finalize(&srv, &id).await.expect(200);
+
+    // The upload URL is still within its lifetime: wrong bytes now must not destroy the
+    // released image (bytes are immutable).
+    put_upload(&srv, upload, wrong).await.problem(400);
+    rollout_all(&srv, &id).await;
+    let offer = check(&srv, "dev-1", "put_check", "0.1.0").await;
+    let got = srv.get(str_of(&offer, "download_url")).go().await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        sha256_hex(&got.body),
+        sha256_hex(&file),
+        "the released bytes changed"
+    );
+}
+
+#[tokio::test]
+async fn finalize_of_a_bad_image_lists_every_reason_and_rejects() {
+    let srv = Server::start().await;
+    // One flipped byte inside a segment: both the XOR checksum and the appended hash break.
+    let mut bad = image(Target::Esp32c3, "1.0.0");
+    bad[0x400] ^= 0x55;
+    let created = create_firmware(
+        &srv,
+        json!({"device_type": "bad_fin", "version": "1.0.0",
+               "file_size": bad.len(), "file_hash": sha256_hex(&bad)}),
+    )
+    .await
+    .expect(201);
+    let id = str_of(&created, "id").to_owned();
+    put_upload(&srv, &created["upload"], bad).await.expect(200);
+    let r = finalize(&srv, &id).await;
+    let p = r.problem(422);
+    let found = codes(&p);
+    for want in ["file:checksum_mismatch", "file:hash_mismatch"] {
+        assert!(
+            found.contains(&want.to_owned()),
+            "{want} missing from {found:?}"
+        );
+    }
+    let got = srv
+        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(got["state"], "rejected");
+    let reasons: Vec<&str> = got["rejection_reasons"]
+        .as_array()
+        .expect("rejection_reasons")
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"checksum_mismatch") && reasons.contains(&"hash_mismatch"),
+        "{reasons:?}"
+    );
+    // Finalizing again answers the same; a rejected release cannot be rolled out.
+    assert_eq!(codes(&finalize(&srv, &id).await.problem(422)), found);
+    create_rollout(
+        &srv,
+        json!({"name": "x", "firmware_id": id, "target_type": "all"}),
+    )
+    .await
+    .problem(422);
+}
+
+#[tokio::test]
+async fn finalize_reports_policy_reasons_together() {
+    let srv = Server::start().await;
+    publish(&srv, "policy", "1.0.0").await; // the type now runs esp32c3
+    // An esp32 image that says 2.0.0, declared as 2.0.1: wrong chip and wrong version.
+    let file = image(Target::Esp32, "2.0.0");
+    let created = create_firmware(
+        &srv,
+        json!({"device_type": "policy", "version": "2.0.1",
+               "file_size": file.len(), "file_hash": sha256_hex(&file)}),
+    )
+    .await
+    .expect(201);
+    put_upload(&srv, &created["upload"], file).await.expect(200);
+    let p = finalize(&srv, str_of(&created, "id")).await.problem(422);
+    let found = codes(&p);
+    for want in ["file:version_mismatch", "file:chip_mismatch"] {
+        assert!(
+            found.contains(&want.to_owned()),
+            "{want} missing from {found:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_version_is_409_in_both_flows() {
+    let srv = Server::start().await;
+    let first = publish(&srv, "dup", "1.0.0").await;
+    upload(&srv, "dup", "1.0.0", image(Target::Esp32c3, "1.0.0"), &[])
+        .await
+        .problem(409);
+    // A leading v names the same version.
+    upload(&srv, "dup", "v1.0.0", image(Target::Esp32c3, "1.0.0"), &[])
+        .await
+        .problem(409);
+    let file = image(Target::Esp32c3, "1.0.0");
+    for version in ["1.0.0", "v1.0.0", "1.0.0+build.5"] {
+        create_firmware(
+            &srv,
+            json!({"device_type": "dup", "version": version,
+                   "file_size": file.len(), "file_hash": sha256_hex(&file)}),
+        )
+        .await
+        .problem(409);
+    }
+    assert_eq!(
+        firmware_ids(&srv, &[]).await,
+        vec![str_of(&first, "id").to_owned()]
+    );
+    // The same version of another device type is another release.
+    publish(&srv, "dup_other", "1.0.0").await;
+
+    // Racing creates of one new version: exactly one wins.
+    let body = json!({"device_type": "dup", "version": "2.0.0",
+                      "file_size": file.len(), "file_hash": sha256_hex(&file)});
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let req = srv
+                .admin(Method::POST, "/api/ota/admin/firmware")
+                .json(&body);
+            tokio::spawn(req.go())
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap().status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 409, 409, 409, 409, 409, 409, 409]);
+}
+
+#[tokio::test]
+async fn declared_version_other_than_the_image_is_422_and_registers_nothing() {
+    let srv = Server::start().await;
+    let p = upload(
+        &srv,
+        "vcheck",
+        "1.0.1",
+        image(Target::Esp32c3, "1.0.0"),
+        &[],
+    )
+    .await
+    .problem(422);
+    assert_eq!(codes(&p), vec!["file:version_mismatch"]);
+    assert!(firmware_ids(&srv, &[]).await.is_empty());
+    srv.admin(Method::GET, "/api/ota/admin/device-types/vcheck")
+        .go()
+        .await
+        .problem(404);
+    // The version is not burnt by the refusal.
+    publish(&srv, "vcheck", "1.0.1").await;
+}
+
+#[tokio::test]
+async fn image_for_another_chip_than_the_device_type_is_422() {
+    let srv = Server::start().await;
+    publish(&srv, "chipped", "1.0.0").await;
+    let p = upload(&srv, "chipped", "1.1.0", image(Target::Esp32, "1.1.0"), &[])
+        .await
+        .problem(422);
+    assert_eq!(codes(&p), vec!["file:chip_mismatch"]);
+
+    // A policy set up front fixes the chip before any image.
+    srv.admin(Method::PUT, "/api/ota/admin/device-types/s3_line")
+        .json(&json!({"chip": "esp32s3"}))
+        .go()
+        .await
+        .expect(200);
+    let p = upload(
+        &srv,
+        "s3_line",
+        "1.0.0",
+        image(Target::Esp32c3, "1.0.0"),
+        &[],
+    )
+    .await
+    .problem(422);
+    assert_eq!(codes(&p), vec!["file:chip_mismatch"]);
+    publish_with(
+        &srv,
+        "s3_line",
+        "1.0.0",
+        image(Target::Esp32s3, "1.0.0"),
+        &[],
+    )
+    .await;
+    // The chip of an existing type never changes; unknown chips are refused.
+    srv.admin(Method::PUT, "/api/ota/admin/device-types/s3_line")
+        .json(&json!({"chip": "esp32c3"}))
+        .go()
+        .await
+        .problem(409);
+    srv.admin(Method::PUT, "/api/ota/admin/device-types/s3_line")
+        .json(&json!({"chip": "esp8266"}))
+        .go()
+        .await
+        .problem(400);
+    assert_eq!(
+        firmware_ids(&srv, &[("device_type", "s3_line")])
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn image_larger_than_max_image_size_is_422() {
+    let srv = Server::start().await;
+    let policy = srv
+        .admin(Method::PUT, "/api/ota/admin/device-types/small")
+        .json(&json!({"chip": "esp32c3", "max_image_size": 32768}))
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(policy["max_image_size"], 32768);
+    let got = srv
+        .admin(Method::GET, "/api/ota/admin/device-types/small")
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(got, policy);
+
+    let big = image_of_size(Target::Esp32c3, "1.0.0", 64 * 1024);
+    let p = upload(&srv, "small", "1.0.0", big.clone(), &[])
+        .await
+        .problem(422);
+    assert_eq!(codes(&p), vec!["file:image_too_large"]);
+    create_firmware(
+        &srv,
+        json!({"device_type": "small", "version": "1.0.0",
+               "file_size": big.len(), "file_hash": sha256_hex(&big)}),
+    )
+    .await
+    .problem(422);
+    assert!(firmware_ids(&srv, &[]).await.is_empty());
+    let fits = image_of_size(Target::Esp32c3, "1.0.0", 32 * 1024);
+    assert_eq!(
+        publish_with(&srv, "small", "1.0.0", fits, &[]).await["state"],
+        "ready"
+    );
+}
+
+#[tokio::test]
+async fn signature_policy_pins_trusted_keys() {
+    let srv = Server::start().await;
+    let trusted = SigningKey::from_seed(Scheme::EcdsaP256, 1);
+    let other = SigningKey::from_seed(Scheme::EcdsaP256, 2);
+    // require_signature without a key is refused.
+    srv.admin(Method::PUT, "/api/ota/admin/device-types/signed")
+        .json(&json!({"chip": "esp32c6", "require_signature": true}))
+        .go()
+        .await
+        .problem(400);
+    srv.admin(Method::PUT, "/api/ota/admin/device-types/signed")
+        .json(&json!({"chip": "esp32c6", "require_signature": true,
+                      "signing_key_digests": [hex::encode(trusted.key_digest())]}))
+        .go()
+        .await
+        .expect(200);
+    let signed = |key: Option<SigningKey>, v: &str| {
+        ImageSpec {
+            signing: key,
+            ..ImageSpec::new(Target::Esp32c6, v)
+        }
+        .build()
+    };
+    let p = upload(&srv, "signed", "1.0.0", signed(None, "1.0.0"), &[])
+        .await
+        .problem(422);
+    assert_eq!(codes(&p), vec!["file:signature_missing"]);
+    let p = upload(&srv, "signed", "1.0.0", signed(Some(other), "1.0.0"), &[])
+        .await
+        .problem(422);
+    assert_eq!(codes(&p), vec!["file:signature_untrusted"]);
+    let fw = publish_with(&srv, "signed", "1.0.0", signed(Some(trusted), "1.0.0"), &[]).await;
+    assert_eq!(fw["chip"], "esp32c6");
+}
+
+fn corrupt(kind: &str) -> (Vec<u8>, &'static str) {
+    match kind {
+        "checksum" => {
+            let mut f = ImageSpec {
+                hash_appended: false,
+                ..ImageSpec::new(Target::Esp32c3, "1.0.0")
+            }
+            .build();
+            let last = f.len() - 1;
+            f[last] ^= 0x01;
+            (f, "file:checksum_mismatch")
+        }
+        "magic" => {
+            let mut f = image(Target::Esp32c3, "1.0.0");
+            f[0] = 0x00;
+            (f, "file:bad_magic")
+        }
+        "truncated" => {
+            let f = image(Target::Esp32c3, "1.0.0");
+            (f[..f.len() / 2].to_vec(), "file:truncated")
+        }
+        "trailing" => {
+            let mut f = image(Target::Esp32c3, "1.0.0");
+            f.extend([0xAB; 100]);
+            (f, "file:trailing_data")
+        }
+        other => unreachable!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_images_are_422_and_leave_nothing_half_registered() {
+    let srv = Server::start().await;
+    for kind in ["checksum", "magic", "truncated", "trailing"] {
+        let (file, code) = corrupt(kind);
+        let p = upload(&srv, "corrupt", "1.0.0", file, &[])
+            .await
+            .problem(422);
+        assert!(codes(&p).contains(&code.to_owned()), "{kind}: {p}");
+        assert!(
+            firmware_ids(&srv, &[]).await.is_empty(),
+            "{kind} registered a release"
+        );
+        assert!(
+            stored_files(&srv).is_empty(),
+            "{kind} left {:?}",
+            stored_files(&srv)
+        );
+    }
+    srv.admin(Method::GET, "/api/ota/admin/device-types/corrupt")
+        .go()
+        .await
+        .problem(404);
+    // The version is still free for a good image.
+    publish(&srv, "corrupt", "1.0.0").await;
+    assert_eq!(stored_files(&srv).len(), 1);
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_413() {
+    let srv = Server::builder()
+        .env("OTA_MAX_UPLOAD_BYTES", "100000")
+        .start()
+        .await;
+    let big = image_of_size(Target::Esp32c3, "1.0.0", 256 * 1024);
+    let r = upload(&srv, "capped", "1.0.0", big.clone(), &[]).await;
+    r.problem(413);
+    create_firmware(
+        &srv,
+        json!({"device_type": "capped", "version": "1.0.0",
+               "file_size": big.len(), "file_hash": sha256_hex(&big)}),
+    )
+    .await
+    .problem(413);
+    assert!(firmware_ids(&srv, &[]).await.is_empty());
+    assert!(
+        stored_files(&srv).is_empty(),
+        "left {:?}",
+        stored_files(&srv)
+    );
+    publish(&srv, "capped", "1.0.0").await; // 64 KB fits
+}
+
+#[tokio::test]
+async fn list_is_newest_semver_first_paginated_and_filtered() {
+    let srv = Server::start().await;
+    // Published out of order; SemVer precedence, not text or time, decides the order.
+    let versions = [
+        ("1.0.0", "stable"),
+        ("0.9.0", "stable"),
+        ("1.10.0", "stable"),
+        ("2.0.0-rc.2", "beta"),
+        ("1.2.0", "stable"),
+        ("2.0.0", "stable"),
+        ("2.0.0-rc.10", "beta"),
+        ("2.0.0-rc.1", "beta"),
+    ];
+    for (v, channel) in versions {
+        publish_with(
+            &srv,
+            "lister",
+            v,
+            image(Target::Esp32c3, v),
+            &[("channel", channel)],
+        )
+        .await;
+    }
+    publish(&srv, "other_type", "3.0.0").await;
+    let file = image(Target::Esp32c3, "5.0.0");
+    let pending = create_firmware(
+        &srv,
+        json!({"device_type": "lister", "version": "5.0.0",
+               "file_size": file.len(), "file_hash": sha256_hex(&file)}),
+    )
+    .await
+    .expect(201);
+
+    let order = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|f| str_of(f, "version").to_owned())
+            .collect()
+    };
+    let ready = list_all(
+        &srv,
+        "/api/ota/admin/firmware",
+        &[("device_type", "lister"), ("state", "ready")],
+        500,
+    )
+    .await;
+    assert_eq!(
+        order(&ready),
+        [
+            "2.0.0",
+            "2.0.0-rc.10",
+            "2.0.0-rc.2",
+            "2.0.0-rc.1",
+            "1.10.0",
+            "1.2.0",
+            "1.0.0",
+            "0.9.0"
+        ]
+    );
+    // Pages of 3 give the same sequence, with no item lost or repeated.
+    for limit in [1, 3, 8] {
+        let paged = list_all(
+            &srv,
+            "/api/ota/admin/firmware",
+            &[("device_type", "lister"), ("state", "ready")],
+            limit,
+        )
+        .await;
+        assert_eq!(order(&paged), order(&ready), "limit {limit}");
+    }
+    let first = srv
+        .admin(
+            Method::GET,
+            "/api/ota/admin/firmware?device_type=lister&limit=3",
+        )
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    assert!(first["next_cursor"].is_string());
+    assert_eq!(
+        first["items"][0]["version"], "5.0.0",
+        "pending releases are listed too"
+    );
+
+    let everything = list_all(&srv, "/api/ota/admin/firmware", &[], 500).await;
+    assert_eq!(
+        order(&everything)[..2],
+        ["5.0.0".to_owned(), "3.0.0".to_owned()]
+    );
+    assert_eq!(everything.len(), 10);
+    let beta = list_all(&srv, "/api/ota/admin/firmware", &[("channel", "beta")], 500).await;
+    assert_eq!(order(&beta), ["2.0.0-rc.10", "2.0.0-rc.2", "2.0.0-rc.1"]);
+    let pend = list_all(
+        &srv,
+        "/api/ota/admin/firmware",
+        &[("state", "pending_upload")],
+        500,
+    )
+    .await;
+    assert_eq!(pend.len(), 1);
+    assert_eq!(pend[0]["id"], pending["id"]);
+    let other = list_all(
+        &srv,
+        "/api/ota/admin/firmware",
+        &[("device_type", "other_type")],
+        500,
+    )
+    .await;
+    assert_eq!(order(&other), ["3.0.0"]);
+    assert!(
+        list_all(
+            &srv,
+            "/api/ota/admin/firmware",
+            &[("state", "rejected")],
+            500
+        )
+        .await
+        .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn get_patch_and_deactivate() {
+    let srv = Server::start().await;
+    let fw = publish_with(
+        &srv,
+        "editable",
+        "1.1.0",
+        image(Target::Esp32c3, "1.1.0"),
+        &[("description", "first"), ("release_notes", "notes")],
+    )
+    .await;
+    let id = str_of(&fw, "id").to_owned();
+    let path = format!("/api/ota/admin/firmware/{id}");
+    srv.admin(Method::GET, "/api/ota/admin/firmware/no-such-id")
+        .go()
+        .await
+        .problem(404);
+
+    let patched = srv
+        .admin(Method::PATCH, &path)
+        .json(
+            &json!({"description": "second", "release_notes": null, "channel": "beta",
+                      "min_current_version": "1.0.0"}),
+        )
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(patched["description"], "second");
+    assert!(patched["release_notes"].is_null());
+    assert_eq!(patched["channel"], "beta");
+    assert_eq!(patched["min_current_version"], "1.0.0");
+    assert_eq!(patched["version"], "1.1.0");
+    assert_eq!(patched["file_hash"], fw["file_hash"]);
+    assert_eq!(
+        srv.admin(Method::GET, &path).go().await.expect(200),
+        patched
+    );
+    // What is immutable cannot be patched.
+    let r = srv
+        .admin(Method::PATCH, &path)
+        .json(&json!({"version": "9.9.9"}))
+        .go()
+        .await;
+    r.problem(400);
+    assert!(
+        r.error_fields().iter().any(|f| f.contains("version")),
+        "{}",
+        r.text()
+    );
+    srv.admin(Method::PATCH, "/api/ota/admin/firmware/no-such-id")
+        .json(&json!({"description": "x"}))
+        .go()
+        .await
+        .problem(404);
+
+    // Back to stable, rolled out: offered.
+    srv.admin(Method::PATCH, &path)
+        .json(&json!({"channel": "stable", "min_current_version": null}))
+        .go()
+        .await
+        .expect(200);
+    rollout_all(&srv, &id).await;
+    assert_eq!(
+        check(&srv, "dev-1", "editable", "1.0.0").await["update_available"],
+        true
+    );
+    let download = format!("/api/ota/download/{id}");
+    let r = srv
+        .device(Method::GET, &download, "dev-1", "editable")
+        .go()
+        .await;
+    assert_eq!(r.status, 302);
+
+    // DELETE deactivates: kept, listed, never offered or downloadable again.
+    let gone = srv.admin(Method::DELETE, &path).go().await.expect(200);
+    assert_eq!(gone["is_active"], false);
+    let kept = srv.admin(Method::GET, &path).go().await.expect(200);
+    assert_eq!(kept["is_active"], false);
+    assert_eq!(kept["state"], "ready");
+    assert_eq!(firmware_ids(&srv, &[]).await, vec![id.clone()]);
+    assert_eq!(
+        check(&srv, "dev-1", "editable", "1.0.0").await["update_available"],
+        false
+    );
+    srv.device(Method::GET, &download, "dev-1", "editable")
+        .go()
+        .await
+        .problem(404);
+    srv.device(Method::HEAD, &download, "dev-1", "editable")
+        .go()
+        .await;
+    let head = srv
+        .device(Method::HEAD, &download, "dev-1", "editable")
+        .go()
+        .await;
+    assert_eq!(head.status, 404);
+    create_rollout(
+        &srv,
+        json!({"name": "again", "firmware_id": id, "target_type": "all"}),
+    )
+    .await
+    .problem(422);
+    srv.admin(Method::DELETE, "/api/ota/admin/firmware/no-such-id")
+        .go()
+        .await
+        .problem(404);
+}

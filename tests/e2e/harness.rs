@@ -1,0 +1,498 @@
+//! The suite's view of a deployment: a base URL, an admin token and the JWT secret, plus, for
+//! the embedded server this harness starts itself, the process and its data directory.
+//!
+//! Every test starts its own `ota-server` on an ephemeral port and a fresh temporary data
+//! directory, so tests run in parallel without sharing state. Tests talk to the service only
+//! through [`Server`]'s URL and tokens; whatever needs the local process (environment
+//! overrides, restarts, peeking at the data directory) goes through [`Server::local`], so that
+//! a later runner can point the same tests at another deployment (a base URL such as
+//! `OTA_E2E_BASE_URL` plus an admin token and the JWT secret) and skip the local-only ones.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+
+/// How long the server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful stop may take before the process is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const LISTEN_PREFIX: &str = "ota-server listening on ";
+
+/// A running OTA service as the tests see it.
+pub struct Server {
+    base: String,
+    admin_token: String,
+    jwt_secret: Vec<u8>,
+    http: reqwest::Client,
+    local: Option<LocalServer>,
+}
+
+/// Starts an embedded server with environment overrides.
+#[derive(Default)]
+pub struct ServerBuilder {
+    env: Vec<(String, String)>,
+}
+
+impl ServerBuilder {
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn start(self) -> Server {
+        let data = tempfile::Builder::new()
+            .prefix("ota-e2e-")
+            .tempdir()
+            .expect("creating a temporary data directory");
+        let mut local = LocalServer {
+            data,
+            env: self.env,
+            child: None,
+            output: Arc::new(Mutex::new(Vec::new())),
+        };
+        let base = local.spawn();
+        let mut server = Server {
+            base,
+            admin_token: String::new(),
+            jwt_secret: Vec::new(),
+            http: client(),
+            local: Some(local),
+        };
+        server.read_credentials();
+        server
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // Redirects are asserted, not followed.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("building the HTTP client")
+}
+
+impl Server {
+    /// An embedded server with the default configuration.
+    pub async fn start() -> Server {
+        Server::builder().start().await
+    }
+
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The admin token the deployment handed out (for the embedded server: `admin-token`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The process behind this server, when the harness started it.
+    pub fn local(&mut self) -> &mut LocalServer {
+        self.local
+            .as_mut()
+            .expect("this test needs a server process the harness started")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.local
+            .as_ref()
+            .expect("this test needs a server process the harness started")
+            .data
+            .path()
+    }
+
+    fn read_credentials(&mut self) {
+        let dir = self.data_dir().to_owned();
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .unwrap_or_else(|e| panic!("reading {name} from the data directory: {e}"))
+                .trim()
+                .to_owned()
+        };
+        self.admin_token = read("admin-token");
+        self.jwt_secret = read("jwt-secret").into_bytes();
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL if it lingers) and starts it again on the same
+    /// data directory and environment. The port changes; `base()` follows it.
+    pub async fn restart(&mut self) {
+        self.local().stop();
+        self.start_again();
+    }
+
+    /// Kills the process with SIGKILL (no graceful shutdown) and starts it again.
+    pub async fn crash_and_restart(&mut self) {
+        self.local().kill();
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
+        let base = self.local().spawn();
+        self.base = base;
+        self.http = client();
+        self.read_credentials();
+    }
+
+    // ---- credentials ------------------------------------------------------------------------
+
+    /// Signs arbitrary claims with the deployment's HS256 secret.
+    pub fn sign(&self, claims: &Value) -> String {
+        sign_with(&self.jwt_secret, claims)
+    }
+
+    /// An admin-audience token with this role, valid for an hour.
+    pub fn token(&self, role: &str) -> String {
+        self.sign(&json!({
+            "sub": format!("e2e-{role}"),
+            "role": role,
+            "aud": "ota-admin",
+            "exp": now() + 3600,
+        }))
+    }
+
+    /// A device token for `device_id` of `device_type`, without expiry.
+    pub fn device_token(&self, device_id: &str, device_type: &str) -> String {
+        self.sign(&json!({
+            "sub": device_id,
+            "aud": "ota-device",
+            "device_type": device_type,
+        }))
+    }
+
+    // ---- requests ---------------------------------------------------------------------------
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.req(Method::GET, path)
+    }
+
+    pub fn head(&self, path: &str) -> RequestBuilder {
+        self.req(Method::HEAD, path)
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.req(Method::POST, path)
+    }
+
+    /// A request carrying the admin token.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req(method, path).bearer_auth(&self.admin_token)
+    }
+
+    /// A request carrying a device token of `device_id` / `device_type`.
+    pub fn device(
+        &self,
+        method: Method,
+        path: &str,
+        device_id: &str,
+        device_type: &str,
+    ) -> RequestBuilder {
+        self.req(method, path)
+            .bearer_auth(self.device_token(device_id, device_type))
+    }
+}
+
+pub fn sign_with(secret: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("signing a test token")
+}
+
+/// An unsigned JWT (`alg: none`), built by hand since no library will make one.
+pub fn unsigned_jwt(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims"));
+    format!("{header}.{payload}.")
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(local) = &mut self.local {
+            local.kill();
+            if std::thread::panicking() {
+                local.dump_output();
+            }
+        }
+    }
+}
+
+/// An `ota-server` process started by the harness.
+pub struct LocalServer {
+    data: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// Everything the process printed, for diagnostics when a test fails.
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl LocalServer {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().to_owned()
+    }
+
+    /// Starts the binary and returns its base URL once it prints where it listens.
+    fn spawn(&mut self) -> String {
+        assert!(self.child.is_none(), "the server is already running");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ota-server"));
+        // Nothing from the developer's environment may change what the tests see.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTA_") {
+                cmd.env_remove(&name);
+            }
+        }
+        cmd.env("OTA_LISTEN", "127.0.0.1:0")
+            .env("OTA_DATA_DIR", self.data.path())
+            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting ota-server");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel::<String>();
+        let output = self.output.clone();
+        // Drains stdout for the process's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix(LISTEN_PREFIX)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+                output.lock().map(|mut o| o.push(line)).ok();
+            }
+        });
+        let output = self.output.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut text);
+            if !text.is_empty() {
+                output
+                    .lock()
+                    .map(|mut o| o.push(format!("[stderr] {text}")))
+                    .ok();
+            }
+        });
+        let base = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                self.dump_output();
+                panic!("ota-server did not report its address ({e})");
+            }
+        };
+        self.child = Some(child);
+        base.trim_end_matches('/').to_owned()
+    }
+
+    /// Graceful stop: SIGTERM, then SIGKILL after a timeout.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", child.id()))
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// SIGKILL: what a crash or power cut looks like to the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn dump_output(&self) {
+        if let Ok(lines) = self.output.lock() {
+            eprintln!("---- ota-server output ({} lines) ----", lines.len());
+            for l in lines.iter().rev().take(200).rev() {
+                eprintln!("{l}");
+            }
+            eprintln!("---- end of ota-server output ----");
+        }
+    }
+}
+
+// ---- responses ----------------------------------------------------------------------------
+
+/// A response read whole.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+
+    /// Asserts an RFC 9457 problem with this status and returns it.
+    #[track_caller]
+    pub fn problem(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
+        assert_problem_shape(self)
+    }
+
+    /// The `field` of every entry of a problem's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.json()["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Checks that a response is a well-formed problem and that it leaks nothing internal.
+#[track_caller]
+pub fn assert_problem_shape(r: &Resp) -> Value {
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "status {}: content-type is '{ct}', not application/problem+json; body: {}",
+        r.status,
+        r.text()
+    );
+    let p = r.json();
+    assert!(p["type"].is_string(), "problem without type: {p}");
+    assert!(p["title"].is_string(), "problem without title: {p}");
+    assert_eq!(
+        p["status"].as_u64(),
+        Some(u64::from(r.status)),
+        "problem status: {p}"
+    );
+    assert!(p["detail"].is_string(), "problem without detail: {p}");
+    if let Some(errors) = p.get("errors") {
+        for e in errors.as_array().expect("errors is an array") {
+            assert!(
+                e["field"].is_string() && e["message"].is_string(),
+                "bad errors entry: {e}"
+            );
+        }
+    }
+    let text = r.text();
+    for leak in ["/tmp/", "ota-e2e-", "panicked", ".rs:", "sqlite", "SQLITE"] {
+        assert!(!text.contains(leak), "the problem leaks '{leak}': {text}");
+    }
+    p
+}
+
+/// `RequestBuilder::go()`: send and read the whole response.
+pub trait Go {
+    fn go(self) -> impl Future<Output = Resp> + Send;
+}
+
+impl Go for RequestBuilder {
+    async fn go(self) -> Resp {
+        let resp = self.send().await.expect("sending the request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .expect("reading the response body")
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
