@@ -43,7 +43,8 @@ pub mod code {
     pub const INVALID_VERSION_STRING: &str = "invalid_version_string";
     /// Bytes after the image that are not a Secure Boot V2 signature sector.
     pub const TRAILING_DATA: &str = "trailing_data";
-    /// Bytes other than `0xFF` in the gap before the signature sector or its unused tail.
+    /// Bytes other than `0xFF` in the gap before the signature sector or in its unused tail,
+    /// or other than zero where a signature block has no field: data no signature covers.
     pub const BAD_SIGNATURE_PADDING: &str = "bad_signature_padding";
     /// Signature sector whose first block does not start with `0xE7`.
     pub const BAD_SIGNATURE_MAGIC: &str = "bad_signature_magic";

@@ -33,7 +33,7 @@ impl Segment {
 
     /// Checks that need only the segment header, run as soon as it is read.
     pub(crate) fn check_len(&self, index: usize, reasons: &mut Vec<Reason>) {
-        if self.len % 4 != 0 {
+        if !self.len.is_multiple_of(4) {
             reasons.push(Reason::new(
                 code::SEGMENT_LEN_UNALIGNED,
                 format!(

@@ -20,6 +20,8 @@ const VERSION_RSA: u8 = 0x02;
 const VERSION_ECDSA: u8 = 0x03;
 /// The CRC covers bytes `0..CRC_OFFSET`, and is stored right after them.
 const CRC_OFFSET: usize = 1196;
+/// The block ends with 16 zero bytes that neither the CRC nor anything else covers.
+const ZERO_PAD: usize = 1200;
 const RSA_BITS: usize = 3072;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +48,18 @@ impl SignatureScheme {
             // field as P-256 and hashes the whole field.
             SignatureScheme::EcdsaP192 | SignatureScheme::EcdsaP256 => (36, 101),
             SignatureScheme::EcdsaP384 => (52, 149),
+        }
+    }
+
+    /// Bytes espsecure leaves zero: the CRC covers them but nothing reads them, so anything
+    /// else there is data no signature vouches for.
+    fn reserved_ranges(self) -> &'static [(usize, usize)] {
+        match self {
+            SignatureScheme::Rsa3072Pss => &[(2, 4)],
+            // The 48-byte point and signature sit in 64-byte fields.
+            SignatureScheme::EcdsaP192 => &[(3, 4), (85, 101), (149, CRC_OFFSET)],
+            SignatureScheme::EcdsaP256 => &[(3, 4), (165, CRC_OFFSET)],
+            SignatureScheme::EcdsaP384 => &[(3, 4), (245, CRC_OFFSET)],
         }
     }
 
@@ -150,6 +164,12 @@ fn check_block(
     digests: &ImageDigests,
     reasons: &mut Vec<Reason>,
 ) -> Option<SignatureBlock> {
+    if slice(block, ZERO_PAD, BLOCK_LEN).iter().any(|&b| b != 0) {
+        reasons.push(Reason::new(
+            code::BAD_SIGNATURE_PADDING,
+            format!("signature block {index}: its last 16 bytes must be zero"),
+        ));
+    }
     let stored_crc = u32::from_le_bytes(array(block, CRC_OFFSET));
     let crc = crc32fast::hash(slice(block, 0, CRC_OFFSET));
     if crc != stored_crc {
@@ -172,6 +192,16 @@ fn check_block(
         ));
         return None;
     };
+    let reserved_dirty = scheme
+        .reserved_ranges()
+        .iter()
+        .any(|&(start, end)| slice(block, start, end).iter().any(|&b| b != 0));
+    if reserved_dirty {
+        reasons.push(Reason::new(
+            code::BAD_SIGNATURE_PADDING,
+            format!("signature block {index}: bytes {scheme:?} blocks leave zero are not zero"),
+        ));
+    }
     if let Some(chip) = chip {
         let allowed = if scheme.is_rsa() {
             chip.supports_rsa_signatures()
@@ -454,6 +484,21 @@ mod tests {
             let (_, codes) = run(&s, None);
             assert_eq!(codes, vec![code::UNKNOWN_SIGNATURE_SCHEME]);
         }
+    }
+
+    #[test]
+    fn block_zero_padding_is_checked() {
+        let mut s = blank_sector();
+        s[..BLOCK_LEN].fill(0);
+        s[0] = BLOCK_MAGIC;
+        s[1] = 0x09;
+        seal(&mut s[..BLOCK_LEN]);
+        s[BLOCK_LEN - 1] = 1;
+        let (_, codes) = run(&s, None);
+        assert_eq!(
+            codes,
+            vec![code::BAD_SIGNATURE_PADDING, code::UNKNOWN_SIGNATURE_SCHEME]
+        );
     }
 
     #[test]
