@@ -22,6 +22,21 @@
 //! }
 //! ```
 
+// Hostile input must not be able to panic the parser; these make clippy hold the line.
+// (Arithmetic on input-derived values saturates where it could ever overflow; lengths are u32
+// and positions u64, so plain adds of bounded values are left plain.)
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
+
 mod app_desc;
 mod chip;
 mod header;

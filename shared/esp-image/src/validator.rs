@@ -150,30 +150,30 @@ impl Validator {
         }
     }
 
+    /// Takes in `piece`, which the current stage asked for, then moves to the next stage.
     fn consume(&mut self, piece: &[u8]) {
         let n = piece.len() as u64;
+        let start = self.pos;
+        self.pos = self.pos.saturating_add(n);
         match self.stage {
             Stage::Header => {
                 self.collect(piece);
-                self.pos += n;
                 if self.scratch_len == HEADER_LEN {
                     self.on_header();
                 }
             }
             Stage::SegmentHeader { index } => {
                 self.collect(piece);
-                self.pos += n;
                 if self.scratch_len == SEGMENT_HEADER_LEN {
                     self.on_segment_header(index);
                 }
             }
             Stage::SegmentData { index, remaining } => {
                 self.checksum = piece.iter().fold(self.checksum, |acc, b| acc ^ b);
-                if index == 0 && self.app.len() < APP_DESC_LEN {
-                    let room = APP_DESC_LEN - self.app.len();
+                if index == 0 {
+                    let room = APP_DESC_LEN.saturating_sub(self.app.len());
                     self.app.extend(piece.iter().take(room));
                 }
-                self.pos += n;
                 let remaining = remaining.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
                 if remaining == 0 {
                     self.after_segment(index);
@@ -182,14 +182,12 @@ impl Validator {
                 }
             }
             Stage::Padding { checksum_at } => {
-                self.pos += n;
                 if self.pos >= checksum_at {
                     self.stage = Stage::Checksum;
                 }
             }
             Stage::Checksum => {
                 self.stored_checksum = piece.first().copied();
-                self.pos += n;
                 self.computed_hash = Some(self.sha256.clone().finalize().into());
                 if self.header.as_ref().is_some_and(Header::has_hash) {
                     self.scratch_len = 0;
@@ -200,20 +198,19 @@ impl Validator {
             }
             Stage::Hash => {
                 self.collect(piece);
-                self.pos += n;
                 if self.scratch_len == HASH_LEN {
                     self.stored_hash = Some(self.scratch);
                     self.enter_trailer();
                 }
             }
             Stage::Trailer { sector_start } => {
-                if self.pos < sector_start {
-                    self.gap_stray += piece.iter().filter(|&&b| b != 0xFF).count() as u64;
+                if start < sector_start {
+                    let stray = piece.iter().filter(|&&b| b != 0xFF).count() as u64;
+                    self.gap_stray = self.gap_stray.saturating_add(stray);
                 } else {
                     let room = SECTOR_SIZE.saturating_sub(self.sector.len());
                     self.sector.extend(piece.iter().take(room));
                 }
-                self.pos = self.pos.saturating_add(n);
             }
         }
     }
