@@ -6,5 +6,6 @@
 mod api;
 mod harness;
 
+mod device_loop;
 mod firmware;
 mod meta;
