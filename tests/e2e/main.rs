@@ -7,5 +7,6 @@ mod api;
 mod harness;
 
 mod device_loop;
+mod download;
 mod firmware;
 mod meta;

@@ -73,11 +73,15 @@ pub async fn get_blob(
     let (status, byte_range) = match range {
         None | Some(RangeAnswer::Ignore) => (StatusCode::OK, None),
         Some(RangeAnswer::Unsatisfiable) => {
-            return Ok((
+            // A problem like every other error, with the length a client needs to retry.
+            let problem = Problem::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
-            )
-                .into_response());
+                "range-not-satisfiable",
+                format!("the range starts past the end of the {len}-byte object"),
+            );
+            return Ok(
+                ([(header::CONTENT_RANGE, format!("bytes */{len}"))], problem).into_response(),
+            );
         }
         Some(RangeAnswer::Partial(r)) => (StatusCode::PARTIAL_CONTENT, Some(r)),
     };
