@@ -750,4 +750,23 @@ mod tests {
         bytes[checksum_at - 1] = 0xAA;
         assert!(codes(&bytes).is_empty());
     }
+
+    #[test]
+    fn results_serialize_to_json() {
+        let info = validate(&valid(true)).ok();
+        let json = serde_json::to_value(&info).unwrap_or_default();
+        assert_eq!(json["chip"], "esp32c3");
+        assert_eq!(json["flash_size"], "4MB");
+        assert_eq!(json["app"]["version"], "1.0.0");
+        assert_eq!(json["segments"][0]["offset"], 0x20);
+        assert_eq!(json["signature"], serde_json::Value::Null);
+
+        let mut bad = valid(true);
+        bad[0] = 0;
+        let rejection = validate(&bad).err();
+        let json = serde_json::to_value(&rejection).unwrap_or_default();
+        assert_eq!(json["reasons"][0]["code"], "bad_magic");
+        assert_eq!(json["partial"]["header"]["magic"], 0);
+        assert_eq!(json["partial"]["chip"], "esp32c3");
+    }
 }
