@@ -22,7 +22,7 @@ pub struct Segment {
 impl Segment {
     /// `offset` is where the data starts; it is a `u32` because segments only exist in the
     /// first 4 GB of a file (bigger files are rejected long before, as truncated or trailing).
-    pub fn parse(header: &[u8; SEGMENT_HEADER_LEN], offset: u32) -> Segment {
+    pub(crate) fn parse(header: &[u8; SEGMENT_HEADER_LEN], offset: u32) -> Segment {
         let h = header;
         Segment {
             load_addr: u32::from_le_bytes([h[0], h[1], h[2], h[3]]),

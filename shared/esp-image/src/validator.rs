@@ -107,6 +107,12 @@ impl Validator {
         }
     }
 
+    /// The header, once the first 24 bytes are in: lets an upload be refused early (wrong
+    /// magic or chip) without waiting for the rest. The full verdict is still `finish`'s.
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
     pub fn push(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
             let n = self.step(chunk);
@@ -749,6 +755,16 @@ mod tests {
         let checksum_at = bytes.len() - 1;
         bytes[checksum_at - 1] = 0xAA;
         assert!(codes(&bytes).is_empty());
+    }
+
+    #[test]
+    fn header_is_available_as_soon_as_it_is_complete() {
+        let bytes = valid(true);
+        let mut v = Validator::new();
+        v.push(&bytes[..23]);
+        assert!(v.header().is_none());
+        v.push(&bytes[23..24]);
+        assert_eq!(v.header().and_then(Header::chip), Some(Chip::Esp32c3));
     }
 
     #[test]
