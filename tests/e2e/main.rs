@@ -10,3 +10,4 @@ mod device_loop;
 mod download;
 mod firmware;
 mod meta;
+mod status;

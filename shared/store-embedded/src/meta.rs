@@ -572,8 +572,8 @@ impl MetaStore for SqliteMeta {
         self.tx(move |tx| {
             if let Some(prev) = one_doc::<LogEntry>(
                 tx,
-                "SELECT doc FROM ota_log WHERE event_id = ?1",
-                &[&r.event_id],
+                "SELECT doc FROM ota_log WHERE device_id = ?1 AND event_id = ?2",
+                &[&r.device_id.as_str(), &r.event_id],
             )? {
                 return Ok(StatusOutcome {
                     entry: prev,
