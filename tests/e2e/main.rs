@@ -7,7 +7,9 @@ mod api;
 mod harness;
 
 mod device_loop;
+mod devices;
 mod download;
 mod firmware;
+mod logs;
 mod meta;
 mod status;
