@@ -6,6 +6,7 @@
 mod api;
 mod harness;
 
+mod auth;
 mod device_loop;
 mod devices;
 mod download;
