@@ -10,6 +10,7 @@ mod auth;
 mod device_loop;
 mod devices;
 mod download;
+mod errors;
 mod firmware;
 mod logs;
 mod meta;
