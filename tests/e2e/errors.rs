@@ -488,7 +488,7 @@ fn random_value(rng: &mut Rng, pool: &[String], depth: usize) -> Value {
         ])),
         4 => json!(*rng.pick(&[i64::MIN, -1, -4_294_967_296])),
         5 => json!(*rng.pick(&[0.5, -0.0, 1e308, -1e-308, 100.000_001, 99.99])),
-        6 | 7 | 8 => Value::String(rng.pick(pool).clone()),
+        6..=8 => Value::String(rng.pick(pool).clone()),
         9 => Value::Array(
             (0..rng.below(4))
                 .map(|_| random_value(rng, pool, depth + 1))
@@ -538,7 +538,7 @@ async fn fuzzed_json_bodies_never_get_a_5xx() {
     let seed: u64 = std::env::var("OTA_E2E_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x0_7A_5EED);
+        .unwrap_or(0x007A_5EED);
     let srv = Server::builder()
         .env("OTA_DEVICE_AUTH", "off")
         .start()

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -103,10 +103,6 @@ impl Server {
         } else {
             format!("{}{path}", self.base)
         }
-    }
-
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     /// The admin token the deployment handed out (for the embedded server: `admin-token`).
@@ -264,10 +260,6 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    pub fn data_dir(&self) -> PathBuf {
-        self.data.path().to_owned()
-    }
-
     /// Starts the binary and returns its base URL once it prints where it listens.
     fn spawn(&mut self) -> String {
         assert!(self.child.is_none(), "the server is already running");

@@ -14,4 +14,5 @@ mod errors;
 mod firmware;
 mod logs;
 mod meta;
+mod restart;
 mod status;
