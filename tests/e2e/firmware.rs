@@ -827,3 +827,75 @@ async fn get_patch_and_deactivate() {
         .await
         .problem(404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_finalizes_all_answer_with_the_stored_outcome() {
+    let srv = Server::start().await;
+    let good = image_of_size(Target::Esp32c3, "1.0.0", 512 * 1024);
+    let mut bad = image(Target::Esp32c3, "1.1.0");
+    bad[0x400] ^= 0x55;
+    for (version, file, want) in [("1.0.0", good, 200), ("1.1.0", bad, 422)] {
+        let created = create_firmware(
+            &srv,
+            json!({"device_type": "racing", "version": version,
+                   "file_size": file.len(), "file_hash": sha256_hex(&file)}),
+        )
+        .await
+        .expect(201);
+        put_upload(&srv, &created["upload"], file).await.expect(200);
+        let path = format!(
+            "/api/ota/admin/firmware/{}/finalize",
+            str_of(&created, "id")
+        );
+        let tasks: Vec<_> = (0..6)
+            .map(|_| tokio::spawn(srv.admin(Method::POST, &path).go()))
+            .collect();
+        let mut bodies = Vec::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, want, "{version}: {}", r.text());
+            bodies.push(r.json());
+        }
+        if want == 200 {
+            // Every caller sees the one stored release.
+            assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+        } else {
+            assert!(
+                bodies.windows(2).all(|w| w[0]["errors"] == w[1]["errors"]),
+                "{bodies:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deactivation_is_never_undone_by_a_concurrent_edit() {
+    let srv = Server::start().await;
+    for round in 0..10 {
+        let fw = publish(&srv, "edited", &format!("1.0.{round}")).await;
+        let path = format!("/api/ota/admin/firmware/{}", str_of(&fw, "id"));
+        let mut edits = Vec::new();
+        for i in 0..8 {
+            let req = srv
+                .admin(Method::PATCH, &path)
+                .json(&json!({"description": format!("edit {i}")}));
+            edits.push(tokio::spawn(req.go()));
+        }
+        let delete = tokio::spawn(srv.admin(Method::DELETE, &path).go());
+        let mut described = Vec::new();
+        for (i, t) in edits.into_iter().enumerate() {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, 200, "round {round}: {}", r.text());
+            described.push(format!("edit {i}"));
+        }
+        let deleted = delete.await.unwrap();
+        assert_eq!(deleted.status, 200, "round {round}: {}", deleted.text());
+        assert_eq!(deleted.json()["is_active"], false);
+        let now = srv.admin(Method::GET, &path).go().await.expect(200);
+        assert_eq!(
+            now["is_active"], false,
+            "round {round}: the DELETE was undone"
+        );
+        assert!(described.contains(&now["description"].as_str().unwrap().to_owned()));
+    }
+}

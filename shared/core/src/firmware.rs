@@ -81,6 +81,16 @@ impl Firmware {
     pub fn is_offerable(&self) -> bool {
         self.state == FirmwareState::Ready && self.is_active
     }
+
+    /// Records a change made at `now`. `updated_at` is also the version writers check
+    /// (`MetaStore::update_firmware`), so it strictly increases even if the clock does not.
+    pub fn touch(&mut self, now: OffsetDateTime) {
+        self.updated_at = if now > self.updated_at {
+            now
+        } else {
+            self.updated_at + time::Duration::microseconds(1)
+        };
+    }
 }
 
 pub fn blob_key(firmware_id: &str) -> String {

@@ -14,7 +14,7 @@ use crate::device::{
     CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome,
 };
 use crate::device_type::DeviceTypePolicy;
-use crate::firmware::{Firmware, FirmwareFilter, FirmwareState};
+use crate::firmware::{Firmware, FirmwareFilter};
 use crate::ids::{DeviceId, DeviceType, Version};
 use crate::rollout::{Rollout, RolloutFilter};
 use crate::status::OtaStatus;
@@ -123,12 +123,10 @@ pub trait MetaStore: Send + Sync {
         filter: &FirmwareFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Firmware>>;
-    /// Replaces the record; Conflict unless it is still in `expect_state`.
-    async fn update_firmware(
-        &self,
-        firmware: &Firmware,
-        expect_state: FirmwareState,
-    ) -> StoreResult<()>;
+    /// Replaces the record `expect` (as the writer read it) with `firmware`; Conflict unless the
+    /// stored record is still that one (same state and `updated_at`), so that writers working
+    /// from a stale copy never undo each other: reload and retry.
+    async fn update_firmware(&self, firmware: &Firmware, expect: &Firmware) -> StoreResult<()>;
     /// Removes a record that never became a release (a refused one-shot upload).
     async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()>;
 

@@ -9,7 +9,7 @@ use crate::device_type::DeviceTypePolicy;
 use crate::error::OpError;
 use crate::firmware::{Firmware, FirmwareState};
 use crate::image_policy::{self, ImageProblem};
-use crate::ports::{BlobStore, MetaStore};
+use crate::ports::{BlobStore, MetaStore, StoreError};
 use esp_image::{ImageInfo, Validator};
 
 /// Reads the stored object once, streaming, and checks it against the record and the device
@@ -91,48 +91,57 @@ pub async fn validate_release(
     ready.project_name = Some(info.app.project_name.clone());
     ready.idf_version = Some(info.app.idf_version.clone());
     ready.rejection_reasons.clear();
-    ready.updated_at = now;
+    ready.touch(now);
     ready.released_at = Some(now);
     Ok(Ok(ready))
 }
 
-/// The two-step flow's last step. Idempotent: finalizing a ready release returns it again.
+/// How often finalize looks again when the record changed under it (another finalize, an edit).
+const FINALIZE_ATTEMPTS: usize = 3;
+
+/// The two-step flow's last step. Idempotent: finalizing a ready release returns it again, and
+/// racing finalizes all answer with the outcome the first one stored.
 pub async fn finalize(
     meta: &dyn MetaStore,
     blobs: &dyn BlobStore,
     id: &str,
     now: OffsetDateTime,
 ) -> Result<Firmware, OpError> {
-    let firmware = meta
-        .get_firmware(id)
-        .await?
-        .ok_or_else(|| OpError::NotFound(format!("firmware {id} does not exist")))?;
-    match firmware.state {
-        FirmwareState::Ready => return Ok(firmware),
-        FirmwareState::Rejected => {
-            return Err(OpError::ImageRejected(firmware.rejection_reasons));
+    for _ in 0..FINALIZE_ATTEMPTS {
+        let firmware = meta
+            .get_firmware(id)
+            .await?
+            .ok_or_else(|| OpError::NotFound(format!("firmware {id} does not exist")))?;
+        match firmware.state {
+            FirmwareState::Ready => return Ok(firmware),
+            FirmwareState::Rejected => {
+                return Err(OpError::ImageRejected(firmware.rejection_reasons));
+            }
+            FirmwareState::PendingUpload => {}
         }
-        FirmwareState::PendingUpload => {}
-    }
-    if blobs.size(&firmware.blob_key()).await?.is_none() {
-        return Err(OpError::Conflict(format!(
-            "firmware {id} has no uploaded bytes yet: PUT them to the upload URL first"
-        )));
-    }
-    match validate_release(meta, blobs, &firmware, now).await? {
-        Ok(ready) => {
-            meta.update_firmware(&ready, FirmwareState::PendingUpload)
-                .await?;
-            Ok(ready)
+        if blobs.size(&firmware.blob_key()).await?.is_none() {
+            return Err(OpError::Conflict(format!(
+                "firmware {id} has no uploaded bytes yet: PUT them to the upload URL first"
+            )));
         }
-        Err(problems) => {
-            let mut rejected = firmware;
-            rejected.state = FirmwareState::Rejected;
-            rejected.rejection_reasons = problems.clone();
-            rejected.updated_at = now;
-            meta.update_firmware(&rejected, FirmwareState::PendingUpload)
-                .await?;
-            Err(OpError::ImageRejected(problems))
+        let (next, outcome) = match validate_release(meta, blobs, &firmware, now).await? {
+            Ok(ready) => (ready.clone(), Ok(ready)),
+            Err(problems) => {
+                let mut rejected = firmware.clone();
+                rejected.state = FirmwareState::Rejected;
+                rejected.rejection_reasons = problems.clone();
+                rejected.touch(now);
+                (rejected, Err(OpError::ImageRejected(problems)))
+            }
+        };
+        match meta.update_firmware(&next, &firmware).await {
+            Ok(()) => return outcome,
+            // Another finalize or an edit got there first: look again.
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
+    Err(OpError::Conflict(format!(
+        "firmware {id} kept changing while it was being finalized; retry"
+    )))
 }

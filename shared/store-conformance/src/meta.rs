@@ -173,21 +173,34 @@ async fn firmware_newest_first_with_pages(s: Store) {
 }
 
 async fn firmware_update_checks_state(s: Store) {
-    let mut f = firmware("demo", "1.0.0", FirmwareState::PendingUpload);
-    s.insert_firmware(&f).await.unwrap();
+    let read = firmware("demo", "1.0.0", FirmwareState::PendingUpload);
+    s.insert_firmware(&read).await.unwrap();
+    let mut f = read.clone();
     f.state = FirmwareState::Ready;
-    s.update_firmware(&f, FirmwareState::PendingUpload)
-        .await
-        .unwrap();
+    f.touch(f.updated_at);
+    s.update_firmware(&f, &read).await.unwrap();
     // A second finalize racing the first loses.
     assert!(matches!(
-        s.update_firmware(&f, FirmwareState::PendingUpload).await,
+        s.update_firmware(&f, &read).await,
         Err(StoreError::Conflict(_))
     ));
+    // So does any writer holding a stale copy in the right state: an edit never undoes another.
+    let mut edit = f.clone();
+    edit.is_active = false;
+    edit.touch(edit.updated_at);
+    s.update_firmware(&edit, &f).await.unwrap();
+    let mut stale = f.clone();
+    stale.description = Some("edited from a stale copy".into());
+    stale.touch(stale.updated_at);
+    assert!(matches!(
+        s.update_firmware(&stale, &f).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.get_firmware(&f.id).await.unwrap(), Some(edit));
     let mut ghost = firmware("demo", "3.0.0", FirmwareState::Ready);
     ghost.id = "missing".into();
     assert_eq!(
-        s.update_firmware(&ghost, FirmwareState::Ready).await,
+        s.update_firmware(&ghost, &ghost).await,
         Err(StoreError::NotFound)
     );
     let pending = firmware("demo", "2.0.0", FirmwareState::PendingUpload);

@@ -9,7 +9,7 @@ use ota_core::device::{
     CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer, StatusOutcome,
 };
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{Firmware, FirmwareFilter, FirmwareState};
+use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
 use ota_core::ports::{
     MetaStore, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError, StoreResult,
@@ -333,27 +333,34 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn update_firmware(&self, f: &Firmware, expect_state: FirmwareState) -> StoreResult<()> {
+    async fn update_firmware(&self, f: &Firmware, expect: &Firmware) -> StoreResult<()> {
         let f = f.clone();
         let doc = to_doc(&f)?;
+        let expect_state = expect.state.as_str();
+        let expect_at = expect
+            .updated_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         self.tx(move |tx| {
             let n = tx
                 .execute(
-                    "UPDATE firmware SET channel = ?2, state = ?3, doc = ?4 WHERE id = ?1 AND state = ?5",
-                    params![f.id, f.channel, f.state.as_str(), doc, expect_state.as_str()],
+                    "UPDATE firmware SET channel = ?2, state = ?3, doc = ?4
+                     WHERE id = ?1 AND state = ?5 AND json_extract(doc, '$.updated_at') = ?6",
+                    params![f.id, f.channel, f.state.as_str(), doc, expect_state, expect_at],
                 )
                 .map_err(db_err)?;
             if n == 0 {
                 let exists: Option<i64> = tx
-                    .query_row("SELECT 1 FROM firmware WHERE id = ?1", params![f.id], |r| r.get(0))
+                    .query_row("SELECT 1 FROM firmware WHERE id = ?1", params![f.id], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(db_err)?;
                 return Err(match exists {
                     None => StoreError::NotFound,
                     Some(_) => StoreError::Conflict(format!(
-                        "firmware {} is no longer {}",
-                        f.id,
-                        expect_state.as_str()
+                        "firmware {} was changed meanwhile (expected it {expect_state} as of {expect_at})",
+                        f.id
                     )),
                 });
             }

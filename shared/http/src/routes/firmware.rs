@@ -13,7 +13,7 @@ use ota_core::error::OpError;
 use ota_core::esp_image::Chip;
 use ota_core::firmware::{Firmware, FirmwareFilter, FirmwareState, blob_key};
 use ota_core::ids::{DeviceType, Version, new_id};
-use ota_core::ports::Page;
+use ota_core::ports::{Page, StoreError};
 use ota_core::publish;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -452,26 +452,37 @@ pub async fn patch(
     ApiJson(req): ApiJson<PatchFirmwareRequest>,
 ) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Admin)?;
-    let mut fw = load(&state, &id).await?;
-    let expect = fw.state;
-    if let Some(d) = req.description {
-        fw.description = validate::text("description", d, MAX_TEXT_CHARS)?;
-    }
-    if let Some(n) = req.release_notes {
-        fw.release_notes = validate::text("release_notes", n, MAX_TEXT_CHARS)?;
-    }
-    if let Some(c) = req.channel {
-        fw.channel = validate::channel("channel", Some(c))?;
-    }
-    if let Some(a) = req.is_active {
-        fw.is_active = a;
-    }
-    if let Some(m) = req.min_current_version {
-        fw.min_current_version = m;
-    }
-    fw.updated_at = state.clock.now();
-    state.meta.update_firmware(&fw, expect).await?;
-    Ok(Json(fw))
+    let description = req
+        .description
+        .map(|d| validate::text("description", d, MAX_TEXT_CHARS))
+        .transpose()?;
+    let release_notes = req
+        .release_notes
+        .map(|n| validate::text("release_notes", n, MAX_TEXT_CHARS))
+        .transpose()?;
+    let channel = req
+        .channel
+        .map(|c| validate::channel("channel", Some(c)))
+        .transpose()?;
+    edit(&state, &id, |fw| {
+        if let Some(d) = &description {
+            fw.description = d.clone();
+        }
+        if let Some(n) = &release_notes {
+            fw.release_notes = n.clone();
+        }
+        if let Some(c) = &channel {
+            fw.channel = c.clone();
+        }
+        if let Some(a) = req.is_active {
+            fw.is_active = a;
+        }
+        if let Some(m) = &req.min_current_version {
+            fw.min_current_version = m.clone();
+        }
+    })
+    .await
+    .map(Json)
 }
 
 /// Deactivate: never deletes bytes or history.
@@ -483,12 +494,29 @@ pub async fn deactivate(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Admin)?;
-    let mut fw = load(&state, &id).await?;
-    let expect = fw.state;
-    fw.is_active = false;
-    fw.updated_at = state.clock.now();
-    state.meta.update_firmware(&fw, expect).await?;
-    Ok(Json(fw))
+    edit(&state, &id, |fw| fw.is_active = false).await.map(Json)
+}
+
+/// Tries of an edit that keeps meeting concurrent writers.
+const EDIT_ATTEMPTS: usize = 8;
+
+/// Applies `change` to the stored release and writes it only if nobody else wrote it meanwhile,
+/// reloading and reapplying otherwise: a PATCH and a DELETE never undo each other.
+async fn edit(state: &AppState, id: &str, change: impl Fn(&mut Firmware)) -> ApiResult<Firmware> {
+    for _ in 0..EDIT_ATTEMPTS {
+        let current = load(state, id).await?;
+        let mut next = current.clone();
+        change(&mut next);
+        next.touch(state.clock.now());
+        match state.meta.update_firmware(&next, &current).await {
+            Ok(()) => return Ok(next),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::conflict(format!(
+        "firmware {id} is being changed by others; retry"
+    )))
 }
 
 #[utoipa::path(get, path = "/api/ota/admin/device-types", tag = "device types", params(PageQuery),
