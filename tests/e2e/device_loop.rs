@@ -840,3 +840,84 @@ async fn paku_check_accepts_a_numeric_device_id_and_a_leading_v() {
     .await
     .problem(400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_check_ins_complete_an_update_once() {
+    let srv = Server::start().await;
+    let fw = released(&srv, "racing", "1.1.0").await;
+    check(&srv, "dev", "racing", "1.0.0").await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let req = srv
+                .device(Method::POST, "/api/ota/check", "dev", "racing")
+                .json(&json!({"device_id": "dev", "device_type": "racing", "current_version": "1.1.0"}));
+            tokio::spawn(req.go())
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().expect(200)["update_available"], false);
+    }
+    let entries = logs(&srv, &[("device_id", "dev")]).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["status"], "success");
+    assert_eq!(entries[0]["firmware_id"], fw["id"]);
+}
+
+#[tokio::test]
+async fn rollouts_are_listed_newest_first_with_filters() {
+    let srv = Server::start().await;
+    let a = publish(&srv, "ra", "1.0.0").await;
+    let b = publish(&srv, "rb", "1.0.0").await;
+    let mut created = Vec::new();
+    for (fw, name) in [(&a, "a1"), (&b, "b1"), (&a, "a2"), (&b, "b2"), (&a, "a3")] {
+        let r = create_rollout(
+            &srv,
+            json!({"name": name, "firmware_id": fw["id"], "target_type": "all"}),
+        )
+        .await
+        .expect(201);
+        created.push(r);
+    }
+    patch_rollout(&srv, str_of(&created[0], "id"), json!({"state": "paused"}))
+        .await
+        .expect(200);
+    let names = |items: &[Value]| {
+        items
+            .iter()
+            .map(|r| str_of(r, "name").to_owned())
+            .collect::<Vec<_>>()
+    };
+    let all = list_all(&srv, "/api/ota/admin/rollouts", &[], 2).await;
+    assert_eq!(names(&all), ["a3", "b2", "a2", "b1", "a1"]);
+    let of_a = list_all(
+        &srv,
+        "/api/ota/admin/rollouts",
+        &[("firmware_id", str_of(&a, "id"))],
+        50,
+    )
+    .await;
+    assert_eq!(names(&of_a), ["a3", "a2", "a1"]);
+    let of_rb = list_all(
+        &srv,
+        "/api/ota/admin/rollouts",
+        &[("device_type", "rb")],
+        50,
+    )
+    .await;
+    assert_eq!(names(&of_rb), ["b2", "b1"]);
+    let paused = list_all(&srv, "/api/ota/admin/rollouts", &[("state", "paused")], 50).await;
+    assert_eq!(names(&paused), ["a1"]);
+    let one = srv
+        .admin(
+            Method::GET,
+            &format!("/api/ota/admin/rollouts/{}", str_of(&created[1], "id")),
+        )
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(one, created[1]);
+    srv.admin(Method::GET, "/api/ota/admin/rollouts/no-such-rollout")
+        .go()
+        .await
+        .problem(404);
+}

@@ -899,3 +899,115 @@ async fn a_deactivation_is_never_undone_by_a_concurrent_edit() {
         assert!(described.contains(&now["description"].as_str().unwrap().to_owned()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_first_images_of_a_new_type_agree_on_one_chip() {
+    let srv = Server::start().await;
+    let mut tasks = Vec::new();
+    for (i, target) in [
+        Target::Esp32c3,
+        Target::Esp32,
+        Target::Esp32c3,
+        Target::Esp32,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let version = format!("1.0.{i}");
+        let form = upload_form("fresh_type", &version, image(target, &version), &[]);
+        let req = srv
+            .admin(Method::POST, "/api/ota/admin/upload")
+            .multipart(form);
+        tasks.push((target, tokio::spawn(req.go())));
+    }
+    let mut outcomes = Vec::new();
+    for (target, t) in tasks {
+        outcomes.push((target, t.await.unwrap()));
+    }
+    let dt = srv
+        .admin(Method::GET, "/api/ota/admin/device-types/fresh_type")
+        .go()
+        .await
+        .expect(200);
+    let chip = str_of(&dt, "chip").to_owned();
+    for (target, r) in outcomes {
+        if target.name() == chip {
+            assert_eq!(r.status, 201, "{target}: {}", r.text());
+        } else {
+            let p = r.problem(422);
+            assert_eq!(codes(&p), vec!["file:chip_mismatch"]);
+        }
+    }
+    assert_eq!(firmware_ids(&srv, &[]).await.len(), 2);
+}
+
+#[tokio::test]
+async fn multipart_fields_are_validated() {
+    let srv = Server::start().await;
+    let file = || image(Target::Esp32c3, "1.0.0");
+    for (field, value) in [
+        ("build_number", "abc".to_owned()),
+        ("build_number", "-1".to_owned()),
+        ("channel", "has space".to_owned()),
+        ("min_current_version", "1.0".to_owned()),
+        ("description", "d".repeat(4097)),
+        ("release_notes", "n".repeat(4097)),
+    ] {
+        let r = upload(&srv, "fields", "1.0.0", file(), &[(field, value.as_str())]).await;
+        r.problem(400);
+        assert_eq!(r.error_fields(), [field], "{field}: {}", r.text());
+    }
+    // Without the file, or without the required fields.
+    let no_file = reqwest::multipart::Form::new()
+        .text("device_type", "fields")
+        .text("version", "1.0.0");
+    let r = srv
+        .admin(Method::POST, "/api/ota/admin/upload")
+        .multipart(no_file)
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["file"]);
+    let part = reqwest::multipart::Part::bytes(file()).file_name("f.bin");
+    let no_version = reqwest::multipart::Form::new()
+        .text("device_type", "fields")
+        .part("file", part);
+    let r = srv
+        .admin(Method::POST, "/api/ota/admin/upload")
+        .multipart(no_version)
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["version"]);
+    assert!(firmware_ids(&srv, &[]).await.is_empty());
+    assert!(
+        stored_files(&srv).is_empty(),
+        "left {:?}",
+        stored_files(&srv)
+    );
+}
+
+#[tokio::test]
+async fn a_16_mib_image_goes_through_both_flows() {
+    let srv = Server::start().await;
+    let size = 16 * 1024 * 1024;
+    let one_shot = image_of_size(Target::Esp32s3, "1.0.0", size);
+    let fw = publish_with(&srv, "big_s3", "1.0.0", one_shot.clone(), &[]).await;
+    assert_eq!(fw["file_size"], one_shot.len());
+    let two_step = publish_two_step(
+        &srv,
+        "big_s3",
+        "1.1.0",
+        image_of_size(Target::Esp32s3, "1.1.0", size),
+    )
+    .await;
+    assert_eq!(two_step["state"], "ready");
+    rollout_all(&srv, str_of(&two_step, "id")).await;
+    let offer = check_with(&srv, "big-1", "big_s3", "1.0.0", json!({})).await;
+    let url = str_of(&offer, "download_url");
+    let tail = srv.get(url).header("Range", "bytes=-4096").go().await;
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body.len(), 4096);
+    let whole = srv.get(url).go().await;
+    assert_eq!(sha256_hex(&whole.body), str_of(&two_step, "file_hash"));
+}
