@@ -373,7 +373,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "RSA-3072 generation takes ~40 s in debug builds; run with --release --ignored"]
     fn committed_rsa_key_is_the_seed_1_key() {
         let derived = SigningKey::from_seed(Scheme::Rsa3072, 1);
         assert_eq!(derived.private_key_pem(), RSA3072_SEED1_PEM);
