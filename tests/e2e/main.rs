@@ -16,3 +16,4 @@ mod logs;
 mod meta;
 mod restart;
 mod status;
+mod walkthrough;
