@@ -188,7 +188,15 @@ async fn everything_survives_a_restart() {
         .go()
         .await
         .expect(200);
-    assert_eq!(r2_now, r2);
+    // Counters kept on write survive too: dev-2's three failed attempts, one success.
+    assert_eq!(r2_now["progress"]["failure_reports"], 3, "{r2_now}");
+    assert_eq!(r2_now["progress"]["success_reports"], 1, "{r2_now}");
+    let without_progress = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        v.as_object_mut().map(|o| o.remove("progress"));
+        v
+    };
+    assert_eq!(without_progress(&r2_now), without_progress(&r2));
     let download = srv
         .device(
             Method::GET,

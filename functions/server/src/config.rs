@@ -20,6 +20,9 @@ pub struct Config {
     pub device_auth: bool,
     pub max_upload_bytes: u64,
     pub poll_interval_s: u64,
+    /// How long audit events and OTA log entries are kept.
+    pub audit_retention: Duration,
+    pub log_retention: Duration,
     /// Public key of an external identity provider for admin tokens: (algorithm, PEM path).
     pub admin_key: Option<(String, PathBuf)>,
 }
@@ -36,6 +39,14 @@ fn number(name: &str, default: u64) -> anyhow::Result<u64> {
             .with_context(|| format!("{name} must be a non-negative integer, got '{v}'")),
         None => Ok(default),
     }
+}
+
+fn days(name: &str, default: u64) -> anyhow::Result<Duration> {
+    let d = number(name, default)?;
+    if d == 0 {
+        bail!("{name} must be at least 1 day");
+    }
+    Ok(Duration::from_secs(d.saturating_mul(86_400)))
 }
 
 impl Config {
@@ -63,6 +74,8 @@ impl Config {
             device_auth,
             max_upload_bytes: number("OTA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)?,
             poll_interval_s: number("OTA_POLL_INTERVAL_S", 86_400)?,
+            audit_retention: days("OTA_AUDIT_RETENTION_DAYS", 365)?,
+            log_retention: days("OTA_LOG_RETENTION_DAYS", 90)?,
             admin_key: var("OTA_ADMIN_JWT_PUBLIC_KEY_FILE").map(|path| {
                 (
                     var("OTA_ADMIN_JWT_ALG").unwrap_or_else(|| "ES256".to_owned()),

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ota_core::capability::CapabilitySigner;
-use ota_core::ports::SystemClock;
+use ota_core::ports::{MetaStore, SystemClock};
 use ota_http::auth::{AuthConfig, ExternalAdminKey, Role};
 use ota_http::{AppState, Settings, full_router};
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
+use std::time::Duration;
 
 use crate::config::Config;
 
@@ -79,6 +80,12 @@ async fn main() -> anyhow::Result<()> {
         capability: Some(CapabilitySigner::from_secret(&secret)),
     };
 
+    tokio::spawn(retention(
+        state.meta.clone(),
+        config.audit_retention,
+        config.log_retention,
+    ));
+
     // Tests and scripts read this line to find an ephemeral port.
     println!("ota-server listening on http://{addr}");
     println!("data directory: {}", config.data_dir.display());
@@ -102,6 +109,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+/// Drops audit events and OTA log entries past their retention, at start and then hourly.
+async fn retention(meta: Arc<dyn MetaStore>, audit: Duration, log: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = time::OffsetDateTime::now_utc();
+        if let Err(e) = meta.purge(now - audit, now - log).await {
+            tracing::warn!(error = %e, "retention purge failed; retrying in an hour");
+        }
+    }
 }
 
 async fn shutdown() {

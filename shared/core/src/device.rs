@@ -108,4 +108,6 @@ pub struct StatusOutcome {
     pub duplicate: bool,
     /// The report moved the attempt's state (false for the same final state reported again).
     pub changed: bool,
+    /// The rollout this report paused by rule 4, if it did.
+    pub paused_rollout: Option<String>,
 }

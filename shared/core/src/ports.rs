@@ -10,12 +10,15 @@ use bytes::Bytes;
 use futures_util::Stream;
 use time::OffsetDateTime;
 
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::device::{
     CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome,
 };
 use crate::device_type::DeviceTypePolicy;
 use crate::firmware::{Firmware, FirmwareFilter};
 use crate::ids::{DeviceId, DeviceType, Version};
+use crate::metrics::FleetMetrics;
+use crate::progress::RolloutProgress;
 use crate::rollout::{Rollout, RolloutFilter};
 use crate::status::OtaStatus;
 
@@ -161,9 +164,30 @@ pub trait MetaStore: Send + Sync {
         page: &PageRequest,
     ) -> StoreResult<Page<Device>>;
 
-    /// Applies a report through the state machine, idempotently by event id. A move refused by
-    /// the state machine is a Conflict and stores nothing.
+    /// Applies a report through the state machine, idempotently by (device, event id). A move
+    /// refused by the state machine is a Conflict and stores nothing. In the same atomic step it
+    /// updates the rollout's progress and, when rule 4 says so, pauses the rollout and records
+    /// the pause in the audit log.
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
+    /// The counters of one rollout (zero before any report).
+    async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress>;
+    /// Fleet metrics from counters kept on write.
+    async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics>;
+
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEvent>>;
+    /// Retention: drops audit events and OTA log entries older than the given times.
+    async fn purge(
+        &self,
+        audit_before: OffsetDateTime,
+        log_before: OffsetDateTime,
+    ) -> StoreResult<()>;
+
     /// Newest first.
     async fn list_logs(
         &self,

@@ -1,6 +1,7 @@
 //! The HTTP edge of the OTA service: one axum router for every route of API.md, JWT auth,
 //! problem+json errors and the OpenAPI document. Served by `ota-server` and by each Lambda.
 
+mod audit_trail;
 pub mod auth;
 pub mod extract;
 pub mod openapi;

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{device, devices, firmware, health, logs, rollouts};
+use crate::routes::{device, devices, firmware, health, logs, observe, rollouts};
 
 struct Security;
 
@@ -43,7 +43,7 @@ token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) nee
         firmware::get_device_type, firmware::put_device_type,
         rollouts::create, rollouts::legacy_create, rollouts::list, rollouts::get, rollouts::patch,
         devices::list, devices::get, devices::patch, devices::mint_token,
-        logs::list, health::health, serve,
+        logs::list, observe::metrics, observe::audit, health::health, serve,
     )
 )]
 pub struct ApiDoc;

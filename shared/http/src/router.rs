@@ -10,7 +10,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::openapi;
 use crate::problem::Problem;
-use crate::routes::{blob, device, devices, firmware, health, logs, rollouts};
+use crate::routes::{blob, device, devices, firmware, health, logs, observe, rollouts};
 use crate::state::AppState;
 
 /// JSON bodies are small; only the upload routes take more.
@@ -101,9 +101,12 @@ pub fn admin_routes() -> Router<AppState> {
         )
 }
 
-/// `admin-metrics`: logs (metrics and audit join here).
+/// `admin-metrics`: OTA log, fleet metrics, audit log.
 pub fn observe_routes() -> Router<AppState> {
-    Router::new().route("/api/ota/admin/logs", get(logs::list))
+    Router::new()
+        .route("/api/ota/admin/logs", get(logs::list))
+        .route("/api/ota/admin/metrics", get(observe::metrics))
+        .route("/api/ota/admin/audit", get(observe::audit))
 }
 
 /// Health and the published contract.

@@ -56,3 +56,13 @@ pub fn opaque_key(field: &str, value: &str) -> Result<(), Problem> {
         ))
     }
 }
+
+/// An optional RFC 3339 lower bound of a list (`?since=`).
+pub fn since(value: Option<&str>) -> Result<Option<time::OffsetDateTime>, Problem> {
+    value
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| Problem::bad_request("since", "must be an RFC 3339 time"))
+        })
+        .transpose()
+}

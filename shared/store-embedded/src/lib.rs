@@ -1,10 +1,13 @@
 //! The embedded default's storage: SQLite metadata and a local directory of firmware files
 //! served through HMAC-signed capability URLs.
 
+mod audit;
 mod blobs;
+mod counters;
 mod cursor;
 mod meta;
 mod schema;
+mod sql;
 
 pub use blobs::LocalBlobs;
 pub use meta::SqliteMeta;

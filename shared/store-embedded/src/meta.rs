@@ -5,22 +5,28 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{
     CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer, StatusOutcome,
 };
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
+use ota_core::metrics::FleetMetrics;
 use ota_core::ports::{
     MetaStore, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError, StoreResult,
 };
+use ota_core::progress::{RolloutProgress, should_pause};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 use ota_core::status::{OtaStatus, Transition, transition};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::{Serialize, de::DeserializeOwned};
+use time::OffsetDateTime;
 
+use crate::audit;
+use crate::counters;
 use crate::cursor;
 use crate::schema;
+use crate::sql::{db_err, docs, fetch_limit, from_doc, micros, one_doc, paginate, to_doc};
 
 #[derive(Clone)]
 pub struct SqliteMeta {
@@ -58,89 +64,29 @@ impl SqliteMeta {
     }
 }
 
-fn db_err(e: rusqlite::Error) -> StoreError {
-    match e {
-        rusqlite::Error::SqliteFailure(ref f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        rusqlite::Error::SqliteFailure(ref f, _)
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            StoreError::Conflict(e.to_string())
-        }
-        other => StoreError::Internal(other.to_string()),
-    }
+/// One device's attempt at one release, as the state machine needs it.
+struct Attempt {
+    status: OtaStatus,
+    failures: u32,
+    rollout_id: Option<String>,
 }
 
-fn to_doc<T: Serialize>(v: &T) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
-}
-
-fn from_doc<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Internal(format!("corrupt record: {e}")))
-}
-
-/// Runs a query whose first column is a JSON doc and decodes every row.
-fn docs<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&dyn rusqlite::ToSql],
-) -> StoreResult<Vec<T>> {
-    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(params, |r| r.get::<_, String>(0))
-        .map_err(db_err)?;
-    rows.map(|r| r.map_err(db_err).and_then(|d| from_doc(&d)))
-        .collect()
-}
-
-fn one_doc<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&dyn rusqlite::ToSql],
-) -> StoreResult<Option<T>> {
-    Ok(docs(tx, sql, params)?.into_iter().next())
-}
-
-/// Cuts a result fetched with `limit + 1` rows into a page.
-fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
-    let limit = limit as usize;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|last| cursor::encode(&key(last)))
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
-fn fetch_limit(page: &PageRequest) -> i64 {
-    i64::from(page.limit) + 1
-}
-
-fn micros(t: time::OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
-fn attempt(
-    tx: &Transaction<'_>,
-    device: &str,
-    firmware: &str,
-) -> StoreResult<Option<(OtaStatus, u32)>> {
-    let row: Option<(String, u32)> = tx
+fn attempt(tx: &Transaction<'_>, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
+    let row: Option<(String, u32, Option<String>)> = tx
         .query_row(
-            "SELECT status, failures FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
+            "SELECT status, failures, rollout_id FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
             params![device, firmware],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(db_err)?;
-    Ok(row.and_then(|(s, n)| OtaStatus::parse(&s).map(|s| (s, n))))
+    Ok(row.and_then(|(s, failures, rollout_id)| {
+        OtaStatus::parse(&s).map(|status| Attempt {
+            status,
+            failures,
+            rollout_id,
+        })
+    }))
 }
 
 fn device_snapshot(tx: &Transaction<'_>, device: Device) -> StoreResult<DeviceSnapshot> {
@@ -157,7 +103,7 @@ fn device_snapshot(tx: &Transaction<'_>, device: Device) -> StoreResult<DeviceSn
         .collect::<Result<Vec<(String, u32)>, _>>()
         .map_err(db_err)?;
     let last_offer_status = match &device.last_offer {
-        Some(o) => attempt(tx, device.device_id.as_str(), &o.firmware_id)?.map(|(s, _)| s),
+        Some(o) => attempt(tx, device.device_id.as_str(), &o.firmware_id)?.map(|a| a.status),
         None => None,
     };
     Ok(DeviceSnapshot {
@@ -185,6 +131,42 @@ fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
 
 fn load_device(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<Device>> {
     one_doc(tx, "SELECT doc FROM devices WHERE device_id = ?1", &[&id])
+}
+
+/// Rule 4, inside the report's transaction: the counters it reads are the ones this report just
+/// wrote, so concurrent reports can neither skip the pause nor pause twice.
+fn pause_if_failing(
+    tx: &Transaction<'_>,
+    rollout_id: &str,
+    progress: &RolloutProgress,
+    report: &StatusReport,
+) -> StoreResult<bool> {
+    let Some(mut rollout) =
+        one_doc::<Rollout>(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&rollout_id])?
+    else {
+        return Ok(false);
+    };
+    if rollout.state != RolloutState::Active || !should_pause(&rollout, progress) {
+        return Ok(false);
+    }
+    rollout.state = RolloutState::Paused;
+    rollout.revision += 1;
+    rollout.updated_at = report.at;
+    tx.execute(
+        "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1",
+        params![
+            rollout.id,
+            rollout.state.as_str(),
+            rollout.revision as i64,
+            to_doc(&rollout)?
+        ],
+    )
+    .map_err(db_err)?;
+    audit::insert(
+        tx,
+        &AuditEvent::auto_pause(&rollout, progress, &report.event_id, report.at),
+    )?;
+    Ok(true)
 }
 
 #[async_trait]
@@ -491,7 +473,15 @@ impl MetaStore for SqliteMeta {
     async fn record_check(&self, c: &CheckIn) -> StoreResult<DeviceSnapshot> {
         let c = c.clone();
         self.tx(move |tx| {
-            let device = match load_device(tx, c.device_id.as_str())? {
+            let before = load_device(tx, c.device_id.as_str())?;
+            counters::device_moved(
+                tx,
+                before
+                    .as_ref()
+                    .map(|d| (&d.device_type, &d.current_version)),
+                (&c.device_type, &c.current_version),
+            )?;
+            let device = match before {
                 Some(mut d) => {
                     d.device_type = c.device_type.clone();
                     d.current_version = c.current_version.clone();
@@ -586,16 +576,22 @@ impl MetaStore for SqliteMeta {
                     entry: prev,
                     duplicate: true,
                     changed: false,
+                    paused_rollout: None,
                 });
             }
             let device = r.device_id.as_str();
             let current = attempt(tx, device, &r.firmware_id)?;
-            let step = transition(current.map(|(s, _)| s), r.status)
+            let step = transition(current.as_ref().map(|a| a.status), r.status)
                 .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            let rollout_id = load_device(tx, device)?
-                .and_then(|d| d.last_offer)
-                .filter(|o| o.firmware_id == r.firmware_id)
-                .map(|o| o.rollout_id);
+            // An attempt counts toward the rollout that first offered it; a report without an
+            // open attempt belongs to the rollout of the device's last offer of this release.
+            let rollout_id = match current.as_ref().and_then(|a| a.rollout_id.clone()) {
+                Some(id) => Some(id),
+                None => load_device(tx, device)?
+                    .and_then(|d| d.last_offer)
+                    .filter(|o| o.firmware_id == r.firmware_id)
+                    .map(|o| o.rollout_id),
+            };
             let entry = LogEntry {
                 id: new_id(),
                 event_id: r.event_id.clone(),
@@ -603,7 +599,7 @@ impl MetaStore for SqliteMeta {
                 device_type: r.device_type.clone(),
                 firmware_id: r.firmware_id.clone(),
                 version: r.version.clone(),
-                rollout_id,
+                rollout_id: rollout_id.clone(),
                 status: r.status,
                 bytes_downloaded: r.bytes_downloaded,
                 progress_percent: r.progress_percent,
@@ -624,21 +620,82 @@ impl MetaStore for SqliteMeta {
                 ],
             )
             .map_err(db_err)?;
+            counters::report_stored(tx, r.at, r.status)?;
             let changed = step == Transition::Apply;
+            let mut paused_rollout = None;
             if changed {
-                let failures = current.map_or(0, |(_, n)| n) + u32::from(r.status.is_failure());
+                let failures = current.as_ref().map_or(0, |a| a.failures)
+                    + u32::from(r.status.is_failure());
                 tx.execute(
-                    "INSERT INTO attempts (device_id, firmware_id, status, failures) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (device_id, firmware_id) DO UPDATE SET status = ?3, failures = ?4",
-                    params![device, r.firmware_id, r.status.as_str(), failures],
+                    "INSERT INTO attempts (device_id, firmware_id, status, failures, rollout_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (device_id, firmware_id) DO UPDATE SET status = ?3, failures = ?4, rollout_id = ?5",
+                    params![device, r.firmware_id, r.status.as_str(), failures, rollout_id],
                 )
                 .map_err(db_err)?;
+                if let Some(rollout_id) = &rollout_id {
+                    let progress = counters::attempt_moved(
+                        tx,
+                        rollout_id,
+                        current.as_ref().map(|a| a.status),
+                        r.status,
+                    )?;
+                    if pause_if_failing(tx, rollout_id, &progress, &r)? {
+                        paused_rollout = Some(rollout_id.clone());
+                    }
+                }
             }
             Ok(StatusOutcome {
                 entry,
                 duplicate: false,
                 changed,
+                paused_rollout,
             })
+        })
+        .await
+    }
+
+    async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
+        let id = rollout_id.to_owned();
+        self.tx(move |tx| counters::progress(tx, &id)).await
+    }
+
+    async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics> {
+        self.tx(move |tx| counters::fleet_metrics(tx, now)).await
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let e = event.clone();
+        self.tx(move |tx| audit::insert(tx, &e)).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEvent>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.tx(move |tx| audit::list(tx, &filter, &page)).await
+    }
+
+    async fn purge(
+        &self,
+        audit_before: OffsetDateTime,
+        log_before: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM audit WHERE at < ?1",
+                params![micros(audit_before)],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM ota_log WHERE created_at < ?1",
+                params![micros(log_before)],
+            )
+            .map_err(db_err)?;
+            // Hour buckets older than a day are never read again.
+            counters::purge_hours_before(tx, OffsetDateTime::now_utc() - time::Duration::days(2))
         })
         .await
     }

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS device_types (
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
     doc         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rollouts_by_type ON rollouts (device_type, state);
+CREATE INDEX IF NOT EXISTS rollouts_by_state ON rollouts (state);
 CREATE TABLE IF NOT EXISTS devices (
     device_id   TEXT PRIMARY KEY,
     device_type TEXT NOT NULL,
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     firmware_id TEXT NOT NULL,
     status      TEXT NOT NULL,
     failures    INTEGER NOT NULL,
+    -- The rollout whose progress this attempt counts toward (the one that offered it first).
+    rollout_id  TEXT,
     PRIMARY KEY (device_id, firmware_id)
 );
 CREATE TABLE IF NOT EXISTS ota_log (
@@ -62,20 +65,36 @@ CREATE INDEX IF NOT EXISTS log_by_device ON ota_log (device_id, seq);
 CREATE INDEX IF NOT EXISTS log_by_firmware ON ota_log (firmware_id, seq);
 -- Event ids are idempotency keys of one device: two devices may well number events alike.
 CREATE UNIQUE INDEX IF NOT EXISTS log_by_event ON ota_log (device_id, event_id);
-"#;
+CREATE INDEX IF NOT EXISTS log_by_time ON ota_log (created_at);
 
-/// Version 1 made `event_id` unique across all devices. SQLite cannot drop a column
-/// constraint, so the log is rebuilt: set aside here, recreated by `SCHEMA`, then copied back.
-const SET_ASIDE_V1_LOG: &str = r#"
-ALTER TABLE ota_log RENAME TO ota_log_v1;
-DROP INDEX IF EXISTS log_by_device;
-DROP INDEX IF EXISTS log_by_firmware;
-"#;
+-- Counters kept on write, so that metrics never read the fleet.
+CREATE TABLE IF NOT EXISTS rollout_progress (
+    rollout_id TEXT PRIMARY KEY,
+    doc        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fleet_versions (
+    device_type TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    devices     INTEGER NOT NULL,
+    PRIMARY KEY (device_type, version)
+);
+CREATE TABLE IF NOT EXISTS outcome_hours (
+    hour   INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (hour, status)
+);
 
-const RESTORE_V1_LOG: &str = r#"
-INSERT INTO ota_log (seq, id, event_id, device_id, firmware_id, status, created_at, doc)
-    SELECT seq, id, event_id, device_id, firmware_id, status, created_at, doc FROM ota_log_v1;
-DROP TABLE ota_log_v1;
+CREATE TABLE IF NOT EXISTS audit (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    id        TEXT NOT NULL UNIQUE,
+    at        INTEGER NOT NULL,
+    action    TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    doc       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target_id, seq);
 "#;
 
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
@@ -89,78 +108,9 @@ pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < SCHEMA_VERSION {
         let tx = conn.unchecked_transaction()?;
-        if version == 1 {
-            tx.execute_batch(SET_ASIDE_V1_LOG)?;
-        }
         tx.execute_batch(SCHEMA)?;
-        if version == 1 {
-            tx.execute_batch(RESTORE_V1_LOG)?;
-        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
     }
     Ok(conn)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_1_log_is_kept_and_event_ids_become_per_device() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.sqlite3");
-        {
-            let conn = Connection::open(&path).unwrap();
-            let v1 = SCHEMA
-                .replace("event_id    TEXT NOT NULL,", "event_id    TEXT NOT NULL UNIQUE,")
-                .replace(
-                    "CREATE UNIQUE INDEX IF NOT EXISTS log_by_event ON ota_log (device_id, event_id);",
-                    "",
-                );
-            conn.execute_batch(&v1).unwrap();
-            conn.execute(
-                "INSERT INTO ota_log (id, event_id, device_id, firmware_id, status, created_at, doc)
-                 VALUES ('l1', 'e1', 'd1', 'f1', 'pending', 1, '{}')",
-                [],
-            )
-            .unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-        }
-        let conn = open(&path).unwrap();
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let kept: (i64, String) = conn
-            .query_row(
-                "SELECT seq, id FROM ota_log WHERE event_id = 'e1'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(kept, (1, "l1".to_owned()));
-        let insert = |id: &str, device: &str| {
-            conn.execute(
-                "INSERT INTO ota_log (id, event_id, device_id, firmware_id, status, created_at, doc)
-                 VALUES (?1, 'e1', ?2, 'f1', 'pending', 2, '{}')",
-                [id, device],
-            )
-        };
-        insert("l2", "d2").unwrap();
-        assert!(insert("l3", "d1").is_err(), "still unique per device");
-        let indexes: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'log_by_%'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(indexes, 3);
-        // The next sequence number continues after the copied rows.
-        let seq: i64 = conn
-            .query_row("SELECT seq FROM ota_log WHERE id = 'l2'", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(seq, 2);
-    }
 }

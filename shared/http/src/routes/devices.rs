@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit_trail;
 use crate::auth::{Admin, Role};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{ListResponse, PageQuery};
@@ -144,6 +145,15 @@ pub async fn patch(
             }
             other => other.into(),
         })?;
+    audit_trail::record(
+        &state,
+        &admin,
+        "device.groups",
+        "device",
+        id.as_str(),
+        serde_json::json!({"groups": device.groups}),
+    )
+    .await?;
     Ok(Json(device))
 }
 
@@ -216,6 +226,16 @@ pub async fn mint_token(
         state
             .auth
             .mint_device(&id, &device_type, expires_at.map(|t| t.unix_timestamp()))?;
+    // The token itself never goes into the audit log.
+    audit_trail::record(
+        &state,
+        &admin,
+        "device.token_mint",
+        "device",
+        id.as_str(),
+        serde_json::json!({"device_type": device_type, "expires_at": expires_at.map(|t| t.unix_timestamp())}),
+    )
+    .await?;
     Ok(Json(MintedToken {
         token,
         device_id: id.to_string(),

@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit_trail;
 use crate::auth::{Admin, Role};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{ListResponse, PageQuery};
@@ -160,6 +161,15 @@ pub async fn create(
     )?;
     refuse_duplicate(&state, &fw.device_type, &fw.version).await?;
     state.meta.insert_firmware(&fw).await?;
+    audit_trail::record(
+        &state,
+        &admin,
+        "firmware.create",
+        "firmware",
+        &fw.id,
+        release_summary(&fw),
+    )
+    .await?;
     let target = state
         .blobs
         .upload_url(&fw.blob_key(), size, &hash, state.settings.url_ttl)
@@ -192,10 +202,40 @@ pub async fn finalize(
 ) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Publisher)?;
     let now = state.clock.now();
-    publish::finalize(state.meta.as_ref(), state.blobs.as_ref(), &id, now)
-        .await
-        .map(Json)
-        .map_err(Problem::from)
+    let outcome = publish::finalize(state.meta.as_ref(), state.blobs.as_ref(), &id, now).await;
+    let details = match &outcome {
+        Ok(fw) => Some(release_summary(fw)),
+        Err(OpError::ImageRejected(problems)) => Some(serde_json::json!({
+            "state": "rejected",
+            "reasons": problems.iter().map(|p| p.code.as_str()).collect::<Vec<_>>(),
+        })),
+        Err(_) => None,
+    };
+    if let Some(details) = details {
+        audit_trail::record(
+            &state,
+            &admin,
+            "firmware.finalize",
+            "firmware",
+            &id,
+            details,
+        )
+        .await?;
+    }
+    outcome.map(Json).map_err(Problem::from)
+}
+
+/// What the audit log keeps of a release.
+fn release_summary(fw: &Firmware) -> serde_json::Value {
+    serde_json::json!({
+        "device_type": fw.device_type,
+        "version": fw.version,
+        "build_number": fw.build_number,
+        "channel": fw.channel,
+        "file_size": fw.file_size,
+        "file_hash": fw.file_hash,
+        "state": fw.state,
+    })
 }
 
 /// Multipart form of the one-shot upload (documentation only; the handler streams).
@@ -263,6 +303,17 @@ pub async fn upload(
     let id = new_id();
     let key = blob_key(&id);
     let result = receive_upload(&state, &mut multipart, &id, &key).await;
+    if let Ok(fw) = &result {
+        audit_trail::record(
+            &state,
+            &admin,
+            "firmware.upload",
+            "firmware",
+            &fw.id,
+            release_summary(fw),
+        )
+        .await?;
+    }
     if result.is_err() {
         // Nothing half-registered: the bytes of a refused upload do not stay.
         let _ = state.blobs.delete(&key).await;
@@ -424,18 +475,32 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchFirmwareRequest {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub release_notes: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_active: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub min_current_version: Option<Option<Version>>,
 }
@@ -452,6 +517,7 @@ pub async fn patch(
     ApiJson(req): ApiJson<PatchFirmwareRequest>,
 ) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Admin)?;
+    let changes = serde_json::to_value(&req).unwrap_or_default();
     let description = req
         .description
         .map(|d| validate::text("description", d, MAX_TEXT_CHARS))
@@ -464,7 +530,7 @@ pub async fn patch(
         .channel
         .map(|c| validate::channel("channel", Some(c)))
         .transpose()?;
-    edit(&state, &id, |fw| {
+    let updated = edit(&state, &id, |fw| {
         if let Some(d) = &description {
             fw.description = d.clone();
         }
@@ -481,8 +547,9 @@ pub async fn patch(
             fw.min_current_version = m.clone();
         }
     })
-    .await
-    .map(Json)
+    .await?;
+    audit_trail::record(&state, &admin, "firmware.update", "firmware", &id, changes).await?;
+    Ok(Json(updated))
 }
 
 /// Deactivate: never deletes bytes or history.
@@ -494,7 +561,17 @@ pub async fn deactivate(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Firmware>> {
     admin.require(Role::Admin)?;
-    edit(&state, &id, |fw| fw.is_active = false).await.map(Json)
+    let fw = edit(&state, &id, |fw| fw.is_active = false).await?;
+    audit_trail::record(
+        &state,
+        &admin,
+        "firmware.deactivate",
+        "firmware",
+        &id,
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(Json(fw))
 }
 
 /// Tries of an edit that keeps meeting concurrent writers.
@@ -610,5 +687,14 @@ pub async fn put_device_type(
         updated_at: now,
     };
     state.meta.put_device_type(&policy).await?;
+    audit_trail::record(
+        &state,
+        &admin,
+        "device_type.put",
+        "device_type",
+        policy.name.as_str(),
+        serde_json::to_value(&policy).unwrap_or_default(),
+    )
+    .await?;
     Ok(Json(policy))
 }

@@ -6,7 +6,6 @@ use ota_core::device::{LogEntry, LogFilter};
 use ota_core::ids::DeviceId;
 use ota_core::status::OtaStatus;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use utoipa::IntoParams;
 
 use crate::auth::{Admin, Role};
@@ -36,14 +35,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<Json<ListResponse<LogEntry>>> {
     admin.require(Role::Viewer)?;
-    let since = q
-        .since
-        .as_deref()
-        .map(|s| {
-            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| Problem::bad_request("since", "must be an RFC 3339 time"))
-        })
-        .transpose()?;
+    let since = crate::validate::since(q.since.as_deref())?;
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor,

@@ -4,4 +4,5 @@ pub mod devices;
 pub mod firmware;
 pub mod health;
 pub mod logs;
+pub mod observe;
 pub mod rollouts;

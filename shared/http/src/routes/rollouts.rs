@@ -5,10 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use ota_core::firmware::Firmware;
 use ota_core::ids::{DeviceType, Version, new_id};
+use ota_core::metrics::RolloutWithProgress;
+use ota_core::progress::RolloutProgress;
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState, TargetFilter, TargetType};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit_trail;
 use crate::auth::{Admin, Role};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{ListResponse, PageQuery};
@@ -79,10 +82,11 @@ fn check_target(target_type: TargetType, filter: &TargetFilter) -> ApiResult<()>
 
 async fn create_rollout(
     state: &AppState,
+    admin: &Admin,
     req: CreateRolloutRequest,
     initial: RolloutState,
     firmware: Firmware,
-) -> ApiResult<Rollout> {
+) -> ApiResult<RolloutWithProgress> {
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Problem::bad_request(
@@ -131,7 +135,26 @@ async fn create_rollout(
         updated_at: now,
     };
     state.meta.insert_rollout(&rollout).await?;
-    Ok(rollout)
+    audit_trail::record(
+        state,
+        admin,
+        "rollout.create",
+        "rollout",
+        &rollout.id,
+        serde_json::to_value(&rollout).unwrap_or_default(),
+    )
+    .await?;
+    Ok(RolloutWithProgress {
+        rollout,
+        progress: RolloutProgress::default(),
+    })
+}
+
+async fn with_progress(state: &AppState, rollout: Rollout) -> ApiResult<RolloutWithProgress> {
+    Ok(RolloutWithProgress {
+        progress: state.meta.rollout_progress(&rollout.id).await?,
+        rollout,
+    })
 }
 
 async fn firmware_by_id(state: &AppState, id: &str) -> ApiResult<Firmware> {
@@ -145,28 +168,28 @@ async fn firmware_by_id(state: &AppState, id: &str) -> ApiResult<Firmware> {
 }
 
 #[utoipa::path(post, path = "/api/ota/admin/rollouts", tag = "rollouts", request_body = CreateRolloutRequest,
-    responses((status = 201, body = Rollout), (status = 400, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = RolloutWithProgress), (status = 400, body = Problem), (status = 422, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     admin: Admin,
     ApiJson(req): ApiJson<CreateRolloutRequest>,
-) -> ApiResult<(StatusCode, Json<Rollout>)> {
+) -> ApiResult<(StatusCode, Json<RolloutWithProgress>)> {
     admin.require(Role::Admin)?;
     let fw = firmware_by_id(&state, &req.firmware_id).await?;
-    let r = create_rollout(&state, req, RolloutState::Active, fw).await?;
+    let r = create_rollout(&state, &admin, req, RolloutState::Active, fw).await?;
     Ok((StatusCode::CREATED, Json(r)))
 }
 
 /// Alias of `POST /api/ota/admin/rollouts` (paku dialect).
 #[utoipa::path(post, path = "/api/admin/rollout/create", tag = "rollouts", request_body = LegacyCreateRolloutRequest,
-    responses((status = 201, body = Rollout), (status = 400, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = RolloutWithProgress), (status = 400, body = Problem), (status = 422, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn legacy_create(
     State(state): State<AppState>,
     admin: Admin,
     ApiJson(req): ApiJson<LegacyCreateRolloutRequest>,
-) -> ApiResult<(StatusCode, Json<Rollout>)> {
+) -> ApiResult<(StatusCode, Json<RolloutWithProgress>)> {
     admin.require(Role::Admin)?;
     let fw = match (&req.firmware_id, &req.firmware_version, &req.device_model) {
         (Some(id), _, _) => firmware_by_id(&state, id).await?,
@@ -191,6 +214,7 @@ pub async fn legacy_create(
     };
     let r = create_rollout(
         &state,
+        &admin,
         CreateRolloutRequest {
             name: req.name,
             firmware_id: fw.id.clone(),
@@ -219,12 +243,12 @@ pub struct RolloutListQuery {
 }
 
 #[utoipa::path(get, path = "/api/ota/admin/rollouts", tag = "rollouts", params(RolloutListQuery),
-    responses((status = 200, body = ListResponse<Rollout>)), security(("admin_token" = [])))]
+    responses((status = 200, body = ListResponse<RolloutWithProgress>)), security(("admin_token" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     admin: Admin,
     ApiQuery(q): ApiQuery<RolloutListQuery>,
-) -> ApiResult<Json<ListResponse<Rollout>>> {
+) -> ApiResult<Json<ListResponse<RolloutWithProgress>>> {
     admin.require(Role::Viewer)?;
     let page = PageQuery {
         limit: q.limit,
@@ -236,7 +260,15 @@ pub async fn list(
         firmware_id: q.firmware_id,
         state: q.state,
     };
-    Ok(Json(state.meta.list_rollouts(&filter, &page).await?.into()))
+    let page = state.meta.list_rollouts(&filter, &page).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for r in page.items {
+        items.push(with_progress(&state, r).await?);
+    }
+    Ok(Json(ListResponse {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<Rollout> {
@@ -248,21 +280,22 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Rollout> {
 }
 
 #[utoipa::path(get, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
-    responses((status = 200, body = Rollout), (status = 404, body = Problem)), security(("admin_token" = [])))]
+    responses((status = 200, body = RolloutWithProgress), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Rollout>> {
+) -> ApiResult<Json<RolloutWithProgress>> {
     admin.require(Role::Viewer)?;
-    load(&state, &id).await.map(Json)
+    let r = load(&state, &id).await?;
+    with_progress(&state, r).await.map(Json)
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRolloutRequest {
     pub rollout_percentage: Option<f64>,
-    /// `active`, `paused` or `aborted` (aborted is final).
+    /// `active`, `paused`, `aborted` or `completed` (the last two are final and offer nothing).
     pub state: Option<RolloutState>,
     /// The revision this edit is based on (or send it as `If-Match`); a stale one is 409.
     pub revision: Option<u64>,
@@ -283,7 +316,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 /// Change the percentage or the state, with optimistic concurrency.
 #[utoipa::path(patch, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
     request_body = PatchRolloutRequest,
-    responses((status = 200, body = Rollout), (status = 400, body = Problem), (status = 404, body = Problem),
+    responses((status = 200, body = RolloutWithProgress), (status = 400, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "stale revision, or a move out of aborted/completed")),
     security(("admin_token" = [])))]
 pub async fn patch(
@@ -292,9 +325,12 @@ pub async fn patch(
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PatchRolloutRequest>,
-) -> ApiResult<Json<Rollout>> {
+) -> ApiResult<Json<RolloutWithProgress>> {
     admin.require(Role::Admin)?;
     let mut r = load(&state, &id).await?;
+    let before = serde_json::json!({
+        "state": r.state, "rollout_percentage": r.rollout_percentage, "revision": r.revision,
+    });
     let expected = req.revision.or(if_match(&headers)?).unwrap_or(r.revision);
     if expected != r.revision {
         return Err(Problem::conflict(format!(
@@ -307,7 +343,7 @@ pub async fn patch(
     }
     if let Some(next) = req.state {
         let finished = matches!(r.state, RolloutState::Aborted | RolloutState::Completed);
-        if next == RolloutState::Completed || (finished && next != r.state) {
+        if finished && next != r.state {
             return Err(Problem::conflict(format!(
                 "a rollout cannot move from {} to {}",
                 r.state.as_str(),
@@ -319,5 +355,17 @@ pub async fn patch(
     r.revision = expected + 1;
     r.updated_at = state.clock.now();
     state.meta.update_rollout(&r, expected).await?;
-    Ok(Json(r))
+    let after = serde_json::json!({
+        "state": r.state, "rollout_percentage": r.rollout_percentage, "revision": r.revision,
+    });
+    audit_trail::record(
+        &state,
+        &admin,
+        "rollout.update",
+        "rollout",
+        &r.id,
+        serde_json::json!({"before": before, "after": after}),
+    )
+    .await?;
+    with_progress(&state, r).await.map(Json)
 }

@@ -1,0 +1,60 @@
+//! Fleet metrics and the audit log.
+
+use axum::Json;
+use axum::extract::State;
+use ota_core::audit::{AuditEvent, AuditFilter};
+use ota_core::metrics::FleetMetrics;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::{Admin, Role};
+use crate::extract::ApiQuery;
+use crate::pagination::{ListResponse, PageQuery};
+use crate::problem::{ApiResult, Problem};
+use crate::state::AppState;
+use crate::validate;
+
+/// Devices by type and version, the last 24 hours' outcomes, active rollouts with progress;
+/// read from counters kept on write.
+#[utoipa::path(get, path = "/api/ota/admin/metrics", tag = "observability",
+    responses((status = 200, body = FleetMetrics), (status = 401, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn metrics(State(state): State<AppState>, admin: Admin) -> ApiResult<Json<FleetMetrics>> {
+    admin.require(Role::Viewer)?;
+    Ok(Json(state.meta.fleet_metrics(state.clock.now()).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// e.g. `rollout.auto_pause`, `firmware.create`.
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+    /// RFC 3339; only events at or after it.
+    pub since: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Every admin change and every automatic pause, newest first.
+#[utoipa::path(get, path = "/api/ota/admin/audit", tag = "observability", params(AuditQuery),
+    responses((status = 200, body = ListResponse<AuditEvent>), (status = 400, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn audit(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<ListResponse<AuditEvent>>> {
+    admin.require(Role::Viewer)?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .into_request()?;
+    let filter = AuditFilter {
+        action: q.action,
+        target_id: q.target_id,
+        since: validate::since(q.since.as_deref())?,
+    };
+    Ok(Json(state.meta.list_audit(&filter, &page).await?.into()))
+}

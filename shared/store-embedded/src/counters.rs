@@ -1,0 +1,180 @@
+//! Counters maintained inside the transactions that change what they count: device versions
+//! per type, each rollout's progress, status reports per hour. Metrics read only these.
+
+use std::collections::BTreeMap;
+
+use ota_core::ids::{DeviceType, Version};
+use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
+use ota_core::ports::StoreResult;
+use ota_core::progress::{RolloutProgress, StatusCounts};
+use ota_core::rollout::{Rollout, RolloutState};
+use ota_core::status::OtaStatus;
+use rusqlite::{OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
+
+use crate::sql::{db_err, docs, from_doc, to_doc};
+
+const HOUR_S: i64 = 3600;
+
+fn add_version(tx: &Transaction<'_>, dt: &DeviceType, v: &Version, delta: i64) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO fleet_versions (device_type, version, devices) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_type, version) DO UPDATE SET devices = devices + ?3",
+        params![dt.as_str(), v.to_string(), delta],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// A device appeared (`before` is None) or reported another type or version.
+pub fn device_moved(
+    tx: &Transaction<'_>,
+    before: Option<(&DeviceType, &Version)>,
+    after: (&DeviceType, &Version),
+) -> StoreResult<()> {
+    if before == Some(after) {
+        return Ok(());
+    }
+    if let Some((dt, v)) = before {
+        add_version(tx, dt, v, -1)?;
+    }
+    add_version(tx, after.0, after.1, 1)
+}
+
+pub fn progress(tx: &Transaction<'_>, rollout_id: &str) -> StoreResult<RolloutProgress> {
+    let doc: Option<String> = tx
+        .query_row(
+            "SELECT doc FROM rollout_progress WHERE rollout_id = ?1",
+            params![rollout_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    doc.map_or(Ok(RolloutProgress::default()), |d| from_doc(&d))
+}
+
+/// Moves one device's attempt from `from` to `to` in a rollout's progress; returns the new
+/// progress. A final `to` is also one more final report.
+pub fn attempt_moved(
+    tx: &Transaction<'_>,
+    rollout_id: &str,
+    from: Option<OtaStatus>,
+    to: OtaStatus,
+) -> StoreResult<RolloutProgress> {
+    let mut p = progress(tx, rollout_id)?;
+    if let Some(from) = from {
+        let slot = p.devices.slot(from);
+        *slot = slot.saturating_sub(1);
+    }
+    *p.devices.slot(to) += 1;
+    if to == OtaStatus::Success {
+        p.success_reports += 1;
+    } else if to.is_failure() {
+        p.failure_reports += 1;
+    }
+    tx.execute(
+        "INSERT INTO rollout_progress (rollout_id, doc) VALUES (?1, ?2)
+         ON CONFLICT (rollout_id) DO UPDATE SET doc = ?2",
+        params![rollout_id, to_doc(&p)?],
+    )
+    .map_err(db_err)?;
+    Ok(p)
+}
+
+fn hour_of(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(HOUR_S)
+}
+
+/// One more stored status report.
+pub fn report_stored(
+    tx: &Transaction<'_>,
+    at: OffsetDateTime,
+    status: OtaStatus,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO outcome_hours (hour, status, count) VALUES (?1, ?2, 1)
+         ON CONFLICT (hour, status) DO UPDATE SET count = count + 1",
+        params![hour_of(at), status.as_str()],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The buckets of hours that can no longer be in any 24-hour window.
+pub fn purge_hours_before(tx: &Transaction<'_>, before: OffsetDateTime) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM outcome_hours WHERE hour < ?1",
+        params![hour_of(before)],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn with_progress(
+    tx: &Transaction<'_>,
+    rollouts: Vec<Rollout>,
+) -> StoreResult<Vec<RolloutWithProgress>> {
+    rollouts
+        .into_iter()
+        .map(|rollout| {
+            Ok(RolloutWithProgress {
+                progress: progress(tx, &rollout.id)?,
+                rollout,
+            })
+        })
+        .collect()
+}
+
+pub fn fleet_metrics(tx: &Transaction<'_>, now: OffsetDateTime) -> StoreResult<FleetMetrics> {
+    let mut m = FleetMetrics::default();
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT device_type, version, devices FROM fleet_versions WHERE devices > 0",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u64>(2)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (dt, v, n) = row.map_err(db_err)?;
+        m.devices_total += n;
+        *m.devices_by_type.entry(dt.clone()).or_default() += n;
+        m.versions_by_type
+            .entry(dt)
+            .or_insert_with(BTreeMap::new)
+            .insert(v, n);
+    }
+    // The current hour and the 23 before it.
+    let first_hour = hour_of(now) - 23;
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT status, SUM(count) FROM outcome_hours WHERE hour >= ?1 GROUP BY status",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![first_hour], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })
+        .map_err(db_err)?;
+    let mut outcomes = StatusCounts::default();
+    for row in rows {
+        let (status, n) = row.map_err(db_err)?;
+        if let Some(s) = OtaStatus::parse(&status) {
+            *outcomes.slot(s) = n;
+        }
+    }
+    m.outcomes_24h = outcomes;
+    let active: Vec<Rollout> = docs(
+        tx,
+        "SELECT doc FROM rollouts WHERE state = ?1 ORDER BY id",
+        &[&RolloutState::Active.as_str()],
+    )?;
+    m.active_rollouts = with_progress(tx, active)?;
+    Ok(m)
+}

@@ -1,0 +1,77 @@
+//! Small helpers over rusqlite shared by the store's modules: error mapping, JSON docs,
+//! keyset pagination.
+
+use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
+use rusqlite::Transaction;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::cursor;
+
+pub fn db_err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+pub fn to_doc<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+pub fn from_doc<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Internal(format!("corrupt record: {e}")))
+}
+
+/// Runs a query whose first column is a JSON doc and decodes every row.
+pub fn docs<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Vec<T>> {
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(db_err)?;
+    rows.map(|r| r.map_err(db_err).and_then(|d| from_doc(&d)))
+        .collect()
+}
+
+pub fn one_doc<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Option<T>> {
+    Ok(docs(tx, sql, params)?.into_iter().next())
+}
+
+/// Cuts a result fetched with `limit + 1` rows into a page.
+pub fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
+    let limit = limit as usize;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| cursor::encode(&key(last)))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+pub fn fetch_limit(page: &PageRequest) -> i64 {
+    i64::from(page.limit) + 1
+}
+
+pub fn micros(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
