@@ -18,6 +18,18 @@ async fn meta_store_conforms() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_conform() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    ota_store_conformance::fleet_cases(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
+        dirs.lock().unwrap().push(dir);
+        async move { Arc::new(store) as Arc<dyn MetaStore> }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn blob_store_conforms() {
     let dirs = std::sync::Mutex::new(Vec::new());

@@ -1,0 +1,370 @@
+//! Cases for the counters kept on write: rollout progress, the automatic pause, fleet metrics
+//! and the audit log.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ota_core::audit::{AuditEvent, AuditFilter};
+use ota_core::device::{LogFilter, Offer};
+use ota_core::firmware::{Firmware, FirmwareState};
+use ota_core::ports::{MetaStore, PageRequest};
+use ota_core::progress::should_pause;
+use ota_core::rollout::{Rollout, RolloutState};
+use ota_core::status::OtaStatus;
+
+use crate::fixtures::*;
+
+type Store = Arc<dyn MetaStore>;
+
+pub async fn fleet_cases<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Store>,
+{
+    macro_rules! cases {
+        ($($case:ident),* $(,)?) => {
+            $(
+                eprintln!("conformance: fleet::{}", stringify!($case));
+                $case(fresh().await).await;
+            )*
+        };
+    }
+    cases!(
+        progress_follows_attempts,
+        pause_fires_on_the_crossing_report,
+        concurrent_reports_pause_once,
+        metrics_agree_with_logs_and_devices,
+        audit_listed_newest_first_and_purged,
+    );
+}
+
+async fn offered(s: &Store, device: &str, fw: &Firmware, rollout: &Rollout) {
+    s.record_check(&check_in(device, fw.device_type.as_str(), "0.1.0"))
+        .await
+        .unwrap();
+    s.record_offer(
+        &dev(device),
+        &Offer {
+            firmware_id: fw.id.clone(),
+            version: fw.version.clone(),
+            rollout_id: rollout.id.clone(),
+            at: now(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Firmware, Rollout) {
+    let fw = firmware("demo", "1.0.0", FirmwareState::Ready);
+    s.insert_firmware(&fw).await.unwrap();
+    let mut r = rollout(&fw, RolloutState::Active);
+    r.failure_threshold_percent = threshold;
+    r.min_reports = min_reports;
+    s.insert_rollout(&r).await.unwrap();
+    (fw, r)
+}
+
+async fn progress_follows_attempts(s: Store) {
+    let (fw, r) = setup(&s, None, 1).await;
+    for d in ["a", "b", "c"] {
+        offered(&s, d, &fw, &r).await;
+    }
+    let steps = [
+        ("a", OtaStatus::Downloading),
+        ("b", OtaStatus::Downloading),
+        ("a", OtaStatus::Installing),
+        ("a", OtaStatus::Success),
+        ("b", OtaStatus::Failed),
+        ("b", OtaStatus::Downloading),
+        ("c", OtaStatus::RolledBack),
+    ];
+    for (i, (d, st)) in steps.into_iter().enumerate() {
+        s.record_status(&report(d, &fw, st, &format!("e{i}")))
+            .await
+            .unwrap();
+    }
+    // A repeated final state changes nothing; a report for a device never offered through this
+    // rollout does not count toward it.
+    s.record_status(&report("a", &fw, OtaStatus::Success, "again"))
+        .await
+        .unwrap();
+    s.record_status(&report("stranger", &fw, OtaStatus::Failed, "x"))
+        .await
+        .unwrap();
+    let p = s.rollout_progress(&r.id).await.unwrap();
+    assert_eq!(p.devices.success, 1);
+    assert_eq!(p.devices.downloading, 1, "b retried");
+    assert_eq!(p.devices.failed, 0);
+    assert_eq!(p.devices.rolled_back, 1);
+    assert_eq!(p.devices.installing, 0);
+    assert_eq!(p.success_reports, 1);
+    assert_eq!(p.failure_reports, 2, "b's failure and c's rollback");
+    assert_eq!(
+        s.rollout_progress("none").await.unwrap(),
+        Default::default()
+    );
+}
+
+async fn pause_fires_on_the_crossing_report(s: Store) {
+    // 25 %, at least 8 final reports.
+    let (fw, r) = setup(&s, Some(25.0), 8).await;
+    let outcomes = [
+        OtaStatus::Success,
+        OtaStatus::Failed,
+        OtaStatus::Success,
+        OtaStatus::Failed,
+        OtaStatus::Failed, // 3 of 5: over 25 % but fewer than 8 reports
+        OtaStatus::Success,
+        OtaStatus::Success,
+        OtaStatus::Success, // 3 of 8 = 37.5 %: this one pauses
+        OtaStatus::Failed,
+    ];
+    let mut paused_at = None;
+    for (i, st) in outcomes.into_iter().enumerate() {
+        let d = format!("d{i}");
+        offered(&s, &d, &fw, &r).await;
+        let out = s
+            .record_status(&report(&d, &fw, st, "final"))
+            .await
+            .unwrap();
+        if out.paused_rollout.is_some() {
+            assert_eq!(out.paused_rollout.as_deref(), Some(r.id.as_str()));
+            assert!(paused_at.is_none(), "paused twice");
+            paused_at = Some(i);
+        }
+    }
+    assert_eq!(paused_at, Some(7));
+    let stored = s.get_rollout(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, RolloutState::Paused);
+    assert_eq!(stored.revision, r.revision + 1);
+    let audit = s
+        .list_audit(
+            &AuditFilter {
+                action: Some("rollout.auto_pause".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 1);
+    let details = &audit.items[0].details;
+    assert_eq!(details["failure_reports"], 3);
+    assert_eq!(details["success_reports"], 5);
+    assert_eq!(audit.items[0].actor, "system");
+    assert_eq!(audit.items[0].target_id, r.id);
+    // Reports keep counting after the pause.
+    assert_eq!(s.rollout_progress(&r.id).await.unwrap().failure_reports, 4);
+}
+
+async fn concurrent_reports_pause_once(s: Store) {
+    let (fw, r) = setup(&s, Some(10.0), 20).await;
+    let n = 200;
+    for i in 0..n {
+        offered(&s, &format!("d{i}"), &fw, &r).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s = s.clone();
+        let fw = fw.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every fourth device fails: 25 % overall, over the 10 % threshold.
+            let st = if i % 4 == 0 {
+                OtaStatus::Failed
+            } else {
+                OtaStatus::Success
+            };
+            s.record_status(&report(&format!("d{i}"), &fw, st, "final"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut pauses = 0;
+    for t in tasks {
+        if t.await.unwrap().paused_rollout.is_some() {
+            pauses += 1;
+        }
+    }
+    assert_eq!(pauses, 1);
+    let p = s.rollout_progress(&r.id).await.unwrap();
+    assert_eq!(p.failure_reports, 50);
+    assert_eq!(p.success_reports, 150);
+    let audit = s
+        .list_audit(&AuditFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    let pause: Vec<&AuditEvent> = audit
+        .items
+        .iter()
+        .filter(|e| e.action == "rollout.auto_pause")
+        .collect();
+    assert_eq!(pause.len(), 1);
+    let f = pause[0].details["failure_reports"].as_u64().unwrap();
+    let ok = pause[0].details["success_reports"].as_u64().unwrap();
+    let at = |failure_reports, success_reports| {
+        should_pause(
+            &r,
+            &ota_core::progress::RolloutProgress {
+                failure_reports,
+                success_reports,
+                ..Default::default()
+            },
+        )
+    };
+    assert!(at(f, ok), "the numbers recorded satisfy the rule");
+    // The first crossing: one report earlier the rule did not hold yet. A success can only make
+    // it hold by reaching min_reports; otherwise the last report was a failure.
+    assert!(
+        f + ok == u64::from(r.min_reports) || !at(f - 1, ok),
+        "{f} failed, {ok} succeeded"
+    );
+    assert_eq!(
+        s.get_rollout(&r.id).await.unwrap().unwrap().revision,
+        r.revision + 1
+    );
+}
+
+async fn metrics_agree_with_logs_and_devices(s: Store) {
+    let (fw, r) = setup(&s, None, 1).await;
+    // Deterministic pseudo-random sequence of checks and reports.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let versions = ["1.0.0", "1.1.0", "2.0.0"];
+    for _ in 0..300 {
+        let d = format!("d{}", next(40));
+        match next(3) {
+            0 => {
+                let t = if next(4) == 0 { "other" } else { "demo" };
+                s.record_check(&check_in(&d, t, versions[next(3) as usize]))
+                    .await
+                    .unwrap();
+            }
+            1 => offered(&s, &d, &fw, &r).await,
+            _ => {
+                let st = OtaStatus::ALL[next(6) as usize];
+                // Refused moves (409) store nothing and count nothing.
+                let _ = s
+                    .record_status(&report(&d, &fw, st, &format!("e{}", next(20))))
+                    .await;
+            }
+        }
+    }
+    let m = s.fleet_metrics(now()).await.unwrap();
+    let mut logs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_logs(&LogFilter::default(), &PageRequest { limit: 100, cursor })
+            .await
+            .unwrap();
+        logs.extend(p.items);
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    for st in OtaStatus::ALL {
+        let n = logs.iter().filter(|e| e.status == st).count() as u64;
+        assert_eq!(m.outcomes_24h.get(st), n, "{st:?}");
+    }
+    let devices = s
+        .list_devices(
+            &Default::default(),
+            &PageRequest {
+                limit: 500,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(m.devices_total, devices.len() as u64);
+    for (t, per_version) in &m.versions_by_type {
+        for (v, n) in per_version {
+            let count = devices
+                .iter()
+                .filter(|d| d.device_type.as_str() == t && d.current_version.to_string() == *v)
+                .count() as u64;
+            assert_eq!(*n, count, "{t} {v}");
+        }
+        assert_eq!(
+            m.devices_by_type[t],
+            devices
+                .iter()
+                .filter(|d| d.device_type.as_str() == t)
+                .count() as u64
+        );
+    }
+    assert_eq!(m.active_rollouts.len(), 1);
+    assert_eq!(
+        m.active_rollouts[0].progress,
+        s.rollout_progress(&r.id).await.unwrap()
+    );
+}
+
+async fn audit_listed_newest_first_and_purged(s: Store) {
+    let old = now() - time::Duration::days(400);
+    for (i, at) in [old, now(), now()].into_iter().enumerate() {
+        s.record_audit(&AuditEvent::new(
+            "alice",
+            "rollout.update",
+            "rollout",
+            &format!("r{i}"),
+            serde_json::json!({"i": i}),
+            at,
+        ))
+        .await
+        .unwrap();
+    }
+    let first = s
+        .list_audit(
+            &AuditFilter::default(),
+            &PageRequest {
+                limit: 2,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.items[0].target_id, "r2");
+    let rest = s
+        .list_audit(
+            &AuditFilter::default(),
+            &PageRequest {
+                limit: 2,
+                cursor: first.next_cursor,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next_cursor, None);
+    let r1 = s
+        .list_audit(
+            &AuditFilter {
+                target_id: Some("r1".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r1.items.len(), 1);
+    s.purge(
+        now() - time::Duration::days(365),
+        now() - time::Duration::days(90),
+    )
+    .await
+    .unwrap();
+    let left = s
+        .list_audit(&AuditFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 2, "the 400-day-old event is gone");
+}
