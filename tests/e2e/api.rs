@@ -1,6 +1,10 @@
-//! Steps the tests share: images, publishing, rollouts, device calls and log reading.
+//! Steps the tests share: images, publishing, rollouts, device calls, log, audit and metrics
+//! reading, the canary formula, bounded concurrency and a seeded generator.
+
+use std::future::Future;
 
 use firmware_samples::{ImageSpec, Target};
+use futures_util::stream::{self, StreamExt};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -181,6 +185,32 @@ pub async fn patch_rollout(srv: &Server, id: &str, body: Value) -> Resp {
         .await
 }
 
+/// `GET /api/ota/admin/rollouts/{id}` (with its progress).
+pub async fn get_rollout(srv: &Server, id: &str) -> Value {
+    srv.admin(Method::GET, &format!("/api/ota/admin/rollouts/{id}"))
+        .go()
+        .await
+        .expect(200)
+}
+
+/// `u32_be(sha256(rollout_id + ":" + device_id)[0..4]) % 10000`, API.md §Update rules 2.
+pub fn canary_bucket(rollout_id: &str, device_id: &str) -> u32 {
+    let d = Sha256::digest(format!("{rollout_id}:{device_id}"));
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000
+}
+
+/// Whether a canary at `percentage` includes the device, by the formula.
+pub fn in_canary(rollout_id: &str, device_id: &str, percentage: u32) -> bool {
+    canary_bucket(rollout_id, device_id) < percentage * 100
+}
+
+/// Rule 4 as the tests read API.md: pause once there are at least `min_reports` final reports
+/// and failed * 100 > threshold * (failed + success). Integers only, so "equal" is never "over".
+pub fn rule4_pauses(failed: u64, success: u64, threshold: u64, min_reports: u64) -> bool {
+    let finals = failed + success;
+    finals >= min_reports.max(1) && failed * 100 > threshold * finals
+}
+
 /// `POST /api/ota/check` with the device's own token; `extra` is merged into the body.
 pub async fn check_raw(
     srv: &Server,
@@ -278,6 +308,58 @@ pub async fn list_all(srv: &Server, path: &str, query: &[(&str, &str)], limit: u
 /// The OTA log (newest first), every page.
 pub async fn logs(srv: &Server, query: &[(&str, &str)]) -> Vec<Value> {
     list_all(srv, "/api/ota/admin/logs", query, 500).await
+}
+
+/// The audit log (newest first), every page.
+pub async fn audit_events(srv: &Server, query: &[(&str, &str)]) -> Vec<Value> {
+    list_all(srv, "/api/ota/admin/audit", query, 500).await
+}
+
+/// `GET /api/ota/admin/metrics`.
+pub async fn metrics(srv: &Server) -> Value {
+    srv.admin(Method::GET, "/api/ota/admin/metrics")
+        .go()
+        .await
+        .expect(200)
+}
+
+/// Runs `f` over `items` with at most `limit` in flight; results come back in completion order.
+pub async fn concurrently<T, R, F, Fut>(
+    items: impl IntoIterator<Item = T>,
+    limit: usize,
+    f: F,
+) -> Vec<R>
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = R>,
+{
+    stream::iter(items)
+        .map(f)
+        .buffer_unordered(limit)
+        .collect()
+        .await
+}
+
+/// SplitMix64: a tiny deterministic generator, so a failing case can be replayed by its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
 }
 
 pub fn merge(base: &mut Value, extra: Value) {

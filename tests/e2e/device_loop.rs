@@ -4,7 +4,6 @@
 use firmware_samples::{ImageSpec, Target};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -498,12 +497,6 @@ async fn checking_in_on_the_offered_version_completes_the_update() {
     check(&srv, "other", "rule5", "1.0.0").await;
     check(&srv, "other", "rule5", "1.0.1").await;
     assert!(logs(&srv, &[("device_id", "other")]).await.is_empty());
-}
-
-/// `u32_be(sha256(rollout_id + ":" + device_id)[0..4]) % 10000`, API.md rule 2.
-fn canary_bucket(rollout_id: &str, device_id: &str) -> u32 {
-    let d = Sha256::digest(format!("{rollout_id}:{device_id}"));
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000
 }
 
 #[tokio::test]

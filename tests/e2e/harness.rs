@@ -166,8 +166,13 @@ impl Server {
 
     /// An admin-audience token with this role, valid for an hour.
     pub fn token(&self, role: &str) -> String {
+        self.token_as(&format!("e2e-{role}"), role)
+    }
+
+    /// An admin-audience token of the subject `sub` with this role, valid for an hour.
+    pub fn token_as(&self, sub: &str, role: &str) -> String {
         self.sign(&json!({
-            "sub": format!("e2e-{role}"),
+            "sub": sub,
             "role": role,
             "aud": "ota-admin",
             "exp": now() + 3600,

@@ -12,6 +12,7 @@ mod devices;
 mod download;
 mod errors;
 mod firmware;
+mod fleet;
 mod logs;
 mod meta;
 mod restart;
