@@ -7,6 +7,7 @@ mod api;
 mod harness;
 
 mod auth;
+mod auto_pause;
 mod device_loop;
 mod devices;
 mod download;

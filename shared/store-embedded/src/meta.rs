@@ -583,14 +583,22 @@ impl MetaStore for SqliteMeta {
             let current = attempt(tx, device, &r.firmware_id)?;
             let step = transition(current.as_ref().map(|a| a.status), r.status)
                 .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            // An attempt counts toward the rollout that first offered it; a report without an
-            // open attempt belongs to the rollout of the device's last offer of this release.
-            let rollout_id = match current.as_ref().and_then(|a| a.rollout_id.clone()) {
-                Some(id) => Some(id),
-                None => load_device(tx, device)?
+            // The rollout the attempt counts toward. Reports within an attempt (open, or its
+            // final state again) stay with the rollout that offered it. A new attempt (the
+            // first, or a retry after a failure) belongs to the rollout of the device's last
+            // offer of this release; a retry without a new offer stays where it was. An attempt
+            // begun before any offer joins the rollout that offers the release later.
+            let counted_in = current.as_ref().and_then(|a| a.rollout_id.clone());
+            let new_attempt = step == Transition::Apply
+                && current.as_ref().is_none_or(|a| a.status.is_final());
+            let rollout_id = if new_attempt || counted_in.is_none() {
+                load_device(tx, device)?
                     .and_then(|d| d.last_offer)
                     .filter(|o| o.firmware_id == r.firmware_id)
-                    .map(|o| o.rollout_id),
+                    .map(|o| o.rollout_id)
+                    .or_else(|| counted_in.clone())
+            } else {
+                counted_in.clone()
             };
             let entry = LogEntry {
                 id: new_id(),
@@ -633,14 +641,21 @@ impl MetaStore for SqliteMeta {
                     params![device, r.firmware_id, r.status.as_str(), failures, rollout_id],
                 )
                 .map_err(db_err)?;
+                let from = current.as_ref().map(|a| a.status);
+                // A retry that another rollout offered leaves the rollout of the failed attempt.
+                if let (Some(old), Some(from)) = (&counted_in, from)
+                    && rollout_id.as_ref() != Some(old)
+                {
+                    counters::attempt_left(tx, old, from)?;
+                }
                 if let Some(rollout_id) = &rollout_id {
-                    let progress = counters::attempt_moved(
-                        tx,
-                        rollout_id,
-                        current.as_ref().map(|a| a.status),
-                        r.status,
-                    )?;
-                    if pause_if_failing(tx, rollout_id, &progress, &r)? {
+                    // Only the rollout that counted the attempt so far has it in `from`.
+                    let from = from.filter(|_| counted_in.as_ref() == Some(rollout_id));
+                    let progress = counters::attempt_moved(tx, rollout_id, from, r.status)?;
+                    // Only a final report changes the numbers rule 4 reads: progress reports
+                    // never pause (a rollout re-activated over its threshold runs until the
+                    // next final report).
+                    if r.status.is_final() && pause_if_failing(tx, rollout_id, &progress, &r)? {
                         paused_rollout = Some(rollout_id.clone());
                     }
                 }

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     firmware_id TEXT NOT NULL,
     status      TEXT NOT NULL,
     failures    INTEGER NOT NULL,
-    -- The rollout whose progress this attempt counts toward (the one that offered it first).
+    -- The rollout whose progress this attempt counts toward (the one that offered it).
     rollout_id  TEXT,
     PRIMARY KEY (device_id, firmware_id)
 );
