@@ -20,6 +20,8 @@ pub struct Config {
     pub device_auth: bool,
     pub max_upload_bytes: u64,
     pub poll_interval_s: u64,
+    /// Device requests (check and status) per device per minute; 0 = unlimited.
+    pub device_rate_per_min: u32,
     /// How long audit events and OTA log entries are kept.
     pub audit_retention: Duration,
     pub log_retention: Duration,
@@ -74,6 +76,8 @@ impl Config {
             device_auth,
             max_upload_bytes: number("OTA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)?,
             poll_interval_s: number("OTA_POLL_INTERVAL_S", 86_400)?,
+            device_rate_per_min: u32::try_from(number("OTA_DEVICE_RATE_PER_MIN", 600)?)
+                .context("OTA_DEVICE_RATE_PER_MIN is too large")?,
             audit_retention: days("OTA_AUDIT_RETENTION_DAYS", 365)?,
             log_retention: days("OTA_LOG_RETENTION_DAYS", 90)?,
             admin_key: var("OTA_ADMIN_JWT_PUBLIC_KEY_FILE").map(|path| {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use ota_core::capability::CapabilitySigner;
 use ota_core::ports::{MetaStore, SystemClock};
 use ota_http::auth::{AuthConfig, ExternalAdminKey, Role};
+use ota_http::throttle::DeviceThrottle;
 use ota_http::{AppState, Settings, full_router};
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 use std::time::Duration;
@@ -78,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         clock: Arc::new(SystemClock),
         capability: Some(CapabilitySigner::from_secret(&secret)),
+        throttle: Arc::new(DeviceThrottle::new(config.device_rate_per_min)),
     };
 
     tokio::spawn(retention(

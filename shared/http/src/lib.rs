@@ -11,6 +11,7 @@ mod range;
 pub mod router;
 pub mod routes;
 pub mod state;
+pub mod throttle;
 mod validate;
 
 pub use router::full_router;

@@ -28,6 +28,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds for `Retry-After` (429 and 503).
+    #[serde(skip)]
+    pub retry_after_s: Option<u64>,
 }
 
 impl Problem {
@@ -38,7 +41,18 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after_s: None,
         }
+    }
+
+    pub fn throttled(retry_after_s: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!("this device is over its request budget; retry in {retry_after_s} s"),
+        );
+        p.retry_after_s = Some(retry_after_s);
+        p
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -104,7 +118,10 @@ impl IntoResponse for Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+            let value = self
+                .retry_after_s
+                .map_or(HeaderValue::from_static(RETRY_AFTER_S), HeaderValue::from);
+            headers.insert(header::RETRY_AFTER, value);
         }
         resp
     }

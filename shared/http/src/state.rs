@@ -8,6 +8,7 @@ use ota_core::capability::CapabilitySigner;
 use ota_core::ports::{BlobStore, Clock, MetaStore};
 
 use crate::auth::AuthConfig;
+use crate::throttle::DeviceThrottle;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -38,4 +39,17 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Present when this process serves its own capability URLs (the embedded default).
     pub capability: Option<CapabilitySigner>,
+    pub throttle: Arc<DeviceThrottle>,
+}
+
+impl AppState {
+    /// Counts a device request against its budget: 429 with `Retry-After` when over.
+    pub fn admit_device(
+        &self,
+        device: &ota_core::ids::DeviceId,
+    ) -> Result<(), crate::problem::Problem> {
+        self.throttle
+            .admit(device.as_str(), self.clock.now().unix_timestamp())
+            .map_err(crate::problem::Problem::throttled)
+    }
 }

@@ -120,6 +120,7 @@ pub async fn check_handler(
     ApiJson(req): ApiJson<CheckRequest>,
 ) -> ApiResult<Json<CheckResponse>> {
     auth.require_device(&req.device_id, Some(&req.device_type))?;
+    state.admit_device(&req.device_id)?;
     let check_in = CheckIn {
         device_id: req.device_id,
         device_type: req.device_type,
@@ -318,6 +319,7 @@ pub async fn status_handler(
     ApiJson(req): ApiJson<StatusRequest>,
 ) -> ApiResult<Json<StatusResponse>> {
     auth.require_device(&req.device_id, None)?;
+    state.admit_device(&req.device_id)?;
     let firmware = state
         .meta
         .get_firmware(&req.firmware_id)
@@ -373,6 +375,7 @@ pub async fn legacy_check(
     ApiQuery(q): ApiQuery<LegacyCheckQuery>,
 ) -> ApiResult<Json<LegacyCheckResponse>> {
     auth.require_device(&q.device_id, Some(&q.device_model))?;
+    state.admit_device(&q.device_id)?;
     let current_version = q.current_version.to_string();
     let check_in = CheckIn {
         device_id: q.device_id,
@@ -468,6 +471,7 @@ pub async fn legacy_status(
         ));
     }
     auth.require_device(&device_id, None)?;
+    state.admit_device(&device_id)?;
     let device_type = match &auth.0 {
         Some(c) => DeviceType::parse(&c.device_type).map_err(|e| Problem::forbidden(e.0))?,
         None => state
