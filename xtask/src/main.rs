@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask test` runs every test of the workspace after installing what
 //! the tests need (idempotently), so that a new machine needs nothing but this command.
 
+mod aws_local;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -11,8 +12,12 @@ use anyhow::{Context, bail};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  test    install the test oracles if missing, then run every test of the workspace
-  lint    cargo fmt --check and cargo clippy --all-targets -D warnings
+  test                  install the test oracles and the local AWS stack if missing, start the
+                        stack, then run every test of the workspace against it
+  lint                  cargo fmt --check and cargo clippy --all-targets -D warnings
+  local-aws             install if missing and start DynamoDB Local and s3s-fs, print their
+                        environment as `export` lines, run until Ctrl-C
+  local-aws --check     the same, then one real DynamoDB and one real S3 round trip, then stop
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -20,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
+        Some("local-aws") => local_aws(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -55,12 +61,58 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let python = python::ensure_test_tools(&root())?;
-    run(cargo()
+    // The stack is stopped when `aws` is dropped: on return, on error and on a failed test alike.
+    let aws = aws_local::LocalAws::start(&root())
+        .context("the local AWS stack (DynamoDB Local + s3s-fs) did not start")?;
+    aws_local::smoke_check(&aws).context("the local AWS stack started but does not work")?;
+    run(aws
+        .apply(&mut cargo())
         .args(["test", "--workspace", "--all-targets", "--locked"])
         .args(extra)
         .env("OTA_PYTHON", &python))?;
     // Doc tests are not part of --all-targets.
-    run(cargo().args(["test", "--workspace", "--doc", "--locked"]))
+    run(aws
+        .apply(&mut cargo())
+        .args(["test", "--workspace", "--doc", "--locked"]))
+}
+
+/// `cargo xtask local-aws [--check]`.
+fn local_aws(args: &[String]) -> anyhow::Result<()> {
+    let check = match args {
+        [] => false,
+        [flag] if flag == "--check" => true,
+        _ => bail!("usage: cargo xtask local-aws [--check]"),
+    };
+    let started = std::time::Instant::now();
+    let mut aws = aws_local::LocalAws::start(&root())
+        .context("the local AWS stack (DynamoDB Local + s3s-fs) did not start")?;
+    eprintln!(
+        "xtask: local AWS stack up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if check {
+        aws_local::smoke_check(&aws)?;
+        eprintln!("xtask: local AWS stack ok; stopping it");
+        return Ok(());
+    }
+    // Issue 4: the table (same definition as the SAM template) and the bucket are created here,
+    // and `cargo lambda watch` started, by the code that owns the table definition.
+    eprintln!("xtask: DynamoDB Local: {}", aws.dynamodb_endpoint);
+    eprintln!("xtask: s3s-fs:         {}", aws.s3_endpoint);
+    for (name, log) in aws.logs() {
+        eprintln!("xtask: {name} log:   {}", log.display());
+    }
+    eprintln!("xtask: paste these into a shell, then Ctrl-C here to stop the stack:");
+    for name in aws_local::LocalAws::ENV_REMOVE {
+        println!("unset {name}");
+    }
+    for (name, value) in aws.env() {
+        println!("export {name}={value}");
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        aws.check_alive()?;
+    }
 }
 
 fn lint() -> anyhow::Result<()> {
