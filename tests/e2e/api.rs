@@ -211,6 +211,18 @@ pub fn rule4_pauses(failed: u64, success: u64, threshold: u64, min_reports: u64)
     finals >= min_reports.max(1) && failed * 100 > threshold * finals
 }
 
+/// `PATCH /api/ota/admin/devices/{id}` `{"groups": [...]}`.
+pub async fn set_groups(srv: &Server, device_id: &str, groups: &[&str]) -> Value {
+    srv.admin(
+        Method::PATCH,
+        &format!("/api/ota/admin/devices/{device_id}"),
+    )
+    .json(&json!({ "groups": groups }))
+    .go()
+    .await
+    .expect(200)
+}
+
 /// `POST /api/ota/check` with the device's own token; `extra` is merged into the body.
 pub async fn check_raw(
     srv: &Server,

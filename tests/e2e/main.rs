@@ -15,6 +15,7 @@ mod errors;
 mod firmware;
 mod fleet;
 mod logs;
+mod metrics;
 mod meta;
 mod restart;
 mod status;
