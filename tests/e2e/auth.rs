@@ -30,6 +30,8 @@ async fn requests_without_a_valid_credential_are_401() {
         (Method::GET, "/api/ota/admin/devices"),
         (Method::GET, "/api/ota/admin/rollouts"),
         (Method::GET, "/api/ota/admin/device-types"),
+        (Method::GET, "/api/ota/admin/metrics"),
+        (Method::GET, "/api/ota/admin/audit"),
         (Method::POST, "/api/ota/admin/firmware"),
         (Method::POST, "/api/ota/admin/rollouts"),
     ];
@@ -273,6 +275,8 @@ async fn roles_viewer_publisher_admin() {
         "/api/ota/admin/devices".to_owned(),
         "/api/ota/admin/devices/dev-1".to_owned(),
         "/api/ota/admin/logs".to_owned(),
+        "/api/ota/admin/metrics".to_owned(),
+        "/api/ota/admin/audit".to_owned(),
     ] {
         srv.get(&path).bearer_auth(&viewer).go().await.expect(200);
     }

@@ -398,6 +398,72 @@ async fn paused_and_aborted_rollouts_offer_nothing_and_revisions_guard_edits() {
 }
 
 #[tokio::test]
+async fn completed_rollouts_offer_nothing_and_stay_completed() {
+    let srv = Server::start().await;
+    let fw = publish(&srv, "finished", "1.1.0").await;
+    let fw_id = str_of(&fw, "id").to_owned();
+    let r = rollout_all(&srv, &fw_id).await;
+    let id = str_of(&r, "id").to_owned();
+    let offered =
+        |device: &'static str| offered_version(&srv, device, "finished", "1.0.0", json!({}));
+    assert!(offered("d1").await.is_some());
+    report(&srv, "d1", "finished", &fw_id, "downloading", json!({}))
+        .await
+        .expect(200);
+
+    let done = patch_rollout(&srv, &id, json!({"state": "completed", "revision": 1}))
+        .await
+        .expect(200);
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["revision"], 2);
+    assert!(
+        offered("d1").await.is_none(),
+        "a completed rollout offers nothing"
+    );
+    assert!(offered("d2").await.is_none(), "not to new devices either");
+    let m = srv
+        .admin(Method::GET, "/api/ota/admin/metrics")
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(m["active_rollouts"], json!([]), "{m}");
+
+    // Completed is final: no way back to active or paused, nor on to aborted.
+    for state in ["active", "paused", "aborted"] {
+        patch_rollout(&srv, &id, json!({"state": state, "revision": 2}))
+            .await
+            .problem(409);
+    }
+    let still = srv
+        .admin(Method::GET, &format!("/api/ota/admin/rollouts/{id}"))
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(
+        (&still["state"], &still["revision"]),
+        (&json!("completed"), &json!(2))
+    );
+    assert!(offered("d3").await.is_none());
+
+    // A device that was mid-update still finishes, and is counted.
+    report(&srv, "d1", "finished", &fw_id, "success", json!({}))
+        .await
+        .expect(200);
+    let after = srv
+        .admin(Method::GET, &format!("/api/ota/admin/rollouts/{id}"))
+        .go()
+        .await
+        .expect(200);
+    assert_eq!(after["progress"]["success_reports"], 1, "{after}");
+    assert_eq!(after["progress"]["devices"]["success"], 1, "{after}");
+    assert_eq!(after["state"], "completed");
+
+    // A new rollout of the same release offers it again.
+    rollout_all(&srv, &fw_id).await;
+    assert!(offered("d2").await.is_some());
+}
+
+#[tokio::test]
 async fn a_release_failed_three_times_is_not_offered_again() {
     let srv = Server::start().await;
     let fw = released(&srv, "strikes", "1.1.0").await;
