@@ -492,3 +492,50 @@ async fn only_reports_of_attempts_a_rollout_offered_count_toward_it() {
         progress([0, 1, 0, 0, 0, 0], 0, 1)
     );
 }
+
+#[tokio::test]
+async fn a_decimal_threshold_is_not_exceeded_by_float_rounding() {
+    // 69 of 375 is exactly 18.4 %, yet 18.4 * 375 is 6899.999999999999 in binary floating
+    // point: a rate at the threshold must not count as over it however the threshold is written.
+    let dt = "decimal_threshold";
+    let srv = Server::start().await;
+    let fw = publish(&srv, dt, "1.1.0").await;
+    let fw = str_of(&fw, "id").to_owned();
+    let r = create_rollout(
+        &srv,
+        json!({"name": "decimal", "firmware_id": fw, "target_type": "all",
+               "failure_threshold_percent": 18.4, "min_reports": 1}),
+    )
+    .await
+    .expect(201);
+    let rid = str_of(&r, "id").to_owned();
+    assert_eq!(r["failure_threshold_percent"].as_f64(), Some(18.4));
+    let fine: Vec<String> = (0..306).map(|i| format!("fine-{i:03}")).collect();
+    let (srv_ref, fw_ref, rid_ref) = (&srv, fw.as_str(), rid.as_str());
+    concurrently(&fine, 32, |d| async move {
+        offered_by(srv_ref, d, dt, rid_ref).await;
+        send(srv_ref, d, dt, fw_ref, "success", "done").await;
+    })
+    .await;
+    // Ten flaky devices fail over and over (each retry is a new attempt and a new final report).
+    for i in 0..10 {
+        offered_by(&srv, &format!("flaky-{i}"), dt, &rid).await;
+    }
+    for k in 1..=70u64 {
+        let d = format!("flaky-{}", k % 10);
+        send(&srv, &d, dt, &fw, "downloading", &format!("dl-{k}")).await;
+        send(&srv, &d, dt, &fw, "failed", &format!("fail-{k}")).await;
+        let r = get_rollout(&srv, &rid).await;
+        // Over 18.4 % exactly when k * 1000 > 184 * (306 + k).
+        if k * 1000 > 184 * (306 + k) {
+            assert_eq!(k, 70, "the arithmetic of this test");
+            assert_state(&r, "paused", 2);
+        } else {
+            assert_state(&r, "active", 1);
+        }
+    }
+    let pauses = pauses_of(&srv, &rid).await;
+    assert_eq!(pauses.len(), 1);
+    assert_eq!(pauses[0]["details"]["failure_reports"], 70);
+    assert_eq!(pauses[0]["details"]["success_reports"], 306);
+}

@@ -64,6 +64,9 @@ impl RolloutProgress {
     }
 }
 
+/// Millionths of a percent in a percent.
+const MICRO: u128 = 1_000_000;
+
 /// Rule 4: pause as soon as there are at least `min_reports` final reports and the failure rate
 /// exceeds the threshold.
 pub fn should_pause(rollout: &Rollout, progress: &RolloutProgress) -> bool {
@@ -71,9 +74,12 @@ pub fn should_pause(rollout: &Rollout, progress: &RolloutProgress) -> bool {
         return false;
     };
     let finals = progress.success_reports + progress.failure_reports;
-    // Compare in integers where possible so that exactly-at-threshold never pauses by rounding.
+    // Compare in integers, with the threshold in millionths of a percent (exact for any threshold
+    // written with up to six decimals), so that a rate exactly at the threshold never exceeds it
+    // by rounding: 69 of 375 is 18.4 %, but 18.4 * 375 is 6899.999999999999 in f64.
+    let threshold = (threshold * MICRO as f64).round() as u128;
     finals >= u64::from(rollout.min_reports.max(1))
-        && (progress.failure_reports as f64) * 100.0 > threshold * finals as f64
+        && u128::from(progress.failure_reports) * 100 * MICRO > threshold * u128::from(finals)
 }
 
 #[cfg(test)]
@@ -126,5 +132,23 @@ mod tests {
         assert!(!should_pause(&rollout(None, 0), &progress(0, 100)));
         assert!(should_pause(&rollout(Some(0.0), 1), &progress(99, 1)));
         assert!(!should_pause(&rollout(Some(100.0), 1), &progress(0, 5)));
+    }
+
+    #[test]
+    fn exactly_at_a_decimal_threshold_does_not_pause() {
+        // Each rate is exactly the threshold; in f64, threshold * finals falls just below.
+        for (threshold, success, failure) in [(18.4, 306, 69), (9.2, 681, 69), (4.6, 1431, 69)] {
+            let r = rollout(Some(threshold), 1);
+            assert!(
+                !should_pause(&r, &progress(success, failure)),
+                "{threshold} %"
+            );
+            assert!(should_pause(&r, &progress(success, failure + 1)));
+        }
+        assert!(!should_pause(&rollout(Some(12.5), 8), &progress(7, 1)));
+        assert!(should_pause(
+            &rollout(Some(0.000001), 1),
+            &progress(1_000_000, 1)
+        ));
     }
 }
