@@ -539,3 +539,52 @@ async fn a_decimal_threshold_is_not_exceeded_by_float_rounding() {
     assert_eq!(pauses[0]["details"]["failure_reports"], 70);
     assert_eq!(pauses[0]["details"]["success_reports"], 306);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_edit_racing_the_automatic_pause_never_undoes_it() {
+    let dt = "race_pause";
+    let srv = Server::start().await;
+    let (fw, rid) = rollout_with(&srv, dt, Some(10), Some(20)).await;
+    let devices: Vec<String> = (0..200).map(|i| format!("race-{i:03}")).collect();
+    concurrently(&devices, 32, |d| offered_by(&srv, d, dt, &rid)).await;
+    // Final reports (30 % failing) race edits based on revision 1 that would re-activate it.
+    let mut reports = Vec::new();
+    let mut edits = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let st = if i % 10 < 3 { "failed" } else { "success" };
+        let req = srv
+            .device(Method::POST, "/api/ota/status", d, dt)
+            .json(&json!({"device_id": d, "firmware_id": fw, "status": st, "event_id": "final"}));
+        reports.push(tokio::spawn(req.go()));
+        if i % 40 == 20 {
+            let req = srv
+                .admin(Method::PATCH, &format!("/api/ota/admin/rollouts/{rid}"))
+                .json(&json!({"state": "active", "rollout_percentage": 90, "revision": 1}));
+            edits.push(tokio::spawn(req.go()));
+        }
+    }
+    for t in reports {
+        t.await.unwrap().expect(200);
+    }
+    let mut won = 0;
+    for t in edits {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => won += 1,
+            409 => {
+                r.problem(409);
+            }
+            s => panic!("edit answered {s}: {}", r.text()),
+        }
+    }
+    assert!(won <= 1, "{won} edits won on one revision");
+    // Whoever came first, the pause stands, once, on top of the edit if the edit came first.
+    let r = get_rollout(&srv, &rid).await;
+    assert_state(&r, "paused", 2 + won);
+    assert_eq!(r["progress"], progress([0, 0, 0, 140, 60, 0], 140, 60));
+    let pauses = pauses_of(&srv, &rid).await;
+    assert_eq!(pauses.len(), 1, "{pauses:#?}");
+    assert_eq!(pauses[0]["details"]["revision"], 2 + won);
+    let updates = audit_events(&srv, &[("action", "rollout.update")]).await;
+    assert_eq!(updates.len() as u64, won);
+}
