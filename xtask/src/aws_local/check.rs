@@ -148,8 +148,8 @@ pub fn smoke_check(aws: &LocalAws) -> anyhow::Result<()> {
     s3_expect(&ok, &["-X", "DELETE", &bucket], 204, "DeleteBucket")?;
     let _ = std::fs::remove_file(&scratch);
     eprintln!(
-        "xtask: s3s-fs at {} ok (SigV4 enforced; CreateBucket, PutObject with x-amz-checksum-sha256 \
-         and a wrong one refused, GetObject, DeleteObject, DeleteBucket)",
+        "xtask: s3s-fs at {} ok (SigV4 enforced; CreateBucket, PutObject with \
+         x-amz-checksum-sha256 and a wrong one refused, GetObject, DeleteObject, DeleteBucket)",
         aws.s3_endpoint
     );
     Ok(())

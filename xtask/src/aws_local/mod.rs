@@ -40,6 +40,11 @@ pub struct LocalAws {
     pub secret_key: String,
     pub region: String,
     pub(crate) dynamodb_addr: SocketAddr,
+    /// The installed servers, for tests that start a private instance of their own (to stop it
+    /// mid-run, say): see [`Self::tools_env`].
+    pub java: PathBuf,
+    pub dynamodb_local_dir: PathBuf,
+    pub s3s_fs: PathBuf,
     processes: Processes,
 }
 
@@ -98,6 +103,9 @@ impl LocalAws {
             secret_key: SECRET_KEY.to_owned(),
             region: REGION.to_owned(),
             dynamodb_addr,
+            java,
+            dynamodb_local_dir: jar_dir,
+            s3s_fs,
             processes,
         })
     }
@@ -118,6 +126,22 @@ impl LocalAws {
         .collect()
     }
 
+    /// Where the servers are installed, for a test that starts a private instance (e.g. to stop
+    /// DynamoDB Local mid-run). With `D=$OTA_DYNAMODB_LOCAL_DIR`:
+    /// `$OTA_JAVA -Djava.library.path=$D/DynamoDBLocal_lib -jar $D/DynamoDBLocal.jar -inMemory
+    /// -sharedDb -port N`, and `$OTA_S3S_FS --host 127.0.0.1 --port N --access-key K
+    /// --secret-key S DIR`.
+    pub fn tools_env(&self) -> Vec<(String, String)> {
+        [
+            ("OTA_JAVA", &self.java),
+            ("OTA_DYNAMODB_LOCAL_DIR", &self.dynamodb_local_dir),
+            ("OTA_S3S_FS", &self.s3s_fs),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.display().to_string()))
+        .collect()
+    }
+
     /// Variables of the caller's environment that would change which credentials or endpoints
     /// the SDK picks: removed from the test processes.
     pub const ENV_REMOVE: &'static [&'static str] = &[
@@ -128,12 +152,12 @@ impl LocalAws {
         "AWS_DEFAULT_REGION",
     ];
 
-    /// Sets [`Self::env`] on a command and removes [`Self::ENV_REMOVE`].
+    /// Sets [`Self::env`] and [`Self::tools_env`] on a command and removes [`Self::ENV_REMOVE`].
     pub fn apply<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
         for name in Self::ENV_REMOVE {
             cmd.env_remove(name);
         }
-        cmd.envs(self.env())
+        cmd.envs(self.env()).envs(self.tools_env())
     }
 
     /// The scratch directory: the S3 data (`s3/`) and the servers' logs. Removed on drop.
