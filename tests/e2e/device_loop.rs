@@ -382,6 +382,9 @@ async fn paused_and_aborted_rollouts_offer_nothing_and_revisions_guard_edits() {
     patch_rollout(&srv, &id, json!({"rollout_percentage": 101}))
         .await
         .problem(400);
+    patch_rollout(&srv, &id, json!({"rollout_percentage": 50}))
+        .await
+        .problem(409);
     patch_rollout(&srv, "no-such-rollout", json!({"state": "paused"}))
         .await
         .problem(404);

@@ -12,6 +12,7 @@ mod device_loop;
 mod devices;
 mod download;
 mod errors;
+mod faults;
 mod firmware;
 mod fleet;
 mod logs;

@@ -76,7 +76,8 @@ impl LocalAws {
                     ))
                     .arg("-jar")
                     .arg(jar_dir.join("DynamoDBLocal.jar"))
-                    .args(["-inMemory", "-sharedDb", "-port"])
+                    // No telemetry: the machine reaches no such endpoint, and tests send nothing out.
+                    .args(["-inMemory", "-sharedDb", "-disableTelemetry", "-port"])
                     .arg(port.to_string())
                     .current_dir(&jar_dir);
                 cmd

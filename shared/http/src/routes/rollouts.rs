@@ -339,7 +339,14 @@ pub async fn patch(
         )));
     }
     if let Some(p) = req.rollout_percentage {
-        r.rollout_percentage = percentage("rollout_percentage", p)?;
+        let p = percentage("rollout_percentage", p)?;
+        if matches!(r.state, RolloutState::Aborted | RolloutState::Completed) {
+            return Err(Problem::conflict(format!(
+                "rollout {id} is {}: it can no longer change",
+                r.state.as_str()
+            )));
+        }
+        r.rollout_percentage = p;
     }
     if let Some(next) = req.state {
         let finished = matches!(r.state, RolloutState::Aborted | RolloutState::Completed);
