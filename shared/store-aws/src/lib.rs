@@ -1,0 +1,9 @@
+//! The AWS deployment's storage: metadata in one DynamoDB table (key design in
+//! `docs/aws-keys.md`), firmware in S3 handed to devices as presigned URLs. Both implement the
+//! ports of `ota-core` and pass the same conformance suite as the embedded store.
+
+mod s3;
+mod sdk;
+
+pub use s3::S3Blobs;
+pub use sdk::{AwsSettings, load_sdk_config};
