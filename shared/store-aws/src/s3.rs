@@ -48,7 +48,7 @@ impl S3Blobs {
     /// (`http://host/bucket/key`) is switched on whenever the S3 endpoint is overridden
     /// (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, or an endpoint set on `sdk`): local S3
     /// servers (s3s-fs, MinIO) do not serve `bucket.host` names. Real S3 keeps virtual-hosted
-    /// addressing, which it requires for new buckets.
+    /// addressing, the style AWS recommends.
     pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
         let overridden = sdk.endpoint_url().is_some()
             || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
@@ -217,7 +217,7 @@ impl Multipart {
         Ok(())
     }
 
-    async fn complete(self, s: &S3Blobs, key: &str) -> StoreResult<()> {
+    async fn complete(mut self, s: &S3Blobs, key: &str) -> StoreResult<()> {
         let done = s
             .client
             .complete_multipart_upload()
@@ -226,7 +226,7 @@ impl Multipart {
             .upload_id(&self.upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(self.parts.clone()))
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
                     .build(),
             )
             .send()

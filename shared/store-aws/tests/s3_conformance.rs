@@ -258,3 +258,20 @@ async fn put_exact_commits_only_the_expected_bytes() {
         assert_eq!(s.size(key).await.unwrap(), None);
     }
 }
+
+/// A connection failure is `Unavailable` (503 and a retry later), not an internal error.
+#[tokio::test]
+async fn unreachable_s3_is_unavailable() {
+    let sdk = sdk_config().await;
+    let config = aws_sdk_s3::config::Builder::from(&sdk)
+        // Nothing listens on port 1; no retries, so the test fails fast.
+        .endpoint_url("http://127.0.0.1:1")
+        .force_path_style(true)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let s = S3Blobs::from_client(aws_sdk_s3::Client::from_conf(config), "ota-unreachable");
+    let r = s.size("firmware/a.bin").await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let r = s.get("firmware/a.bin", None).await.map(|_| ());
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+}
