@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use ota_core::ports::{BlobStore, ByteRange, ByteStream, StoreError};
+use ota_core::ports::{BlobMeta, BlobStore, ByteRange, ByteStream, StoreError};
 use sha2::{Digest, Sha256};
 
 type Store = Arc<dyn BlobStore>;
@@ -22,6 +22,8 @@ where
     limit_leaves_nothing(fresh().await).await;
     eprintln!("conformance: blobs::broken_stream_leaves_nothing");
     broken_stream_leaves_nothing(fresh().await).await;
+    eprintln!("conformance: blobs::put_exact_commits_only_the_expected_bytes");
+    put_exact_commits_only_the_expected_bytes(fresh().await).await;
     eprintln!("conformance: blobs::urls_expire_later");
     urls_expire_later(fresh().await).await;
 }
@@ -96,6 +98,57 @@ async fn broken_stream_leaves_nothing(s: Store) {
     ]));
     assert!(s.put("firmware/broken.bin", broken, 1 << 20).await.is_err());
     assert_eq!(s.size("firmware/broken.bin").await.unwrap(), None);
+}
+
+fn meta_of(data: &[u8]) -> BlobMeta {
+    BlobMeta {
+        size: data.len() as u64,
+        sha256: Sha256::digest(data).into(),
+    }
+}
+
+async fn put_exact_commits_only_the_expected_bytes(s: Store) {
+    // One key per size: s3s-fs keeps a deleted object's stored checksum (docs/local-aws.md).
+    // 9 MiB takes the S3 adapter's multipart path.
+    for len in [5_000usize, 9 * 1024 * 1024] {
+        let key = format!("firmware/exact{len}.bin");
+        let good: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let expect = meta_of(&good);
+        let mut wrong = good.clone();
+        wrong[len / 2] ^= 0xff;
+
+        // Wrong bytes of the right size: reported, not stored.
+        let got = s
+            .put_exact(&key, body(&wrong, 100_000), &expect)
+            .await
+            .unwrap();
+        assert_eq!(got, meta_of(&wrong));
+        assert_eq!(s.size(&key).await.unwrap(), None, "len {len}");
+
+        // The right bytes are stored; a later wrong upload leaves them as they are.
+        let got = s
+            .put_exact(&key, body(&good, 100_000), &expect)
+            .await
+            .unwrap();
+        assert_eq!(got, expect);
+        let got = s
+            .put_exact(&key, body(&wrong, 100_000), &expect)
+            .await
+            .unwrap();
+        assert_ne!(got, expect);
+        assert_eq!(
+            Sha256::digest(read_all(&s, &key, None).await),
+            Sha256::digest(&good)
+        );
+
+        // More bytes than expected: refused as too large, nothing stored.
+        let mut long = good.clone();
+        long.push(1);
+        let other = format!("firmware/long{len}.bin");
+        let r = s.put_exact(&other, body(&long, 100_000), &expect).await;
+        assert_eq!(r, Err(StoreError::TooLarge { limit: len as u64 }));
+        assert_eq!(s.size(&other).await.unwrap(), None);
+    }
 }
 
 async fn urls_expire_later(s: Store) {
