@@ -238,19 +238,19 @@ fn release_summary(fw: &Firmware) -> serde_json::Value {
     })
 }
 
-/// Multipart form of the one-shot upload (documentation only; the handler streams).
+/// Multipart form of the one-shot upload, for the OpenAPI document only: the handler streams the
+/// fields instead of building this.
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct UploadForm {
     #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-    device_type: String,
-    version: String,
-    build_number: Option<u64>,
-    channel: Option<String>,
-    description: Option<String>,
-    release_notes: Option<String>,
-    min_current_version: Option<String>,
+    pub file: Vec<u8>,
+    pub device_type: String,
+    pub version: String,
+    pub build_number: Option<u64>,
+    pub channel: Option<String>,
+    pub description: Option<String>,
+    pub release_notes: Option<String>,
+    pub min_current_version: Option<String>,
 }
 
 async fn text_field(field: Field<'_>) -> ApiResult<String> {
