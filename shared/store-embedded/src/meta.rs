@@ -26,7 +26,9 @@ use crate::audit;
 use crate::counters;
 use crate::cursor;
 use crate::schema;
-use crate::sql::{db_err, docs, fetch_limit, from_doc, micros, one_doc, paginate, to_doc};
+use crate::sql::{
+    db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, paginate, to_doc,
+};
 
 #[derive(Clone)]
 pub struct SqliteMeta {
@@ -728,30 +730,16 @@ impl MetaStore for SqliteMeta {
         let limit = page.limit;
         let fetch = fetch_limit(page);
         self.tx(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT seq, doc FROM ota_log
-                     WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR firmware_id = ?2)
-                       AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR created_at >= ?4)
-                       AND (?5 IS NULL OR seq < ?5)
-                     ORDER BY seq DESC LIMIT ?6",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![device, fw, status, since, before, fetch], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(db_err)?;
-            let mut items = Vec::new();
-            for row in rows {
-                let (seq, doc) = row.map_err(db_err)?;
-                items.push((seq, from_doc::<LogEntry>(&doc)?));
-            }
-            let page = paginate(items, limit, |(seq, _)| *seq);
-            Ok(Page {
-                items: page.items.into_iter().map(|(_, e)| e).collect(),
-                next_cursor: page.next_cursor,
-            })
+            newest_first(
+                tx,
+                "SELECT seq, doc FROM ota_log
+                 WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR firmware_id = ?2)
+                   AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR created_at >= ?4)
+                   AND (?5 IS NULL OR seq < ?5)
+                 ORDER BY seq DESC LIMIT ?6",
+                &[&device, &fw, &status, &since, &before, &fetch],
+                limit,
+            )
         })
         .await
     }

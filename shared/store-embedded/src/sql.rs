@@ -75,3 +75,29 @@ pub fn fetch_limit(page: &PageRequest) -> i64 {
 pub fn micros(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
+
+/// A newest-first listing over an append-only table: `sql` selects `(seq, doc)` ordered by
+/// `seq DESC`; the page's cursor is the last `seq` returned.
+pub fn newest_first<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+    limit: u32,
+) -> StoreResult<Page<T>> {
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(db_err)?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (seq, doc) = row.map_err(db_err)?;
+        items.push((seq, from_doc::<T>(&doc)?));
+    }
+    let page = paginate(items, limit, |(seq, _)| *seq);
+    Ok(Page {
+        items: page.items.into_iter().map(|(_, e)| e).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
