@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::device::{CheckIn, Offer};
+use crate::device::{CheckIn, DeviceSnapshot, Offer};
 use crate::error::OpError;
 use crate::ports::{BlobStore, MetaStore, ReleaseOption, SignedUrl, StatusReport};
 use crate::rules;
@@ -24,7 +24,21 @@ pub async fn check(
     check_in: &CheckIn,
     url_ttl: Duration,
 ) -> Result<CheckAnswer, OpError> {
-    let snapshot = meta.record_check(check_in).await?;
+    // The view first: the offer is decided inside the device's write (see `record_check`).
+    let view = meta.release_view(&check_in.device_type).await?;
+    let new_offer = |snapshot: &DeviceSnapshot| {
+        let option = rules::decide(&view, check_in, snapshot)?;
+        let already_offered = snapshot.device.last_offer.as_ref().is_some_and(|o| {
+            o.firmware_id == option.firmware.id && o.rollout_id == option.rollout.id
+        });
+        (!already_offered).then(|| Offer {
+            firmware_id: option.firmware.id.clone(),
+            version: option.firmware.version.clone(),
+            rollout_id: option.rollout.id.clone(),
+            at: check_in.at,
+        })
+    };
+    let snapshot = meta.record_check(check_in, &new_offer).await?;
     if let Some(firmware_id) = rules::completes_offer(check_in, &snapshot) {
         // A deterministic event id makes the completion idempotent when checks race.
         let report = StatusReport {
@@ -45,23 +59,9 @@ pub async fn check(
             Err(e) => return Err(e.into()),
         }
     }
-    let view = meta.release_view(&check_in.device_type).await?;
     let Some(option) = rules::decide(&view, check_in, &snapshot) else {
         return Ok(CheckAnswer::UpToDate);
     };
-    let already_offered =
-        snapshot.device.last_offer.as_ref().is_some_and(|o| {
-            o.firmware_id == option.firmware.id && o.rollout_id == option.rollout.id
-        });
-    if !already_offered {
-        let offer = Offer {
-            firmware_id: option.firmware.id.clone(),
-            version: option.firmware.version.clone(),
-            rollout_id: option.rollout.id.clone(),
-            at: check_in.at,
-        };
-        meta.record_offer(&check_in.device_id, &offer).await?;
-    }
     let url = blobs
         .download_url(&option.firmware.blob_key(), url_ttl)
         .await?;

@@ -46,6 +46,35 @@ pub struct Device {
     pub last_seen: OffsetDateTime,
 }
 
+impl Device {
+    /// The registry entry after a check-in: `before` refreshed, or a new device.
+    pub fn checked_in(before: Option<Device>, c: &CheckIn) -> Device {
+        match before {
+            Some(mut d) => {
+                d.device_type = c.device_type.clone();
+                d.current_version = c.current_version.clone();
+                d.current_build = c.current_build;
+                d.secure_version = c.secure_version;
+                d.channel = c.channel.clone();
+                d.last_seen = c.at;
+                d
+            }
+            None => Device {
+                device_id: c.device_id.clone(),
+                device_type: c.device_type.clone(),
+                current_version: c.current_version.clone(),
+                current_build: c.current_build,
+                secure_version: c.secure_version,
+                channel: c.channel.clone(),
+                groups: Vec::new(),
+                last_offer: None,
+                first_seen: c.at,
+                last_seen: c.at,
+            },
+        }
+    }
+}
+
 /// A device as a check sees it: the registry entry after the check-in, plus its failure counts
 /// per release (for the 3-strikes rule) and the state of its attempt at the last offer.
 #[derive(Debug, Clone, PartialEq)]

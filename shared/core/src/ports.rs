@@ -98,6 +98,9 @@ pub struct StatusReport {
     pub at: OffsetDateTime,
 }
 
+/// What a check offers a device given its snapshot: None keeps the last offer as it is.
+pub type OfferFn<'a> = dyn Fn(&DeviceSnapshot) -> Option<crate::device::Offer> + Send + Sync + 'a;
+
 #[async_trait]
 pub trait MetaStore: Send + Sync {
     /// Liveness of the backend, for `/health`.
@@ -147,14 +150,16 @@ pub trait MetaStore: Send + Sync {
     /// The active rollouts of a device type with their firmware, and the type's chip.
     async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView>;
 
-    /// Registers or refreshes the device and returns it as `check` needs it.
-    async fn record_check(&self, check_in: &CheckIn) -> StoreResult<DeviceSnapshot>;
-    /// Remembers the release a check offered.
-    async fn record_offer(
+    /// Registers or refreshes the device and returns it as `check` needs it (as it was before
+    /// any offer). The release `offer` picks from that snapshot, if any, is remembered in the
+    /// same write, so that a check costs one read and one write of the device (the AWS store's
+    /// request budget). `offer` may run more than once (a store retrying a lost race) and must
+    /// be pure.
+    async fn record_check(
         &self,
-        device_id: &DeviceId,
-        offer: &crate::device::Offer,
-    ) -> StoreResult<()>;
+        check_in: &CheckIn,
+        offer: &OfferFn<'_>,
+    ) -> StoreResult<DeviceSnapshot>;
     async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>>;
     /// Replaces the device's groups; NotFound for a device that never checked in.
     async fn set_device_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device>;

@@ -2,8 +2,10 @@
 //! `docs/aws-keys.md`), firmware in S3 handed to devices as presigned URLs. Both implement the
 //! ports of `ota-core` and pass the same conformance suite as the embedded store.
 
+mod dynamo;
 mod s3;
 mod sdk;
 
+pub use dynamo::{DynamoMeta, DynamoOptions, INDEXES, TTL_ATTRIBUTE, create_table};
 pub use s3::S3Blobs;
 pub use sdk::{AwsSettings, load_sdk_config};

@@ -39,18 +39,15 @@ where
 }
 
 async fn offered(s: &Store, device: &str, fw: &Firmware, rollout: &Rollout) {
-    s.record_check(&check_in(device, fw.device_type.as_str(), "0.1.0"))
-        .await
-        .unwrap();
-    s.record_offer(
-        &dev(device),
-        &Offer {
-            firmware_id: fw.id.clone(),
-            version: fw.version.clone(),
-            rollout_id: rollout.id.clone(),
-            at: now(),
-        },
-    )
+    let offer = Offer {
+        firmware_id: fw.id.clone(),
+        version: fw.version.clone(),
+        rollout_id: rollout.id.clone(),
+        at: now(),
+    };
+    s.record_check(&check_in(device, fw.device_type.as_str(), "0.1.0"), &|_| {
+        Some(offer.clone())
+    })
     .await
     .unwrap();
 }
@@ -241,7 +238,7 @@ async fn metrics_agree_with_logs_and_devices(s: Store) {
         match next(3) {
             0 => {
                 let t = if next(4) == 0 { "other" } else { "demo" };
-                s.record_check(&check_in(&d, t, versions[next(3) as usize]))
+                s.record_check(&check_in(&d, t, versions[next(3) as usize]), &|_| None)
                     .await
                     .unwrap();
             }

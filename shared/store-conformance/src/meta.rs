@@ -277,13 +277,13 @@ async fn release_view_holds_active_rollouts(s: Store) {
 
 async fn check_registers_and_refreshes(s: Store) {
     let first = s
-        .record_check(&check_in("d1", "demo", "1.0.0"))
+        .record_check(&check_in("d1", "demo", "1.0.0"), &|_| None)
         .await
         .unwrap();
     assert_eq!(first.device.current_version, ver("1.0.0"));
     assert_eq!(first.device.first_seen, first.device.last_seen);
     let again = s
-        .record_check(&check_in("d1", "demo", "1.1.0"))
+        .record_check(&check_in("d1", "demo", "1.1.0"), &|_| None)
         .await
         .unwrap();
     assert_eq!(again.device.current_version, ver("1.1.0"));
@@ -291,7 +291,7 @@ async fn check_registers_and_refreshes(s: Store) {
     let groups = vec!["lab".to_owned()];
     s.set_device_groups(&dev("d1"), &groups).await.unwrap();
     let with_groups = s
-        .record_check(&check_in("d1", "demo", "1.1.0"))
+        .record_check(&check_in("d1", "demo", "1.1.0"), &|_| None)
         .await
         .unwrap();
     assert_eq!(
@@ -308,9 +308,19 @@ async fn check_registers_and_refreshes(s: Store) {
         rollout_id: "r".into(),
         at: now(),
     };
-    s.record_offer(&dev("d1"), &offer).await.unwrap();
+    let before = s
+        .record_check(&check_in("d1", "demo", "1.1.0"), &|snap| {
+            assert_eq!(snap.device.groups, groups, "the offer sees the snapshot");
+            Some(offer.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        before.device.last_offer, None,
+        "the snapshot is the one offered from"
+    );
     let snap = s
-        .record_check(&check_in("d1", "demo", "1.1.0"))
+        .record_check(&check_in("d1", "demo", "1.1.0"), &|_| None)
         .await
         .unwrap();
     assert_eq!(snap.device.last_offer, Some(offer));
@@ -412,7 +422,7 @@ async fn status_concurrent_reports(s: Store) {
 async fn failures_counted_per_release(s: Store) {
     let f = firmware("demo", "1.0.0", FirmwareState::Ready);
     s.insert_firmware(&f).await.unwrap();
-    s.record_check(&check_in("d1", "demo", "0.9.0"))
+    s.record_check(&check_in("d1", "demo", "0.9.0"), &|_| None)
         .await
         .unwrap();
     let mut n = 0;
@@ -429,7 +439,7 @@ async fn failures_counted_per_release(s: Store) {
         .await
         .unwrap();
     let snap = s
-        .record_check(&check_in("d1", "demo", "0.9.0"))
+        .record_check(&check_in("d1", "demo", "0.9.0"), &|_| None)
         .await
         .unwrap();
     assert_eq!(snap.failures_of(&f.id), 3);
@@ -438,27 +448,22 @@ async fn failures_counted_per_release(s: Store) {
 async fn rollout_of_report_is_last_offer(s: Store) {
     let f = firmware("demo", "1.0.0", FirmwareState::Ready);
     s.insert_firmware(&f).await.unwrap();
-    s.record_check(&check_in("d1", "demo", "0.9.0"))
+    let offer = Offer {
+        firmware_id: f.id.clone(),
+        version: f.version.clone(),
+        rollout_id: "r1".into(),
+        at: now(),
+    };
+    s.record_check(&check_in("d1", "demo", "0.9.0"), &|_| Some(offer.clone()))
         .await
         .unwrap();
-    s.record_offer(
-        &dev("d1"),
-        &Offer {
-            firmware_id: f.id.clone(),
-            version: f.version.clone(),
-            rollout_id: "r1".into(),
-            at: now(),
-        },
-    )
-    .await
-    .unwrap();
     let out = s
         .record_status(&report("d1", &f, OtaStatus::Downloading, "x"))
         .await
         .unwrap();
     assert_eq!(out.entry.rollout_id.as_deref(), Some("r1"));
     let snap = s
-        .record_check(&check_in("d1", "demo", "0.9.0"))
+        .record_check(&check_in("d1", "demo", "0.9.0"), &|_| None)
         .await
         .unwrap();
     assert_eq!(snap.last_offer_status, Some(OtaStatus::Downloading));
@@ -539,7 +544,7 @@ async fn devices_filtered_and_paged(s: Store) {
         } else {
             ("other", "2.0.0")
         };
-        s.record_check(&check_in(&format!("dev{i}"), t, v))
+        s.record_check(&check_in(&format!("dev{i}"), t, v), &|_| None)
             .await
             .unwrap();
     }

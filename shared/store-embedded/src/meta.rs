@@ -14,7 +14,8 @@ use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
 use ota_core::metrics::FleetMetrics;
 use ota_core::ports::{
-    MetaStore, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError, StoreResult,
+    MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError,
+    StoreResult,
 };
 use ota_core::progress::{RolloutProgress, should_pause};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
@@ -63,6 +64,37 @@ impl SqliteMeta {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Registers or refreshes the device in one transaction; the snapshot `check` reads.
+    async fn check_in(&self, c: &CheckIn) -> StoreResult<DeviceSnapshot> {
+        let c = c.clone();
+        self.tx(move |tx| {
+            let before = load_device(tx, c.device_id.as_str())?;
+            counters::device_moved(
+                tx,
+                before
+                    .as_ref()
+                    .map(|d| (&d.device_type, &d.current_version)),
+                (&c.device_type, &c.current_version),
+            )?;
+            let device = Device::checked_in(before, &c);
+            write_device(tx, &device)?;
+            device_snapshot(tx, device)
+        })
+        .await
+    }
+
+    /// A second transaction is harmless here: SQLite's only cost is latency, and a crash
+    /// between the two merely offers the release again on the next check.
+    async fn remember_offer(&self, device_id: &DeviceId, offer: Offer) -> StoreResult<()> {
+        let id = device_id.to_string();
+        self.tx(move |tx| {
+            let mut d = load_device(tx, &id)?.ok_or(StoreError::NotFound)?;
+            d.last_offer = Some(offer);
+            write_device(tx, &d)
+        })
+        .await
     }
 }
 
@@ -472,55 +504,12 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn record_check(&self, c: &CheckIn) -> StoreResult<DeviceSnapshot> {
-        let c = c.clone();
-        self.tx(move |tx| {
-            let before = load_device(tx, c.device_id.as_str())?;
-            counters::device_moved(
-                tx,
-                before
-                    .as_ref()
-                    .map(|d| (&d.device_type, &d.current_version)),
-                (&c.device_type, &c.current_version),
-            )?;
-            let device = match before {
-                Some(mut d) => {
-                    d.device_type = c.device_type.clone();
-                    d.current_version = c.current_version.clone();
-                    d.current_build = c.current_build;
-                    d.secure_version = c.secure_version;
-                    d.channel = c.channel.clone();
-                    d.last_seen = c.at;
-                    d
-                }
-                None => Device {
-                    device_id: c.device_id.clone(),
-                    device_type: c.device_type.clone(),
-                    current_version: c.current_version.clone(),
-                    current_build: c.current_build,
-                    secure_version: c.secure_version,
-                    channel: c.channel.clone(),
-                    groups: Vec::new(),
-                    last_offer: None,
-                    first_seen: c.at,
-                    last_seen: c.at,
-                },
-            };
-            write_device(tx, &device)?;
-            device_snapshot(tx, device)
-        })
-        .await
-    }
-
-    async fn record_offer(&self, device_id: &DeviceId, offer: &Offer) -> StoreResult<()> {
-        let id = device_id.to_string();
-        let offer = offer.clone();
-        self.tx(move |tx| {
-            let mut d = load_device(tx, &id)?.ok_or(StoreError::NotFound)?;
-            d.last_offer = Some(offer);
-            write_device(tx, &d)
-        })
-        .await
+    async fn record_check(&self, c: &CheckIn, offer: &OfferFn<'_>) -> StoreResult<DeviceSnapshot> {
+        let snapshot = self.check_in(c).await?;
+        if let Some(offer) = offer(&snapshot) {
+            self.remember_offer(&c.device_id, offer).await?;
+        }
+        Ok(snapshot)
     }
 
     async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>> {

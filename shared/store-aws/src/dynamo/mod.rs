@@ -1,0 +1,70 @@
+//! `MetaStore` on one DynamoDB table. The key design and the request budget of every operation
+//! are in `docs/aws-keys.md`; this module follows it.
+
+mod error;
+mod stub;
+mod table;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use ota_core::ports::ReleaseView;
+
+pub use table::{INDEXES, TTL_ATTRIBUTE, create_table};
+
+/// Settings of the DynamoDB store beyond the table name.
+#[derive(Debug, Clone)]
+pub struct DynamoOptions {
+    /// How long a Lambda instance reuses a device type's release view (`OTA_VIEW_CACHE_S`): a
+    /// rollout created, edited or paused reaches devices served by a warm instance at most this
+    /// late. Zero reads the view on every check.
+    pub view_cache: Duration,
+    /// OTA log entries expire (DynamoDB TTL) this long after they are written.
+    pub log_retention: Duration,
+    /// Audit events expire this long after they are written.
+    pub audit_retention: Duration,
+}
+
+impl Default for DynamoOptions {
+    fn default() -> Self {
+        Self {
+            view_cache: Duration::from_secs(5),
+            log_retention: Duration::from_secs(90 * 86_400),
+            audit_retention: Duration::from_secs(365 * 86_400),
+        }
+    }
+}
+
+/// Metadata in one DynamoDB table.
+pub struct DynamoMeta {
+    client: Client,
+    table: String,
+    options: DynamoOptions,
+    views: Mutex<HashMap<String, (Instant, ReleaseView)>>,
+}
+
+impl DynamoMeta {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>, options: DynamoOptions) -> Self {
+        Self::from_client(Client::new(sdk), table, options)
+    }
+
+    /// For a caller that configures the client itself (tests counting requests do).
+    pub fn from_client(client: Client, table: impl Into<String>, options: DynamoOptions) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            options,
+            views: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
