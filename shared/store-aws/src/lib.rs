@@ -8,4 +8,4 @@ mod sdk;
 
 pub use dynamo::{DynamoMeta, DynamoOptions, INDEXES, TTL_ATTRIBUTE, create_table};
 pub use s3::S3Blobs;
-pub use sdk::{AwsSettings, load_sdk_config};
+pub use sdk::{AwsSettings, load_sdk_config, stores_from_env};

@@ -29,3 +29,16 @@ impl AwsSettings {
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
+
+/// Both stores of the AWS deployment from the environment (`OTA_TABLE`, `OTA_BUCKET` and the
+/// SDK's variables), sharing one SDK configuration.
+pub async fn stores_from_env(
+    options: crate::DynamoOptions,
+) -> Result<(crate::DynamoMeta, crate::S3Blobs), String> {
+    let settings = AwsSettings::from_env()?;
+    let sdk = load_sdk_config().await;
+    Ok((
+        crate::DynamoMeta::new(&sdk, settings.table, options),
+        crate::S3Blobs::new(&sdk, settings.bucket),
+    ))
+}
