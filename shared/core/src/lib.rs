@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod capability;
 pub mod check;
+pub mod cursor;
 pub mod device;
 pub mod device_type;
 pub mod error;

@@ -4,8 +4,8 @@ use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::ports::{Page, PageRequest, StoreResult};
 use rusqlite::{Transaction, params};
 
-use crate::cursor;
 use crate::sql::{db_err, micros, newest_first, to_doc};
+use ota_core::cursor;
 
 pub fn insert(tx: &Transaction<'_>, e: &AuditEvent) -> StoreResult<()> {
     tx.execute(

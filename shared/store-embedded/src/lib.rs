@@ -4,7 +4,6 @@
 mod audit;
 mod blobs;
 mod counters;
-mod cursor;
 mod meta;
 mod schema;
 mod sql;

@@ -25,11 +25,9 @@ use time::OffsetDateTime;
 
 use crate::audit;
 use crate::counters;
-use crate::cursor;
 use crate::schema;
-use crate::sql::{
-    db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, paginate, to_doc,
-};
+use crate::sql::{db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, to_doc};
+use ota_core::cursor::{self, paginate};
 
 #[derive(Clone)]
 pub struct SqliteMeta {

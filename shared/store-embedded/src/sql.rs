@@ -5,7 +5,7 @@ use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
 use rusqlite::Transaction;
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::cursor;
+use ota_core::cursor::paginate;
 
 pub fn db_err(e: rusqlite::Error) -> StoreError {
     match e {
@@ -57,17 +57,6 @@ pub fn one_doc<T: DeserializeOwned>(
 }
 
 /// Cuts a result fetched with `limit + 1` rows into a page.
-pub fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
-    let limit = limit as usize;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|last| cursor::encode(&key(last)))
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 pub fn fetch_limit(page: &PageRequest) -> i64 {
     i64::from(page.limit) + 1
 }
