@@ -3,6 +3,7 @@
 
 mod audit_trail;
 pub mod auth;
+pub mod config;
 pub mod extract;
 pub mod openapi;
 pub mod pagination;

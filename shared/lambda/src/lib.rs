@@ -1,0 +1,98 @@
+//! What every Lambda function of the OTA service shares: the state built once per instance from
+//! the environment, JSON logs, EMF metrics, and serving a function's routes through
+//! `lambda_http`. Each function's `main` is one call: `ota_lambda::run(Function::Check)`.
+
+pub mod emf;
+mod function;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ota_core::ports::SystemClock;
+use ota_http::AppState;
+use ota_http::config::{CommonConfig, ConfigError, number};
+use ota_http::throttle::DeviceThrottle;
+use ota_store_aws::DynamoOptions;
+
+pub use function::Function;
+/// The error a function's `main` returns.
+pub type Error = lambda_http::Error;
+
+/// Why a Lambda instance could not start: the message says which setting to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InitError(String);
+
+impl From<ConfigError> for InitError {
+    fn from(e: ConfigError) -> Self {
+        InitError(e.0)
+    }
+}
+
+/// The state of one Lambda instance from its environment: `OTA_TABLE`, `OTA_BUCKET`, the AWS
+/// SDK's own variables, `OTA_JWT_SECRET` (required: every function checks the same tokens),
+/// `OTA_VIEW_CACHE_S` (5) and the shared `OTA_*` settings of [`CommonConfig`]. Devices get
+/// presigned S3 URLs, so there is no capability signer. The device rate limit
+/// (`OTA_DEVICE_RATE_PER_MIN`) is kept per instance.
+pub async fn state_from_env() -> Result<AppState, InitError> {
+    let common = CommonConfig::from_env()?;
+    let secret = common.jwt_secret.clone().ok_or_else(|| {
+        InitError(
+            "OTA_JWT_SECRET must be set: every function of the deployment verifies admin and \
+             device tokens with this one HS256 secret"
+                .to_owned(),
+        )
+    })?;
+    let options = DynamoOptions {
+        view_cache: Duration::from_secs(number("OTA_VIEW_CACHE_S", 5)?),
+        log_retention: common.log_retention,
+        audit_retention: common.audit_retention,
+    };
+    let (meta, blobs) = ota_store_aws::stores_from_env(options)
+        .await
+        .map_err(InitError)?;
+    Ok(AppState {
+        meta: Arc::new(meta),
+        blobs: Arc::new(blobs),
+        auth: Arc::new(common.auth(secret.as_bytes())?),
+        settings: Arc::new(common.settings()),
+        clock: Arc::new(SystemClock),
+        capability: None,
+        throttle: Arc::new(DeviceThrottle::new(common.device_rate_per_min)),
+    })
+}
+
+/// JSON logs, one line per event, with the fields of the current span (the `request` span of
+/// [`emf::EmfLayer`] carries the Lambda request id). `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Serves `function` until the Lambda runtime stops the instance. The state is built once,
+/// before the first request; a configuration error ends the instance at init with its message
+/// in the log.
+pub async fn run(function: Function) -> Result<(), Error> {
+    init_logging();
+    let state = match state_from_env().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(function = function.name(), error = %e, "cannot start");
+            return Err(e.into());
+        }
+    };
+    tracing::info!(function = function.name(), "ready");
+    let service = tower::ServiceBuilder::new()
+        .layer(emf::EmfLayer::new(function.name()))
+        .service(function.router(state));
+    lambda_http::run(service).await
+}
