@@ -1,5 +1,6 @@
-//! The embedded default's configuration: environment variables of API.md §Configuration, all
-//! optional, so that `cargo run --release -p ota-server` needs no setup.
+//! The server's configuration: environment variables of API.md §Configuration, all optional, so
+//! that `cargo run --release -p ota-server` needs no setup. `OTA_TABLE` (with `OTA_BUCKET`)
+//! switches the storage from SQLite and local files to DynamoDB and S3.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,24 @@ pub struct Config {
     pub log_retention: Duration,
     /// Public key of an external identity provider for admin tokens: (algorithm, PEM path).
     pub admin_key: Option<(String, PathBuf)>,
+    /// Where metadata and firmware live.
+    pub storage: Storage,
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// SQLite and files in the data directory; the server signs its own capability URLs.
+    Embedded,
+    /// The DynamoDB table `OTA_TABLE` and the S3 bucket `OTA_BUCKET` (both read again by
+    /// `ota_store_aws::stores_from_env`, with the SDK's own `AWS_*` variables); devices get
+    /// presigned S3 URLs.
+    Aws {
+        table: String,
+        bucket: String,
+        /// `OTA_VIEW_CACHE_S`: how long a device type's release view is reused by checks.
+        view_cache: Duration,
+    },
 }
 
 fn var(name: &str) -> Option<String> {
@@ -62,6 +81,19 @@ impl Config {
             Some("off") => false,
             Some(other) => bail!("OTA_DEVICE_AUTH must be 'on' or 'off', got '{other}'"),
         };
+        let storage = match (var("OTA_TABLE"), var("OTA_BUCKET")) {
+            (None, None) => Storage::Embedded,
+            (Some(table), Some(bucket)) => Storage::Aws {
+                table,
+                bucket,
+                view_cache: Duration::from_secs(number("OTA_VIEW_CACHE_S", 5)?),
+            },
+            (Some(_), None) => bail!("OTA_TABLE is set, so OTA_BUCKET must be set too"),
+            (None, Some(_)) => bail!(
+                "OTA_BUCKET is set without OTA_TABLE: the AWS storage needs both (unset both for \
+                 the embedded SQLite + files storage)"
+            ),
+        };
         let url_ttl = number("OTA_URL_TTL_S", 900)?;
         if url_ttl == 0 {
             bail!("OTA_URL_TTL_S must be positive");
@@ -86,6 +118,7 @@ impl Config {
                     PathBuf::from(path),
                 )
             }),
+            storage,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! `ota-server`: every route of the OTA service in one process, on SQLite and local files.
+//! `ota-server`: every route of the OTA service in one process, on SQLite and local files (the
+//! default) or on a DynamoDB table and an S3 bucket (`OTA_TABLE`, `OTA_BUCKET`).
 
 mod config;
 mod secret;
@@ -7,14 +8,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ota_core::capability::CapabilitySigner;
-use ota_core::ports::{MetaStore, SystemClock};
+use ota_core::ports::{BlobStore, MetaStore, SystemClock};
 use ota_http::auth::{AuthConfig, ExternalAdminKey, Role};
 use ota_http::throttle::DeviceThrottle;
 use ota_http::{AppState, Settings, full_router};
+use ota_store_aws::DynamoOptions;
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Storage};
 
 /// Lifetime of the admin token printed at start.
 const START_TOKEN_TTL_S: i64 = 30 * 24 * 3600;
@@ -45,14 +47,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
 
-    let meta = SqliteMeta::open(&config.data_dir.join("ota.sqlite3"))
-        .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
-    let blobs = LocalBlobs::open(
-        &config.data_dir.join("blobs"),
-        &public_url,
-        CapabilitySigner::from_secret(&secret),
-    )
-    .map_err(|e| anyhow::anyhow!("opening the blob directory: {e}"))?;
+    let (meta, blobs, capability) = open_stores(&config, &secret, &public_url).await?;
     let mut auth = AuthConfig::new(&secret, config.jwt_issuer.clone(), config.device_auth);
     if let Some((alg, path)) = &config.admin_key {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -69,8 +64,8 @@ async fn main() -> anyhow::Result<()> {
     secret::write_private(&token_path, format!("{token}\n").as_bytes())?;
 
     let state = AppState {
-        meta: Arc::new(meta),
-        blobs: Arc::new(blobs),
+        meta,
+        blobs,
         auth: Arc::new(auth),
         settings: Arc::new(Settings {
             url_ttl: config.url_ttl,
@@ -78,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
             max_upload_bytes: config.max_upload_bytes,
         }),
         clock: Arc::new(SystemClock),
-        capability: Some(CapabilitySigner::from_secret(&secret)),
+        capability,
         throttle: Arc::new(DeviceThrottle::new(config.device_rate_per_min)),
     };
 
@@ -91,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
     // Tests and scripts read this line to find an ephemeral port.
     println!("ota-server listening on http://{addr}");
     println!("data directory: {}", config.data_dir.display());
+    if let Storage::Aws { table, bucket, .. } = &config.storage {
+        println!("storage: DynamoDB table {table}, S3 bucket {bucket}");
+    }
     if generated {
         println!(
             "generated a new JWT secret in {}",
@@ -111,6 +109,44 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+type Stores = (
+    Arc<dyn MetaStore>,
+    Arc<dyn BlobStore>,
+    Option<CapabilitySigner>,
+);
+
+/// The metadata and blob stores, and the signer of this process's own capability URLs (only
+/// the embedded storage serves blobs itself; S3 hands out presigned URLs).
+async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow::Result<Stores> {
+    match &config.storage {
+        Storage::Embedded => {
+            let meta = SqliteMeta::open(&config.data_dir.join("ota.sqlite3"))
+                .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+            let blobs = LocalBlobs::open(
+                &config.data_dir.join("blobs"),
+                public_url,
+                CapabilitySigner::from_secret(secret),
+            )
+            .map_err(|e| anyhow::anyhow!("opening the blob directory: {e}"))?;
+            Ok((
+                Arc::new(meta),
+                Arc::new(blobs),
+                Some(CapabilitySigner::from_secret(secret)),
+            ))
+        }
+        Storage::Aws { view_cache, .. } => {
+            let (meta, blobs) = ota_store_aws::stores_from_env(DynamoOptions {
+                view_cache: *view_cache,
+                log_retention: config.log_retention,
+                audit_retention: config.audit_retention,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("configuring the AWS storage: {e}"))?;
+            Ok((Arc::new(meta), Arc::new(blobs), None))
+        }
+    }
 }
 
 /// Drops audit events and OTA log entries past their retention, at start and then hourly.
