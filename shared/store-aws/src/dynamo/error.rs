@@ -1,8 +1,8 @@
 //! DynamoDB errors as the ports see them: throttling and unreachable endpoints are worth a retry
 //! (503 with `Retry-After` at the HTTP edge), a lost condition is a conflict, the rest is a bug.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use ota_core::ports::StoreError;
 
 /// The SDK's own rendering of an error: codes and messages, never credentials.

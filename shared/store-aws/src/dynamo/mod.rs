@@ -1,8 +1,16 @@
 //! `MetaStore` on one DynamoDB table. The key design and the request budget of every operation
 //! are in `docs/aws-keys.md`; this module follows it.
 
+mod catalog;
+mod devices;
 mod error;
-mod stub;
+mod item;
+mod keys;
+mod observe;
+mod ops;
+mod reports;
+mod rollouts;
+mod store;
 mod table;
 
 use std::collections::HashMap;
@@ -46,7 +54,11 @@ pub struct DynamoMeta {
 }
 
 impl DynamoMeta {
-    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>, options: DynamoOptions) -> Self {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        options: DynamoOptions,
+    ) -> Self {
         Self::from_client(Client::new(sdk), table, options)
     }
 

@@ -1,0 +1,415 @@
+//! Device type policies, releases and rollouts, and the per-type release view that `check`
+//! reads in one request. Every write of a rollout (and of a release some active rollout
+//! offers) rewrites the view in the same transaction, conditioned on the view's revision.
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use ota_core::cursor;
+use ota_core::device_type::DeviceTypePolicy;
+use ota_core::firmware::{Firmware, FirmwareFilter, FirmwareState};
+use ota_core::ids::{DeviceType, Version};
+use ota_core::ports::{Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult};
+use ota_core::rollout::{Rollout, RolloutState};
+use serde::{Deserialize, Serialize};
+
+use super::DynamoMeta;
+use super::item::{Item, doc, get_n, get_s, item, micros, n, s};
+use super::keys;
+use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, delete, put};
+
+/// The release view item's record: the active rollouts of a type with their releases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ViewDoc {
+    pub options: Vec<(Rollout, Firmware)>,
+}
+
+/// The view as read, with the revision its rewrite is conditioned on (None: no item yet).
+pub struct StoredView {
+    pub doc: ViewDoc,
+    pub revision: Option<i64>,
+}
+
+impl StoredView {
+    /// The view with `rollout`'s entry replaced (or dropped when it is not active), using
+    /// `firmware` for a rollout the view did not hold yet.
+    pub fn with_rollout(&self, rollout: &Rollout, firmware: Option<&Firmware>) -> Option<ViewDoc> {
+        let mut d = self.doc.clone();
+        let old = d.options.iter().position(|(r, _)| r.id == rollout.id);
+        let fw = old
+            .and_then(|i| d.options.get(i))
+            .map(|(_, f)| f.clone())
+            .or_else(|| firmware.cloned());
+        if let Some(i) = old {
+            d.options.remove(i);
+        }
+        if rollout.state == RolloutState::Active {
+            d.options.push((rollout.clone(), fw?));
+            d.options.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        }
+        Some(d)
+    }
+}
+
+fn firmware_item(f: &Firmware) -> StoreResult<Item> {
+    let order = keys::firmware_order(&f.version.sort_key(), f.build_number, &f.id);
+    item(
+        keys::firmware(&f.id),
+        keys::FIRMWARE_SK,
+        f,
+        [
+            // `state` is a reserved word in expressions.
+            ("fst", s(f.state.as_str())),
+            ("upd", n(micros(f.updated_at))),
+            ("GSI1PK", s(keys::ALL_FIRMWARE)),
+            ("GSI1SK", s(order.clone())),
+            ("GSI2PK", s(keys::firmware_of_type(f.device_type.as_str()))),
+            ("GSI2SK", s(order)),
+        ],
+    )
+}
+
+impl DynamoMeta {
+    pub(super) async fn read_view(&self, device_type: &str) -> StoreResult<StoredView> {
+        let it = self
+            .get(&keys::device_type(device_type), keys::VIEW)
+            .await?;
+        Ok(match it {
+            Some(it) => StoredView {
+                doc: doc(&it)?,
+                revision: get_n(&it, "vrev"),
+            },
+            None => StoredView {
+                doc: ViewDoc::default(),
+                revision: None,
+            },
+        })
+    }
+
+    /// The write of a new view, conditioned on the revision it was computed from.
+    pub(super) fn view_write(
+        &self,
+        device_type: &str,
+        from: &StoredView,
+        doc: &ViewDoc,
+    ) -> StoreResult<TransactWriteItem> {
+        let next = from.revision.unwrap_or(0) + 1;
+        let it = item(
+            keys::device_type(device_type),
+            keys::VIEW,
+            doc,
+            [("vrev", n(next))],
+        )?;
+        match from.revision {
+            Some(r) => put(it, Some("vrev = :vrev"), &[(":vrev", n(r))], &self.table),
+            None => put(it, Some("attribute_not_exists(PK)"), &[], &self.table),
+        }
+    }
+
+    /// Forgets this instance's cached view of a type it just changed.
+    pub(super) fn invalidate_view(&self, device_type: &DeviceType) {
+        if let Ok(mut views) = self.views.lock() {
+            views.remove(device_type.as_str());
+        }
+    }
+
+    pub(super) async fn release_view_cached(
+        &self,
+        device_type: &DeviceType,
+    ) -> StoreResult<ReleaseView> {
+        let ttl = self.options.view_cache;
+        if !ttl.is_zero() {
+            if let Ok(views) = self.views.lock()
+                && let Some((at, view)) = views.get(device_type.as_str())
+                && at.elapsed() < ttl
+            {
+                return Ok(view.clone());
+            }
+        }
+        // One Query: the policy (chip) and the view item, nothing else of the partition.
+        let items = self
+            .query(
+                &Query {
+                    index: None,
+                    pk: keys::device_type(device_type.as_str()),
+                    range: Range::AtLeast(keys::POLICY.to_owned()),
+                    descending: false,
+                },
+                2,
+                |_| Take::Keep,
+            )
+            .await?;
+        let mut view = ReleaseView::default();
+        for it in &items {
+            match get_s(it, "SK") {
+                Some(keys::POLICY) => view.chip = Some(doc::<DeviceTypePolicy>(it)?.chip),
+                Some(keys::VIEW) => {
+                    view.options = doc::<ViewDoc>(it)?
+                        .options
+                        .into_iter()
+                        .map(|(rollout, firmware)| ReleaseOption { rollout, firmware })
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        if !ttl.is_zero()
+            && let Ok(mut views) = self.views.lock()
+        {
+            views.insert(device_type.to_string(), (Instant::now(), view.clone()));
+        }
+        Ok(view)
+    }
+
+    // --- device types ---
+
+    pub(super) async fn get_policy(
+        &self,
+        name: &DeviceType,
+    ) -> StoreResult<Option<DeviceTypePolicy>> {
+        match self
+            .get(&keys::device_type(name.as_str()), keys::POLICY)
+            .await?
+        {
+            Some(it) => doc(&it).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn policy_item(p: &DeviceTypePolicy) -> StoreResult<Item> {
+        item(
+            keys::device_type(p.name.as_str()),
+            keys::POLICY,
+            p,
+            [
+                ("GSI1PK", s(keys::DEVICE_TYPES)),
+                ("GSI1SK", s(p.name.as_str())),
+            ],
+        )
+    }
+
+    pub(super) async fn write_policy(
+        &self,
+        p: &DeviceTypePolicy,
+        only_new: bool,
+    ) -> StoreResult<bool> {
+        let cond = only_new.then_some("attribute_not_exists(PK)");
+        let out = self.put_item(Self::policy_item(p)?, cond, &[]).await;
+        self.invalidate_view(&p.name);
+        match out {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) if only_new => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn list_policies(
+        &self,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceTypePolicy>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let items = self
+            .query(
+                &Query {
+                    index: Some("GSI1"),
+                    pk: keys::DEVICE_TYPES.to_owned(),
+                    range: after.map_or(Range::All, Range::Above),
+                    descending: false,
+                },
+                page.limit as usize + 1,
+                |_| Take::Keep,
+            )
+            .await?;
+        let policies = items
+            .iter()
+            .map(doc)
+            .collect::<StoreResult<Vec<DeviceTypePolicy>>>()?;
+        Ok(cursor::paginate(policies, page.limit, |p| {
+            p.name.to_string()
+        }))
+    }
+
+    // --- releases ---
+
+    pub(super) async fn insert_release(&self, f: &Firmware) -> StoreResult<()> {
+        let claim = item(
+            keys::device_type(f.device_type.as_str()),
+            keys::version_claim(&f.version),
+            &f.id,
+            [],
+        )?;
+        let writes = vec![
+            put(
+                firmware_item(f)?,
+                Some("attribute_not_exists(PK)"),
+                &[],
+                &self.table,
+            )?,
+            put(claim, Some("attribute_not_exists(PK)"), &[], &self.table)?,
+        ];
+        match self.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(TxFail::Cancelled(reasons)) if TxFail::condition_failed(&reasons, 1) => {
+                Err(StoreError::Conflict(format!(
+                    "version {} of device type {} already exists",
+                    f.version, f.device_type
+                )))
+            }
+            Err(TxFail::Cancelled(reasons)) if TxFail::condition_failed(&reasons, 0) => Err(
+                StoreError::Conflict(format!("a release with id {} already exists", f.id)),
+            ),
+            Err(TxFail::Cancelled(reasons)) => Err(StoreError::Unavailable(format!(
+                "creating the release raced another write: {reasons:?}"
+            ))),
+            Err(TxFail::Store(e)) => Err(e),
+        }
+    }
+
+    pub(super) async fn get_release(&self, id: &str) -> StoreResult<Option<Firmware>> {
+        match self.get(&keys::firmware(id), keys::FIRMWARE_SK).await? {
+            Some(it) => doc(&it).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn find_release(
+        &self,
+        dt: &DeviceType,
+        v: &Version,
+    ) -> StoreResult<Option<Firmware>> {
+        let Some(claim) = self
+            .get(&keys::device_type(dt.as_str()), &keys::version_claim(v))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id: String = doc(&claim)?;
+        self.get_release(&id).await
+    }
+
+    pub(super) async fn list_releases(
+        &self,
+        filter: &FirmwareFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Firmware>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let (index, pk) = match &filter.device_type {
+            Some(dt) => ("GSI2", keys::firmware_of_type(dt.as_str())),
+            None => ("GSI1", keys::ALL_FIRMWARE.to_owned()),
+        };
+        let channel = filter.channel.clone();
+        let state = filter.state.map(FirmwareState::as_str);
+        let items = self
+            .query(
+                &Query {
+                    index: Some(index),
+                    pk,
+                    range: after.map_or(Range::All, Range::Below),
+                    descending: true,
+                },
+                page.limit as usize + 1,
+                |it| {
+                    let state_ok = state.is_none_or(|st| get_s(it, "fst") == Some(st));
+                    let channel_ok = channel
+                        .as_deref()
+                        .is_none_or(|c| doc::<Firmware>(it).is_ok_and(|f| f.channel == c));
+                    if state_ok && channel_ok {
+                        Take::Keep
+                    } else {
+                        Take::Skip
+                    }
+                },
+            )
+            .await?;
+        let mut out = Vec::new();
+        for it in &items {
+            let order = get_s(it, &format!("{index}SK"))
+                .unwrap_or_default()
+                .to_owned();
+            out.push((order, doc::<Firmware>(it)?));
+        }
+        let p = cursor::paginate(out, page.limit, |(order, _)| order.clone());
+        Ok(Page {
+            items: p.items.into_iter().map(|(_, f)| f).collect(),
+            next_cursor: p.next_cursor,
+        })
+    }
+
+    pub(super) async fn replace_release(&self, f: &Firmware, expect: &Firmware) -> StoreResult<()> {
+        let dt = f.device_type.as_str();
+        for round in 0..MAX_ROUNDS {
+            let view = self.read_view(dt).await?;
+            let mut writes = vec![put(
+                firmware_item(f)?,
+                Some("fst = :st AND upd = :upd"),
+                &[
+                    (":st", s(expect.state.as_str())),
+                    (":upd", n(micros(expect.updated_at))),
+                ],
+                &self.table,
+            )?];
+            let mut new_view = view.doc.clone();
+            let mut touched = false;
+            for (_, fw) in new_view.options.iter_mut().filter(|(_, fw)| fw.id == f.id) {
+                *fw = f.clone();
+                touched = true;
+            }
+            if touched {
+                writes.push(self.view_write(dt, &view, &new_view)?);
+            }
+            match self.transact(writes).await {
+                Ok(()) => {
+                    self.invalidate_view(&f.device_type);
+                    return Ok(());
+                }
+                Err(TxFail::Cancelled(reasons)) if TxFail::condition_failed(&reasons, 0) => {
+                    return Err(match self.get_release(&f.id).await? {
+                        None => StoreError::NotFound,
+                        Some(_) => StoreError::Conflict(format!(
+                            "firmware {} was changed meanwhile (expected it {} as of {})",
+                            f.id,
+                            expect.state.as_str(),
+                            expect.updated_at
+                        )),
+                    });
+                }
+                Err(TxFail::Cancelled(_)) => backoff(round).await,
+                Err(TxFail::Store(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the release view is too busy; retry".into(),
+        ))
+    }
+
+    pub(super) async fn delete_pending_release(&self, id: &str) -> StoreResult<()> {
+        let Some(f) = self.get_release(id).await? else {
+            return Ok(());
+        };
+        if f.state != FirmwareState::PendingUpload {
+            return Ok(());
+        }
+        let writes = vec![
+            delete(
+                super::item::key(keys::firmware(id), keys::FIRMWARE_SK),
+                Some("fst = :st"),
+                &[(":st", s(FirmwareState::PendingUpload.as_str()))],
+                &self.table,
+            )?,
+            delete(
+                super::item::key(
+                    keys::device_type(f.device_type.as_str()),
+                    keys::version_claim(&f.version),
+                ),
+                None,
+                &[],
+                &self.table,
+            )?,
+        ];
+        match self.transact(writes).await {
+            // Not pending any more (finalized meanwhile): nothing to remove.
+            Ok(()) | Err(TxFail::Cancelled(_)) => Ok(()),
+            Err(TxFail::Store(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The device registry: one item per device and one per attempt (device, release) in the
+//! device's partition, read together by one Query; a check costs that read and one write.
+
+use std::collections::HashMap;
+
+use ota_core::cursor;
+use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot};
+use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::ports::{OfferFn, Page, PageRequest, StoreError, StoreResult};
+use ota_core::status::OtaStatus;
+
+use super::DynamoMeta;
+use super::item::{Item, doc, get_n, get_s, item, key, n, s, shard};
+use super::keys;
+use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, put, update};
+
+/// One device's attempt at one release.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub status: OtaStatus,
+    pub failures: u32,
+    pub rollout_id: Option<String>,
+    /// The item's write counter, the condition of the next write.
+    pub revision: i64,
+}
+
+/// A device's item and attempts as read.
+pub struct DeviceState {
+    pub device: Option<(Device, i64)>,
+    pub attempts: HashMap<String, Attempt>,
+}
+
+impl DeviceState {
+    pub fn snapshot(&self, device: Device) -> DeviceSnapshot {
+        let mut failures: Vec<(String, u32)> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.failures > 0)
+            .map(|(fw, a)| (fw.clone(), a.failures))
+            .collect();
+        failures.sort();
+        let last_offer_status = device
+            .last_offer
+            .as_ref()
+            .and_then(|o| self.attempts.get(&o.firmware_id))
+            .map(|a| a.status);
+        DeviceSnapshot {
+            device,
+            failures,
+            last_offer_status,
+        }
+    }
+}
+
+pub fn device_item(d: &Device, revision: i64) -> StoreResult<Item> {
+    let id = d.device_id.as_str();
+    item(
+        keys::device(id),
+        keys::DEVICE_SK,
+        d,
+        [
+            ("rev", n(revision)),
+            ("GSI1PK", s(keys::devices_of_type(d.device_type.as_str()))),
+            ("GSI1SK", s(id)),
+            ("GSI2PK", s(keys::ALL_DEVICES)),
+            ("GSI2SK", s(id)),
+        ],
+    )
+}
+
+impl DynamoMeta {
+    pub(super) async fn device_state(&self, id: &DeviceId) -> StoreResult<DeviceState> {
+        let items = self
+            .query(
+                &Query {
+                    index: None,
+                    pk: keys::device(id.as_str()),
+                    range: Range::Below(keys::DEVICE_STATE_END.to_owned()),
+                    descending: false,
+                },
+                usize::MAX,
+                |_| Take::Keep,
+            )
+            .await?;
+        let mut state = DeviceState {
+            device: None,
+            attempts: HashMap::new(),
+        };
+        for it in &items {
+            let sk = get_s(it, "SK").unwrap_or_default();
+            if sk == keys::DEVICE_SK {
+                state.device = Some((doc(it)?, get_n(it, "rev").unwrap_or(0)));
+            } else if let Some(fw) = sk.strip_prefix(keys::ATTEMPT_PREFIX)
+                && let Some(status) = get_s(it, "status").and_then(OtaStatus::parse)
+            {
+                state.attempts.insert(
+                    fw.to_owned(),
+                    Attempt {
+                        status,
+                        failures: u32::try_from(get_n(it, "failures").unwrap_or(0)).unwrap_or(0),
+                        rollout_id: get_s(it, "rollout").map(str::to_owned),
+                        revision: get_n(it, "rev").unwrap_or(0),
+                    },
+                );
+            }
+        }
+        Ok(state)
+    }
+
+    /// The counter move of a device that appeared or changed type or version.
+    fn fleet_moves(
+        &self,
+        id: &DeviceId,
+        before: Option<(&DeviceType, &Version)>,
+        after: (&DeviceType, &Version),
+    ) -> StoreResult<Vec<aws_sdk_dynamodb::types::TransactWriteItem>> {
+        if before == Some(after) {
+            return Ok(Vec::new());
+        }
+        let pk = keys::fleet(shard(id.as_str(), keys::COUNTER_SHARDS));
+        let mut moves = Vec::new();
+        for ((dt, v), delta) in before.map(|b| (b, -1)).into_iter().chain([(after, 1)]) {
+            moves.push(update(
+                key(&pk, keys::fleet_version(dt.as_str(), v)),
+                "ADD ndev :d SET fdt = :dt, fver = :v",
+                &[
+                    (":d", n(delta)),
+                    (":dt", s(dt.as_str())),
+                    (":v", s(v.to_string())),
+                ],
+                &self.table,
+            )?);
+        }
+        Ok(moves)
+    }
+
+    pub(super) async fn check_in(
+        &self,
+        c: &CheckIn,
+        offer: &OfferFn<'_>,
+    ) -> StoreResult<DeviceSnapshot> {
+        for round in 0..MAX_ROUNDS {
+            let state = self.device_state(&c.device_id).await?;
+            let before = state.device.as_ref().map(|(d, _)| d.clone());
+            let revision = state.device.as_ref().map(|(_, r)| *r);
+            let moves = self.fleet_moves(
+                &c.device_id,
+                before
+                    .as_ref()
+                    .map(|d| (&d.device_type, &d.current_version)),
+                (&c.device_type, &c.current_version),
+            )?;
+            let device = Device::checked_in(before, c);
+            let snapshot = state.snapshot(device.clone());
+            let mut stored = device;
+            if let Some(o) = offer(&snapshot) {
+                stored.last_offer = Some(o);
+            }
+            let it = device_item(&stored, revision.unwrap_or(0) + 1)?;
+            let (cond, values) = match revision {
+                Some(r) => ("rev = :rev", vec![(":rev", n(r))]),
+                None => ("attribute_not_exists(PK)", vec![]),
+            };
+            let outcome = if moves.is_empty() {
+                // The common check: one conditional put.
+                match self.put_item(it, Some(cond), &values).await {
+                    Ok(()) => Ok(()),
+                    Err(StoreError::Conflict(_)) => Err(None),
+                    Err(e) => Err(Some(e)),
+                }
+            } else {
+                let mut writes = vec![put(it, Some(cond), &values, &self.table)?];
+                writes.extend(moves);
+                match self.transact(writes).await {
+                    Ok(()) => Ok(()),
+                    Err(TxFail::Cancelled(_)) => Err(None),
+                    Err(TxFail::Store(e)) => Err(Some(e)),
+                }
+            };
+            match outcome {
+                Ok(()) => return Ok(snapshot),
+                // Another check or a groups change won the race: read again.
+                Err(None) => backoff(round).await,
+                Err(Some(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "device {} is written too often concurrently; retry",
+            c.device_id
+        )))
+    }
+
+    pub(super) async fn get_device_doc(&self, id: &DeviceId) -> StoreResult<Option<Device>> {
+        match self
+            .get(&keys::device(id.as_str()), keys::DEVICE_SK)
+            .await?
+        {
+            Some(it) => doc(&it).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn set_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device> {
+        for round in 0..MAX_ROUNDS {
+            let Some(it) = self
+                .get(&keys::device(id.as_str()), keys::DEVICE_SK)
+                .await?
+            else {
+                return Err(StoreError::NotFound);
+            };
+            let revision = get_n(&it, "rev").unwrap_or(0);
+            let mut d: Device = doc(&it)?;
+            d.groups = groups.to_vec();
+            match self
+                .put_item(
+                    device_item(&d, revision + 1)?,
+                    Some("rev = :rev"),
+                    &[(":rev", n(revision))],
+                )
+                .await
+            {
+                Ok(()) => return Ok(d),
+                Err(StoreError::Conflict(_)) => backoff(round).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "device {id} is busy; retry"
+        )))
+    }
+
+    pub(super) async fn list_device_docs(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let (index, pk) = match &filter.device_type {
+            Some(dt) => ("GSI1", keys::devices_of_type(dt.as_str())),
+            None => ("GSI2", keys::ALL_DEVICES.to_owned()),
+        };
+        let items = self
+            .query(
+                &Query {
+                    index: Some(index),
+                    pk,
+                    range: after.map_or(Range::All, Range::Above),
+                    descending: false,
+                },
+                page.limit as usize + 1,
+                |it| match doc::<Device>(it) {
+                    Ok(d)
+                        if filter
+                            .version
+                            .as_ref()
+                            .is_none_or(|v| *v == d.current_version)
+                            && filter.group.as_ref().is_none_or(|g| d.groups.contains(g)) =>
+                    {
+                        Take::Keep
+                    }
+                    Ok(_) => Take::Skip,
+                    Err(_) => Take::Keep,
+                },
+            )
+            .await?;
+        let devices = items
+            .iter()
+            .map(doc)
+            .collect::<StoreResult<Vec<Device>>>()?;
+        Ok(cursor::paginate(devices, page.limit, |d| {
+            d.device_id.to_string()
+        }))
+    }
+}

@@ -1,0 +1,91 @@
+//! Key formats of every item type (the table of `docs/aws-keys.md`).
+
+use ota_core::ids::Version;
+
+pub fn device_type(name: &str) -> String {
+    format!("DT#{name}")
+}
+pub const POLICY: &str = "POLICY";
+pub const VIEW: &str = "VIEW";
+/// The (type, version) uniqueness item; sorts before `POLICY` and `VIEW`, so that one Query of
+/// `SK >= POLICY` reads exactly the policy and the release view.
+pub fn version_claim(v: &Version) -> String {
+    format!("FWV#{}", v.sort_key())
+}
+pub const DEVICE_TYPES: &str = "DTLIST";
+
+pub fn firmware(id: &str) -> String {
+    format!("FW#{id}")
+}
+pub const FIRMWARE_SK: &str = "FW";
+pub const ALL_FIRMWARE: &str = "FW";
+pub fn firmware_of_type(name: &str) -> String {
+    format!("FWT#{name}")
+}
+/// Newest first when read descending. A space separates the parts: it sorts below every
+/// character of a version sort key, so a shorter key ranks lower as it must.
+pub fn firmware_order(sort_key: &str, build: u64, id: &str) -> String {
+    format!("{sort_key} {build:020} {id}")
+}
+
+pub fn rollout(id: &str) -> String {
+    format!("RO#{id}")
+}
+pub const ROLLOUT_SK: &str = "RO";
+pub const PROGRESS_SK: &str = "PROGRESS";
+pub const ALL_ROLLOUTS: &str = "RO";
+pub fn rollouts_of_type(name: &str) -> String {
+    format!("ROT#{name}")
+}
+/// Sparse index partition: only active rollouts carry it.
+pub const ACTIVE_ROLLOUTS: &str = "ROACTIVE";
+
+pub fn device(id: &str) -> String {
+    format!("DEV#{id}")
+}
+/// Sorts before `AT#` and `EV#`: `SK < "B"` reads the device and its attempts, not its log.
+pub const DEVICE_SK: &str = "#DEV";
+pub const DEVICE_STATE_END: &str = "B";
+pub fn attempt(firmware_id: &str) -> String {
+    format!("AT#{firmware_id}")
+}
+pub const ATTEMPT_PREFIX: &str = "AT#";
+pub fn event(event_id: &str) -> String {
+    format!("EV#{event_id}")
+}
+pub fn devices_of_type(name: &str) -> String {
+    format!("DEVT#{name}")
+}
+pub const ALL_DEVICES: &str = "DEVALL";
+
+pub fn log_of_device(id: &str) -> String {
+    format!("LOGD#{id}")
+}
+pub fn log_of_firmware(id: &str) -> String {
+    format!("LOGF#{id}")
+}
+pub const ALL_LOGS: &str = "LOG";
+
+pub fn audit(id: &str) -> String {
+    format!("AU#{id}")
+}
+pub const AUDIT_SK: &str = "AU";
+pub const ALL_AUDIT: &str = "AUDIT";
+
+/// Counters are sharded so that no single partition takes the whole fleet's writes.
+pub const COUNTER_SHARDS: u32 = 8;
+pub fn fleet(shard: u32) -> String {
+    format!("FLEET#{shard}")
+}
+pub fn fleet_version(device_type: &str, version: &Version) -> String {
+    format!("{device_type}#{version}")
+}
+pub fn outcomes(shard: u32) -> String {
+    format!("OUT#{shard}")
+}
+pub fn outcome_hour(hour: i64, status: &str) -> String {
+    format!("{hour:012}#{status}")
+}
+pub fn hour_floor(hour: i64) -> String {
+    format!("{hour:012}")
+}

@@ -1,0 +1,267 @@
+//! The few DynamoDB calls the adapter makes, with errors mapped once: strongly consistent
+//! reads, conditional writes, paged queries, and transactions whose cancellation reasons say
+//! which condition lost.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use ota_core::ports::{StoreError, StoreResult};
+
+use super::DynamoMeta;
+use super::error::store_error;
+use super::item::{Item, s};
+
+/// How often a write that lost an optimistic race is recomputed and tried again. Each round
+/// has one winner, so this bounds the work of a report arriving among many concurrent ones.
+pub const MAX_ROUNDS: u32 = 60;
+
+/// Sleep before round `round` of a retried write: exponential with full jitter, capped at
+/// 200 ms, so that racing writers spread out instead of colliding in lockstep.
+pub async fn backoff(round: u32) {
+    let cap_ms = 200u64.min(5u64 << round.min(6));
+    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % (cap_ms + 1);
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+}
+
+/// A key condition on the sort key (or the index's sort key).
+pub enum Range {
+    All,
+    Below(String),
+    Above(String),
+    AtLeast(String),
+}
+
+pub struct Query {
+    pub index: Option<&'static str>,
+    pub pk: String,
+    pub range: Range,
+    pub descending: bool,
+}
+
+/// What a listing does with one item of a query page.
+pub enum Take {
+    Keep,
+    Skip,
+    /// This item and everything after it are out of range.
+    Stop,
+}
+
+/// Why a transaction did not commit.
+pub enum TxFail {
+    /// Cancelled: the code of each item's failure, in request order (`None` where it passed).
+    Cancelled(Vec<Option<String>>),
+    Store(StoreError),
+}
+
+impl TxFail {
+    pub fn condition_failed(reasons: &[Option<String>], index: usize) -> bool {
+        reasons
+            .get(index)
+            .and_then(|c| c.as_deref())
+            .is_some_and(|c| c == "ConditionalCheckFailed")
+    }
+}
+
+/// A put, optionally conditioned; `values` binds the condition's `:names`.
+pub fn put(
+    item: Item,
+    condition: Option<&str>,
+    values: &[(&str, AttributeValue)],
+    table: &str,
+) -> StoreResult<TransactWriteItem> {
+    let mut p = Put::builder().table_name(table).set_item(Some(item));
+    if let Some(c) = condition {
+        p = p.condition_expression(c);
+    }
+    for (k, v) in values {
+        p = p.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder()
+        .put(p.build().map_err(internal)?)
+        .build())
+}
+
+pub fn update(
+    key: Item,
+    expression: &str,
+    values: &[(&str, AttributeValue)],
+    table: &str,
+) -> StoreResult<TransactWriteItem> {
+    let mut u = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(expression);
+    for (k, v) in values {
+        u = u.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder()
+        .update(u.build().map_err(internal)?)
+        .build())
+}
+
+pub fn delete(
+    key: Item,
+    condition: Option<&str>,
+    values: &[(&str, AttributeValue)],
+    table: &str,
+) -> StoreResult<TransactWriteItem> {
+    let mut d = Delete::builder().table_name(table).set_key(Some(key));
+    if let Some(c) = condition {
+        d = d.condition_expression(c);
+    }
+    for (k, v) in values {
+        d = d.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder()
+        .delete(d.build().map_err(internal)?)
+        .build())
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("building a DynamoDB request: {e}"))
+}
+
+impl DynamoMeta {
+    /// A strongly consistent GetItem.
+    pub(super) async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(pk))
+            .key("SK", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(|e| store_error("GetItem", e))
+    }
+
+    /// A PutItem; a lost condition is `Conflict`.
+    pub(super) async fn put_item(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> StoreResult<()> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        if let Some(c) = condition {
+            req = req.condition_expression(c);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(*k, v.clone());
+        }
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("PutItem", e))
+    }
+
+    /// Items of one partition in key order, page by page, each passed to `take`, until `want`
+    /// items are kept, `take` says stop, or the partition ends. Reads of the table itself are
+    /// strongly consistent; index reads cannot be.
+    pub(super) async fn query(
+        &self,
+        q: &Query,
+        want: usize,
+        mut take: impl FnMut(&Item) -> Take,
+    ) -> StoreResult<Vec<Item>> {
+        let (pk_name, sk_name) = match q.index {
+            Some(i) => (format!("{i}PK"), format!("{i}SK")),
+            None => ("PK".to_owned(), "SK".to_owned()),
+        };
+        let condition = match &q.range {
+            Range::All => "#pk = :pk".to_owned(),
+            Range::Below(_) => "#pk = :pk AND #sk < :sk".to_owned(),
+            Range::Above(_) => "#pk = :pk AND #sk > :sk".to_owned(),
+            Range::AtLeast(_) => "#pk = :pk AND #sk >= :sk".to_owned(),
+        };
+        let mut kept = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(&condition)
+                .expression_attribute_names("#pk", &pk_name)
+                .expression_attribute_values(":pk", s(&q.pk))
+                .scan_index_forward(!q.descending)
+                .set_exclusive_start_key(start.take());
+            match &q.range {
+                Range::All => {}
+                Range::Below(v) | Range::Above(v) | Range::AtLeast(v) => {
+                    req = req
+                        .expression_attribute_names("#sk", &sk_name)
+                        .expression_attribute_values(":sk", s(v));
+                }
+            }
+            match q.index {
+                Some(i) => req = req.index_name(i),
+                None => req = req.consistent_read(true),
+            }
+            // Pages no larger than needed when nothing is filtered out; at least a few items
+            // so that filtered listings do not crawl.
+            let page =
+                i32::try_from(want.saturating_sub(kept.len()).clamp(10, 1000)).unwrap_or(1000);
+            let out = req
+                .limit(page)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for it in out.items.unwrap_or_default() {
+                match take(&it) {
+                    Take::Keep => {
+                        kept.push(it);
+                        if kept.len() >= want {
+                            return Ok(kept);
+                        }
+                    }
+                    Take::Skip => {}
+                    Take::Stop => return Ok(kept),
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(kept),
+            }
+        }
+    }
+
+    /// One TransactWriteItems. Throttling and conflicts with another transaction are
+    /// `Unavailable` only when no condition failed: the caller retries lost conditions itself.
+    pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFail> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    let codes: Vec<Option<String>> = c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+                        .collect();
+                    let throttled = codes
+                        .iter()
+                        .flatten()
+                        .any(|c| c.contains("Throttl") || c.contains("ProvisionedThroughput"));
+                    if !throttled {
+                        return Err(TxFail::Cancelled(codes));
+                    }
+                }
+                Err(TxFail::Store(store_error("TransactWriteItems", e)))
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Status reports: the log entry, the attempt, the rollout's progress, the hourly outcome
+//! counter and, when rule 4 fires, the pause and its audit event, in one transaction. Every
+//! item is conditioned on what was read, so a concurrent report makes the transaction fail and
+//! this one is recomputed: the pause fires on exactly the report that crosses the threshold.
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use ota_core::audit::AuditEvent;
+use ota_core::device::{LogEntry, StatusOutcome};
+use ota_core::ids::new_id;
+use ota_core::ports::{StatusReport, StoreError, StoreResult};
+use ota_core::progress::{RolloutProgress, should_pause};
+use ota_core::rollout::RolloutState;
+use ota_core::status::{OtaStatus, Transition, transition};
+
+use super::DynamoMeta;
+use super::item::{Item, doc, expires, get_n, item, key, n, s, shard, time_key};
+use super::keys;
+use super::ops::{MAX_ROUNDS, TxFail, backoff, put, update};
+use super::rollouts::Expect;
+
+/// A rollout's progress as read, with the revision its rewrite is conditioned on.
+pub struct StoredProgress {
+    pub progress: RolloutProgress,
+    pub revision: Option<i64>,
+}
+
+const HOUR_S: i64 = 3600;
+
+fn hour_of(t: time::OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(HOUR_S)
+}
+
+impl DynamoMeta {
+    pub(super) async fn read_progress(&self, rollout_id: &str) -> StoreResult<StoredProgress> {
+        Ok(
+            match self
+                .get(&keys::rollout(rollout_id), keys::PROGRESS_SK)
+                .await?
+            {
+                Some(it) => StoredProgress {
+                    progress: doc(&it)?,
+                    revision: get_n(&it, "rev"),
+                },
+                None => StoredProgress {
+                    progress: RolloutProgress::default(),
+                    revision: None,
+                },
+            },
+        )
+    }
+
+    fn progress_write(
+        &self,
+        rollout_id: &str,
+        from: &StoredProgress,
+        to: &RolloutProgress,
+    ) -> StoreResult<TransactWriteItem> {
+        let it = item(
+            keys::rollout(rollout_id),
+            keys::PROGRESS_SK,
+            to,
+            [("rev", n(from.revision.unwrap_or(0) + 1))],
+        )?;
+        match from.revision {
+            Some(r) => put(it, Some("rev = :rev"), &[(":rev", n(r))], &self.table),
+            None => put(it, Some("attribute_not_exists(PK)"), &[], &self.table),
+        }
+    }
+
+    fn log_item(&self, e: &LogEntry) -> StoreResult<Item> {
+        let order = time_key(e.created_at, &e.id);
+        item(
+            keys::device(e.device_id.as_str()),
+            keys::event(&e.event_id),
+            e,
+            [
+                ("GSI1PK", s(keys::log_of_device(e.device_id.as_str()))),
+                ("GSI1SK", s(order.clone())),
+                ("GSI2PK", s(keys::log_of_firmware(&e.firmware_id))),
+                ("GSI2SK", s(order.clone())),
+                ("GSI3PK", s(keys::ALL_LOGS)),
+                ("GSI3SK", s(order)),
+                (
+                    "expires_at",
+                    expires(e.created_at, self.options.log_retention),
+                ),
+            ],
+        )
+    }
+
+    pub(super) fn audit_write(&self, e: &AuditEvent) -> StoreResult<TransactWriteItem> {
+        put(
+            self.audit_item(e)?,
+            Some("attribute_not_exists(PK)"),
+            &[],
+            &self.table,
+        )
+    }
+
+    pub(super) fn audit_item(&self, e: &AuditEvent) -> StoreResult<Item> {
+        item(
+            keys::audit(&e.id),
+            keys::AUDIT_SK,
+            e,
+            [
+                ("GSI3PK", s(keys::ALL_AUDIT)),
+                ("GSI3SK", s(time_key(e.at, &e.id))),
+                ("expires_at", expires(e.at, self.options.audit_retention)),
+            ],
+        )
+    }
+
+    async fn logged(&self, r: &StatusReport) -> StoreResult<Option<LogEntry>> {
+        match self
+            .get(
+                &keys::device(r.device_id.as_str()),
+                &keys::event(&r.event_id),
+            )
+            .await?
+        {
+            Some(it) => doc(&it).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn report(&self, r: &StatusReport) -> StoreResult<StatusOutcome> {
+        for round in 0..MAX_ROUNDS {
+            if let Some(prev) = self.logged(r).await? {
+                return Ok(StatusOutcome {
+                    entry: prev,
+                    duplicate: true,
+                    changed: false,
+                    paused_rollout: None,
+                });
+            }
+            match self.try_report(r).await? {
+                Some(outcome) => return Ok(outcome),
+                None => backoff(round).await,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "too many concurrent reports for this rollout; retry".into(),
+        ))
+    }
+
+    /// One attempt at storing the report; None when a concurrent write invalidated the reads.
+    async fn try_report(&self, r: &StatusReport) -> StoreResult<Option<StatusOutcome>> {
+        let state = self.device_state(&r.device_id).await?;
+        let current = state.attempts.get(&r.firmware_id).cloned();
+        let step = transition(current.as_ref().map(|a| a.status), r.status)
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        // Which rollout the attempt counts toward: the same rule as the embedded store
+        // (shared/store-embedded/src/meta.rs, `record_status`).
+        let counted_in = current.as_ref().and_then(|a| a.rollout_id.clone());
+        let new_attempt =
+            step == Transition::Apply && current.as_ref().is_none_or(|a| a.status.is_final());
+        let rollout_id = if new_attempt || counted_in.is_none() {
+            state
+                .device
+                .as_ref()
+                .and_then(|(d, _)| d.last_offer.clone())
+                .filter(|o| o.firmware_id == r.firmware_id)
+                .map(|o| o.rollout_id)
+                .or_else(|| counted_in.clone())
+        } else {
+            counted_in.clone()
+        };
+        let entry = LogEntry {
+            id: new_id(),
+            event_id: r.event_id.clone(),
+            device_id: r.device_id.clone(),
+            device_type: r.device_type.clone(),
+            firmware_id: r.firmware_id.clone(),
+            version: r.version.clone(),
+            rollout_id: rollout_id.clone(),
+            status: r.status,
+            bytes_downloaded: r.bytes_downloaded,
+            progress_percent: r.progress_percent,
+            error_message: r.error_message.clone(),
+            created_at: r.at,
+        };
+        // Item 0 is the log entry: its condition failing means this event id was stored by a
+        // concurrent delivery of the same report.
+        let mut writes = vec![
+            put(
+                self.log_item(&entry)?,
+                Some("attribute_not_exists(PK)"),
+                &[],
+                &self.table,
+            )?,
+            update(
+                key(
+                    keys::outcomes(shard(r.device_id.as_str(), keys::COUNTER_SHARDS)),
+                    keys::outcome_hour(hour_of(r.at), r.status.as_str()),
+                ),
+                "ADD cnt :one SET st = :st, expires_at = :exp",
+                &[
+                    (":one", n(1)),
+                    (":st", s(r.status.as_str())),
+                    (":exp", n(r.at.unix_timestamp() + 2 * 86_400)),
+                ],
+                &self.table,
+            )?,
+        ];
+        let changed = step == Transition::Apply;
+        let mut paused_rollout = None;
+        if changed {
+            let failures =
+                current.as_ref().map_or(0, |a| a.failures) + u32::from(r.status.is_failure());
+            let mut attempt = key(
+                keys::device(r.device_id.as_str()),
+                keys::attempt(&r.firmware_id),
+            );
+            attempt.insert("status".into(), s(r.status.as_str()));
+            attempt.insert("failures".into(), n(failures));
+            attempt.insert(
+                "rev".into(),
+                n(current.as_ref().map_or(0, |a| a.revision) + 1),
+            );
+            if let Some(id) = &rollout_id {
+                attempt.insert("rollout".into(), s(id));
+            }
+            writes.push(match &current {
+                Some(a) => put(
+                    attempt,
+                    Some("rev = :rev"),
+                    &[(":rev", n(a.revision))],
+                    &self.table,
+                )?,
+                None => put(attempt, Some("attribute_not_exists(PK)"), &[], &self.table)?,
+            });
+            let from = current.as_ref().map(|a| a.status);
+            // A retry that another rollout offered leaves the rollout of the failed attempt.
+            if let (Some(old), Some(from)) = (&counted_in, from)
+                && rollout_id.as_ref() != Some(old)
+            {
+                let stored = self.read_progress(old).await?;
+                let mut p = stored.progress;
+                let slot = p.devices.slot(from);
+                *slot = slot.saturating_sub(1);
+                writes.push(self.progress_write(old, &stored, &p)?);
+            }
+            if let Some(id) = &rollout_id {
+                let from = from.filter(|_| counted_in.as_ref() == Some(id));
+                let stored = self.read_progress(id).await?;
+                let p = moved(stored.progress, from, r.status);
+                writes.push(self.progress_write(id, &stored, &p)?);
+                if r.status.is_final()
+                    && let Some(mut rollout) = self.get_rollout_doc(id).await?
+                    && rollout.state == RolloutState::Active
+                    && should_pause(&rollout, &p)
+                {
+                    let expect = Expect::Revision(rollout.revision);
+                    rollout.state = RolloutState::Paused;
+                    rollout.revision += 1;
+                    rollout.updated_at = r.at;
+                    let view = self.read_view(rollout.device_type.as_str()).await?;
+                    writes.extend(self.rollout_writes(&rollout, expect, &view).await?);
+                    writes.push(self.audit_write(&AuditEvent::auto_pause(
+                        &rollout,
+                        &p,
+                        &r.event_id,
+                        r.at,
+                    ))?);
+                    paused_rollout = Some((id.clone(), rollout.device_type.clone()));
+                }
+            }
+        }
+        match self.transact(writes).await {
+            Ok(()) => {
+                if let Some((_, dt)) = &paused_rollout {
+                    self.invalidate_view(dt);
+                }
+                Ok(Some(StatusOutcome {
+                    entry,
+                    duplicate: false,
+                    changed,
+                    paused_rollout: paused_rollout.map(|(id, _)| id),
+                }))
+            }
+            Err(TxFail::Cancelled(_)) => Ok(None),
+            Err(TxFail::Store(e)) => Err(e),
+        }
+    }
+}
+
+/// One device's attempt moved from `from` to `to` in a rollout's progress (the same counting as
+/// the embedded store's `attempt_moved`).
+fn moved(mut p: RolloutProgress, from: Option<OtaStatus>, to: OtaStatus) -> RolloutProgress {
+    if let Some(from) = from {
+        let slot = p.devices.slot(from);
+        *slot = slot.saturating_sub(1);
+    }
+    *p.devices.slot(to) += 1;
+    if to == OtaStatus::Success {
+        p.success_reports += 1;
+    } else if to.is_failure() {
+        p.failure_reports += 1;
+    }
+    p
+}

@@ -1,0 +1,188 @@
+//! The `MetaStore` port on DynamoDB: each method delegates to the module that owns its items.
+
+use async_trait::async_trait;
+use ota_core::audit::{AuditEvent, AuditFilter};
+use ota_core::device::{
+    CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome,
+};
+use ota_core::device_type::DeviceTypePolicy;
+use ota_core::firmware::{Firmware, FirmwareFilter};
+use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::metrics::FleetMetrics;
+use ota_core::ports::{
+    MetaStore, OfferFn, Page, PageRequest, ReleaseView, StatusReport, StoreError, StoreResult,
+};
+use ota_core::progress::RolloutProgress;
+use ota_core::rollout::{Rollout, RolloutFilter};
+use time::OffsetDateTime;
+
+use super::DynamoMeta;
+use super::error::store_error;
+use super::rollouts::Expect;
+
+#[async_trait]
+impl MetaStore for DynamoMeta {
+    async fn ping(&self) -> StoreResult<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match store_error("DescribeTable", e) {
+                // A missing table is a deployment fault, not a blip.
+                StoreError::Internal(m) => StoreError::Internal(m),
+                other => other,
+            })
+    }
+
+    async fn get_device_type(&self, name: &DeviceType) -> StoreResult<Option<DeviceTypePolicy>> {
+        self.get_policy(name).await
+    }
+
+    async fn list_device_types(&self, page: &PageRequest) -> StoreResult<Page<DeviceTypePolicy>> {
+        self.list_policies(page).await
+    }
+
+    async fn put_device_type(&self, policy: &DeviceTypePolicy) -> StoreResult<()> {
+        self.write_policy(policy, false).await.map(|_| ())
+    }
+
+    async fn create_device_type_if_absent(
+        &self,
+        policy: &DeviceTypePolicy,
+    ) -> StoreResult<DeviceTypePolicy> {
+        if self.write_policy(policy, true).await? {
+            return Ok(policy.clone());
+        }
+        self.get_policy(&policy.name)
+            .await?
+            .ok_or_else(|| StoreError::Internal("device type vanished".into()))
+    }
+
+    async fn insert_firmware(&self, firmware: &Firmware) -> StoreResult<()> {
+        self.insert_release(firmware).await
+    }
+
+    async fn get_firmware(&self, id: &str) -> StoreResult<Option<Firmware>> {
+        self.get_release(id).await
+    }
+
+    async fn find_firmware(
+        &self,
+        device_type: &DeviceType,
+        version: &Version,
+    ) -> StoreResult<Option<Firmware>> {
+        self.find_release(device_type, version).await
+    }
+
+    async fn list_firmware(
+        &self,
+        filter: &FirmwareFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Firmware>> {
+        self.list_releases(filter, page).await
+    }
+
+    async fn update_firmware(&self, firmware: &Firmware, expect: &Firmware) -> StoreResult<()> {
+        self.replace_release(firmware, expect).await
+    }
+
+    async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()> {
+        self.delete_pending_release(id).await
+    }
+
+    async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()> {
+        self.write_rollout(rollout, Expect::New).await
+    }
+
+    async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>> {
+        self.get_rollout_doc(id).await
+    }
+
+    async fn list_rollouts(
+        &self,
+        filter: &RolloutFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Rollout>> {
+        self.list_rollout_docs(filter, page).await
+    }
+
+    async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()> {
+        self.write_rollout(rollout, Expect::Revision(expect_revision))
+            .await
+    }
+
+    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView> {
+        self.release_view_cached(device_type).await
+    }
+
+    async fn record_check(
+        &self,
+        check_in: &CheckIn,
+        offer: &OfferFn<'_>,
+    ) -> StoreResult<DeviceSnapshot> {
+        self.check_in(check_in, offer).await
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>> {
+        self.get_device_doc(id).await
+    }
+
+    async fn set_device_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device> {
+        self.set_groups(id, groups).await
+    }
+
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>> {
+        self.list_device_docs(filter, page).await
+    }
+
+    async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome> {
+        self.report(report).await
+    }
+
+    async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
+        Ok(self.read_progress(rollout_id).await?.progress)
+    }
+
+    async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics> {
+        self.metrics(now).await
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.put_item(
+            self.audit_item(event)?,
+            Some("attribute_not_exists(PK)"),
+            &[],
+        )
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEvent>> {
+        self.list_audit_events(filter, page).await
+    }
+
+    async fn purge(
+        &self,
+        audit_before: OffsetDateTime,
+        log_before: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.purge_before(audit_before, log_before).await
+    }
+
+    async fn list_logs(
+        &self,
+        filter: &LogFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LogEntry>> {
+        self.list_log(filter, page).await
+    }
+}
