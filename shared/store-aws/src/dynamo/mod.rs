@@ -14,7 +14,7 @@ mod store;
 mod table;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
@@ -51,6 +51,10 @@ pub struct DynamoMeta {
     table: String,
     options: DynamoOptions,
     views: Mutex<HashMap<String, (Instant, ReleaseView)>>,
+    /// Reports moving one rollout's progress take turns within this process: they would
+    /// otherwise all race for the progress item's condition, and every loser redo its reads.
+    /// Across processes (Lambda instances) the condition still decides.
+    progress_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl DynamoMeta {
@@ -69,7 +73,29 @@ impl DynamoMeta {
             table: table.into(),
             options,
             views: Mutex::new(HashMap::new()),
+            progress_turns: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits for this process's turn at the progress of `rollouts` (in a fixed order, so two
+    /// reports never hold one each while waiting for the other).
+    async fn progress_turn(&self, rollouts: &[&String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut ids: Vec<&String> = rollouts.to_vec();
+        ids.sort();
+        ids.dedup();
+        let locks: Vec<_> = match self.progress_turns.lock() {
+            Ok(mut turns) => ids
+                .into_iter()
+                .map(|id| turns.entry(id.clone()).or_default().clone())
+                .collect(),
+            // A poisoned map only costs the optimisation: the conditions still decide.
+            Err(_) => Vec::new(),
+        };
+        let mut guards = Vec::new();
+        for lock in locks {
+            guards.push(lock.lock_owned().await);
+        }
+        guards
     }
 
     pub fn client(&self) -> &Client {

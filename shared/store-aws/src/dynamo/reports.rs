@@ -204,6 +204,8 @@ impl DynamoMeta {
         ];
         let changed = step == Transition::Apply;
         let mut paused_rollout = None;
+        // Held until the transaction is decided.
+        let _turns;
         if changed {
             let failures =
                 current.as_ref().map_or(0, |a| a.failures) + u32::from(r.status.is_failure());
@@ -230,6 +232,8 @@ impl DynamoMeta {
                 None => put(attempt, Some("attribute_not_exists(PK)"), &[], &self.table)?,
             });
             let from = current.as_ref().map(|a| a.status);
+            let turns: Vec<&String> = rollout_id.iter().chain(counted_in.iter()).collect();
+            _turns = self.progress_turn(&turns).await;
             // A retry that another rollout offered leaves the rollout of the failed attempt.
             if let (Some(old), Some(from)) = (&counted_in, from)
                 && rollout_id.as_ref() != Some(old)
