@@ -3,7 +3,7 @@
 //! when the backend breaks the contract.
 
 mod blobs;
-mod fixtures;
+pub mod fixtures;
 mod fleet;
 mod meta;
 

@@ -1,0 +1,143 @@
+//! `check` costs at most two DynamoDB requests (issue 4): counted on the wire by an SDK
+//! interceptor, against DynamoDB Local, through the real `check` use case.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use ota_core::check::{CheckAnswer, check};
+use ota_core::device_type::DeviceTypePolicy;
+use ota_core::firmware::FirmwareState;
+use ota_core::ports::MetaStore;
+use ota_core::rollout::RolloutState;
+use ota_core::status::OtaStatus;
+use ota_store_aws::{DynamoMeta, DynamoOptions, S3Blobs};
+use ota_store_conformance::fixtures::{check_in, dt, firmware, now, report, rollout};
+
+/// Every DynamoDB request sent (retries included), by operation.
+#[derive(Debug, Clone, Default)]
+struct Requests(Arc<Mutex<Vec<String>>>);
+
+impl Requests {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?")
+            .trim_start_matches("DynamoDB_20120810.")
+            .to_owned();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn check_costs_at_most_two_requests() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()),
+        "AWS_ENDPOINT_URL_DYNAMODB is not set: run with `cargo xtask test`"
+    );
+    let sdk = ota_store_aws::load_sdk_config().await;
+    let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
+    let plain = aws_sdk_dynamodb::Client::new(&sdk);
+    ota_store_aws::create_table(&plain, &table).await.unwrap();
+    let requests = Requests::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let meta = DynamoMeta::from_client(counted, &table, DynamoOptions::default());
+    // Presigning needs no request; the bucket need not exist.
+    let blobs = S3Blobs::new(&sdk, "unused");
+    let ttl = Duration::from_secs(60);
+
+    let fw = firmware("demo", "2.0.0", FirmwareState::Ready);
+    meta.create_device_type_if_absent(&DeviceTypePolicy {
+        name: dt("demo"),
+        chip: "esp32c3".into(),
+        max_image_size: None,
+        require_signature: false,
+        signing_key_digests: Vec::new(),
+        created_at: now(),
+        updated_at: now(),
+    })
+    .await
+    .unwrap();
+    meta.insert_firmware(&fw).await.unwrap();
+    let r = rollout(&fw, RolloutState::Active);
+    meta.insert_rollout(&r).await.unwrap();
+    requests.take();
+
+    // Cold instance: the release view is read once (one Query), then cached.
+    let cold = check(&meta, &blobs, &check_in("d0", "demo", "1.0.0"), ttl)
+        .await
+        .unwrap();
+    assert!(matches!(cold, CheckAnswer::Update { .. }));
+    let sent = requests.take();
+    assert_eq!(
+        sent.len(),
+        3,
+        "cold check: view + device read + write: {sent:?}"
+    );
+
+    let mut cases = Vec::new();
+    // A new device offered the release (registration, counter move and offer in one write).
+    cases.push(("new device, offered", check_in("d1", "demo", "1.0.0")));
+    // The same device asking again: already offered, one read and one write.
+    cases.push(("offered again", check_in("d1", "demo", "1.0.0")));
+    // Up to date.
+    cases.push(("new device, up to date", check_in("d2", "demo", "2.0.0")));
+    cases.push(("up to date again", check_in("d2", "demo", "2.0.0")));
+    // Another version moves the fleet counters in the same transaction.
+    cases.push(("version moved", check_in("d2", "demo", "1.5.0")));
+    for (what, ci) in cases {
+        check(&meta, &blobs, &ci, ttl).await.unwrap();
+        let sent = requests.take();
+        assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
+        eprintln!("{what}: {sent:?}");
+    }
+
+    // A device that failed three times is offered nothing, still within budget.
+    for (i, st) in [OtaStatus::Failed, OtaStatus::Failed, OtaStatus::Failed]
+        .into_iter()
+        .enumerate()
+    {
+        meta.record_status(&report(
+            "d1",
+            &fw,
+            OtaStatus::Downloading,
+            &format!("dl{i}"),
+        ))
+        .await
+        .unwrap();
+        meta.record_status(&report("d1", &fw, st, &format!("f{i}")))
+            .await
+            .unwrap();
+    }
+    requests.take();
+    let answer = check(&meta, &blobs, &check_in("d1", "demo", "1.0.0"), ttl)
+        .await
+        .unwrap();
+    assert_eq!(answer, CheckAnswer::UpToDate, "three strikes");
+    let sent = requests.take();
+    assert!(sent.len() <= 2, "after three failures: {sent:?}");
+}
