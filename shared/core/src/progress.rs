@@ -57,6 +57,27 @@ pub struct RolloutProgress {
 }
 
 impl RolloutProgress {
+    /// One device's attempt moved from `from` (None: not counted here yet) to `to`. A final
+    /// `to` is also one more final report.
+    pub fn attempt_moved(&mut self, from: Option<OtaStatus>, to: OtaStatus) {
+        if let Some(from) = from {
+            self.attempt_left(from);
+        }
+        *self.devices.slot(to) += 1;
+        if to == OtaStatus::Success {
+            self.success_reports += 1;
+        } else if to.is_failure() {
+            self.failure_reports += 1;
+        }
+    }
+
+    /// A device's attempt, last counted in `status`, now counts toward another rollout. Its
+    /// final reports stay counted here.
+    pub fn attempt_left(&mut self, status: OtaStatus) {
+        let slot = self.devices.slot(status);
+        *slot = slot.saturating_sub(1);
+    }
+
     /// failed / (failed + success), in percent; None before any final report.
     pub fn failure_rate_percent(&self) -> Option<f64> {
         let total = self.success_reports + self.failure_reports;

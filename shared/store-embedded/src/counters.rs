@@ -73,16 +73,7 @@ pub fn attempt_moved(
     to: OtaStatus,
 ) -> StoreResult<RolloutProgress> {
     let mut p = progress(tx, rollout_id)?;
-    if let Some(from) = from {
-        let slot = p.devices.slot(from);
-        *slot = slot.saturating_sub(1);
-    }
-    *p.devices.slot(to) += 1;
-    if to == OtaStatus::Success {
-        p.success_reports += 1;
-    } else if to.is_failure() {
-        p.failure_reports += 1;
-    }
+    p.attempt_moved(from, to);
     save_progress(tx, rollout_id, &p)?;
     Ok(p)
 }
@@ -91,8 +82,7 @@ pub fn attempt_moved(
 /// reports stay counted here.
 pub fn attempt_left(tx: &Transaction<'_>, rollout_id: &str, status: OtaStatus) -> StoreResult<()> {
     let mut p = progress(tx, rollout_id)?;
-    let slot = p.devices.slot(status);
-    *slot = slot.saturating_sub(1);
+    p.attempt_left(status);
     save_progress(tx, rollout_id, &p)
 }
 

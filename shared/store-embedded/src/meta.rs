@@ -19,7 +19,7 @@ use ota_core::ports::{
 };
 use ota_core::progress::{RolloutProgress, should_pause};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
-use ota_core::status::{OtaStatus, Transition, transition};
+use ota_core::status::{OtaStatus, Transition, attempt_rollout, transition};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
 
@@ -572,23 +572,17 @@ impl MetaStore for SqliteMeta {
             let current = attempt(tx, device, &r.firmware_id)?;
             let step = transition(current.as_ref().map(|a| a.status), r.status)
                 .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            // The rollout the attempt counts toward. Reports within an attempt (open, or its
-            // final state again) stay with the rollout that offered it. A new attempt (the
-            // first, or a retry after a failure) belongs to the rollout of the device's last
-            // offer of this release; a retry without a new offer stays where it was. An attempt
-            // begun before any offer joins the rollout that offers the release later.
             let counted_in = current.as_ref().and_then(|a| a.rollout_id.clone());
-            let new_attempt = step == Transition::Apply
-                && current.as_ref().is_none_or(|a| a.status.is_final());
-            let rollout_id = if new_attempt || counted_in.is_none() {
-                load_device(tx, device)?
-                    .and_then(|d| d.last_offer)
-                    .filter(|o| o.firmware_id == r.firmware_id)
-                    .map(|o| o.rollout_id)
-                    .or_else(|| counted_in.clone())
-            } else {
-                counted_in.clone()
-            };
+            let offered_by = load_device(tx, device)?
+                .and_then(|d| d.last_offer)
+                .filter(|o| o.firmware_id == r.firmware_id)
+                .map(|o| o.rollout_id);
+            let rollout_id = attempt_rollout(
+                step,
+                current.as_ref().map(|a| a.status),
+                counted_in.as_ref(),
+                || offered_by,
+            );
             let entry = LogEntry {
                 id: new_id(),
                 event_id: r.event_id.clone(),

@@ -10,7 +10,7 @@ use ota_core::ids::new_id;
 use ota_core::ports::{StatusReport, StoreError, StoreResult};
 use ota_core::progress::{RolloutProgress, should_pause};
 use ota_core::rollout::RolloutState;
-use ota_core::status::{OtaStatus, Transition, transition};
+use ota_core::status::{Transition, attempt_rollout, transition};
 
 use super::DynamoMeta;
 use super::item::{Item, doc, expires, get_n, item, key, n, s, shard, time_key};
@@ -149,22 +149,20 @@ impl DynamoMeta {
         let current = state.attempts.get(&r.firmware_id).cloned();
         let step = transition(current.as_ref().map(|a| a.status), r.status)
             .map_err(|e| StoreError::Conflict(e.to_string()))?;
-        // Which rollout the attempt counts toward: the same rule as the embedded store
-        // (shared/store-embedded/src/meta.rs, `record_status`).
         let counted_in = current.as_ref().and_then(|a| a.rollout_id.clone());
-        let new_attempt =
-            step == Transition::Apply && current.as_ref().is_none_or(|a| a.status.is_final());
-        let rollout_id = if new_attempt || counted_in.is_none() {
-            state
-                .device
-                .as_ref()
-                .and_then(|(d, _)| d.last_offer.clone())
-                .filter(|o| o.firmware_id == r.firmware_id)
-                .map(|o| o.rollout_id)
-                .or_else(|| counted_in.clone())
-        } else {
-            counted_in.clone()
-        };
+        let rollout_id = attempt_rollout(
+            step,
+            current.as_ref().map(|a| a.status),
+            counted_in.as_ref(),
+            || {
+                state
+                    .device
+                    .as_ref()
+                    .and_then(|(d, _)| d.last_offer.clone())
+                    .filter(|o| o.firmware_id == r.firmware_id)
+                    .map(|o| o.rollout_id)
+            },
+        );
         let entry = LogEntry {
             id: new_id(),
             event_id: r.event_id.clone(),
@@ -240,14 +238,14 @@ impl DynamoMeta {
             {
                 let stored = self.read_progress(old).await?;
                 let mut p = stored.progress;
-                let slot = p.devices.slot(from);
-                *slot = slot.saturating_sub(1);
+                p.attempt_left(from);
                 writes.push(self.progress_write(old, &stored, &p)?);
             }
             if let Some(id) = &rollout_id {
                 let from = from.filter(|_| counted_in.as_ref() == Some(id));
                 let stored = self.read_progress(id).await?;
-                let p = moved(stored.progress, from, r.status);
+                let mut p = stored.progress;
+                p.attempt_moved(from, r.status);
                 writes.push(self.progress_write(id, &stored, &p)?);
                 if r.status.is_final()
                     && let Some(mut rollout) = self.get_rollout_doc(id).await?
@@ -286,20 +284,4 @@ impl DynamoMeta {
             Err(TxFail::Store(e)) => Err(e),
         }
     }
-}
-
-/// One device's attempt moved from `from` to `to` in a rollout's progress (the same counting as
-/// the embedded store's `attempt_moved`).
-fn moved(mut p: RolloutProgress, from: Option<OtaStatus>, to: OtaStatus) -> RolloutProgress {
-    if let Some(from) = from {
-        let slot = p.devices.slot(from);
-        *slot = slot.saturating_sub(1);
-    }
-    *p.devices.slot(to) += 1;
-    if to == OtaStatus::Success {
-        p.success_reports += 1;
-    } else if to.is_failure() {
-        p.failure_reports += 1;
-    }
-    p
 }
