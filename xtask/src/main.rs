@@ -2,6 +2,7 @@
 //! the tests need (idempotently), so that a new machine needs nothing but this command.
 
 mod aws_local;
+mod lambda;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -15,9 +16,12 @@ commands:
   test                  install the test oracles and the local AWS stack if missing, start the
                         stack, then run every test of the workspace against it
   lint                  cargo fmt --check and cargo clippy --all-targets -D warnings
-  local-aws             install if missing and start DynamoDB Local and s3s-fs, print their
-                        environment as `export` lines, run until Ctrl-C
-  local-aws --check     the same, then one real DynamoDB and one real S3 round trip, then stop
+  local-aws             install if missing and start DynamoDB Local and s3s-fs, create the
+                        table and bucket, serve the six Lambda functions with `cargo lambda
+                        watch` on one base URL; print it, an admin token and the environment
+                        as `export` lines; run until Ctrl-C
+  local-aws --check     the same, then one real DynamoDB and S3 round trip and one request per
+                        function through the base URL, then stop
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +88,7 @@ fn local_aws(args: &[String]) -> anyhow::Result<()> {
         _ => bail!("usage: cargo xtask local-aws [--check]"),
     };
     let started = std::time::Instant::now();
+    let lambda_bin = lambda::ensure_cargo_lambda(&root())?;
     let mut aws = aws_local::LocalAws::start(&root())
         .context("the local AWS stack (DynamoDB Local + s3s-fs) did not start")?;
     eprintln!(
@@ -92,26 +97,50 @@ fn local_aws(args: &[String]) -> anyhow::Result<()> {
     );
     if check {
         aws_local::smoke_check(&aws)?;
-        eprintln!("xtask: local AWS stack ok; stopping it");
+        eprintln!("xtask: local AWS stack ok");
+    }
+    let session = lambda::prepare(&aws)?;
+    let watch_log = aws.run_dir().join("cargo-lambda-watch.log");
+    let watch_started = std::time::Instant::now();
+    let mut watch =
+        lambda::Watch::start(&lambda_bin, &aws, &session, check.then_some(&*watch_log))?;
+    eprintln!(
+        "xtask: cargo lambda watch serving {} ({:.1} s to the first answer, {:.1} s in all)",
+        watch.base_url(),
+        watch_started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    if check {
+        lambda::smoke_check(&watch, &session.admin_token)?;
+        eprintln!(
+            "xtask: local AWS mode ok in {:.1} s; stopping it",
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
-    // Issue 4: the table (same definition as the SAM template) and the bucket are created here,
-    // and `cargo lambda watch` started, by the code that owns the table definition.
     eprintln!("xtask: DynamoDB Local: {}", aws.dynamodb_endpoint);
     eprintln!("xtask: s3s-fs:         {}", aws.s3_endpoint);
     for (name, log) in aws.logs() {
         eprintln!("xtask: {name} log:   {}", log.display());
     }
-    eprintln!("xtask: paste these into a shell, then Ctrl-C here to stop the stack:");
+    eprintln!(
+        "xtask: table {} and bucket {} created; the functions log below (JSON and EMF lines)",
+        lambda::TABLE,
+        lambda::BUCKET
+    );
+    eprintln!("xtask: paste these into a shell, then Ctrl-C here to stop everything:");
     for name in aws_local::LocalAws::ENV_REMOVE {
         println!("unset {name}");
     }
-    for (name, value) in aws.env() {
+    for (name, value) in &session.env {
         println!("export {name}={value}");
     }
+    println!("export OTA={}", watch.base_url());
+    println!("export TOKEN={}", session.admin_token);
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
         aws.check_alive()?;
+        watch.check_alive()?;
     }
 }
 

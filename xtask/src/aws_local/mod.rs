@@ -7,7 +7,7 @@
 //! without dropping it: Ctrl-C, a kill, a panic with `panic = abort`.
 
 mod check;
-mod http;
+pub mod http;
 pub mod install;
 
 use std::fs::File;
@@ -314,7 +314,7 @@ fn s3_answers(addr: SocketAddr) -> bool {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("binding 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

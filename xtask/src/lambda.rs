@@ -1,0 +1,314 @@
+//! The six Lambda functions served locally by `cargo lambda watch` on the local AWS stack: the
+//! table and bucket created, a JWT secret for the session, an admin token, one base URL that
+//! serves the paths of API.md (the router in the workspace `Cargo.toml`). `docs/lambda.md`.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::aws_local::{self, LocalAws, http};
+
+/// Table and bucket of a local session (the stack is fresh, in memory, every time).
+pub const TABLE: &str = "ota-local";
+pub const BUCKET: &str = "ota-local";
+/// The function packages, built before the emulator starts so that its first invocation of each
+/// does not compile.
+const PACKAGES: [&str; 6] = [
+    "ota-fn-check",
+    "ota-fn-download",
+    "ota-fn-status",
+    "ota-fn-admin-upload",
+    "ota-fn-admin-rollout",
+    "ota-fn-admin-metrics",
+];
+/// How long the emulator may take to answer its first request (it starts the function then).
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The directory with `cargo-lambda` (and zig, through the `ziglang` wheel), installed into a
+/// virtual environment under `target/` when missing.
+pub fn ensure_cargo_lambda(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = crate::python::ensure_venv(
+        root,
+        "cargo-lambda-venv",
+        "xtask/requirements-lambda.txt",
+        |python| {
+            let ok = |cmd: &mut Command| {
+                cmd.stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let bin = python.parent().unwrap_or(Path::new("."));
+            ok(Command::new(bin.join("cargo-lambda")).args(["lambda", "--help"]))
+                && ok(Command::new(python).args(["-m", "ziglang", "version"]))
+        },
+    )?;
+    Ok(venv.join("bin"))
+}
+
+/// What the functions of a session are configured with, and an admin token for it.
+pub struct Session {
+    pub env: Vec<(String, String)>,
+    pub admin_token: String,
+}
+
+/// Builds the functions and the setup tool, creates the table and the bucket, generates the
+/// session's JWT secret and mints an admin token with it.
+pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
+    let mut build = crate::cargo();
+    build.args([
+        "build",
+        "--locked",
+        "-p",
+        "ota-lambda",
+        "--bin",
+        "ota-local-setup",
+    ]);
+    for p in PACKAGES {
+        build.args(["-p", p]);
+    }
+    crate::run(&mut build)?;
+
+    let mut env = aws.env();
+    env.extend(
+        [
+            ("OTA_TABLE", TABLE.to_owned()),
+            ("OTA_BUCKET", BUCKET.to_owned()),
+            ("OTA_JWT_SECRET", random_hex(32)?),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target"));
+    let setup = crate::root().join(target).join("debug/ota-local-setup");
+    let mut cmd = Command::new(&setup);
+    aws.apply(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {}", setup.display()))?;
+    if !out.status.success() {
+        bail!("creating the table and the bucket failed ({})", out.status);
+    }
+    let admin_token = String::from_utf8(out.stdout)?.trim().to_owned();
+    Ok(Session { env, admin_token })
+}
+
+/// `cargo lambda watch`, which starts `cargo run` and the functions under it. With a log file it
+/// runs in a process group of its own, all stopped on drop; otherwise it stays in the terminal's
+/// group, so that Ctrl-C reaches it and every function directly.
+pub struct Watch {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Option<PathBuf>,
+}
+
+impl Watch {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the emulator on a free port and waits until the base URL answers `/health`
+    /// (which starts the `admin-metrics` function). With `log`, its output goes there (and
+    /// functions are not rebuilt on code changes); otherwise to this terminal, with hot reload.
+    pub fn start(
+        bin_dir: &Path,
+        aws: &LocalAws,
+        session: &Session,
+        log: Option<&Path>,
+    ) -> anyhow::Result<Watch> {
+        let port = aws_local::free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = Command::new(bin_dir.join("cargo-lambda"));
+        cmd.args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &port.to_string()])
+            .current_dir(crate::root());
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![bin_dir.to_path_buf()];
+        paths.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(paths)?);
+        aws.apply(&mut cmd)
+            .envs(session.env.iter().map(|(k, v)| (k, v)));
+        if let Some(log) = log {
+            let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+            cmd.arg("--ignore-changes")
+                .process_group(0)
+                .stdout(file.try_clone()?)
+                .stderr(file);
+        }
+        let child = cmd.spawn().context("starting cargo lambda watch")?;
+        let mut watch = Watch {
+            child,
+            addr,
+            log: log.map(Path::to_path_buf),
+        };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = watch.child.try_wait()? {
+                bail!(
+                    "cargo lambda watch exited with {status}{}",
+                    watch.log_tail()
+                );
+            }
+            if let Ok(r) = http::request(addr, "GET", "/health", &[], b"") {
+                if r.status == 200 {
+                    break;
+                }
+                // The function answered, but not healthy: the store does not answer.
+                if r.status != 502 && r.status != 404 {
+                    bail!(
+                        "GET /health through cargo lambda watch answered {}: {}{}",
+                        r.status,
+                        http::truncate(&r.body, 500),
+                        watch.log_tail()
+                    );
+                }
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "cargo lambda watch did not serve /health within {} s{}",
+                    START_TIMEOUT.as_secs(),
+                    watch.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(watch)
+    }
+
+    /// Returns an error when the emulator has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("cargo lambda watch exited with {status}{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(log) = &self.log else {
+            return String::new();
+        };
+        let mut text = String::new();
+        let _ = File::open(log).and_then(|mut f| f.read_to_string(&mut text));
+        let start = text.len().saturating_sub(4000);
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        format!("\n--- {} (end) ---\n{}", log.display(), &text[start..])
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The process group when it has its own, else the emulator alone.
+        let group = match self.log {
+            Some(_) => format!("-{}", self.child.id()),
+            None => self.child.id().to_string(),
+        };
+        let kill = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+/// One request per function through the base URL, as a client of API.md would send it.
+pub fn smoke_check(watch: &Watch, token: &str) -> anyhow::Result<()> {
+    let bearer = format!("Bearer {token}");
+    let admin = [("Authorization", bearer.as_str())];
+    let json = [("Content-Type", "application/json")];
+    let check_body = br#"{"device_id":"dev-1","device_type":"demo","current_version":"1.0.0"}"#;
+    let status_body = br#"{"device_id":"dev-1","firmware_id":"00000000-0000-0000-0000-000000000000","status":"downloading"}"#;
+    let cases: [(&str, &str, &[(&str, &str)], &[u8], u16, &str); 9] = [
+        ("GET", "/health", &[], b"", 200, "admin-metrics"),
+        (
+            "GET",
+            "/api/ota/openapi.json",
+            &[],
+            b"",
+            200,
+            "admin-metrics",
+        ),
+        (
+            "GET",
+            "/api/ota/admin/metrics",
+            &admin,
+            b"",
+            200,
+            "admin-metrics",
+        ),
+        (
+            "GET",
+            "/api/ota/admin/device-types",
+            &[],
+            b"",
+            401,
+            "admin-rollout",
+        ),
+        (
+            "GET",
+            "/api/ota/admin/rollouts",
+            &admin,
+            b"",
+            200,
+            "admin-rollout",
+        ),
+        (
+            "GET",
+            "/api/ota/admin/firmware",
+            &admin,
+            b"",
+            200,
+            "admin-upload",
+        ),
+        ("POST", "/api/ota/check", &json, check_body, 401, "check"),
+        ("POST", "/api/ota/status", &json, status_body, 401, "status"),
+        ("GET", "/api/ota/download/p-1", &[], b"", 401, "download"),
+    ];
+    for (method, path, headers, body, want, function) in cases {
+        let started = Instant::now();
+        let r = http::request(watch.addr, method, path, headers, body)
+            .with_context(|| format!("{method} {path} ({function})"))?;
+        if r.status != want {
+            bail!(
+                "{method} {path} ({function}) answered {}, expected {want}: {}{}",
+                r.status,
+                http::truncate(&r.body, 500),
+                watch.log_tail()
+            );
+        }
+        eprintln!(
+            "xtask: {method} {path} -> {} ({function}, {} ms)",
+            r.status,
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
