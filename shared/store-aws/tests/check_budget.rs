@@ -99,16 +99,16 @@ async fn check_costs_at_most_two_requests() {
         "cold check: view + device read + write: {sent:?}"
     );
 
-    let mut cases = Vec::new();
-    // A new device offered the release (registration, counter move and offer in one write).
-    cases.push(("new device, offered", check_in("d1", "demo", "1.0.0")));
-    // The same device asking again: already offered, one read and one write.
-    cases.push(("offered again", check_in("d1", "demo", "1.0.0")));
-    // Up to date.
-    cases.push(("new device, up to date", check_in("d2", "demo", "2.0.0")));
-    cases.push(("up to date again", check_in("d2", "demo", "2.0.0")));
-    // Another version moves the fleet counters in the same transaction.
-    cases.push(("version moved", check_in("d2", "demo", "1.5.0")));
+    let cases = [
+        // A new device offered the release (registration, counter move and offer in one write).
+        ("new device, offered", check_in("d1", "demo", "1.0.0")),
+        // The same device asking again: already offered, one read and one write.
+        ("offered again", check_in("d1", "demo", "1.0.0")),
+        ("new device, up to date", check_in("d2", "demo", "2.0.0")),
+        ("up to date again", check_in("d2", "demo", "2.0.0")),
+        // Another version moves the fleet counters in the same transaction.
+        ("version moved", check_in("d2", "demo", "1.5.0")),
+    ];
     for (what, ci) in cases {
         check(&meta, &blobs, &ci, ttl).await.unwrap();
         let sent = requests.take();

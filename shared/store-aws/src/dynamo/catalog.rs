@@ -118,13 +118,12 @@ impl DynamoMeta {
         device_type: &DeviceType,
     ) -> StoreResult<ReleaseView> {
         let ttl = self.options.view_cache;
-        if !ttl.is_zero() {
-            if let Ok(views) = self.views.lock()
-                && let Some((at, view)) = views.get(device_type.as_str())
-                && at.elapsed() < ttl
-            {
-                return Ok(view.clone());
-            }
+        if !ttl.is_zero()
+            && let Ok(views) = self.views.lock()
+            && let Some((at, view)) = views.get(device_type.as_str())
+            && at.elapsed() < ttl
+        {
+            return Ok(view.clone());
         }
         // One Query: the policy (chip) and the view item, nothing else of the partition.
         let items = self
