@@ -58,12 +58,23 @@ pub struct DynamoMeta {
 }
 
 impl DynamoMeta {
+    /// A client from the shared SDK configuration with bounded waits: a DynamoDB that does not
+    /// answer becomes a 503 within seconds rather than a request that hangs until the Lambda
+    /// or the device gives up. Retries stay the SDK's standard ones (3 attempts, jittered).
     pub fn new(
         sdk: &aws_config::SdkConfig,
         table: impl Into<String>,
         options: DynamoOptions,
     ) -> Self {
-        Self::from_client(Client::new(sdk), table, options)
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(8))
+            .build();
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .build();
+        Self::from_client(Client::from_conf(config), table, options)
     }
 
     /// For a caller that configures the client itself (tests counting requests do).
