@@ -396,7 +396,8 @@ async fn keep_alive_clients_survive_refused_bodies() {
             .body(body.clone())
             .go()
             .await;
-        r.problem(403);
+        // With the AWS storage the server has no capability endpoint of its own: 404.
+        r.problem(if srv.is_aws() { 404 } else { 403 });
         assert_eq!(r.header("connection"), Some("close"), "round {i}");
         srv.post("/api/ota/admin/firmware")
             .header("content-type", "application/json")

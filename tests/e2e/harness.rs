@@ -7,6 +7,18 @@
 //! overrides, restarts, peeking at the data directory) goes through [`Server::local`], so that
 //! a later runner can point the same tests at another deployment (a base URL such as
 //! `OTA_E2E_BASE_URL` plus an admin token and the JWT secret) and skip the local-only ones.
+//!
+//! Two storage deployments of the same binary, chosen by `OTA_E2E_STORE`:
+//! - unset or `embedded`: SQLite and files in the data directory, capability URLs served by the
+//!   server itself;
+//! - `aws`: the DynamoDB table and S3 bucket of the local AWS stack (`cargo xtask test` sets
+//!   `OTA_E2E_STORE=aws` and the stack's `AWS_*` variables for its second run of this suite).
+//!   Every server gets a table and a bucket of its own, so tests stay independent; devices get
+//!   presigned S3 URLs, checked by s3s-fs. The data directory still holds the JWT secret and
+//!   the admin token, so restarts keep both.
+//!
+//! Tests that only make sense on one deployment say so with [`embedded_only`], which prints why
+//! a test is skipped.
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
@@ -35,15 +47,108 @@ pub struct Server {
     jwt_secret: Vec<u8>,
     http: reqwest::Client,
     local: Option<LocalServer>,
+    store: Store,
+}
+
+/// Where a deployment keeps its metadata and firmware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// SQLite and files in the data directory.
+    Embedded,
+    /// A DynamoDB table and an S3 bucket of the local AWS stack.
+    Aws { table: String, bucket: String },
+}
+
+/// Which deployment this run tests (`OTA_E2E_STORE`: `embedded`, the default, or `aws`).
+pub fn aws_mode() -> bool {
+    match std::env::var("OTA_E2E_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("embedded") => false,
+        Ok("aws") => true,
+        Ok(other) => panic!("OTA_E2E_STORE must be 'embedded' or 'aws', got '{other}'"),
+    }
+}
+
+/// The skip predicate for tests of what only the embedded storage has (its SQLite file, its
+/// blob directory): true, after printing `why`, when this run tests the AWS storage.
+pub fn embedded_only(why: &str) -> bool {
+    let skip = aws_mode();
+    if skip {
+        println!("skipped against the AWS storage: {why}");
+    }
+    skip
+}
+
+/// The skip predicate for tests of what only the AWS storage has (DynamoDB Local to stop): true,
+/// after printing `why`, when this run tests the embedded storage.
+pub fn aws_only(why: &str) -> bool {
+    let skip = !aws_mode();
+    if skip {
+        println!("skipped against the embedded storage: {why}");
+    }
+    skip
+}
+
+/// The SDK configuration of the local AWS stack; fails (never skips) without it, so that a green
+/// AWS run means the AWS storage was tested.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    for name in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3"] {
+        assert!(
+            std::env::var(name).is_ok_and(|v| !v.is_empty()),
+            "OTA_E2E_STORE=aws but {name} is not set: run `cargo xtask test`, or start the stack \
+             with `cargo xtask local-aws` and paste the export lines it prints"
+        );
+    }
+    ota_store_aws::load_sdk_config().await
+}
+
+/// A DynamoDB client of the local stack, or of another DynamoDB Local at `endpoint`.
+pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let sdk = aws_sdk_config().await;
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    if let Some(endpoint) = endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::from_conf(config.build())
+}
+
+/// A new, empty table (on the stack's DynamoDB, or on the one at `dynamodb`) and bucket for one
+/// server.
+async fn fresh_aws_store(dynamodb: Option<&str>) -> Store {
+    let sdk = aws_sdk_config().await;
+    let name = format!("ota-e2e-{}", uuid::Uuid::new_v4().simple());
+    ota_store_aws::create_table(&dynamodb_client(dynamodb).await, &name)
+        .await
+        .unwrap_or_else(|e| panic!("creating the table {name}: {e}"));
+    let blobs = ota_store_aws::S3Blobs::new(&sdk, &name);
+    blobs
+        .client()
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateBucket {name}: {e:?}"));
+    Store::Aws {
+        table: name.clone(),
+        bucket: name,
+    }
 }
 
 /// Starts an embedded server with environment overrides.
 #[derive(Default)]
 pub struct ServerBuilder {
     env: Vec<(String, String)>,
+    dynamodb: Option<String>,
 }
 
 impl ServerBuilder {
+    /// AWS storage only: the table lives on the DynamoDB (Local) at `endpoint` instead of the
+    /// stack's, e.g. a private instance a test stops mid-run.
+    pub fn dynamodb_endpoint(mut self, endpoint: &str) -> Self {
+        assert!(aws_mode(), "a DynamoDB endpoint needs OTA_E2E_STORE=aws");
+        self.dynamodb = Some(endpoint.to_owned());
+        self.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+    }
+
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
         self
@@ -54,9 +159,19 @@ impl ServerBuilder {
             .prefix("ota-e2e-")
             .tempdir()
             .expect("creating a temporary data directory");
+        let store = if aws_mode() {
+            fresh_aws_store(self.dynamodb.as_deref()).await
+        } else {
+            Store::Embedded
+        };
+        let mut env = self.env;
+        if let Store::Aws { table, bucket } = &store {
+            env.push(("OTA_TABLE".to_owned(), table.clone()));
+            env.push(("OTA_BUCKET".to_owned(), bucket.clone()));
+        }
         let mut local = LocalServer {
             data,
-            env: self.env,
+            env,
             child: None,
             output: Arc::new(Mutex::new(Vec::new())),
         };
@@ -67,6 +182,7 @@ impl ServerBuilder {
             jwt_secret: Vec::new(),
             http: client(),
             local: Some(local),
+            store,
         };
         server.read_credentials();
         server
@@ -102,6 +218,62 @@ impl Server {
             path.to_owned()
         } else {
             format!("{}{path}", self.base)
+        }
+    }
+
+    /// Whether devices get presigned S3 URLs (AWS storage) rather than the server's own
+    /// capability URLs.
+    pub fn is_aws(&self) -> bool {
+        matches!(self.store, Store::Aws { .. })
+    }
+
+    /// Every object in blob storage, as keys relative to its root (`firmware/<id>.bin`, and for
+    /// the embedded store `tmp/...` for uploads in progress), sorted.
+    pub async fn stored_blobs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.store {
+            Store::Embedded => {
+                let root = self.data_dir().join("blobs");
+                for sub in ["firmware", "tmp"] {
+                    if let Ok(rd) = std::fs::read_dir(root.join(sub)) {
+                        out.extend(
+                            rd.flatten()
+                                .map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())),
+                        );
+                    }
+                }
+            }
+            Store::Aws { bucket, .. } => {
+                let sdk = aws_sdk_config().await;
+                let s3 = ota_store_aws::S3Blobs::new(&sdk, bucket);
+                let mut pages = s3
+                    .client()
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.unwrap_or_else(|e| panic!("ListObjectsV2 {bucket}: {e:?}"));
+                    out.extend(
+                        page.contents()
+                            .iter()
+                            .filter_map(|o| o.key().map(str::to_owned)),
+                    );
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Asserts how a capability URL (download or upload) refused a request: on the embedded
+    /// server a problem with this status, from S3 the status (its body is S3's XML error).
+    #[track_caller]
+    pub fn assert_url_refused(&self, r: &Resp, status: u16) {
+        if self.is_aws() {
+            assert_eq!(r.status, status, "S3 answered: {}", r.text());
+        } else {
+            r.problem(status);
         }
     }
 

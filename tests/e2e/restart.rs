@@ -25,6 +25,10 @@ async fn snapshot(srv: &Server) -> Vec<(String, Vec<Value>)> {
 
 /// A URL issued by the previous process, pointed at the new one (the port changed).
 fn moved(url: &str, srv: &Server) -> String {
+    if srv.is_aws() {
+        // A presigned S3 URL does not name the server.
+        return url.to_owned();
+    }
     let parsed = reqwest::Url::parse(url).expect("URL");
     let rest = &url[parsed.origin().ascii_serialization().len()..];
     format!("{}{rest}", srv.base())
@@ -242,9 +246,6 @@ async fn committed_writes_survive_a_kill() {
     let offer = check(&srv, "k0", "killed", "1.0.0").await;
     let got = srv.get(str_of(&offer, "download_url")).go().await;
     assert_eq!(sha256_hex(&got.body), str_of(&fw, "file_hash"));
-    // Nothing half-written is left in the blob directory.
-    let tmp: Vec<_> = std::fs::read_dir(srv.data_dir().join("blobs/tmp"))
-        .unwrap()
-        .collect();
-    assert!(tmp.is_empty());
+    // Nothing half-written is left in blob storage: the one release, nothing else.
+    assert_eq!(srv.stored_blobs().await, [format!("firmware/{id}.bin")]);
 }
