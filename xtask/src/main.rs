@@ -74,10 +74,39 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(["test", "--workspace", "--all-targets", "--locked"])
         .args(extra)
         .env("OTA_PYTHON", &python))?;
+    e2e_on_aws(&aws, &python)?;
     // Doc tests are not part of --all-targets.
     run(aws
         .apply(&mut cargo())
         .args(["test", "--workspace", "--doc", "--locked"]))
+}
+
+/// The HTTP end-to-end suite a second time, against the AWS storage (the first run, inside
+/// `cargo test --workspace`, tested the embedded one): every test's `ota-server` gets a table
+/// and a bucket of its own on the local stack. `OTA_E2E_AWS_THREADS` sets its parallelism
+/// (default 2: DynamoDB Local shares the machine's cores with the servers and the tests).
+fn e2e_on_aws(aws: &aws_local::LocalAws, python: &Path) -> anyhow::Result<()> {
+    let threads = std::env::var("OTA_E2E_AWS_THREADS").unwrap_or_else(|_| "2".to_owned());
+    let started = std::time::Instant::now();
+    run(aws
+        .apply(&mut cargo())
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "ota-server",
+            "--test",
+            "e2e",
+            "--",
+        ])
+        .arg(format!("--test-threads={threads}"))
+        .env("OTA_E2E_STORE", "aws")
+        .env("OTA_PYTHON", python))?;
+    eprintln!(
+        "xtask: end-to-end suite against the AWS storage passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// `cargo xtask local-aws [--check]`.
