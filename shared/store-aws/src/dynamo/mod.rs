@@ -68,8 +68,8 @@ impl DynamoMeta {
     ) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(8))
+            .operation_attempt_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(12))
             .build();
         let config = aws_sdk_dynamodb::config::Builder::from(sdk)
             .timeout_config(timeouts)
