@@ -231,67 +231,104 @@ impl Drop for Watch {
     }
 }
 
-/// One request per function through the base URL, as a client of API.md would send it.
+/// One request of the smoke check and the status it must get.
+struct Probe {
+    method: &'static str,
+    path: &'static str,
+    /// With the admin token.
+    admin: bool,
+    body: &'static [u8],
+    want: u16,
+    function: &'static str,
+}
+
+const fn probe(
+    method: &'static str,
+    path: &'static str,
+    admin: bool,
+    body: &'static [u8],
+    want: u16,
+    function: &'static str,
+) -> Probe {
+    Probe {
+        method,
+        path,
+        admin,
+        body,
+        want,
+        function,
+    }
+}
+
+const CHECK: &[u8] = br#"{"device_id":"dev-1","device_type":"demo","current_version":"1.0.0"}"#;
+const STATUS: &[u8] = br#"{"device_id":"dev-1","firmware_id":"00000000-0000-0000-0000-000000000000","status":"downloading"}"#;
+
+/// At least one request per function: the admin lists read the (empty) table, the requests
+/// without a credential show the function answering its own routes.
+const PROBES: [Probe; 9] = [
+    probe("GET", "/health", false, b"", 200, "admin-metrics"),
+    probe(
+        "GET",
+        "/api/ota/openapi.json",
+        false,
+        b"",
+        200,
+        "admin-metrics",
+    ),
+    probe(
+        "GET",
+        "/api/ota/admin/metrics",
+        true,
+        b"",
+        200,
+        "admin-metrics",
+    ),
+    probe(
+        "GET",
+        "/api/ota/admin/device-types",
+        false,
+        b"",
+        401,
+        "admin-rollout",
+    ),
+    probe(
+        "GET",
+        "/api/ota/admin/rollouts",
+        true,
+        b"",
+        200,
+        "admin-rollout",
+    ),
+    probe(
+        "GET",
+        "/api/ota/admin/firmware",
+        true,
+        b"",
+        200,
+        "admin-upload",
+    ),
+    probe("POST", "/api/ota/check", false, CHECK, 401, "check"),
+    probe("POST", "/api/ota/status", false, STATUS, 401, "status"),
+    probe("GET", "/api/ota/download/p-1", false, b"", 401, "download"),
+];
+
+/// Sends [`PROBES`] through the base URL, as a client of API.md would.
 pub fn smoke_check(watch: &Watch, token: &str) -> anyhow::Result<()> {
     let bearer = format!("Bearer {token}");
-    let admin = [("Authorization", bearer.as_str())];
-    let json = [("Content-Type", "application/json")];
-    let check_body = br#"{"device_id":"dev-1","device_type":"demo","current_version":"1.0.0"}"#;
-    let status_body = br#"{"device_id":"dev-1","firmware_id":"00000000-0000-0000-0000-000000000000","status":"downloading"}"#;
-    let cases: [(&str, &str, &[(&str, &str)], &[u8], u16, &str); 9] = [
-        ("GET", "/health", &[], b"", 200, "admin-metrics"),
-        (
-            "GET",
-            "/api/ota/openapi.json",
-            &[],
-            b"",
-            200,
-            "admin-metrics",
-        ),
-        (
-            "GET",
-            "/api/ota/admin/metrics",
-            &admin,
-            b"",
-            200,
-            "admin-metrics",
-        ),
-        (
-            "GET",
-            "/api/ota/admin/device-types",
-            &[],
-            b"",
-            401,
-            "admin-rollout",
-        ),
-        (
-            "GET",
-            "/api/ota/admin/rollouts",
-            &admin,
-            b"",
-            200,
-            "admin-rollout",
-        ),
-        (
-            "GET",
-            "/api/ota/admin/firmware",
-            &admin,
-            b"",
-            200,
-            "admin-upload",
-        ),
-        ("POST", "/api/ota/check", &json, check_body, 401, "check"),
-        ("POST", "/api/ota/status", &json, status_body, 401, "status"),
-        ("GET", "/api/ota/download/p-1", &[], b"", 401, "download"),
-    ];
-    for (method, path, headers, body, want, function) in cases {
+    for p in &PROBES {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if p.admin {
+            headers.push(("Authorization", bearer.as_str()));
+        }
         let started = Instant::now();
-        let r = http::request(watch.addr, method, path, headers, body)
+        let (method, path, function) = (p.method, p.path, p.function);
+        let r = http::request(watch.addr, method, path, &headers, p.body)
             .with_context(|| format!("{method} {path} ({function})"))?;
-        if r.status != want {
+        if r.status != p.want {
             bail!(
-                "{method} {path} ({function}) answered {}, expected {want}: {}{}",
+                "{method} {path} ({function}) answered {}, expected {}: {}{}",
                 r.status,
+                p.want,
                 http::truncate(&r.body, 500),
                 watch.log_tail()
             );
