@@ -62,14 +62,8 @@ pub struct Session {
 /// session's JWT secret and mints an admin token with it.
 pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
     let mut build = crate::cargo();
-    build.args([
-        "build",
-        "--locked",
-        "-p",
-        "ota-lambda",
-        "--bin",
-        "ota-local-setup",
-    ]);
+    // `--bins`: a `--bin` would narrow every package to that one binary.
+    build.args(["build", "--locked", "--bins", "-p", "ota-lambda"]);
     for p in PACKAGES {
         build.args(["-p", p]);
     }
