@@ -17,8 +17,13 @@ use serde_json::{Value, json};
 use crate::api::*;
 use crate::harness::{Go, Resp, Server, aws_only, dynamodb_client};
 
-/// A 503 must come well within what a device or CI waits for an answer.
+/// A refused connection must become a 503 well within what a device or CI waits for an answer.
 const MAX_TIME_TO_503: Duration = Duration::from_secs(10);
+/// A DynamoDB that hangs is only noticed by the SDK's timeouts (`shared/store-aws`: attempt 5 s,
+/// operation 12 s, sized for DynamoDB Local on a loaded machine): the bound is that a request
+/// never hangs, below API Gateway's 29 s. The time is printed; ESP-IDF's HTTP client gives up
+/// after 5 s by default, so production would want shorter operation timeouts.
+const MAX_TIME_TO_503_HUNG: Duration = Duration::from_secs(15);
 const DYNAMODB_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A DynamoDB Local of this test's own, keeping its tables in `dir`, on a fixed port.
@@ -147,6 +152,11 @@ impl Drop for PrivateDynamo {
 /// Asserts the answer of a request made while DynamoDB is down, returns it as a problem.
 #[track_caller]
 fn assert_unavailable(what: &str, r: &Resp, took: Duration) -> Value {
+    assert_unavailable_within(what, r, took, MAX_TIME_TO_503)
+}
+
+#[track_caller]
+fn assert_unavailable_within(what: &str, r: &Resp, took: Duration, bound: Duration) -> Value {
     println!("{what}: {} after {:.2} s", r.status, took.as_secs_f64());
     assert_eq!(r.status, 503, "{what}: {}", r.text());
     let p = r.problem(503);
@@ -158,7 +168,7 @@ fn assert_unavailable(what: &str, r: &Resp, took: Duration) -> Value {
         "{what}: Retry-After '{retry_after}'"
     );
     assert!(
-        took < MAX_TIME_TO_503,
+        took < bound,
         "{what}: the 503 took {:.1} s",
         took.as_secs_f64()
     );
@@ -369,6 +379,11 @@ async fn a_dynamodb_outage_answers_503_and_loses_nothing() {
     )
     .await;
     db.signal("CONT");
-    assert_unavailable("check, DynamoDB hanging", &r, took);
-    assert_unavailable("status report, DynamoDB hanging", &report, report_took);
+    assert_unavailable_within("check, DynamoDB hanging", &r, took, MAX_TIME_TO_503_HUNG);
+    assert_unavailable_within(
+        "status report, DynamoDB hanging",
+        &report,
+        report_took,
+        MAX_TIME_TO_503_HUNG,
+    );
 }
