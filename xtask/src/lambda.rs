@@ -17,15 +17,15 @@ use crate::aws_local::{self, LocalAws, http};
 /// Table and bucket of a local session (the stack is fresh, in memory, every time).
 pub const TABLE: &str = "ota-local";
 pub const BUCKET: &str = "ota-local";
-/// The function packages, built before the emulator starts so that its first invocation of each
-/// does not compile.
-const PACKAGES: [&str; 6] = [
-    "ota-fn-check",
-    "ota-fn-download",
-    "ota-fn-status",
-    "ota-fn-admin-upload",
-    "ota-fn-admin-rollout",
-    "ota-fn-admin-metrics",
+/// The functions' binaries, built before the emulator starts so that its first invocation of
+/// each (`cargo run --bin <function>` at the workspace root) finds them fresh.
+const FUNCTIONS: [&str; 6] = [
+    "check",
+    "download",
+    "status",
+    "admin-upload",
+    "admin-rollout",
+    "admin-metrics",
 ];
 /// How long the emulator may take to answer its first request (it starts the function then).
 const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -62,10 +62,12 @@ pub struct Session {
 /// session's JWT secret and mints an admin token with it.
 pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
     let mut build = crate::cargo();
-    // `--bins`: a `--bin` would narrow every package to that one binary.
-    build.args(["build", "--locked", "--bins", "-p", "ota-lambda"]);
-    for p in PACKAGES {
-        build.args(["-p", p]);
+    // Selected by binary name at the workspace root, as the emulator's `cargo run --bin` does, so
+    // that features are resolved the same way (`-p` would resolve them for those packages only
+    // and the emulator would rebuild the AWS SDK).
+    build.args(["build", "--locked", "--bin", "ota-local-setup"]);
+    for f in FUNCTIONS {
+        build.args(["--bin", f]);
     }
     crate::run(&mut build)?;
 
@@ -332,6 +334,21 @@ pub fn smoke_check(watch: &Watch, token: &str) -> anyhow::Result<()> {
             r.status,
             started.elapsed().as_millis()
         );
+    }
+    // The functions' output reaches the emulator's log: an EMF line per request and JSON log
+    // lines (the ones of a request carry its request id).
+    if let Some(log) = &watch.log {
+        let text = std::fs::read_to_string(log)?;
+        let emf = text
+            .lines()
+            .find(|l| l.contains(r#""_aws":"#) && l.contains(r#""Function":"check""#));
+        let Some(emf) = emf else {
+            bail!(
+                "no EMF line of the check function in the log{}",
+                watch.log_tail()
+            );
+        };
+        eprintln!("xtask: an EMF line: {emf}");
     }
     Ok(())
 }
