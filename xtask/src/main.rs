@@ -101,6 +101,9 @@ fn e2e_on_aws(aws: &aws_local::LocalAws, python: &Path) -> anyhow::Result<()> {
         ])
         .arg(format!("--test-threads={threads}"))
         .env("OTA_E2E_STORE", "aws")
+        // DynamoDB Local shares two cores with the whole run: hundreds of concurrent reports
+        // queue for seconds there, where real DynamoDB answers in milliseconds.
+        .env("OTA_DYNAMODB_TIMEOUT_MS", "30000")
         .env("OTA_PYTHON", python))?;
     eprintln!(
         "xtask: end-to-end suite against the AWS storage passed in {:.0} s",

@@ -38,14 +38,10 @@ pub enum Storage {
     /// SQLite and files in the data directory; the server signs its own capability URLs.
     Embedded,
     /// The DynamoDB table `OTA_TABLE` and the S3 bucket `OTA_BUCKET` (both read again by
-    /// `ota_store_aws::stores_from_env`, with the SDK's own `AWS_*` variables); devices get
-    /// presigned S3 URLs.
-    Aws {
-        table: String,
-        bucket: String,
-        /// `OTA_VIEW_CACHE_S`: how long a device type's release view is reused by checks.
-        view_cache: Duration,
-    },
+    /// `ota_store_aws::stores_from_env`, with the SDK's own `AWS_*` variables, and
+    /// `OTA_VIEW_CACHE_S` / `OTA_DYNAMODB_TIMEOUT_MS` by `DynamoOptions::from_env`); devices
+    /// get presigned S3 URLs.
+    Aws { table: String, bucket: String },
 }
 
 fn var(name: &str) -> Option<String> {
@@ -83,11 +79,7 @@ impl Config {
         };
         let storage = match (var("OTA_TABLE"), var("OTA_BUCKET")) {
             (None, None) => Storage::Embedded,
-            (Some(table), Some(bucket)) => Storage::Aws {
-                table,
-                bucket,
-                view_cache: Duration::from_secs(number("OTA_VIEW_CACHE_S", 5)?),
-            },
+            (Some(table), Some(bucket)) => Storage::Aws { table, bucket },
             (Some(_), None) => bail!("OTA_TABLE is set, so OTA_BUCKET must be set too"),
             (None, Some(_)) => bail!(
                 "OTA_BUCKET is set without OTA_TABLE: the AWS storage needs both (unset both for \

@@ -136,14 +136,12 @@ async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow
                 Some(CapabilitySigner::from_secret(secret)),
             ))
         }
-        Storage::Aws { view_cache, .. } => {
-            let (meta, blobs) = ota_store_aws::stores_from_env(DynamoOptions {
-                view_cache: *view_cache,
-                log_retention: config.log_retention,
-                audit_retention: config.audit_retention,
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("configuring the AWS storage: {e}"))?;
+        Storage::Aws { .. } => {
+            let options = DynamoOptions::from_env(config.log_retention, config.audit_retention)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let (meta, blobs) = ota_store_aws::stores_from_env(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("configuring the AWS storage: {e}"))?;
             Ok((Arc::new(meta), Arc::new(blobs), None))
         }
     }

@@ -6,11 +6,10 @@ pub mod emf;
 mod function;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ota_core::ports::SystemClock;
 use ota_http::AppState;
-use ota_http::config::{CommonConfig, ConfigError, number};
+use ota_http::config::{CommonConfig, ConfigError};
 use ota_http::throttle::DeviceThrottle;
 use ota_store_aws::DynamoOptions;
 
@@ -43,11 +42,8 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
                 .to_owned(),
         )
     })?;
-    let options = DynamoOptions {
-        view_cache: Duration::from_secs(number("OTA_VIEW_CACHE_S", 5)?),
-        log_retention: common.log_retention,
-        audit_retention: common.audit_retention,
-    };
+    let options =
+        DynamoOptions::from_env(common.log_retention, common.audit_retention).map_err(InitError)?;
     let (meta, blobs) = ota_store_aws::stores_from_env(options)
         .await
         .map_err(InitError)?;

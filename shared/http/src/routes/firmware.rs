@@ -574,8 +574,11 @@ pub async fn deactivate(
     Ok(Json(fw))
 }
 
-/// Tries of an edit that keeps meeting concurrent writers.
-const EDIT_ATTEMPTS: usize = 8;
+/// Tries of an edit that keeps meeting concurrent writers, and the most one waits before
+/// trying again (a random part of it, so racing writers spread out: on DynamoDB they do not
+/// queue behind a lock as they do on SQLite).
+const EDIT_ATTEMPTS: u32 = 16;
+const EDIT_BACKOFF_MS: u64 = 50;
 
 /// Applies `change` to the stored release and writes it only if nobody else wrote it meanwhile,
 /// reloading and reapplying otherwise: a PATCH and a DELETE never undo each other.
@@ -587,7 +590,10 @@ async fn edit(state: &AppState, id: &str, change: impl Fn(&mut Firmware)) -> Api
         next.touch(state.clock.now());
         match state.meta.update_firmware(&next, &current).await {
             Ok(()) => return Ok(next),
-            Err(StoreError::Conflict(_)) => continue,
+            Err(StoreError::Conflict(_)) => {
+                let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % EDIT_BACKOFF_MS;
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
             Err(e) => return Err(e.into()),
         }
     }

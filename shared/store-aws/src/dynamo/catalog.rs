@@ -109,7 +109,9 @@ impl DynamoMeta {
     /// Forgets this instance's cached view of a type it just changed.
     pub(super) fn invalidate_view(&self, device_type: &DeviceType) {
         if let Ok(mut views) = self.views.lock() {
-            views.remove(device_type.as_str());
+            let entry = views.entry(device_type.to_string()).or_default();
+            entry.generation += 1;
+            entry.read = None;
         }
     }
 
@@ -118,12 +120,15 @@ impl DynamoMeta {
         device_type: &DeviceType,
     ) -> StoreResult<ReleaseView> {
         let ttl = self.options.view_cache;
-        if !ttl.is_zero()
-            && let Ok(views) = self.views.lock()
-            && let Some((at, view)) = views.get(device_type.as_str())
-            && at.elapsed() < ttl
-        {
-            return Ok(view.clone());
+        let mut generation = 0;
+        if let Ok(mut views) = self.views.lock() {
+            let entry = views.entry(device_type.to_string()).or_default();
+            generation = entry.generation;
+            if let Some((at, view)) = &entry.read
+                && at.elapsed() < ttl
+            {
+                return Ok(view.clone());
+            }
         }
         // One Query: the policy (chip) and the view item, nothing else of the partition.
         let items = self
@@ -155,7 +160,10 @@ impl DynamoMeta {
         if !ttl.is_zero()
             && let Ok(mut views) = self.views.lock()
         {
-            views.insert(device_type.to_string(), (Instant::now(), view.clone()));
+            let entry = views.entry(device_type.to_string()).or_default();
+            if entry.generation == generation {
+                entry.read = Some((Instant::now(), view.clone()));
+            }
         }
         Ok(view)
     }

@@ -14,6 +14,7 @@ mod store;
 mod table;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,37 @@ pub struct DynamoOptions {
     pub log_retention: Duration,
     /// Audit events expire this long after they are written.
     pub audit_retention: Duration,
+    /// How long one DynamoDB request may take (`OTA_DYNAMODB_TIMEOUT_MS`); the whole call,
+    /// with the SDK's retries, may take two and a half times as long. Past it the caller gets
+    /// `Unavailable` (503 with `Retry-After`): a device's HTTP client gives up after seconds,
+    /// so a hung table must not hold its request longer.
+    pub request_timeout: Duration,
+}
+
+impl DynamoOptions {
+    /// The options of API.md's environment: `OTA_VIEW_CACHE_S` (default 5) and
+    /// `OTA_DYNAMODB_TIMEOUT_MS` (default 2000), with the retention the caller parsed.
+    pub fn from_env(log_retention: Duration, audit_retention: Duration) -> Result<Self, String> {
+        let number = |name: &str, default: u64| -> Result<u64, String> {
+            match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{name} must be a non-negative integer, got '{v}'")),
+                None => Ok(default),
+            }
+        };
+        let timeout_ms = number("OTA_DYNAMODB_TIMEOUT_MS", 2000)?;
+        if timeout_ms == 0 {
+            return Err("OTA_DYNAMODB_TIMEOUT_MS must be positive".into());
+        }
+        Ok(Self {
+            view_cache: Duration::from_secs(number("OTA_VIEW_CACHE_S", 5)?),
+            log_retention,
+            audit_retention,
+            request_timeout: Duration::from_millis(timeout_ms),
+        })
+    }
 }
 
 impl Default for DynamoOptions {
@@ -41,8 +73,18 @@ impl Default for DynamoOptions {
             view_cache: Duration::from_secs(5),
             log_retention: Duration::from_secs(90 * 86_400),
             audit_retention: Duration::from_secs(365 * 86_400),
+            request_timeout: Duration::from_secs(2),
         }
     }
+}
+
+/// A device type's release view as this instance last read it. `generation` counts the
+/// instance's own writes to the type: a read that began before a write must not be cached
+/// after it.
+#[derive(Default)]
+struct CachedView {
+    generation: u64,
+    read: Option<(Instant, ReleaseView)>,
 }
 
 /// Metadata in one DynamoDB table.
@@ -50,26 +92,29 @@ pub struct DynamoMeta {
     client: Client,
     table: String,
     options: DynamoOptions,
-    views: Mutex<HashMap<String, (Instant, ReleaseView)>>,
+    views: Mutex<HashMap<String, CachedView>>,
     /// Reports moving one rollout's progress take turns within this process: they would
     /// otherwise all race for the progress item's condition, and every loser redo its reads.
     /// Across processes (Lambda instances) the condition still decides.
     progress_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The last commit time handed out (µs), so that this process's commits never tie.
+    last_commit: AtomicI64,
 }
 
 impl DynamoMeta {
-    /// A client from the shared SDK configuration with bounded waits: a DynamoDB that does not
-    /// answer becomes a 503 within seconds rather than a request that hangs until the Lambda
-    /// or the device gives up. Retries stay the SDK's standard ones (3 attempts, jittered).
+    /// A client from the shared SDK configuration with bounded waits (`request_timeout`): a
+    /// DynamoDB that does not answer becomes a 503 within seconds rather than a request that
+    /// hangs until the Lambda or the device gives up. Retries stay the SDK's standard ones.
     pub fn new(
         sdk: &aws_config::SdkConfig,
         table: impl Into<String>,
         options: DynamoOptions,
     ) -> Self {
+        let attempt = options.request_timeout;
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(5))
-            .operation_timeout(Duration::from_secs(12))
+            .connect_timeout(attempt)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 5 / 2)
             .build();
         let config = aws_sdk_dynamodb::config::Builder::from(sdk)
             .timeout_config(timeouts)
@@ -85,6 +130,7 @@ impl DynamoMeta {
             options,
             views: Mutex::new(HashMap::new()),
             progress_turns: Mutex::new(HashMap::new()),
+            last_commit: AtomicI64::new(0),
         }
     }
 
@@ -107,6 +153,30 @@ impl DynamoMeta {
             guards.push(lock.lock_owned().await);
         }
         guards
+    }
+
+    /// Now, but later than every time this process handed out before and not before `at`:
+    /// the position of a log entry committed now.
+    fn commit_time(&self, at: time::OffsetDateTime) -> time::OffsetDateTime {
+        let now = item::micros(time::OffsetDateTime::now_utc().max(at));
+        let mut last = self.last_commit.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_commit.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(next) * 1000,
+                    )
+                    .unwrap_or(at);
+                }
+                Err(seen) => last = seen,
+            }
+        }
     }
 
     pub fn client(&self) -> &Client {

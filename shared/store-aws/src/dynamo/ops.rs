@@ -118,6 +118,13 @@ pub fn delete(
         .build())
 }
 
+/// DynamoDB's key size limits (2048 bytes for a partition key, 1024 for a sort key). Ids
+/// taken from a request are not length-checked by the API, and a key past these limits is an
+/// item that cannot exist, not a fault.
+pub fn key_fits(pk: &str, sk: &str) -> bool {
+    pk.len() <= 2048 && sk.len() <= 1024
+}
+
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("building a DynamoDB request: {e}"))
 }
@@ -125,6 +132,9 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 impl DynamoMeta {
     /// A strongly consistent GetItem.
     pub(super) async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        if !key_fits(pk, sk) {
+            return Ok(None);
+        }
         self.client
             .get_item()
             .table_name(&self.table)
@@ -182,6 +192,9 @@ impl DynamoMeta {
         };
         let mut kept = Vec::new();
         let mut start: Option<Item> = None;
+        if !key_fits(&q.pk, "") {
+            return Ok(kept);
+        }
         loop {
             let mut req = self
                 .client

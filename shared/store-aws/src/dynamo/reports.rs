@@ -67,8 +67,9 @@ impl DynamoMeta {
         }
     }
 
-    fn log_item(&self, e: &LogEntry) -> StoreResult<Item> {
-        let order = time_key(e.created_at, &e.id);
+    /// The log entry; `order` places it in the log (the commit order, see `commit_time`).
+    fn log_item(&self, e: &LogEntry, order: time::OffsetDateTime) -> StoreResult<Item> {
+        let order = time_key(order, &e.id);
         item(
             keys::device(e.device_id.as_str()),
             keys::event(&e.event_id),
@@ -177,29 +178,7 @@ impl DynamoMeta {
             error_message: r.error_message.clone(),
             created_at: r.at,
         };
-        // Item 0 is the log entry: its condition failing means this event id was stored by a
-        // concurrent delivery of the same report.
-        let mut writes = vec![
-            put(
-                self.log_item(&entry)?,
-                Some("attribute_not_exists(PK)"),
-                &[],
-                &self.table,
-            )?,
-            update(
-                key(
-                    keys::outcomes(shard(r.device_id.as_str(), keys::COUNTER_SHARDS)),
-                    keys::outcome_hour(hour_of(r.at), r.status.as_str()),
-                ),
-                "ADD cnt :one SET st = :st, expires_at = :exp",
-                &[
-                    (":one", n(1)),
-                    (":st", s(r.status.as_str())),
-                    (":exp", n(r.at.unix_timestamp() + 2 * 86_400)),
-                ],
-                &self.table,
-            )?,
-        ];
+        let mut writes = Vec::new();
         let changed = step == Transition::Apply;
         let mut paused_rollout = None;
         // Held until the transaction is decided.
@@ -268,6 +247,28 @@ impl DynamoMeta {
                 }
             }
         }
+        // Listed in the order reports commit: after this process's turn at the rollout, from a
+        // clock that never repeats, so the log replays the counters rule 4 saw.
+        let order = self.commit_time(r.at);
+        writes.push(put(
+            self.log_item(&entry, order)?,
+            Some("attribute_not_exists(PK)"),
+            &[],
+            &self.table,
+        )?);
+        writes.push(update(
+            key(
+                keys::outcomes(shard(r.device_id.as_str(), keys::COUNTER_SHARDS)),
+                keys::outcome_hour(hour_of(r.at), r.status.as_str()),
+            ),
+            "ADD cnt :one SET st = :st, expires_at = :exp",
+            &[
+                (":one", n(1)),
+                (":st", s(r.status.as_str())),
+                (":exp", n(r.at.unix_timestamp() + 2 * 86_400)),
+            ],
+            &self.table,
+        )?);
         match self.transact(writes).await {
             Ok(()) => {
                 if let Some((_, dt)) = &paused_rollout {
