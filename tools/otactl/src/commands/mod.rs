@@ -1,0 +1,89 @@
+//! One module per subcommand group; each turns arguments into API calls and prints the answer.
+
+mod devices;
+mod firmware;
+mod logs;
+mod publish;
+mod rollout;
+mod token;
+
+use serde_json::Value;
+
+use crate::cli::{Cli, Command, Output};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::{image, output};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let out = cli.output;
+    // The offline commands need neither a server nor a token.
+    match &cli.command {
+        Command::Inspect { file } => return inspect(file, out).await,
+        Command::Token(cmd) => return token::run(cmd, out),
+        _ => {}
+    }
+    let client = connect(&cli)?;
+    match cli.command {
+        Command::Upload(args) => publish::upload(&client, &args, out).await,
+        Command::Release(args) => publish::release(&client, &args, out).await,
+        Command::Firmware(cmd) => firmware::run(&client, cmd, out).await,
+        Command::Rollout(cmd) => rollout::run(&client, cmd, out).await,
+        Command::Devices(cmd) => devices::run(&client, cmd, out).await,
+        Command::Logs(args) => logs::run(&client, &args, out).await,
+        Command::Metrics => metrics(&client, out).await,
+        Command::Inspect { .. } | Command::Token(_) => Ok(()),
+    }
+}
+
+fn connect(cli: &Cli) -> Result<Client> {
+    let server = cli
+        .server
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| Error::usage("no server: pass --server URL or set OTA_SERVER"))?;
+    let token = cli
+        .token
+        .as_deref()
+        .ok_or_else(|| Error::usage("no token: pass --token JWT or set OTA_TOKEN"))?;
+    Client::new(server, token)
+}
+
+async fn inspect(file: &std::path::Path, out: Output) -> Result<()> {
+    let local = image::read(file).await?;
+    output::emit(out, &local.to_json(file), || local.render(file));
+    match local.refusal(file) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
+async fn metrics(client: &Client, out: Output) -> Result<()> {
+    let v = client.get("/api/ota/admin/metrics", &[]).await?;
+    let m = crate::client::typed(&v, "metrics")?;
+    output::emit(out, &v, || crate::views::metrics(&m));
+    Ok(())
+}
+
+/// A list answer's items as typed views.
+fn items<T: serde::de::DeserializeOwned>(list: &Value, what: &str) -> Result<Vec<T>> {
+    let items = list
+        .get("items")
+        .cloned()
+        .unwrap_or(Value::Array(Vec::new()));
+    crate::client::typed(&items, what)
+}
+
+/// Optional query parameters, dropping the ones not given.
+fn query(pairs: Vec<(&'static str, Option<String>)>) -> Vec<(&'static str, String)> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
+fn page_query(page: &crate::cli::Page) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        ("limit", page.limit.map(|l| l.to_string())),
+        ("cursor", page.cursor.clone()),
+    ]
+}

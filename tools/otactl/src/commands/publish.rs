@@ -1,0 +1,101 @@
+//! `otactl upload` and `otactl release` (upload, then a canary rollout).
+
+use ota_core::firmware::Firmware;
+use ota_core::metrics::RolloutWithProgress;
+use serde_json::{Value, json};
+
+use super::rollout::{self, NewRollout};
+use crate::cli::{Output, ReleaseArgs, Target, UploadArgs};
+use crate::client::{Client, seg, typed};
+use crate::error::{Error, Result};
+use crate::upload::{self, Release};
+use crate::{output, views};
+
+pub async fn upload(client: &Client, args: &UploadArgs, out: Output) -> Result<()> {
+    let release = upload::publish(client, args).await?;
+    let fw: Firmware = typed(&release.firmware, "release")?;
+    let shown = json!({"outcome": release.outcome.as_str(), "firmware": release.firmware});
+    output::emit(out, &shown, || summary(&release, &fw));
+    Ok(())
+}
+
+fn summary(release: &Release, fw: &Firmware) -> String {
+    format!("{}\n{}", release.outcome.as_str(), views::firmware(fw))
+}
+
+pub async fn release(client: &Client, args: &ReleaseArgs, out: Output) -> Result<()> {
+    if !(args.canary.is_finite() && (0.0..=100.0).contains(&args.canary)) {
+        return Err(Error::usage(
+            "--canary must be a percentage between 0 and 100",
+        ));
+    }
+    let release = upload::publish(client, &args.upload).await?;
+    let fw: Firmware = typed(&release.firmware, "release")?;
+    // A re-run after the rollout was created must not start a second one.
+    let existing = client
+        .get(
+            "/api/ota/admin/rollouts",
+            &[("firmware_id", fw.id.clone()), ("limit", "500".to_owned())],
+        )
+        .await?;
+    let existing: Vec<(Value, RolloutWithProgress)> = existing
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| typed::<RolloutWithProgress>(&v, "rollout").map(|r| (v, r)))
+        .collect::<Result<_>>()?;
+    let (rollout, created) = match existing.into_iter().next() {
+        Some((v, r)) => {
+            eprintln!(
+                "release {} already has rollout {} ({}): not starting another",
+                fw.id,
+                r.rollout.id,
+                r.rollout.state.as_str()
+            );
+            (v, false)
+        }
+        None => {
+            let name = args
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} {} canary", fw.device_type, fw.version));
+            let v = rollout::create(
+                client,
+                NewRollout {
+                    firmware_id: fw.id.clone(),
+                    name: Some(name),
+                    target: Target::Canary,
+                    percentage: Some(args.canary),
+                    devices: Vec::new(),
+                    groups: Vec::new(),
+                    failure_threshold: args.failure_threshold,
+                    min_reports: args.min_reports,
+                    allow_downgrade: false,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Refused(p) => Error::failed(format!(
+                    "release {} is published but its rollout was refused: {p}; re-run to retry, or `otactl rollout create --firmware {}`",
+                    fw.id,
+                    seg(&fw.id)
+                )),
+                other => other,
+            })?;
+            (v, true)
+        }
+    };
+    let r: RolloutWithProgress = typed(&rollout, "rollout")?;
+    let shown = json!({
+        "outcome": release.outcome.as_str(),
+        "rollout_created": created,
+        "firmware": release.firmware,
+        "rollout": rollout,
+    });
+    output::emit(out, &shown, || {
+        format!("{}\n\n{}", summary(&release, &fw), views::rollout(&r))
+    });
+    Ok(())
+}
