@@ -61,18 +61,22 @@ pub enum Command {
 pub struct UploadArgs {
     /// The app image (.bin) as ESP-IDF builds it.
     pub file: PathBuf,
+    /// The product line, e.g. scales_bridge_tab5 (created by its first image).
     #[arg(long)]
     pub device_type: String,
     /// Defaults to the version in the image's app description.
     #[arg(long)]
     pub version: Option<String>,
+    /// Build number (a device that reports its build is offered a higher (version, build)).
     #[arg(long = "build")]
     pub build_number: Option<u64>,
+    /// Channel the release is offered on (server default: stable).
     #[arg(long)]
     pub channel: Option<String>,
     /// Release notes shown to devices and admins.
     #[arg(long)]
     pub notes: Option<String>,
+    /// Internal description (not shown to devices).
     #[arg(long)]
     pub description: Option<String>,
     /// Devices below this version are not offered the release.
