@@ -317,6 +317,30 @@ fn usage_errors_exit_2() {
         &["--output", "yaml", "metrics"][..],
         &["rollout", "create", "--firmware", "x", "--target", "canary"][..],
         &["rollout", "set", "x", "--percentage", "150"][..],
+        &["rollout", "set", "x", "--percentage", "NaN"][..],
+        &["logs", "--follow", "--interval", "1e300"][..],
+        &["logs", "--interval", "-1"][..],
+        &[
+            "token",
+            "mint",
+            "--role",
+            "admin",
+            "--secret-file",
+            "s",
+            "--ttl",
+            "9223372036854775807",
+        ][..],
+        &[
+            "token",
+            "mint",
+            "--role",
+            "admin",
+            "--secret-file",
+            "s",
+            "--ttl",
+            "0",
+        ][..],
+        &["devices", "token", "d", "--ttl", "-5"][..],
         &[
             "upload",
             "f.bin",
@@ -642,8 +666,24 @@ fn logs_follow_prints_new_entries_as_they_arrive() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    // Lines arrive through a thread so that a follower that never prints fails the test
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || -> Value {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("logs --follow printed nothing within 30 s");
+        serde_json::from_str(&line).unwrap()
+    };
+    let first = next_line();
     assert_eq!(first["status"], "downloading");
 
     block(async {
@@ -657,7 +697,7 @@ fn logs_follow_prints_new_entries_as_they_arrive() {
             .unwrap();
         assert_eq!(r.status(), 200);
     });
-    let next: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let next = next_line();
     assert_eq!(next["status"], "installing", "only the new entry, once");
     let _ = child.kill();
     let _ = child.wait();

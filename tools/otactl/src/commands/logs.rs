@@ -14,9 +14,15 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::views::{self, ts};
 
+/// An hour between polls is already more than following; the bound also keeps the value inside
+/// what a `Duration` holds.
+const MAX_INTERVAL_S: f64 = 3600.0;
+
 pub async fn run(client: &Client, args: &LogsArgs, out: Output) -> Result<()> {
-    if !(args.interval.is_finite() && args.interval >= 0.1) {
-        return Err(Error::usage("--interval must be at least 0.1 seconds"));
+    if !(args.interval.is_finite() && (0.1..=MAX_INTERVAL_S).contains(&args.interval)) {
+        return Err(Error::usage(format!(
+            "--interval must be between 0.1 and {MAX_INTERVAL_S} seconds"
+        )));
     }
     let filters = |since: Option<String>| {
         query(vec![

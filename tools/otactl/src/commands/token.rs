@@ -8,6 +8,8 @@ use crate::cli::{Output, RoleArg, TokenCmd};
 use crate::error::{Error, Result};
 use crate::output;
 
+const MAX_TTL_S: i64 = 10 * 366 * 24 * 3600;
+
 pub fn run(cmd: &TokenCmd, out: Output) -> Result<()> {
     let TokenCmd::Mint {
         role,
@@ -16,8 +18,11 @@ pub fn run(cmd: &TokenCmd, out: Output) -> Result<()> {
         ttl,
         issuer,
     } = cmd;
-    if *ttl <= 0 {
-        return Err(Error::usage("--ttl must be a positive number of seconds"));
+    // The upper bound keeps `exp` a real date (and the arithmetic from overflowing).
+    if !(1..=MAX_TTL_S).contains(ttl) {
+        return Err(Error::usage(format!(
+            "--ttl must be between 1 and {MAX_TTL_S} seconds (10 years)"
+        )));
     }
     if sub.trim().is_empty() {
         return Err(Error::usage("--sub must not be empty"));
