@@ -26,7 +26,7 @@ pub async fn check(
 ) -> Result<CheckAnswer, OpError> {
     // The view first: the offer is decided inside the device's write (see `record_check`).
     let view = meta.release_view(&check_in.device_type).await?;
-    let new_offer = |snapshot: &DeviceSnapshot| {
+    let offer_from = |snapshot: &DeviceSnapshot| {
         let option = rules::decide(&view, check_in, snapshot)?;
         let already_offered = snapshot.device.last_offer.as_ref().is_some_and(|o| {
             o.firmware_id == option.firmware.id && o.rollout_id == option.rollout.id
@@ -37,6 +37,15 @@ pub async fn check(
             rollout_id: option.rollout.id.clone(),
             at: check_in.at,
         })
+    };
+    // A check that completes the last offer records the completion first: the report must
+    // count toward the rollout of that offer, so the new offer waits for a second write.
+    let new_offer = |snapshot: &DeviceSnapshot| {
+        if rules::completes_offer(check_in, snapshot).is_some() {
+            None
+        } else {
+            offer_from(snapshot)
+        }
     };
     let snapshot = meta.record_check(check_in, &new_offer).await?;
     if let Some(firmware_id) = rules::completes_offer(check_in, &snapshot) {
@@ -57,6 +66,12 @@ pub async fn check(
             // A final state reported meanwhile wins; the check-in has nothing to add.
             Ok(_) | Err(crate::ports::StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
+        }
+        // Rare (once per update), so its extra device write is outside the check budget. The
+        // offer is decided from the same snapshot as before the completion, as it always was.
+        if offer_from(&snapshot).is_some() {
+            meta.record_check(check_in, &|_| offer_from(&snapshot))
+                .await?;
         }
     }
     let Some(option) = rules::decide(&view, check_in, &snapshot) else {
