@@ -164,11 +164,17 @@ impl ServerBuilder {
         } else {
             Store::Embedded
         };
-        let mut env = self.env;
+        let mut env = Vec::new();
         if let Store::Aws { table, bucket } = &store {
             env.push(("OTA_TABLE".to_owned(), table.clone()));
             env.push(("OTA_BUCKET".to_owned(), bucket.clone()));
+            // The one OTA_* setting of the runner that reaches the server (before the test's
+            // own, which win): `cargo xtask test` sizes it for DynamoDB Local under load.
+            if let Ok(timeout) = std::env::var("OTA_DYNAMODB_TIMEOUT_MS") {
+                env.push(("OTA_DYNAMODB_TIMEOUT_MS".to_owned(), timeout));
+            }
         }
+        env.extend(self.env);
         let mut local = LocalServer {
             data,
             env,
