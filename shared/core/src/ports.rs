@@ -101,6 +101,26 @@ pub struct StatusReport {
 /// What a check offers a device given its snapshot: None keeps the last offer as it is.
 pub type OfferFn<'a> = dyn Fn(&DeviceSnapshot) -> Option<crate::device::Offer> + Send + Sync + 'a;
 
+impl StatusReport {
+    /// The OTA log entry of this report, counted toward `rollout_id`.
+    pub fn log_entry(&self, rollout_id: Option<String>) -> LogEntry {
+        LogEntry {
+            id: crate::ids::new_id(),
+            event_id: self.event_id.clone(),
+            device_id: self.device_id.clone(),
+            device_type: self.device_type.clone(),
+            firmware_id: self.firmware_id.clone(),
+            version: self.version.clone(),
+            rollout_id,
+            status: self.status,
+            bytes_downloaded: self.bytes_downloaded,
+            progress_percent: self.progress_percent,
+            error_message: self.error_message.clone(),
+            created_at: self.at,
+        }
+    }
+}
+
 #[async_trait]
 pub trait MetaStore: Send + Sync {
     /// Liveness of the backend, for `/health`.

@@ -11,7 +11,7 @@ use ota_core::device::{
 };
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::firmware::{Firmware, FirmwareFilter};
-use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
+use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::FleetMetrics;
 use ota_core::ports::{
     MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError,
@@ -583,20 +583,7 @@ impl MetaStore for SqliteMeta {
                 counted_in.as_ref(),
                 || offered_by,
             );
-            let entry = LogEntry {
-                id: new_id(),
-                event_id: r.event_id.clone(),
-                device_id: r.device_id.clone(),
-                device_type: r.device_type.clone(),
-                firmware_id: r.firmware_id.clone(),
-                version: r.version.clone(),
-                rollout_id: rollout_id.clone(),
-                status: r.status,
-                bytes_downloaded: r.bytes_downloaded,
-                progress_percent: r.progress_percent,
-                error_message: r.error_message.clone(),
-                created_at: r.at,
-            };
+            let entry = r.log_entry(rollout_id.clone());
             tx.execute(
                 "INSERT INTO ota_log (id, event_id, device_id, firmware_id, status, created_at, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -6,7 +6,6 @@
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::audit::AuditEvent;
 use ota_core::device::{LogEntry, StatusOutcome};
-use ota_core::ids::new_id;
 use ota_core::ports::{StatusReport, StoreError, StoreResult};
 use ota_core::progress::{RolloutProgress, should_pause};
 use ota_core::rollout::RolloutState;
@@ -164,20 +163,7 @@ impl DynamoMeta {
                     .map(|o| o.rollout_id)
             },
         );
-        let entry = LogEntry {
-            id: new_id(),
-            event_id: r.event_id.clone(),
-            device_id: r.device_id.clone(),
-            device_type: r.device_type.clone(),
-            firmware_id: r.firmware_id.clone(),
-            version: r.version.clone(),
-            rollout_id: rollout_id.clone(),
-            status: r.status,
-            bytes_downloaded: r.bytes_downloaded,
-            progress_percent: r.progress_percent,
-            error_message: r.error_message.clone(),
-            created_at: r.at,
-        };
+        let entry = r.log_entry(rollout_id.clone());
         let mut writes = Vec::new();
         let changed = step == Transition::Apply;
         let mut paused_rollout = None;
