@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use ota_core::capability::CapabilitySigner;
 use ota_core::ports::{BlobStore, MetaStore, SystemClock};
-use ota_http::auth::{AuthConfig, ExternalAdminKey, Role};
+use ota_http::auth::Role;
 use ota_http::throttle::DeviceThrottle;
-use ota_http::{AppState, Settings, full_router};
+use ota_http::{AppState, full_router};
 use ota_store_aws::DynamoOptions;
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 use std::time::Duration;
@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let (secret, generated) =
-        secret::load_or_create(&config.data_dir, config.jwt_secret.as_deref())?;
+        secret::load_or_create(&config.data_dir, config.common.jwt_secret.as_deref())?;
 
     // Bound before anything hands out URLs: with port 0 only the bound address is reachable.
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -48,14 +48,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{addr}"));
 
     let (meta, blobs, capability) = open_stores(&config, &secret, &public_url).await?;
-    let mut auth = AuthConfig::new(&secret, config.jwt_issuer.clone(), config.device_auth);
-    if let Some((alg, path)) = &config.admin_key {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        auth = auth.with_external_admin_key(
-            ExternalAdminKey::from_pem(alg, &pem)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        );
-    }
+    let auth = config.common.auth(&secret)?;
 
     let token = auth
         .mint_admin("ota-server", Role::Admin, START_TOKEN_TTL_S)
@@ -67,20 +60,16 @@ async fn main() -> anyhow::Result<()> {
         meta,
         blobs,
         auth: Arc::new(auth),
-        settings: Arc::new(Settings {
-            url_ttl: config.url_ttl,
-            poll_interval_s: config.poll_interval_s,
-            max_upload_bytes: config.max_upload_bytes,
-        }),
+        settings: Arc::new(config.common.settings()),
         clock: Arc::new(SystemClock),
         capability,
-        throttle: Arc::new(DeviceThrottle::new(config.device_rate_per_min)),
+        throttle: Arc::new(DeviceThrottle::new(config.common.device_rate_per_min)),
     };
 
     tokio::spawn(retention(
         state.meta.clone(),
-        config.audit_retention,
-        config.log_retention,
+        config.common.audit_retention,
+        config.common.log_retention,
     ));
 
     // Tests and scripts read this line to find an ephemeral port.
@@ -101,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         println!("admin token written to {}", token_path.display());
     }
-    if !config.device_auth {
+    if !config.common.device_auth {
         println!("warning: OTA_DEVICE_AUTH=off: device endpoints accept unauthenticated requests");
     }
     axum::serve(listener, full_router(state))
@@ -137,8 +126,9 @@ async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow
             ))
         }
         Storage::Aws { .. } => {
-            let options = DynamoOptions::from_env(config.log_retention, config.audit_retention)
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let options =
+                DynamoOptions::from_env(config.common.log_retention, config.common.audit_retention)
+                    .map_err(|e| anyhow::anyhow!(e))?;
             let (meta, blobs) = ota_store_aws::stores_from_env(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("configuring the AWS storage: {e}"))?;
