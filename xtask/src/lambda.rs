@@ -353,6 +353,52 @@ pub fn smoke_check(watch: &Watch, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the README's walkthrough (the shell block that starts with `OTA=${OTA:-`) verbatim
+/// through the base URL, with the session's admin token instead of the embedded server's token
+/// file: publish, roll out, check, download from S3, report, read the log, across five of the
+/// functions. Needs bash, curl, jq and sha256sum.
+pub fn walkthrough(watch: &Watch, token: &str) -> anyhow::Result<()> {
+    let readme = std::fs::read_to_string(crate::root().join("README.md"))?;
+    let start = readme
+        .find("```sh\nOTA=${OTA:-")
+        .context("README.md has no walkthrough block")?
+        + "```sh\n".len();
+    let end = start
+        + readme[start..]
+            .find("```")
+            .context("the walkthrough block does not end")?;
+    let script: String = readme[start..end]
+        .lines()
+        .filter(|l| !l.starts_with("TOKEN=$(cat ota-data/admin-token)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("OTA", watch.base_url())
+        .env("TOKEN", token)
+        .current_dir(crate::root())
+        .output()
+        .context("starting bash for the README walkthrough")?;
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!(
+            "the README walkthrough failed through the functions ({}):\n{shown}{}",
+            out.status,
+            watch.log_tail()
+        );
+    }
+    eprintln!(
+        "xtask: README walkthrough through the functions ok in {:.1} s:\n{shown}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     File::open("/dev/urandom")

@@ -144,6 +144,7 @@ fn local_aws(args: &[String]) -> anyhow::Result<()> {
     );
     if check {
         lambda::smoke_check(&watch, &session.admin_token)?;
+        lambda::walkthrough(&watch, &session.admin_token)?;
         eprintln!(
             "xtask: local AWS mode ok in {:.1} s; stopping it",
             started.elapsed().as_secs_f64()
