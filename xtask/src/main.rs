@@ -14,7 +14,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test                  install the test oracles and the local AWS stack if missing, start the
-                        stack, then run every test of the workspace against it
+                        stack, then run every test of the workspace against it, the end-to-end
+                        suite again on DynamoDB + S3, and the README walkthrough through the
+                        Lambda functions (cargo lambda watch)
   lint                  cargo fmt --check and cargo clippy --all-targets -D warnings
   local-aws             install if missing and start DynamoDB Local and s3s-fs, create the
                         table and bucket, serve the six Lambda functions with `cargo lambda
@@ -75,6 +77,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .env("OTA_PYTHON", &python))?;
     e2e_on_aws(&aws, &python)?;
+    lambda_on_aws(&aws)?;
     // Doc tests are not part of --all-targets.
     run(aws
         .apply(&mut cargo())
@@ -112,6 +115,23 @@ fn e2e_on_aws(aws: &aws_local::LocalAws, python: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Lambda functions themselves on the same stack, through `cargo lambda watch` (the API
+/// Gateway routes of `Cargo.toml`): one probe per function, then the README walkthrough.
+fn lambda_on_aws(aws: &aws_local::LocalAws) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let bin = lambda::ensure_cargo_lambda(&root())?;
+    let session = lambda::prepare(aws)?;
+    let log = aws.run_dir().join("cargo-lambda-watch.log");
+    let watch = lambda::Watch::start(&bin, aws, &session, Some(&log))?;
+    eprintln!(
+        "xtask: cargo lambda watch serving {} after {:.1} s",
+        watch.base_url(),
+        started.elapsed().as_secs_f64()
+    );
+    lambda::smoke_check(&watch, &session.admin_token)?;
+    lambda::walkthrough(&watch, &session.admin_token)
+}
+
 /// `cargo xtask local-aws [--check]`.
 fn local_aws(args: &[String]) -> anyhow::Result<()> {
     let check = match args {
@@ -130,27 +150,20 @@ fn local_aws(args: &[String]) -> anyhow::Result<()> {
     if check {
         aws_local::smoke_check(&aws)?;
         eprintln!("xtask: local AWS stack ok");
-    }
-    let session = lambda::prepare(&aws)?;
-    let watch_log = aws.run_dir().join("cargo-lambda-watch.log");
-    let watch_started = std::time::Instant::now();
-    let mut watch =
-        lambda::Watch::start(&lambda_bin, &aws, &session, check.then_some(&*watch_log))?;
-    eprintln!(
-        "xtask: cargo lambda watch serving {} ({:.1} s to the first answer, {:.1} s in all)",
-        watch.base_url(),
-        watch_started.elapsed().as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
-    if check {
-        lambda::smoke_check(&watch, &session.admin_token)?;
-        lambda::walkthrough(&watch, &session.admin_token)?;
+        lambda_on_aws(&aws)?;
         eprintln!(
             "xtask: local AWS mode ok in {:.1} s; stopping it",
             started.elapsed().as_secs_f64()
         );
         return Ok(());
     }
+    let session = lambda::prepare(&aws)?;
+    let mut watch = lambda::Watch::start(&lambda_bin, &aws, &session, None)?;
+    eprintln!(
+        "xtask: cargo lambda watch serving {} ({:.1} s in all)",
+        watch.base_url(),
+        started.elapsed().as_secs_f64()
+    );
     eprintln!("xtask: DynamoDB Local: {}", aws.dynamodb_endpoint);
     eprintln!("xtask: s3s-fs:         {}", aws.s3_endpoint);
     for (name, log) in aws.logs() {
