@@ -299,47 +299,15 @@ impl DynamoMeta {
         filter: &FirmwareFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Firmware>> {
-        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
         let (index, pk) = match &filter.device_type {
             Some(dt) => ("GSI2", keys::firmware_of_type(dt.as_str())),
             None => ("GSI1", keys::ALL_FIRMWARE.to_owned()),
         };
-        let channel = filter.channel.clone();
-        let state = filter.state.map(FirmwareState::as_str);
-        let items = self
-            .query(
-                &Query {
-                    index: Some(index),
-                    pk,
-                    range: after.map_or(Range::All, Range::Below),
-                    descending: true,
-                },
-                page.limit as usize + 1,
-                |it| {
-                    let state_ok = state.is_none_or(|st| get_s(it, "fst") == Some(st));
-                    let channel_ok = channel
-                        .as_deref()
-                        .is_none_or(|c| doc::<Firmware>(it).is_ok_and(|f| f.channel == c));
-                    if state_ok && channel_ok {
-                        Take::Keep
-                    } else {
-                        Take::Skip
-                    }
-                },
-            )
-            .await?;
-        let mut out = Vec::new();
-        for it in &items {
-            let order = get_s(it, &format!("{index}SK"))
-                .unwrap_or_default()
-                .to_owned();
-            out.push((order, doc::<Firmware>(it)?));
-        }
-        let p = cursor::paginate(out, page.limit, |(order, _)| order.clone());
-        Ok(Page {
-            items: p.items.into_iter().map(|(_, f)| f).collect(),
-            next_cursor: p.next_cursor,
+        self.newest_first(index, pk, None, page, |f: &Firmware| {
+            filter.state.is_none_or(|st| st == f.state)
+                && filter.channel.as_ref().is_none_or(|c| *c == f.channel)
         })
+        .await
     }
 
     pub(super) async fn replace_release(&self, f: &Firmware, expect: &Firmware) -> StoreResult<()> {

@@ -25,9 +25,10 @@ use super::ops::{Query, Range, Take};
 const BATCH: usize = 25;
 
 impl DynamoMeta {
-    /// A newest-first listing of one index partition whose sort keys are `time_key`s: the
-    /// cursor is the last key returned, `since` ends the walk.
-    async fn newest_first<T: DeserializeOwned>(
+    /// One page of an index partition read in descending sort-key order (newest release,
+    /// rollout, log entry or audit event first), the records `keep` rejects skipped: the cursor
+    /// is the last sort key returned; `since` (for `time_key` sort keys) ends the walk.
+    pub(super) async fn newest_first<T: DeserializeOwned>(
         &self,
         index: &'static str,
         pk: String,

@@ -2,7 +2,6 @@
 //! of its type, always written together.
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use ota_core::cursor;
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
 use ota_core::rollout::{Rollout, RolloutFilter};
 
@@ -119,42 +118,19 @@ impl DynamoMeta {
         filter: &RolloutFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Rollout>> {
-        let before: Option<String> = cursor::decode(page.cursor.as_deref())?;
         let (index, pk) = match &filter.device_type {
             Some(dt) => ("GSI2", keys::rollouts_of_type(dt.as_str())),
             None => ("GSI1", keys::ALL_ROLLOUTS.to_owned()),
         };
         // Ids are UUIDv7: descending id order is newest first.
-        let items = self
-            .query(
-                &Query {
-                    index: Some(index),
-                    pk,
-                    range: before.map_or(Range::All, Range::Below),
-                    descending: true,
-                },
-                page.limit as usize + 1,
-                |it| match doc::<Rollout>(it) {
-                    Ok(r)
-                        if filter
-                            .firmware_id
-                            .as_ref()
-                            .is_none_or(|f| *f == r.firmware_id)
-                            && filter.state.is_none_or(|st| st == r.state) =>
-                    {
-                        Take::Keep
-                    }
-                    Ok(_) => Take::Skip,
-                    // Kept so that the decode error surfaces below.
-                    Err(_) => Take::Keep,
-                },
-            )
-            .await?;
-        let rollouts = items
-            .iter()
-            .map(doc)
-            .collect::<StoreResult<Vec<Rollout>>>()?;
-        Ok(cursor::paginate(rollouts, page.limit, |r| r.id.clone()))
+        self.newest_first(index, pk, None, page, |r: &Rollout| {
+            filter
+                .firmware_id
+                .as_ref()
+                .is_none_or(|f| *f == r.firmware_id)
+                && filter.state.is_none_or(|st| st == r.state)
+        })
+        .await
     }
 
     /// The active rollouts (sparse index), for metrics.
