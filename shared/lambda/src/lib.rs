@@ -4,6 +4,7 @@
 
 pub mod emf;
 mod function;
+pub mod secret;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ pub type Error = lambda_http::Error;
 /// Why a Lambda instance could not start: the message says which setting to fix.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct InitError(String);
+pub struct InitError(pub String);
 
 impl From<ConfigError> for InitError {
     fn from(e: ConfigError) -> Self {
@@ -29,24 +30,18 @@ impl From<ConfigError> for InitError {
 }
 
 /// The state of one Lambda instance from its environment: `OTA_TABLE`, `OTA_BUCKET`, the AWS
-/// SDK's own variables, `OTA_JWT_SECRET` (required: every function checks the same tokens),
+/// SDK's own variables, the JWT secret (`OTA_JWT_SECRET_ARN` in Secrets Manager, or `OTA_JWT_SECRET`; [`secret`]),
 /// `OTA_VIEW_CACHE_S` (5) and the shared `OTA_*` settings of [`CommonConfig`]. Devices get
 /// presigned S3 URLs, so there is no capability signer. The device rate limit
 /// (`OTA_DEVICE_RATE_PER_MIN`) is kept per instance.
 pub async fn state_from_env() -> Result<AppState, InitError> {
     let common = CommonConfig::from_env()?;
-    let secret = common.jwt_secret.clone().ok_or_else(|| {
-        InitError(
-            "OTA_JWT_SECRET must be set: every function of the deployment verifies admin and \
-             device tokens with this one HS256 secret"
-                .to_owned(),
-        )
-    })?;
+    let source = secret::SecretSource::from_env(common.jwt_secret.clone())?;
     let options =
         DynamoOptions::from_env(common.log_retention, common.audit_retention).map_err(InitError)?;
-    let (meta, blobs) = ota_store_aws::stores_from_env(options)
-        .await
-        .map_err(InitError)?;
+    let sdk = ota_store_aws::load_sdk_config().await;
+    let secret = source.resolve(&sdk).await?;
+    let (meta, blobs) = ota_store_aws::stores_from_sdk(&sdk, options).map_err(InitError)?;
     Ok(AppState {
         meta: Arc::new(meta),
         blobs: Arc::new(blobs),

@@ -6,6 +6,9 @@ mod dynamo;
 mod s3;
 mod sdk;
 
-pub use dynamo::{DynamoMeta, DynamoOptions, INDEXES, TTL_ATTRIBUTE, create_table};
+pub use dynamo::{
+    DynamoMeta, DynamoOptions, INDEXES, KeyPair, TTL_ATTRIBUTE, TableDefinition, create_table,
+    table_definition,
+};
 pub use s3::S3Blobs;
-pub use sdk::{AwsSettings, load_sdk_config, stores_from_env};
+pub use sdk::{AwsSettings, load_sdk_config, stores_from_env, stores_from_sdk};

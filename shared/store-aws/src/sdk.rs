@@ -35,10 +35,17 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
 pub async fn stores_from_env(
     options: crate::DynamoOptions,
 ) -> Result<(crate::DynamoMeta, crate::S3Blobs), String> {
+    stores_from_sdk(&load_sdk_config().await, options)
+}
+
+/// Both stores on an SDK configuration the caller also uses for other services.
+pub fn stores_from_sdk(
+    sdk: &aws_config::SdkConfig,
+    options: crate::DynamoOptions,
+) -> Result<(crate::DynamoMeta, crate::S3Blobs), String> {
     let settings = AwsSettings::from_env()?;
-    let sdk = load_sdk_config().await;
     Ok((
-        crate::DynamoMeta::new(&sdk, settings.table, options),
-        crate::S3Blobs::new(&sdk, settings.bucket),
+        crate::DynamoMeta::new(sdk, settings.table, options),
+        crate::S3Blobs::new(sdk, settings.bucket),
     ))
 }
