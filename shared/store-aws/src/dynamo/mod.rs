@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use ota_core::ports::ReleaseView;
 
-pub use table::{INDEXES, TTL_ATTRIBUTE, create_table};
+pub use table::{INDEXES, KeyPair, TTL_ATTRIBUTE, TableDefinition, create_table, table_definition};
 
 /// Settings of the DynamoDB store beyond the table name.
 #[derive(Debug, Clone)]
