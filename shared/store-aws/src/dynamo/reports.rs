@@ -257,8 +257,17 @@ impl DynamoMeta {
         )?);
         match self.transact(writes).await {
             Ok(()) => {
-                if let Some((_, dt)) = &paused_rollout {
+                if let Some((id, dt)) = &paused_rollout {
                     self.invalidate_view(dt);
+                    // One line per pause, logged once the pause committed: the SAM template's
+                    // metric filter counts `action = "rollout.auto_pause"` for its alarm.
+                    tracing::warn!(
+                        action = "rollout.auto_pause",
+                        rollout_id = %id,
+                        device_type = %dt,
+                        trigger_event_id = %r.event_id,
+                        "rollout paused: its failure rate crossed the threshold (rule 4)"
+                    );
                 }
                 Ok(Some(StatusOutcome {
                     entry,
