@@ -1,0 +1,312 @@
+//! `infra/template.yaml` says what the code says, in three places that must agree:
+//!
+//! - the functions: every `functions/<name>` package `ota-fn-<name>` (binary `<name>`) is one
+//!   `AWS::Serverless::Function` built from that binary, and the template has no other;
+//! - the routes: the HTTP API routes (the functions' `HttpApi` events) are exactly the
+//!   operations (method and path) of the OpenAPI document, and each goes to the function that
+//!   the `cargo lambda watch` router of the root `Cargo.toml` names for its path;
+//! - the table: keys, attribute definitions, indexes, projection, billing mode and TTL are those
+//!   of `ota_store_aws::table_definition` (what `create_table` creates).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use ota_lambda::Function;
+use serde_yaml::Value;
+use utoipa::OpenApi;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn template() -> Value {
+    let path = root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_yaml::from_str(&text).expect("infra/template.yaml is YAML")
+}
+
+/// The resources of the template of a given type, by logical id.
+fn resources<'a>(t: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
+    t["Resources"]
+        .as_mapping()
+        .expect("the template has Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().expect("a logical id is a string"), r))
+        .collect()
+}
+
+fn string<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what}: a plain string, got {v:?}"))
+}
+
+/// `[workspace.metadata.lambda.watch.router]`: path -> function (binary) name.
+fn router() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    doc["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("the root Cargo.toml has the watch router")
+        .iter()
+        .map(|(path, f)| (path.clone(), f.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// The Lambda functions on disk: `functions/<dir>` packages named `ota-fn-*`, by binary name.
+fn functions_on_disk() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("functions")).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let doc: toml::Table = text.parse().unwrap();
+        let package = doc["package"]["name"].as_str().unwrap();
+        if !package.starts_with("ota-fn-") {
+            continue; // functions/server: the single-process server, not a Lambda
+        }
+        let bins = doc
+            .get("bin")
+            .and_then(|b| b.as_array())
+            .unwrap_or_else(|| panic!("{}: one [[bin]]", manifest.display()));
+        assert_eq!(bins.len(), 1, "{}: one binary", manifest.display());
+        found.insert(bins[0]["name"].as_str().unwrap().to_owned());
+    }
+    found
+}
+
+/// Every (METHOD, path) of the OpenAPI document.
+fn operations() -> BTreeSet<(String, String)> {
+    let doc = ota_http::openapi::ApiDoc::openapi();
+    let mut ops = BTreeSet::new();
+    for (path, item) in &doc.paths.paths {
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("PATCH", item.patch.is_some()),
+            ("HEAD", item.head.is_some()),
+            ("OPTIONS", item.options.is_some()),
+            ("TRACE", item.trace.is_some()),
+        ];
+        for (m, present) in methods {
+            if present {
+                ops.insert((m.to_owned(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// Whether `v` is `!Ref <target>` (or `{Ref: <target>}`).
+fn is_ref(v: &Value, target: &str) -> bool {
+    match v {
+        Value::Tagged(t) => t.tag == "Ref" && t.value.as_str() == Some(target),
+        Value::Mapping(m) => m.len() == 1 && m.get("Ref").and_then(Value::as_str) == Some(target),
+        _ => false,
+    }
+}
+
+struct TemplateFunction {
+    logical_id: String,
+    routes: BTreeSet<(String, String)>,
+}
+
+/// The template's functions by binary name, with their HTTP API routes.
+fn template_functions(t: &Value) -> BTreeMap<String, TemplateFunction> {
+    let mut out = BTreeMap::new();
+    for (id, f) in resources(t, "AWS::Serverless::Function") {
+        assert_eq!(
+            f["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{id}: built by cargo-lambda"
+        );
+        let binary = string(
+            &f["Metadata"]["BuildProperties"]["Binary"],
+            &format!("{id}: Metadata.BuildProperties.Binary"),
+        );
+        let mut routes = BTreeSet::new();
+        if let Some(events) = f["Properties"]["Events"].as_mapping() {
+            for (name, event) in events {
+                let name = format!("{id}.{}", name.as_str().unwrap());
+                assert_eq!(
+                    event["Type"].as_str(),
+                    Some("HttpApi"),
+                    "{name}: an HttpApi event"
+                );
+                let p = &event["Properties"];
+                assert!(is_ref(&p["ApiId"], "HttpApi"), "{name}: on the one HttpApi");
+                let method = string(&p["Method"], &name).to_ascii_uppercase();
+                let path = string(&p["Path"], &name).to_owned();
+                assert!(
+                    routes.insert((method.clone(), path.clone())),
+                    "{name}: {method} {path} twice"
+                );
+            }
+        }
+        let previous = out.insert(
+            binary.to_owned(),
+            TemplateFunction {
+                logical_id: id.to_owned(),
+                routes,
+            },
+        );
+        assert!(previous.is_none(), "two template functions build {binary}");
+    }
+    out
+}
+
+#[test]
+fn the_template_has_exactly_the_lambda_functions_of_the_workspace() {
+    let on_disk = functions_on_disk();
+    let in_code: BTreeSet<String> = Function::ALL.iter().map(|f| f.name().to_owned()).collect();
+    assert_eq!(
+        on_disk, in_code,
+        "functions/ and ota_lambda::Function::ALL differ"
+    );
+    let t = template();
+    let in_template: BTreeSet<String> = template_functions(&t).into_keys().collect();
+    let missing: Vec<_> = on_disk.difference(&in_template).collect();
+    assert!(
+        missing.is_empty(),
+        "functions {missing:?} (functions/<name>) have no AWS::Serverless::Function in infra/template.yaml"
+    );
+    let extra: Vec<_> = in_template.difference(&on_disk).collect();
+    assert!(
+        extra.is_empty(),
+        "infra/template.yaml builds binaries {extra:?}, which no functions/ package has"
+    );
+    // What every function runs on (set once, in Globals).
+    let g = &t["Globals"]["Function"];
+    assert_eq!(g["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(g["Handler"].as_str(), Some("bootstrap"));
+    assert_eq!(g["CodeUri"].as_str(), Some(".."), "the workspace root");
+    assert_eq!(
+        g["Architectures"].as_sequence().map(|a| a.as_slice()),
+        Some(&[Value::from("arm64")][..])
+    );
+}
+
+#[test]
+fn the_template_routes_are_the_router_and_the_contract() {
+    let router = router();
+    let t = template();
+    let functions = template_functions(&t);
+    let mut routed = BTreeSet::new();
+    for (binary, f) in &functions {
+        for (method, path) in &f.routes {
+            let Some(expected) = router.get(path) else {
+                panic!(
+                    "{}: {method} {path} is not a path of the Cargo.toml router",
+                    f.logical_id
+                );
+            };
+            assert_eq!(
+                expected, binary,
+                "{method} {path}: the router sends it to {expected}, the template to {binary} ({})",
+                f.logical_id
+            );
+            routed.insert((method.clone(), path.clone()));
+        }
+    }
+    for path in router.keys() {
+        assert!(
+            routed.iter().any(|(_, p)| p == path),
+            "the router's {path} has no route in infra/template.yaml"
+        );
+    }
+    let contract = operations();
+    let unrouted: Vec<_> = contract.difference(&routed).collect();
+    assert!(
+        unrouted.is_empty(),
+        "operations of the OpenAPI document without a route in infra/template.yaml: {unrouted:?}"
+    );
+    let unknown: Vec<_> = routed.difference(&contract).collect();
+    assert!(
+        unknown.is_empty(),
+        "routes of infra/template.yaml that the OpenAPI document lacks: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_template_table_is_the_store_table() {
+    let def = ota_store_aws::table_definition();
+    let t = template();
+    let tables = resources(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "one table");
+    let p = &tables.values().next().unwrap()["Properties"];
+
+    assert_eq!(p["BillingMode"].as_str(), Some(def.billing_mode.as_str()));
+
+    let key_schema = |v: &Value, what: &str| -> Vec<(String, String)> {
+        v.as_sequence()
+            .unwrap_or_else(|| panic!("{what}: a KeySchema list"))
+            .iter()
+            .map(|k| {
+                (
+                    string(&k["AttributeName"], what).to_owned(),
+                    string(&k["KeyType"], what).to_owned(),
+                )
+            })
+            .collect()
+    };
+    let expect_keys = |k: &ota_store_aws::KeyPair| {
+        vec![
+            (k.partition.clone(), "HASH".to_owned()),
+            (k.sort.clone(), "RANGE".to_owned()),
+        ]
+    };
+    assert_eq!(
+        key_schema(&p["KeySchema"], "table"),
+        expect_keys(&def.key),
+        "the table's keys"
+    );
+
+    let attributes: BTreeSet<(String, String)> = p["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+        .iter()
+        .map(|a| {
+            (
+                string(&a["AttributeName"], "attribute").to_owned(),
+                string(&a["AttributeType"], "attribute").to_owned(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = def
+        .key_attributes()
+        .into_iter()
+        .map(|name| (name.to_owned(), "S".to_owned()))
+        .collect();
+    assert_eq!(attributes, expected, "the attribute definitions");
+
+    let indexes: BTreeMap<String, (Vec<(String, String)>, String)> = p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("GlobalSecondaryIndexes")
+        .iter()
+        .map(|i| {
+            let name = string(&i["IndexName"], "IndexName").to_owned();
+            let keys = key_schema(&i["KeySchema"], &name);
+            let projection = string(&i["Projection"]["ProjectionType"], &name).to_owned();
+            (name, (keys, projection))
+        })
+        .collect();
+    let expected: BTreeMap<String, (Vec<(String, String)>, String)> = def
+        .indexes
+        .iter()
+        .map(|(name, k)| {
+            (
+                name.clone(),
+                (expect_keys(k), def.projection.as_str().to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(indexes, expected, "the global secondary indexes");
+
+    let ttl = &p["TimeToLiveSpecification"];
+    assert_eq!(ttl["AttributeName"].as_str(), Some(def.ttl_attribute));
+    assert_eq!(ttl["Enabled"].as_bool(), Some(true), "TTL enabled");
+}
