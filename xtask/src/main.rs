@@ -2,6 +2,7 @@
 //! the tests need (idempotently), so that a new machine needs nothing but this command.
 
 mod aws_local;
+mod infra;
 mod lambda;
 mod python;
 
@@ -17,7 +18,8 @@ commands:
                         stack, then run every test of the workspace against it, the end-to-end
                         suite again on DynamoDB + S3, and the README walkthrough through the
                         Lambda functions (cargo lambda watch)
-  lint                  cargo fmt --check and cargo clippy --all-targets -D warnings
+  lint                  cargo fmt --check, cargo clippy --all-targets -D warnings, and cfn-lint
+                        on infra/template.yaml (installed into target/cfn-lint-venv if missing)
   local-aws             install if missing and start DynamoDB Local and s3s-fs, create the
                         table and bucket, serve the six Lambda functions with `cargo lambda
                         watch` on one base URL; print it, an admin token and the environment
@@ -200,5 +202,6 @@ fn lint() -> anyhow::Result<()> {
         "--",
         "-D",
         "warnings",
-    ]))
+    ]))?;
+    infra::lint_template(&root())
 }
