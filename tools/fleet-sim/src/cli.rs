@@ -1,0 +1,102 @@
+//! The command line. `cargo xtask bench` calls the simulator through exactly these flags, so
+//! renaming one breaks the bench: add flags, never rename them.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "fleet-sim",
+    about = "Simulates ESP32 devices updating through esp_https_ota while driving a canary -> 100 % rollout"
+)]
+pub struct Args {
+    /// Base URL of the service, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub base_url: String,
+    /// File holding an admin token (the embedded server writes `<data dir>/admin-token`).
+    #[arg(long)]
+    pub admin_token_file: PathBuf,
+    /// The service's HS256 secret (`<data dir>/jwt-secret`): device tokens are then signed
+    /// locally instead of minted one request per device.
+    #[arg(long)]
+    pub jwt_secret_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Devices in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Bytes per ranged GET, as esp_https_ota's partial download; 0 = one plain GET.
+    #[arg(long, default_value_t = 65_536)]
+    pub chunk_size: u64,
+    /// Share of devices that fail the update (download aborted, `failed` reported).
+    #[arg(long, default_value_t = 0.01)]
+    pub failure_rate: f64,
+    /// Share of devices that install, boot the new image and roll back (`rolled_back`).
+    #[arg(long, default_value_t = 0.005)]
+    pub rollback_rate: f64,
+    /// Percentage of the first (canary) phase; the second phase widens the rollout to 100.
+    #[arg(long, default_value_t = 10.0)]
+    pub canary_percent: f64,
+    /// Decides which devices fail or roll back and the order devices start in.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Image to publish; without it (and without --firmware-id) one is generated.
+    #[arg(long, conflicts_with = "firmware_id")]
+    pub image: Option<PathBuf>,
+    /// An already published, ready release to roll out instead of publishing one.
+    #[arg(long)]
+    pub firmware_id: Option<String>,
+    /// Device type of the published image and of the simulated devices.
+    #[arg(long, default_value = "fleet-sim")]
+    pub device_type: String,
+    /// Version every device runs before the update.
+    #[arg(long, default_value = "0.0.1")]
+    pub from_version: String,
+    /// Size of the generated image (bytes; K/M suffixes are 1024-based).
+    #[arg(long, default_value = "256K", value_parser = firmware_samples::parse_size)]
+    pub image_size: usize,
+    /// The rollout's `failure_threshold_percent`: above it the service pauses the rollout.
+    #[arg(long, default_value_t = 20.0)]
+    pub failure_threshold: f64,
+    /// The rollout's `min_reports` before the threshold applies.
+    #[arg(long, default_value_t = 100)]
+    pub min_reports: u32,
+    /// Attempts per request when the service answers 429/503 or the connection fails.
+    #[arg(long, default_value_t = 8)]
+    pub max_attempts: u32,
+    /// Write the summary as JSON (keys documented in docs/fleet-sim.md).
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+impl Args {
+    /// Refusals clap cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        let share = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("--{name} must be between 0 and 1, got {v}"))
+            }
+        };
+        share("failure-rate", self.failure_rate)?;
+        share("rollback-rate", self.rollback_rate)?;
+        if self.failure_rate + self.rollback_rate > 1.0 {
+            return Err("--failure-rate + --rollback-rate exceed 1".to_owned());
+        }
+        if !(0.0..=100.0).contains(&self.canary_percent) {
+            return Err(format!(
+                "--canary-percent must be between 0 and 100, got {}",
+                self.canary_percent
+            ));
+        }
+        if self.devices == 0 || self.concurrency == 0 {
+            return Err("--devices and --concurrency must be positive".to_owned());
+        }
+        if self.max_attempts == 0 {
+            return Err("--max-attempts must be positive".to_owned());
+        }
+        Ok(())
+    }
+}
