@@ -1,0 +1,190 @@
+//! `fleet-sim` against a real `ota-server`: a small fleet through canary -> 100 %, with the
+//! summary checked here and the OTA log read back independently of the simulator.
+
+mod server;
+
+use std::process::Output;
+
+use serde_json::Value;
+use server::Server;
+
+fn run(cmd: &mut std::process::Command) -> (Output, String) {
+    let out = cmd.output().expect("running fleet-sim");
+    let text = format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+fn summary(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("the JSON summary"))
+        .expect("the summary is JSON")
+}
+
+/// Every entry of `GET /api/ota/admin/logs?firmware_id=` (read here, not by the simulator).
+fn log_entries(server: &Server, firmware_id: &str) -> Vec<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = http
+                .get(format!("{}/api/ota/admin/logs", server.base))
+                .bearer_auth(server.admin_token())
+                .query(&[("firmware_id", firmware_id), ("limit", "500")]);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c)]);
+            }
+            let page: Value = req
+                .send()
+                .await
+                .expect("GET logs")
+                .json()
+                .await
+                .expect("logs JSON");
+            out.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    })
+}
+
+#[test]
+fn two_hundred_devices_update_through_canary_and_full_rollout_without_a_lost_report() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("summary.json");
+    let secret = server.secret_file();
+    let (out, text) = run(&mut server.sim(&[
+        "--jwt-secret-file",
+        secret.to_str().expect("UTF-8 path"),
+        "--devices",
+        "200",
+        "--concurrency",
+        "32",
+        "--failure-rate",
+        "0.02",
+        "--rollback-rate",
+        "0.01",
+        "--seed",
+        "42",
+        "--json-out",
+        json.to_str().expect("UTF-8 path"),
+    ]));
+    assert!(out.status.success(), "{text}");
+    let s = summary(&json);
+    assert_eq!(s["schema"], "fleet-sim/1", "{s:#}");
+    assert_eq!(s["ok"], true, "{s:#}");
+    let d = &s["devices"];
+    assert_eq!(d["total"], 200, "{s:#}");
+    assert_eq!(d["failed"], 4, "{s:#}");
+    assert_eq!(d["failed_injected"], 4, "{s:#}");
+    assert_eq!(d["rolled_back"], 2, "{s:#}");
+    assert_eq!(d["rolled_back_injected"], 2, "{s:#}");
+    assert_eq!(d["updated"], 194, "{s:#}");
+    assert_eq!(d["not_updated"], 0, "{s:#}");
+    assert_eq!(d["errors"], 0, "{s:#}");
+
+    let phases = s["rollout"]["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 2, "{s:#}");
+    assert_eq!(phases[0]["percentage"], 10.0);
+    assert_eq!(phases[0]["devices"], 200);
+    let canary = phases[0]["offered"].as_u64().expect("offered");
+    assert!(canary > 0 && canary < 60, "a 10 % canary of 200: {canary}");
+    assert_eq!(phases[1]["percentage"], 100.0);
+    assert_eq!(phases[1]["offered"].as_u64(), Some(200 - canary));
+    assert_eq!(s["rollout"]["auto_paused"], false);
+    assert_eq!(s["rollout"]["success_reports"], 194);
+    assert_eq!(s["rollout"]["failure_reports"], 6);
+
+    // Per device: downloading; then installing + success/rolled_back, or failed.
+    let r = &s["reports"];
+    let want = serde_json::json!({"pending": 0, "downloading": 200, "installing": 196,
+        "success": 194, "failed": 4, "rolled_back": 2});
+    assert_eq!(r["acknowledged"], want, "{s:#}");
+    assert_eq!(r["in_log"], want, "{s:#}");
+    assert_eq!(r["metrics_delta"], want, "{s:#}");
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["unexpected_in_log"], 0);
+    assert_eq!(r["rollout_counters_match"], true);
+
+    // The simulator's own word is not the proof: count the OTA log here too.
+    let firmware_id = s["firmware"]["id"].as_str().expect("firmware id");
+    let log = log_entries(&server, firmware_id);
+    assert_eq!(log.len(), 596, "OTA log entries of the release");
+    let successes = log.iter().filter(|e| e["status"] == "success").count();
+    assert_eq!(successes, 194);
+
+    let e = &s["endpoints"];
+    let size = s["firmware"]["file_size"].as_u64().expect("file size");
+    let chunks = size.div_ceil(65_536);
+    assert_eq!(e["check"]["requests"], 200 + 200 - canary + 194, "{e:#}");
+    assert_eq!(e["head"]["requests"], 200, "{e:#}");
+    assert_eq!(e["status"]["requests"], 596, "{e:#}");
+    // Failing devices stop after half of the chunks.
+    let range_gets = 196 * chunks + 4 * (chunks / 2).max(1);
+    assert_eq!(
+        e["range_get"]["requests"].as_u64(),
+        Some(range_gets),
+        "{e:#}"
+    );
+    assert_eq!(
+        s["bytes_served"].as_u64(),
+        Some(196 * size + 4 * (chunks / 2) * 65_536)
+    );
+    for k in ["check", "head", "range_get", "status"] {
+        let p50 = e[k]["p50_ms"].as_f64().expect("p50");
+        let p99 = e[k]["p99_ms"].as_f64().expect("p99");
+        assert!(p50 > 0.0 && p50 <= p99, "{k}: {e:#}");
+    }
+    assert!(e.get("token_mint").is_none(), "tokens were signed locally");
+}
+
+#[test]
+fn a_failure_rate_over_the_threshold_pauses_the_rollout_and_the_run_says_so() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("summary.json");
+    // Tokens minted through the admin API this time, and one GET per image.
+    let (out, text) = run(&mut server.sim(&[
+        "--devices",
+        "120",
+        "--concurrency",
+        "8",
+        "--chunk-size",
+        "0",
+        "--failure-rate",
+        "0.5",
+        "--canary-percent",
+        "50",
+        "--failure-threshold",
+        "20",
+        "--min-reports",
+        "10",
+        "--json-out",
+        json.to_str().expect("UTF-8 path"),
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("paused the rollout automatically"),
+        "the reason is said: {text}"
+    );
+    let s = summary(&json);
+    assert_eq!(s["ok"], false);
+    assert_eq!(s["rollout"]["state"], "paused", "{s:#}");
+    assert_eq!(s["rollout"]["auto_paused"], true);
+    assert_eq!(s["rollout"]["phases"].as_array().map(Vec::len), Some(1));
+    // A pause loses nothing: every report is still in the log.
+    assert_eq!(s["reports"]["lost"], 0, "{s:#}");
+    assert_eq!(s["endpoints"]["token_mint"]["requests"], 120, "{s:#}");
+    assert!(s["endpoints"].get("head").is_none(), "{s:#}");
+}
