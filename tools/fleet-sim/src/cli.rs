@@ -29,6 +29,10 @@ pub struct Args {
     /// Bytes per ranged GET, as esp_https_ota's partial download; 0 = one plain GET.
     #[arg(long, default_value_t = 65_536)]
     pub chunk_size: u64,
+    /// Download through the redirecting `GET /api/ota/download/{firmware_id}` with the device
+    /// credential in `X-OTA-Device-Token`, instead of the capability URL the check returns.
+    #[arg(long)]
+    pub via_download_endpoint: bool,
     /// Share of devices that fail the update (download aborted, `failed` reported).
     #[arg(long, default_value_t = 0.01)]
     pub failure_rate: f64,

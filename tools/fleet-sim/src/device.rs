@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
-use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -25,6 +25,9 @@ pub struct Fleet {
     pub device_type: String,
     pub from_version: String,
     pub chunk_size: u64,
+    /// Download through `GET /api/ota/download/{firmware_id}` (HEAD answered there, GET
+    /// redirected to a capability URL) instead of the URL the check handed out.
+    pub via_download_endpoint: bool,
     pub max_attempts: u32,
     pub credentials: Credentials,
     pub firmware: Firmware,
@@ -145,6 +148,13 @@ impl Session<'_> {
             );
         }
         self.report("downloading", Some(0), Some(0), None).await?;
+        let redirecting;
+        let url = if self.fleet.via_download_endpoint {
+            redirecting = format!("{}/api/ota/download/{id}", self.fleet.base);
+            redirecting.as_str()
+        } else {
+            url
+        };
         let verified = if self.fleet.chunk_size == 0 {
             self.download_whole(url, size).await?
         } else {
@@ -226,7 +236,7 @@ impl Session<'_> {
             &mut self.run.timings,
             &mut self.run.retries,
             self.fleet.max_attempts,
-            || self.fleet.http.head(url),
+            || fetch(self.fleet, self.token, Method::HEAD, url),
         )
         .await?;
         if head.status != StatusCode::OK {
@@ -257,7 +267,7 @@ impl Session<'_> {
                 &mut self.run.timings,
                 &mut self.run.retries,
                 self.fleet.max_attempts,
-                || self.fleet.http.get(url).header(RANGE, &range),
+                || fetch(self.fleet, self.token, Method::GET, url).header(RANGE, &range),
             )
             .await?;
             if a.status != StatusCode::PARTIAL_CONTENT {
@@ -291,7 +301,7 @@ impl Session<'_> {
             &mut self.run.timings,
             &mut self.run.retries,
             self.fleet.max_attempts,
-            || self.fleet.http.get(url),
+            || fetch(self.fleet, self.token, Method::GET, url),
         )
         .await?;
         if a.status != StatusCode::OK {
@@ -357,6 +367,18 @@ impl Session<'_> {
             status,
         });
         Ok(())
+    }
+}
+
+/// A request for image bytes. The redirecting download endpoint takes the device credential
+/// in `X-OTA-Device-Token`, which esp_https_ota carries across the redirect and the
+/// capability URL (or S3) ignores; a capability URL from the check needs no credential.
+fn fetch(fleet: &Fleet, token: &str, method: Method, url: &str) -> reqwest::RequestBuilder {
+    let r = fleet.http.request(method, url);
+    if fleet.via_download_endpoint {
+        r.header("x-ota-device-token", token)
+    } else {
+        r
     }
 }
 

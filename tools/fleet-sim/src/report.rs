@@ -43,6 +43,7 @@ pub struct Config {
     pub devices: usize,
     pub concurrency: usize,
     pub chunk_size: u64,
+    pub via_download_endpoint: bool,
     pub failure_rate: f64,
     pub rollback_rate: f64,
     pub canary_percent: f64,

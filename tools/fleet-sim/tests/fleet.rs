@@ -188,3 +188,27 @@ fn a_failure_rate_over_the_threshold_pauses_the_rollout_and_the_run_says_so() {
     assert_eq!(s["endpoints"]["token_mint"]["requests"], 120, "{s:#}");
     assert!(s["endpoints"].get("head").is_none(), "{s:#}");
 }
+
+#[test]
+fn devices_may_download_through_the_redirecting_endpoint() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("summary.json");
+    let secret = server.secret_file();
+    // HEAD answered by /api/ota/download/{id} itself, each ranged GET redirected to a
+    // capability URL with X-OTA-Device-Token carried along, as esp_https_ota does.
+    let (out, text) = run(&mut server.sim(&[
+        "--jwt-secret-file",
+        secret.to_str().expect("UTF-8 path"),
+        "--devices",
+        "40",
+        "--via-download-endpoint",
+        "--json-out",
+        json.to_str().expect("UTF-8 path"),
+    ]));
+    assert!(out.status.success(), "{text}");
+    let s = summary(&json);
+    assert_eq!(s["config"]["via_download_endpoint"], true);
+    assert_eq!(s["devices"]["updated"], 40, "{s:#}");
+    assert_eq!(s["reports"]["lost"], 0);
+}
