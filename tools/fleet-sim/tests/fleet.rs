@@ -8,20 +8,26 @@ use std::process::Output;
 use serde_json::Value;
 use server::Server;
 
-fn run(cmd: &mut std::process::Command) -> (Output, String) {
-    let out = cmd.output().expect("running fleet-sim");
+/// Runs the simulator with `args` plus `--json-out`; its output (for messages) and summary.
+fn simulate(server: &Server, args: &[&str]) -> (Output, String, Value) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("summary.json");
+    let out = server
+        .sim(args)
+        .arg("--json-out")
+        .arg(&json)
+        .output()
+        .expect("running fleet-sim");
     let text = format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status.code(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out, text)
-}
-
-fn summary(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("the JSON summary"))
-        .expect("the summary is JSON")
+    let summary = std::fs::read(&json)
+        .map(|b| serde_json::from_slice(&b).expect("the summary is JSON"))
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {text}"));
+    (out, text, summary)
 }
 
 /// Every entry of `GET /api/ota/admin/logs?firmware_id=` (read here, not by the simulator).
@@ -61,27 +67,25 @@ fn log_entries(server: &Server, firmware_id: &str) -> Vec<Value> {
 #[test]
 fn two_hundred_devices_update_through_canary_and_full_rollout_without_a_lost_report() {
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let json = dir.path().join("summary.json");
     let secret = server.secret_file();
-    let (out, text) = run(&mut server.sim(&[
-        "--jwt-secret-file",
-        secret.to_str().expect("UTF-8 path"),
-        "--devices",
-        "200",
-        "--concurrency",
-        "32",
-        "--failure-rate",
-        "0.02",
-        "--rollback-rate",
-        "0.01",
-        "--seed",
-        "42",
-        "--json-out",
-        json.to_str().expect("UTF-8 path"),
-    ]));
+    let (out, text, s) = simulate(
+        &server,
+        &[
+            "--jwt-secret-file",
+            secret.to_str().expect("UTF-8 path"),
+            "--devices",
+            "200",
+            "--concurrency",
+            "32",
+            "--failure-rate",
+            "0.02",
+            "--rollback-rate",
+            "0.01",
+            "--seed",
+            "42",
+        ],
+    );
     assert!(out.status.success(), "{text}");
-    let s = summary(&json);
     assert_eq!(s["schema"], "fleet-sim/1", "{s:#}");
     assert_eq!(s["ok"], true, "{s:#}");
     let d = &s["devices"];
@@ -152,33 +156,31 @@ fn two_hundred_devices_update_through_canary_and_full_rollout_without_a_lost_rep
 #[test]
 fn a_failure_rate_over_the_threshold_pauses_the_rollout_and_the_run_says_so() {
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let json = dir.path().join("summary.json");
     // Tokens minted through the admin API this time, and one GET per image.
-    let (out, text) = run(&mut server.sim(&[
-        "--devices",
-        "120",
-        "--concurrency",
-        "8",
-        "--chunk-size",
-        "0",
-        "--failure-rate",
-        "0.5",
-        "--canary-percent",
-        "50",
-        "--failure-threshold",
-        "20",
-        "--min-reports",
-        "10",
-        "--json-out",
-        json.to_str().expect("UTF-8 path"),
-    ]));
+    let (out, text, s) = simulate(
+        &server,
+        &[
+            "--devices",
+            "120",
+            "--concurrency",
+            "8",
+            "--chunk-size",
+            "0",
+            "--failure-rate",
+            "0.5",
+            "--canary-percent",
+            "50",
+            "--failure-threshold",
+            "20",
+            "--min-reports",
+            "10",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("paused the rollout automatically"),
         "the reason is said: {text}"
     );
-    let s = summary(&json);
     assert_eq!(s["ok"], false);
     assert_eq!(s["rollout"]["state"], "paused", "{s:#}");
     assert_eq!(s["rollout"]["auto_paused"], true);
@@ -192,22 +194,20 @@ fn a_failure_rate_over_the_threshold_pauses_the_rollout_and_the_run_says_so() {
 #[test]
 fn devices_may_download_through_the_redirecting_endpoint() {
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let json = dir.path().join("summary.json");
     let secret = server.secret_file();
     // HEAD answered by /api/ota/download/{id} itself, each ranged GET redirected to a
     // capability URL with X-OTA-Device-Token carried along, as esp_https_ota does.
-    let (out, text) = run(&mut server.sim(&[
-        "--jwt-secret-file",
-        secret.to_str().expect("UTF-8 path"),
-        "--devices",
-        "40",
-        "--via-download-endpoint",
-        "--json-out",
-        json.to_str().expect("UTF-8 path"),
-    ]));
+    let (out, text, s) = simulate(
+        &server,
+        &[
+            "--jwt-secret-file",
+            secret.to_str().expect("UTF-8 path"),
+            "--devices",
+            "40",
+            "--via-download-endpoint",
+        ],
+    );
     assert!(out.status.success(), "{text}");
-    let s = summary(&json);
     assert_eq!(s["config"]["via_download_endpoint"], true);
     assert_eq!(s["devices"]["updated"], 40, "{s:#}");
     assert_eq!(s["reports"]["lost"], 0);
