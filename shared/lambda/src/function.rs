@@ -221,11 +221,101 @@ mod tests {
             operations().into_iter().map(|(_, p)| p).collect();
         for (path, function) in watch_router() {
             assert!(
-                paths.contains(&path),
+                paths.contains(&path) || CATCH_ALL.contains(&path.as_str()),
                 "{path} is not in the OpenAPI document"
             );
             assert!(Function::from_name(&function).is_some(), "{function}");
         }
+    }
+
+    /// The router's catch-all entries (matchit syntax; every other entry wins over them), as API
+    /// Gateway's `$default` route: every path outside the contract.
+    const CATCH_ALL: [&str; 2] = ["/", "/{*path}"];
+
+    /// An unknown path reaches `admin-metrics` through the catch-all, and its router's fallback
+    /// (`ota_http::router::finish`) answers the contract's problem+json 404; a method a path
+    /// lacks gets the routed function's problem+json 405 (API Gateway's routes are `ANY`).
+    #[tokio::test]
+    async fn unknown_paths_and_methods_get_problem_answers_from_the_functions() {
+        let entries = watch_router();
+        for path in CATCH_ALL {
+            assert_eq!(
+                entries.get(path).map(String::as_str),
+                Some("admin-metrics"),
+                "the watch router's catch-all entry {path}"
+            );
+        }
+        let mut router = matchit::Router::new();
+        for (path, function) in entries {
+            router.insert(path, function).unwrap();
+        }
+        let state = state().await;
+        let is_problem = |resp: &axum::response::Response| {
+            resp.headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"))
+        };
+
+        for path in [
+            "/",
+            "/nope",
+            "/api",
+            "/api/ota",
+            "/api/ota/admin/firmware/p-1/finalize/more",
+            "/api/ota/blob/p-1",
+            "/health/more",
+        ] {
+            let matched = router.at(path).unwrap();
+            assert_eq!(*matched.value, "admin-metrics", "{path}");
+            let function = Function::from_name(matched.value).unwrap();
+            for method in [Method::GET, Method::POST, Method::DELETE] {
+                let req = Request::builder()
+                    .method(&method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = function.router(state.clone()).oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+                assert!(is_problem(&resp), "{method} {path}: problem+json");
+            }
+        }
+
+        let ops = operations();
+        let candidates = [
+            Method::GET,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ];
+        let templates: std::collections::BTreeSet<&String> = ops.iter().map(|(_, t)| t).collect();
+        let mut tried = 0;
+        for template in templates {
+            let path = concrete(template);
+            let matched = router.at(&path).unwrap();
+            assert!(!CATCH_ALL.contains(&matched.value.as_str()));
+            let function = Function::from_name(matched.value).unwrap();
+            for method in &candidates {
+                if ops.iter().any(|(m, t)| m == method && t == template) {
+                    continue;
+                }
+                let req = Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = function.router(state.clone()).oneshot(req).await.unwrap();
+                assert_eq!(
+                    resp.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {template} ({})",
+                    function.name()
+                );
+                assert!(is_problem(&resp), "{method} {template}: problem+json");
+                tried += 1;
+            }
+        }
+        assert!(tried > 50, "wrong methods tried: {tried}");
     }
 
     /// `cargo lambda` finds a function by its binary name.

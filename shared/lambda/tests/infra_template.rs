@@ -2,9 +2,12 @@
 //!
 //! - the functions: every `functions/<name>` package `ota-fn-<name>` (binary `<name>`) is one
 //!   `AWS::Serverless::Function` built from that binary, and the template has no other;
-//! - the routes: the HTTP API routes (the functions' `HttpApi` events) are exactly the
-//!   operations (method and path) of the OpenAPI document, and each goes to the function that
-//!   the `cargo lambda watch` router of the root `Cargo.toml` names for its path;
+//! - the routes: the HTTP API routes (the functions' `HttpApi` events) are one `ANY` route per
+//!   path of the `cargo lambda watch` router of the root `Cargo.toml`, to the function it names,
+//!   and the router's catch-all entries (`/`, `/{*path}`) are the `$default` route, to theirs;
+//!   the paths are exactly those of the OpenAPI document (methods are the functions' business:
+//!   a method a path lacks gets the function's problem+json 405, an unknown path the `$default`
+//!   function's problem+json 404);
 //! - the table: keys, attribute definitions, indexes, projection, billing mode and TTL are those
 //!   of `ota_store_aws::table_definition` (what `create_table` creates).
 
@@ -77,29 +80,22 @@ fn functions_on_disk() -> BTreeSet<String> {
     found
 }
 
-/// Every (METHOD, path) of the OpenAPI document.
-fn operations() -> BTreeSet<(String, String)> {
-    let doc = ota_http::openapi::ApiDoc::openapi();
-    let mut ops = BTreeSet::new();
-    for (path, item) in &doc.paths.paths {
-        let methods = [
-            ("GET", item.get.is_some()),
-            ("PUT", item.put.is_some()),
-            ("POST", item.post.is_some()),
-            ("DELETE", item.delete.is_some()),
-            ("PATCH", item.patch.is_some()),
-            ("HEAD", item.head.is_some()),
-            ("OPTIONS", item.options.is_some()),
-            ("TRACE", item.trace.is_some()),
-        ];
-        for (m, present) in methods {
-            if present {
-                ops.insert((m.to_owned(), path.clone()));
-            }
-        }
-    }
-    ops
+/// The paths of the OpenAPI document.
+fn contract_paths() -> BTreeSet<String> {
+    ota_http::openapi::ApiDoc::openapi()
+        .paths
+        .paths
+        .into_keys()
+        .collect()
 }
+
+/// The router's catch-all entries (matchit syntax): every path no other entry matches. They are
+/// the HTTP API's `$default` route, whose function answers the contract's problem+json 404.
+const CATCH_ALL: [&str; 2] = ["/", "/{*path}"];
+
+/// The HTTP API's `$default` route, as the test names it: SAM makes it of an `HttpApi` event
+/// without `Path` and `Method`.
+const DEFAULT_ROUTE: &str = "$default";
 
 /// Whether `v` is `!Ref <target>` (or `{Ref: <target>}`).
 fn is_ref(v: &Value, target: &str) -> bool {
@@ -112,10 +108,12 @@ fn is_ref(v: &Value, target: &str) -> bool {
 
 struct TemplateFunction {
     logical_id: String,
-    routes: BTreeSet<(String, String)>,
+    /// Route paths: `ANY` routes, and [`DEFAULT_ROUTE`].
+    routes: BTreeSet<String>,
 }
 
-/// The template's functions by binary name, with their HTTP API routes.
+/// The template's functions by binary name, with their HTTP API routes. Every route is `ANY`
+/// (the function answers 405 itself, with the contract's problem+json) or the `$default` route.
 fn template_functions(t: &Value) -> BTreeMap<String, TemplateFunction> {
     let mut out = BTreeMap::new();
     for (id, f) in resources(t, "AWS::Serverless::Function") {
@@ -139,12 +137,21 @@ fn template_functions(t: &Value) -> BTreeMap<String, TemplateFunction> {
                 );
                 let p = &event["Properties"];
                 assert!(is_ref(&p["ApiId"], "HttpApi"), "{name}: on the one HttpApi");
-                let method = string(&p["Method"], &name).to_ascii_uppercase();
-                let path = string(&p["Path"], &name).to_owned();
-                assert!(
-                    routes.insert((method.clone(), path.clone())),
-                    "{name}: {method} {path} twice"
-                );
+                let path = match (p.get("Method"), p.get("Path")) {
+                    (None, None) => DEFAULT_ROUTE.to_owned(),
+                    (Some(method), Some(path)) => {
+                        let method = string(method, &name);
+                        assert!(
+                            method.eq_ignore_ascii_case("ANY"),
+                            "{name}: Method {method}, not ANY: another method would miss every \
+                             route and get API Gateway's own 404 instead of the function's \
+                             problem+json 405"
+                        );
+                        string(path, &name).to_owned()
+                    }
+                    _ => panic!("{name}: Method and Path, or neither (the $default route)"),
+                };
+                assert!(routes.insert(path.clone()), "{name}: {path} twice");
             }
         }
         let previous = out.insert(
@@ -195,39 +202,79 @@ fn the_template_routes_are_the_router_and_the_contract() {
     let router = router();
     let t = template();
     let functions = template_functions(&t);
-    let mut routed = BTreeSet::new();
+
+    // The router's catch-all entries are the `$default` route: both there, to one function.
+    let catch_all: BTreeSet<&str> = CATCH_ALL
+        .iter()
+        .map(|path| {
+            router
+                .get(*path)
+                .unwrap_or_else(|| panic!("the router lacks its catch-all entry {path:?}"))
+                .as_str()
+        })
+        .collect();
+    assert_eq!(
+        catch_all.len(),
+        1,
+        "the router's catch-all entries {CATCH_ALL:?} go to different functions: {catch_all:?}"
+    );
+    let catch_all = *catch_all.first().unwrap();
+    // What the router sends each template route to.
+    let expected: BTreeMap<&str, &str> = router
+        .iter()
+        .filter(|(path, _)| !CATCH_ALL.contains(&path.as_str()))
+        .map(|(path, f)| (path.as_str(), f.as_str()))
+        .chain([(DEFAULT_ROUTE, catch_all)])
+        .collect();
+
+    let mut routed = BTreeMap::new();
     for (binary, f) in &functions {
-        for (method, path) in &f.routes {
-            let Some(expected) = router.get(path) else {
+        for path in &f.routes {
+            let Some(&expected) = expected.get(path.as_str()) else {
                 panic!(
-                    "{}: {method} {path} is not a path of the Cargo.toml router",
+                    "{}: ANY {path} is not a path of the Cargo.toml router",
                     f.logical_id
                 );
             };
             assert_eq!(
                 expected, binary,
-                "{method} {path}: the router sends it to {expected}, the template to {binary} ({})",
+                "{path}: the router sends it to {expected}, the template to {binary} ({})",
                 f.logical_id
             );
-            routed.insert((method.clone(), path.clone()));
+            assert!(
+                routed.insert(path.as_str(), binary.as_str()).is_none(),
+                "{path}: routed by two functions of infra/template.yaml"
+            );
         }
     }
-    for path in router.keys() {
+    for path in expected.keys() {
+        let what = if *path == DEFAULT_ROUTE {
+            "catch-all (the $default route: an HttpApi event without Path and Method)"
+        } else {
+            path
+        };
         assert!(
-            routed.iter().any(|(_, p)| p == path),
-            "the router's {path} has no route in infra/template.yaml"
+            routed.contains_key(path),
+            "the router's {what} has no route in infra/template.yaml"
         );
     }
-    let contract = operations();
-    let unrouted: Vec<_> = contract.difference(&routed).collect();
+
+    // The paths themselves are the contract's (the method check is the function's, through the
+    // router: src/function.rs).
+    let contract = contract_paths();
+    for path in routed.keys().filter(|p| **p != DEFAULT_ROUTE) {
+        assert!(
+            contract.contains(*path),
+            "infra/template.yaml routes {path}, which the OpenAPI document lacks"
+        );
+    }
+    let unrouted: Vec<_> = contract
+        .iter()
+        .filter(|p| !routed.contains_key(p.as_str()))
+        .collect();
     assert!(
         unrouted.is_empty(),
-        "operations of the OpenAPI document without a route in infra/template.yaml: {unrouted:?}"
-    );
-    let unknown: Vec<_> = routed.difference(&contract).collect();
-    assert!(
-        unknown.is_empty(),
-        "routes of infra/template.yaml that the OpenAPI document lacks: {unknown:?}"
+        "paths of the OpenAPI document without a route in infra/template.yaml: {unrouted:?}"
     );
 }
 
