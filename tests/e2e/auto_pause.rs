@@ -370,7 +370,7 @@ async fn after_a_pause_reports_still_count_and_reactivation_lets_it_pause_again(
         })
         .collect();
     let sys = |a: &str| (a.to_owned(), "system".to_owned());
-    let admin = |a: &str| (a.to_owned(), "ota-server".to_owned());
+    let admin = |a: &str| (a.to_owned(), srv.admin_subject());
     assert_eq!(
         history,
         [

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::api::*;
-use crate::harness::{Go, Resp, Server, assert_problem_shape};
+use crate::harness::{Deploy, Go, Resp, Server, assert_problem_shape, deploy};
 
 fn raw_json(srv: &Server, method: Method, path: &str, body: &str) -> reqwest::RequestBuilder {
     srv.admin(method, path)
@@ -586,7 +586,17 @@ async fn fuzzed_json_bodies_never_get_a_5xx() {
         }
         // Invalid bytes as JSON.
         for case in 0..20 {
-            let bytes: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+            // cargo lambda watch answers 500 itself, before any function runs, for a JSON body
+            // that is not UTF-8 (it cannot put it into the event as text): there the bytes are
+            // ASCII, still not JSON.
+            let mask = if deploy() == Deploy::Lambda {
+                0x7f
+            } else {
+                0xff
+            };
+            let bytes: Vec<u8> = (0..rng.below(64))
+                .map(|_| rng.next() as u8 & mask)
+                .collect();
             let r = srv
                 .admin(method.clone(), path)
                 .header("content-type", "application/json")

@@ -21,7 +21,7 @@
 //! a test is skipped.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -33,6 +33,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
+
+use crate::lambda_watch;
 
 /// How long the server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,13 +61,39 @@ pub enum Store {
     Aws { table: String, bucket: String },
 }
 
-/// Which deployment this run tests (`OTA_E2E_STORE`: `embedded`, the default, or `aws`).
-pub fn aws_mode() -> bool {
-    match std::env::var("OTA_E2E_STORE").as_deref() {
-        Err(_) | Ok("") | Ok("embedded") => false,
-        Ok("aws") => true,
-        Ok(other) => panic!("OTA_E2E_STORE must be 'embedded' or 'aws', got '{other}'"),
+/// Which deployment this run tests, from `OTA_E2E_STORE` (`embedded`, the default, or `aws`)
+/// and `OTA_E2E_DEPLOY` (`server`, the default, or `lambda`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deploy {
+    /// `ota-server` on SQLite and files.
+    Embedded,
+    /// `ota-server` on DynamoDB and S3.
+    ServerOnAws,
+    /// The six Lambda functions under `cargo lambda watch`, on DynamoDB and S3.
+    Lambda,
+}
+
+pub fn deploy() -> Deploy {
+    let store = std::env::var("OTA_E2E_STORE").unwrap_or_default();
+    let aws = match store.as_str() {
+        "" | "embedded" => false,
+        "aws" => true,
+        other => panic!("OTA_E2E_STORE must be 'embedded' or 'aws', got '{other}'"),
+    };
+    match std::env::var("OTA_E2E_DEPLOY").unwrap_or_default().as_str() {
+        "" | "server" if aws => Deploy::ServerOnAws,
+        "" | "server" => Deploy::Embedded,
+        "lambda" if aws => Deploy::Lambda,
+        "lambda" => panic!(
+            "OTA_E2E_DEPLOY=lambda needs OTA_E2E_STORE=aws: the functions run on DynamoDB and S3"
+        ),
+        other => panic!("OTA_E2E_DEPLOY must be 'server' or 'lambda', got '{other}'"),
     }
+}
+
+/// Whether the store is DynamoDB and S3 (behind `ota-server` or the Lambda functions).
+pub fn aws_mode() -> bool {
+    deploy() != Deploy::Embedded
 }
 
 /// The skip predicate for tests of what only the embedded storage has (its SQLite file, its
@@ -84,6 +112,16 @@ pub fn aws_only(why: &str) -> bool {
     let skip = !aws_mode();
     if skip {
         println!("skipped against the embedded storage: {why}");
+    }
+    skip
+}
+
+/// The skip predicate for tests of what only one `ota-server` process has, and a deployment of
+/// Lambda functions has not: true, after printing `why`, when this run tests the functions.
+pub fn server_only(why: &str) -> bool {
+    let skip = deploy() == Deploy::Lambda;
+    if skip {
+        println!("skipped against the Lambda functions: {why}");
     }
     skip
 }
@@ -196,10 +234,16 @@ impl ServerBuilder {
 }
 
 fn client() -> reqwest::Client {
+    // The emulator runs a few instances per function and queues the rest, where AWS would start
+    // more: a burst of hundreds of requests waits minutes there for its last answer.
+    let timeout = match deploy() {
+        Deploy::Lambda => Duration::from_secs(600),
+        _ => Duration::from_secs(60),
+    };
     reqwest::Client::builder()
         // Redirects are asserted, not followed.
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .build()
         .expect("building the HTTP client")
 }
@@ -286,6 +330,21 @@ impl Server {
     /// The admin token the deployment handed out (for the embedded server: `admin-token`).
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// The subject of that token: the actor the audit log names for what it did.
+    pub fn admin_subject(&self) -> String {
+        let payload = self
+            .admin_token
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .expect("the admin token is a JWT");
+        let claims: Value = serde_json::from_slice(&payload).expect("JWT claims are JSON");
+        claims["sub"]
+            .as_str()
+            .expect("the admin token has a subject")
+            .to_owned()
     }
 
     /// The process behind this server, when the harness started it.
@@ -433,7 +492,8 @@ impl Drop for Server {
     }
 }
 
-/// An `ota-server` process started by the harness.
+/// The process behind a deployment the harness started: `ota-server`, or `cargo lambda watch`
+/// serving the Lambda functions (in a process group of its own, with the functions under it).
 pub struct LocalServer {
     data: tempfile::TempDir,
     env: Vec<(String, String)>,
@@ -443,24 +503,70 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    /// Starts the binary and returns its base URL once it prints where it listens.
+    /// Starts the deployment and returns its base URL once it serves.
     fn spawn(&mut self) -> String {
         assert!(self.child.is_none(), "the server is already running");
+        if deploy() == Deploy::Lambda {
+            return self.spawn_functions();
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ota-server"));
-        // Nothing from the developer's environment may change what the tests see.
+        cmd.env("OTA_LISTEN", "127.0.0.1:0")
+            .env("OTA_DATA_DIR", self.data.path());
+        let listening = self.start(cmd);
+        let base = match listening.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(e) => {
+                self.kill();
+                std::thread::sleep(Duration::from_millis(100));
+                self.dump_output();
+                panic!("ota-server did not report its address ({e})");
+            }
+        };
+        base.trim_end_matches('/').to_owned()
+    }
+
+    /// The six functions under `cargo lambda watch` on a free port, with the JWT secret and an
+    /// admin token kept in the data directory as `ota-server` keeps them (so restarts keep both).
+    fn spawn_functions(&mut self) -> String {
+        let secret = lambda_watch::credentials(self.data.path());
+        for _ in 0..3 {
+            let port = lambda_watch::free_port();
+            let mut cmd = lambda_watch::command(port);
+            cmd.env("OTA_JWT_SECRET", &secret);
+            self.start(cmd);
+            let child = self.child.as_mut().expect("just started");
+            match lambda_watch::wait_until_serving(child, port) {
+                Ok(()) => return format!("http://127.0.0.1:{port}"),
+                // Another test took the port between choosing and binding it: once more.
+                Err(lambda_watch::NotServing::Exited) => self.kill(),
+                Err(lambda_watch::NotServing::Timeout(e)) => {
+                    self.kill();
+                    self.dump_output();
+                    panic!("cargo lambda watch did not serve /health: {e}");
+                }
+            }
+        }
+        self.dump_output();
+        panic!("cargo lambda watch exited three times before serving");
+    }
+
+    /// Spawns `cmd` with the test's environment (and none of the developer's `OTA_*`), draining
+    /// its output; the receiver gets the listening address if the process prints one.
+    fn start(&mut self, mut cmd: Command) -> mpsc::Receiver<String> {
+        // Nothing from the developer's environment may change what the tests see (only what
+        // the command itself sets).
+        let set: Vec<_> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OTA_") {
+            if name.to_string_lossy().starts_with("OTA_") && !set.contains(&name) {
                 cmd.env_remove(&name);
             }
         }
-        cmd.env("OTA_LISTEN", "127.0.0.1:0")
-            .env("OTA_DATA_DIR", self.data.path())
-            .env("RUST_LOG", "warn")
+        cmd.env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting ota-server");
+        let mut child = cmd.spawn().expect("starting the deployment");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel::<String>();
@@ -480,27 +586,28 @@ impl LocalServer {
         });
         let output = self.output.clone();
         std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            if !text.is_empty() {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
                 output
                     .lock()
-                    .map(|mut o| o.push(format!("[stderr] {text}")))
+                    .map(|mut o| o.push(format!("[stderr] {line}")))
                     .ok();
             }
         });
-        let base = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                self.dump_output();
-                panic!("ota-server did not report its address ({e})");
-            }
-        };
         self.child = Some(child);
-        base.trim_end_matches('/').to_owned()
+        rx
+    }
+
+    /// Sends `signal` to the process, or to its whole group when it leads one (the functions).
+    fn signal(child: &Child, signal: &str) {
+        let target = match deploy() {
+            Deploy::Lambda => format!("-{}", child.id()),
+            _ => child.id().to_string(),
+        };
+        let _ = Command::new("kill")
+            .args([signal, "--", &target])
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// Graceful stop: SIGTERM, then SIGKILL after a timeout.
@@ -508,10 +615,7 @@ impl LocalServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", child.id()))
-            .status();
+        Self::signal(&child, "-TERM");
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match child.try_wait() {
@@ -522,25 +626,25 @@ impl LocalServer {
                 _ => break,
             }
         }
-        let _ = child.kill();
+        Self::signal(&child, "-KILL");
         let _ = child.wait();
     }
 
     /// SIGKILL: what a crash or power cut looks like to the process.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            Self::signal(&child, "-KILL");
             let _ = child.wait();
         }
     }
 
     fn dump_output(&self) {
         if let Ok(lines) = self.output.lock() {
-            eprintln!("---- ota-server output ({} lines) ----", lines.len());
+            eprintln!("---- deployment output ({} lines) ----", lines.len());
             for l in lines.iter().rev().take(200).rev() {
                 eprintln!("{l}");
             }
-            eprintln!("---- end of ota-server output ----");
+            eprintln!("---- end of deployment output ----");
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod api;
 mod harness;
+mod lambda_watch;
 
 mod auth;
 mod auto_pause;

@@ -126,6 +126,7 @@ impl Watch {
         cmd.args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .current_dir(crate::root());
+        crate::without_crate_env(&mut cmd);
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut paths = vec![bin_dir.to_path_buf()];
         paths.extend(std::env::split_paths(&path));

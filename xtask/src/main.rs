@@ -53,7 +53,29 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     c.current_dir(root());
+    without_crate_env(&mut c);
     c
+}
+
+/// Removes what `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...)
+/// from a command that runs cargo. Cargo records the variables build scripts track from its own
+/// environment, and ring's tracks `CARGO_MANIFEST_DIR`: with xtask's value, every build from
+/// xtask and every build from a shell (or from the tests' `cargo lambda watch`) would rebuild
+/// ring, rustls and the AWS SDK for each other.
+pub fn without_crate_env(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n == "CARGO_MANIFEST_DIR"
+            || n == "CARGO_MANIFEST_PATH"
+            || n == "CARGO_CRATE_NAME"
+            || n == "CARGO_PRIMARY_PACKAGE"
+            || n.starts_with("CARGO_PKG_")
+            || n.starts_with("CARGO_BIN_")
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
 }
 
 /// Runs a command, failing with its name when it does not succeed.
@@ -78,23 +100,30 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(["test", "--workspace", "--all-targets", "--locked"])
         .args(extra)
         .env("OTA_PYTHON", &python))?;
-    e2e_on_aws(&aws, &python)?;
-    lambda_on_aws(&aws)?;
+    e2e_on_aws(&aws, &python, None)?;
+    let cargo_lambda = lambda_on_aws(&aws)?;
+    e2e_on_aws(&aws, &python, Some(&cargo_lambda))?;
     // Doc tests are not part of --all-targets.
     run(aws
         .apply(&mut cargo())
         .args(["test", "--workspace", "--doc", "--locked"]))
 }
 
-/// The HTTP end-to-end suite a second time, against the AWS storage (the first run, inside
-/// `cargo test --workspace`, tested the embedded one): every test's `ota-server` gets a table
-/// and a bucket of its own on the local stack. `OTA_E2E_AWS_THREADS` sets its parallelism
-/// (default 2: DynamoDB Local shares the machine's cores with the servers and the tests).
-fn e2e_on_aws(aws: &aws_local::LocalAws, python: &Path) -> anyhow::Result<()> {
+/// The HTTP end-to-end suite again on the local AWS stack (the first run, inside `cargo test
+/// --workspace`, tested the embedded storage), every test with a table and a bucket of its own:
+/// against `ota-server` on DynamoDB and S3, or, given `cargo-lambda`, against the six Lambda
+/// functions under `cargo lambda watch` (built by [`lambda::prepare`]). `OTA_E2E_AWS_THREADS`
+/// sets its parallelism (default 2: DynamoDB Local shares the machine's cores with the
+/// deployments and the tests).
+fn e2e_on_aws(
+    aws: &aws_local::LocalAws,
+    python: &Path,
+    cargo_lambda: Option<&Path>,
+) -> anyhow::Result<()> {
     let threads = std::env::var("OTA_E2E_AWS_THREADS").unwrap_or_else(|_| "2".to_owned());
     let started = std::time::Instant::now();
-    run(aws
-        .apply(&mut cargo())
+    let mut cmd = cargo();
+    aws.apply(&mut cmd)
         .args([
             "test",
             "--locked",
@@ -109,9 +138,18 @@ fn e2e_on_aws(aws: &aws_local::LocalAws, python: &Path) -> anyhow::Result<()> {
         // DynamoDB Local shares two cores with the whole run: hundreds of concurrent reports
         // queue for seconds there, where real DynamoDB answers in milliseconds.
         .env("OTA_DYNAMODB_TIMEOUT_MS", "30000")
-        .env("OTA_PYTHON", python))?;
+        .env("OTA_PYTHON", python);
+    let deployment = match cargo_lambda {
+        Some(bin) => {
+            cmd.env("OTA_E2E_DEPLOY", "lambda")
+                .env("OTA_E2E_CARGO_LAMBDA", bin);
+            "the Lambda functions"
+        }
+        None => "ota-server",
+    };
+    run(&mut cmd)?;
     eprintln!(
-        "xtask: end-to-end suite against the AWS storage passed in {:.0} s",
+        "xtask: end-to-end suite against {deployment} on DynamoDB + S3 passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -119,7 +157,8 @@ fn e2e_on_aws(aws: &aws_local::LocalAws, python: &Path) -> anyhow::Result<()> {
 
 /// The Lambda functions themselves on the same stack, through `cargo lambda watch` (the API
 /// Gateway routes of `Cargo.toml`): one probe per function, then the README walkthrough.
-fn lambda_on_aws(aws: &aws_local::LocalAws) -> anyhow::Result<()> {
+/// Returns the `cargo-lambda` binary, installed if it was missing.
+fn lambda_on_aws(aws: &aws_local::LocalAws) -> anyhow::Result<PathBuf> {
     let started = std::time::Instant::now();
     let bin = lambda::ensure_cargo_lambda(&root())?;
     let session = lambda::prepare(aws)?;
@@ -131,7 +170,8 @@ fn lambda_on_aws(aws: &aws_local::LocalAws) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     lambda::smoke_check(&watch, &session.admin_token)?;
-    lambda::walkthrough(&watch, &session.admin_token)
+    lambda::walkthrough(&watch, &session.admin_token)?;
+    Ok(bin.join("cargo-lambda"))
 }
 
 /// `cargo xtask local-aws [--check]`.
