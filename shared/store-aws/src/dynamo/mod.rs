@@ -155,10 +155,15 @@ impl DynamoMeta {
         guards
     }
 
-    /// Now, but later than every time this process handed out before and not before `at`:
-    /// the position of a log entry committed now.
-    fn commit_time(&self, at: time::OffsetDateTime) -> time::OffsetDateTime {
+    /// Now, but later than every time this process handed out before, than every position in
+    /// `after` (micros), and not before `at`: the position of a log entry committed now.
+    fn commit_time(
+        &self,
+        at: time::OffsetDateTime,
+        after: impl Iterator<Item = i64>,
+    ) -> time::OffsetDateTime {
         let now = item::micros(time::OffsetDateTime::now_utc().max(at));
+        let now = after.fold(now, |t, a| t.max(a.saturating_add(1)));
         let mut last = self.last_commit.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);

@@ -12,7 +12,7 @@ use ota_core::rollout::RolloutState;
 use ota_core::status::{Transition, attempt_rollout, transition};
 
 use super::DynamoMeta;
-use super::item::{Item, doc, expires, get_n, item, key, n, s, shard, time_key};
+use super::item::{Item, doc, expires, get_n, item, key, micros, n, s, shard, time_key};
 use super::keys;
 use super::ops::{MAX_ROUNDS, TxFail, backoff, put, update};
 use super::rollouts::Expect;
@@ -21,6 +21,10 @@ use super::rollouts::Expect;
 pub struct StoredProgress {
     pub progress: RolloutProgress,
     pub revision: Option<i64>,
+    /// The log position (micros) of the last report that moved these counters: the next one is
+    /// placed after it, so that the log lists a rollout's reports in the order their
+    /// transactions won this item, whichever instance's clock wrote them.
+    pub last_order: i64,
 }
 
 const HOUR_S: i64 = 3600;
@@ -39,10 +43,12 @@ impl DynamoMeta {
                 Some(it) => StoredProgress {
                     progress: doc(&it)?,
                     revision: get_n(&it, "rev"),
+                    last_order: get_n(&it, "lord").unwrap_or(0),
                 },
                 None => StoredProgress {
                     progress: RolloutProgress::default(),
                     revision: None,
+                    last_order: 0,
                 },
             },
         )
@@ -53,12 +59,16 @@ impl DynamoMeta {
         rollout_id: &str,
         from: &StoredProgress,
         to: &RolloutProgress,
+        order: time::OffsetDateTime,
     ) -> StoreResult<TransactWriteItem> {
         let it = item(
             keys::rollout(rollout_id),
             keys::PROGRESS_SK,
             to,
-            [("rev", n(from.revision.unwrap_or(0) + 1))],
+            [
+                ("rev", n(from.revision.unwrap_or(0) + 1)),
+                ("lord", n(micros(order))),
+            ],
         )?;
         match from.revision {
             Some(r) => put(it, Some("rev = :rev"), &[(":rev", n(r))], &self.table),
@@ -169,6 +179,10 @@ impl DynamoMeta {
         let mut paused_rollout = None;
         // Held until the transaction is decided.
         let _turns;
+        // The log position: after this process's turn at the rollout, from a clock that never
+        // repeats, and after the last report the rollout's counters took (so across instances
+        // too), so the log replays the counters rule 4 saw.
+        let mut order = self.commit_time(r.at, std::iter::empty());
         if changed {
             let failures =
                 current.as_ref().map_or(0, |a| a.failures) + u32::from(r.status.is_failure());
@@ -198,20 +212,28 @@ impl DynamoMeta {
             let turns: Vec<&String> = rollout_id.iter().chain(counted_in.iter()).collect();
             _turns = self.progress_turn(&turns).await;
             // A retry that another rollout offered leaves the rollout of the failed attempt.
-            if let (Some(old), Some(from)) = (&counted_in, from)
-                && rollout_id.as_ref() != Some(old)
-            {
-                let stored = self.read_progress(old).await?;
+            let left = match (&counted_in, from) {
+                (Some(old), Some(from)) if rollout_id.as_ref() != Some(old) => {
+                    Some((old, from, self.read_progress(old).await?))
+                }
+                _ => None,
+            };
+            let moved = match &rollout_id {
+                Some(id) => Some((id, self.read_progress(id).await?)),
+                None => None,
+            };
+            let after = left.iter().map(|(_, _, p)| p.last_order);
+            order = self.commit_time(r.at, after.chain(moved.iter().map(|(_, p)| p.last_order)));
+            if let Some((old, from, stored)) = &left {
                 let mut p = stored.progress;
-                p.attempt_left(from);
-                writes.push(self.progress_write(old, &stored, &p)?);
+                p.attempt_left(*from);
+                writes.push(self.progress_write(old, stored, &p, order)?);
             }
-            if let Some(id) = &rollout_id {
+            if let Some((id, stored)) = moved {
                 let from = from.filter(|_| counted_in.as_ref() == Some(id));
-                let stored = self.read_progress(id).await?;
                 let mut p = stored.progress;
                 p.attempt_moved(from, r.status);
-                writes.push(self.progress_write(id, &stored, &p)?);
+                writes.push(self.progress_write(id, &stored, &p, order)?);
                 if r.status.is_final()
                     && let Some(mut rollout) = self.get_rollout_doc(id).await?
                     && rollout.state == RolloutState::Active
@@ -233,9 +255,6 @@ impl DynamoMeta {
                 }
             }
         }
-        // Listed in the order reports commit: after this process's turn at the rollout, from a
-        // clock that never repeats, so the log replays the counters rule 4 saw.
-        let order = self.commit_time(r.at);
         writes.push(put(
             self.log_item(&entry, order)?,
             Some("attribute_not_exists(PK)"),
