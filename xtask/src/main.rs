@@ -2,6 +2,7 @@
 //! the tests need (idempotently), so that a new machine needs nothing but this command.
 
 mod aws_local;
+mod bench;
 mod infra;
 mod lambda;
 mod python;
@@ -26,6 +27,10 @@ commands:
                         as `export` lines; run until Ctrl-C
   local-aws --check     the same, then one real DynamoDB and S3 round trip and one request per
                         function through the base URL, then stop
+  bench                 load comparison (ota-server vs nginx static, wrk, 64 connections),
+                        peak RSS, Lambda sizes, DynamoDB requests per check and cost table,
+                        fleet-sim; installs nginx, wrk, llvm with apt-get if missing; writes
+                        target/bench/results.json (docs/performance.md)
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
         Some("local-aws") => local_aws(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())

@@ -98,6 +98,7 @@ async fn check_costs_at_most_two_requests() {
         3,
         "cold check: view + device read + write: {sent:?}"
     );
+    print_count("cold instance, new device, offered", &sent);
 
     let cases = [
         // A new device offered the release (registration, counter move and offer in one write).
@@ -113,7 +114,7 @@ async fn check_costs_at_most_two_requests() {
         check(&meta, &blobs, &ci, ttl).await.unwrap();
         let sent = requests.take();
         assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
-        eprintln!("{what}: {sent:?}");
+        print_count(what, &sent);
     }
 
     // A device that failed three times is offered nothing, still within budget.
@@ -140,4 +141,20 @@ async fn check_costs_at_most_two_requests() {
     assert_eq!(answer, CheckAnswer::UpToDate, "three strikes");
     let sent = requests.take();
     assert!(sent.len() <= 2, "after three failures: {sent:?}");
+    print_count("after three failures, up to date", &sent);
+
+    // The download redirect's one store call (`routes::device::download`), for the cost table.
+    meta.get_firmware(&fw.id).await.unwrap().unwrap();
+    let sent = requests.take();
+    assert_eq!(sent.len(), 1, "download redirect: {sent:?}");
+    print_count("download redirect", &sent);
+}
+
+/// One parseable line per case (`cargo xtask bench` reads them with `--nocapture` for its cost
+/// table): the case, the number of requests and the operations.
+fn print_count(case: &str, ops: &[String]) {
+    println!(
+        "DYNAMODB_REQUESTS {}",
+        serde_json::json!({ "case": case, "requests": ops.len(), "operations": ops })
+    );
 }

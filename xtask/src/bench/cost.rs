@@ -1,0 +1,177 @@
+//! Cost per million checks and per million downloads on AWS, from the DynamoDB requests the
+//! `check_budget` test counted. The prices are read from infra/README.md's "Prices assumed"
+//! table, so that the document and this table cannot disagree; the usage assumptions below are
+//! the ones that section states (function size, billed time, log volume, capacity units).
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// `FunctionMemoryMB` of the SAM template, in GB.
+const FUNCTION_GB: f64 = 0.25;
+/// Billed time of a check (two DynamoDB round trips and a presign) and of a download redirect.
+const CHECK_BILLED_S: f64 = 0.025;
+const DOWNLOAD_BILLED_S: f64 = 0.015;
+/// Log bytes per request (EMF line, START/END/REPORT, access log line).
+const LOG_BYTES_PER_REQUEST: f64 = 1300.0;
+/// Capacity units per request: reads of items under 4 KB, strongly consistent; a PutItem or
+/// UpdateItem of a device (table + GSI1 + GSI2, projection ALL); a check's transaction (device
+/// and fleet counters, each item counted twice).
+const RRU_PER_READ: f64 = 1.0;
+const WRU_PER_WRITE: f64 = 3.0;
+const WRU_PER_TRANSACTION: f64 = 10.0;
+/// The image of the download rows, as in infra/README.md's example.
+const IMAGE_MB: f64 = 1.5;
+const MILLION: f64 = 1e6;
+
+/// The prices of infra/README.md, USD.
+#[derive(Debug)]
+pub struct Prices {
+    lambda_gb_s: f64,
+    lambda_per_m_requests: f64,
+    http_api_per_m: f64,
+    wru_per_m: f64,
+    rru_per_m: f64,
+    s3_get_per_k: f64,
+    transfer_per_gb: f64,
+    logs_per_gb: f64,
+}
+
+impl Prices {
+    pub fn from_readme(root: &Path) -> anyhow::Result<Prices> {
+        let path = root.join("infra/README.md");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let row = |item: &str, n: usize| -> anyhow::Result<Vec<f64>> {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("| {item} |")))
+                .with_context(|| format!("infra/README.md has no price row '{item}'"))?;
+            let amounts: Vec<f64> = line
+                .split('$')
+                .skip(1)
+                .filter_map(|s| {
+                    let num: String = s
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.')
+                        .collect();
+                    num.trim_end_matches('.').parse().ok()
+                })
+                .collect();
+            if amounts.len() != n {
+                bail!("price row '{item}': expected {n} amounts, found {amounts:?}");
+            }
+            Ok(amounts)
+        };
+        let lambda = row("Lambda, arm64", 2)?;
+        let api = row("API Gateway HTTP API", 1)?;
+        let dynamo = row("DynamoDB on-demand", 2)?;
+        let s3 = row("S3", 2)?;
+        let logs = row("CloudWatch Logs", 1)?;
+        Ok(Prices {
+            lambda_gb_s: lambda[0],
+            lambda_per_m_requests: lambda[1],
+            http_api_per_m: api[0],
+            wru_per_m: dynamo[0],
+            rru_per_m: dynamo[1],
+            s3_get_per_k: s3[0],
+            transfer_per_gb: s3[1],
+            logs_per_gb: logs[0],
+        })
+    }
+}
+
+/// Read and write capacity units of one request, by DynamoDB operation.
+fn units(operation: &str) -> (f64, f64) {
+    match operation {
+        "GetItem" | "Query" | "BatchGetItem" => (RRU_PER_READ, 0.0),
+        "PutItem" | "UpdateItem" | "DeleteItem" => (0.0, WRU_PER_WRITE),
+        "TransactWriteItems" => (0.0, WRU_PER_TRANSACTION),
+        // Unknown operations count as a transaction, so the table errs on the dear side.
+        _ => (0.0, WRU_PER_TRANSACTION),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The lines common to every request through API Gateway and a function.
+fn request_lines(p: &Prices, billed_s: f64) -> Vec<(String, f64)> {
+    vec![
+        ("HTTP API".into(), p.http_api_per_m),
+        (
+            "Lambda".into(),
+            p.lambda_per_m_requests + FUNCTION_GB * billed_s * MILLION * p.lambda_gb_s,
+        ),
+        (
+            "CloudWatch Logs".into(),
+            LOG_BYTES_PER_REQUEST * MILLION / 1e9 * p.logs_per_gb,
+        ),
+    ]
+}
+
+fn dynamodb_line(p: &Prices, operations: &[String]) -> (String, f64) {
+    let (rru, wru) = operations
+        .iter()
+        .map(|op| units(op))
+        .fold((0.0, 0.0), |(r, w), (dr, dw)| (r + dr, w + dw));
+    (
+        format!(
+            "DynamoDB ({}: {rru} RRU, {wru} WRU)",
+            operations.join(" + ")
+        ),
+        rru * p.rru_per_m + wru * p.wru_per_m,
+    )
+}
+
+fn table(lines: Vec<(String, f64)>) -> Value {
+    let total: f64 = lines.iter().map(|(_, c)| c).sum();
+    json!({
+        "lines": lines.iter().map(|(what, usd)| json!({ "item": what, "usd": round2(*usd) })).collect::<Vec<_>>(),
+        "total_usd": round2(total),
+    })
+}
+
+/// Cost per million of each measured check case, of a download redirect with the image fetch,
+/// and of the image fetch alone (the `download_url` of a check answer).
+pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
+    let ops = |c: &Value| -> Vec<String> {
+        c["operations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut checks = Vec::new();
+    let mut download_ops = vec!["GetItem".to_owned()];
+    for case in cases {
+        let name = case["case"].as_str().unwrap_or("?");
+        if name == "download redirect" {
+            download_ops = ops(case);
+            continue;
+        }
+        let mut lines = request_lines(p, CHECK_BILLED_S);
+        lines.push(dynamodb_line(p, &ops(case)));
+        checks.push(json!({ "case": name, "cost": table(lines) }));
+    }
+    let fetch = vec![
+        ("S3 GET".to_owned(), p.s3_get_per_k * 1000.0),
+        (
+            format!("transfer out ({IMAGE_MB} MB image)"),
+            IMAGE_MB * MILLION / 1000.0 * p.transfer_per_gb,
+        ),
+    ];
+    let mut redirect = request_lines(p, DOWNLOAD_BILLED_S);
+    redirect.push(dynamodb_line(p, &download_ops));
+    redirect.extend(fetch.clone());
+    json!({
+        "checks": checks,
+        "download_via_redirect": table(redirect),
+        "download_via_check_url": table(fetch),
+    })
+}

@@ -1,0 +1,377 @@
+//! `cargo xtask bench`: the load comparison of issue 7 in one run. ota-server (release, embedded
+//! default) against nginx serving the same bytes statically, on this machine, with wrk; peak RSS;
+//! Lambda bootstrap sizes; DynamoDB requests per check on the local stack and the cost table
+//! derived from them; the fleet simulator. Everything measured goes to target/bench/results.json
+//! and a summary table is printed. Goals that are not met are reported, not failed.
+
+mod aws;
+mod cost;
+mod fleet;
+mod nginx;
+mod server;
+mod tools;
+mod wrk;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use server::Server;
+
+/// Connections of every load run (issue 7).
+const CONNECTIONS: u32 = 64;
+/// Devices whose credentials the check load cycles through.
+const LOAD_DEVICES: usize = 256;
+/// Size of the published image: the 1.5 MB of infra/README.md's cost example.
+const IMAGE_SIZE: &str = "1536K";
+/// The goals: check >= 50 % of the static ceiling, download >= 80 %.
+const CHECK_GOAL: f64 = 0.5;
+const DOWNLOAD_GOAL: f64 = 0.8;
+
+const USAGE: &str = "usage: cargo xtask bench [--seconds N] [--skip-aws] [--skip-fleet]";
+
+struct Options {
+    seconds: u32,
+    aws: bool,
+    fleet: bool,
+}
+
+fn options(args: &[String]) -> anyhow::Result<Options> {
+    let mut o = Options {
+        seconds: 15,
+        aws: true,
+        fleet: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                o.seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|s| *s > 0)
+                    .context(USAGE)?;
+            }
+            "--skip-aws" => o.aws = false,
+            "--skip-fleet" => o.fleet = false,
+            _ => bail!("unknown argument '{a}'\n{USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let opts = options(args)?;
+    let root = crate::root();
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    let tools = tools::ensure()?;
+    let fleet_sim = root.join("tools/fleet-sim/Cargo.toml").exists();
+    let mut build = crate::cargo();
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ota-server",
+        "-p",
+        "firmware-samples",
+    ]);
+    if fleet_sim && opts.fleet {
+        build.args(["-p", "fleet-sim"]);
+    }
+    crate::run(&mut build)?;
+    let release = root.join("target/release");
+
+    let mut results = json!({
+        "machine": machine(),
+        "tools": tools.versions.iter().map(|(k, v)| json!({ "tool": k, "version": v })).collect::<Vec<_>>(),
+        "settings": {
+            "connections": CONNECTIONS,
+            "wrk_threads": 2,
+            "seconds_per_run": opts.seconds,
+            "load_devices": LOAD_DEVICES,
+            "image_size": IMAGE_SIZE,
+            "server_env": { "OTA_DEVICE_RATE_PER_MIN": "0 (unlimited; default 600)" },
+        },
+    });
+    results["load"] = load(&tools, &release, &out, opts.seconds)?;
+    results["lambda_sizes"] = match aws::lambda_sizes(
+        &root,
+        &tools.llvm_strip,
+        &out.join("lambda-stripped"),
+    )? {
+        Some(v) => v,
+        None => json!({
+            "skipped": "no arm64 bootstraps in target/lambda-arm64: build them with `CARGO_TARGET_DIR=target/lambda-arm64 cargo lambda build --release --arm64` (docs/lambda.md; about an hour on 2 cores), then run this again",
+        }),
+    };
+    if opts.aws {
+        let cases = aws::dynamodb_requests(&root)?;
+        let prices = cost::Prices::from_readme(&root)?;
+        results["dynamodb_requests"] = json!(cases);
+        results["cost_per_million"] = cost::per_million(&prices, &cases);
+    } else {
+        results["dynamodb_requests"] = json!({ "skipped": "--skip-aws" });
+    }
+    results["fleet_sim"] = if !fleet_sim {
+        // HOOK: tools/fleet-sim is not in this checkout; once it is, this runs it.
+        json!({ "skipped": "tools/fleet-sim is not in this checkout" })
+    } else if !opts.fleet {
+        json!({ "skipped": "--skip-fleet" })
+    } else {
+        let server = Server::start(&release.join("ota-server"), &out.join("fleet-server"))?;
+        let v = fleet::run(&release.join("fleet-sim"), &server, &out.join("fleet.json"))?;
+        let mut v = v;
+        v["server_peak_rss_bytes"] = server.peak_rss().map(Value::from).unwrap_or(Value::Null);
+        v["load_average_after"] = load_average().into();
+        v
+    };
+    results["wall_s"] = started.elapsed().as_secs().into();
+    let path = out.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    print_summary(&results);
+    eprintln!("xtask bench: everything measured is in {}", path.display());
+    Ok(())
+}
+
+/// The load comparison: check and download, ota-server against nginx, and the server's peak RSS.
+fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyhow::Result<Value> {
+    let www = out.join("www");
+    std::fs::create_dir_all(&www)?;
+    let image_path = www.join("firmware.bin");
+    crate::run(
+        std::process::Command::new(release.join("gen-firmware"))
+            .args(["--chip", "esp32c3", "--version", server::RELEASE_VERSION])
+            .args(["--size", IMAGE_SIZE, "-o"])
+            .arg(&image_path),
+    )?;
+    let image = std::fs::read(&image_path)?;
+
+    let server = Server::start(&release.join("ota-server"), &out.join("server"))?;
+    let firmware_id = server.publish(&image)?;
+    server.roll_out(&firmware_id)?;
+    let mut devices = Vec::new();
+    for i in 0..LOAD_DEVICES {
+        let id = format!("bench-{i:04}");
+        let token = server.device_token(&id)?;
+        devices.push((id, token));
+    }
+    // Every device checks once before the measurement, so that the load is the steady state
+    // of a polling fleet (registered devices asking again), not 256 registrations.
+    let mut answer = String::new();
+    for (id, token) in &devices {
+        let (status, body) = server.check(id, token)?;
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        if status != 200 || v["update_available"] != true {
+            bail!("the warm-up check of {id} answered {status}: {body}");
+        }
+        answer = body;
+    }
+    let v: Value = serde_json::from_str(&answer)?;
+    let download_url = v["download_url"].as_str().context("no download_url")?;
+    let download_path = download_url
+        .strip_prefix(&server.base_url())
+        .context("the download URL is not on the server")?
+        .to_owned();
+    // The static twin of the check answer: the same bytes as a file.
+    std::fs::write(www.join("check.json"), &answer)?;
+
+    let check_lua = out.join("check.lua");
+    std::fs::write(&check_lua, wrk::check_script(&devices))?;
+    let static_check_lua = out.join("static-check.lua");
+    std::fs::write(&static_check_lua, wrk::get_script("/check.json"))?;
+    let download_lua = out.join("download.lua");
+    std::fs::write(&download_lua, wrk::get_script(&download_path))?;
+    let static_download_lua = out.join("static-download.lua");
+    std::fs::write(&static_download_lua, wrk::get_script("/firmware.bin"))?;
+
+    let nginx = nginx::Nginx::start(&tools.nginx, &out.join("nginx"), &www)?;
+    let measure = |what: &str, script: &Path, base: &str| -> anyhow::Result<Value> {
+        let before = load_average();
+        eprintln!(
+            "xtask bench: {what}: {CONNECTIONS} connections, {seconds} s (load average {before})"
+        );
+        let mut v = wrk::run(&tools.wrk, script, base, CONNECTIONS, seconds)?;
+        v["load_average_before"] = before.into();
+        Ok(v)
+    };
+    // A short warm-up of each server's path (connections, caches, the allocator).
+    wrk::run(&tools.wrk, &check_lua, &server.base_url(), CONNECTIONS, 2)?;
+    let check = measure("ota-server check", &check_lua, &server.base_url())?;
+    let static_check = measure(
+        "nginx static check.json",
+        &static_check_lua,
+        &nginx.base_url(),
+    )?;
+    let download = measure("ota-server download", &download_lua, &server.base_url())?;
+    let static_download = measure(
+        "nginx static firmware.bin",
+        &static_download_lua,
+        &nginx.base_url(),
+    )?;
+    let peak_rss = server.peak_rss()?;
+
+    let ratio = |a: &Value, b: &Value, key: &str| {
+        let (a, b) = (
+            a[key].as_f64().unwrap_or(0.0),
+            b[key].as_f64().unwrap_or(0.0),
+        );
+        if b > 0.0 {
+            (a / b * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        }
+    };
+    let check_ratio = ratio(&check, &static_check, "requests_per_s");
+    let download_ratio = ratio(&download, &static_download, "mib_per_s");
+    Ok(json!({
+        "check_answer_bytes": answer.len(),
+        "image_bytes": image.len(),
+        "check": { "ota_server": check, "nginx_static": static_check,
+                   "ratio": check_ratio, "goal": CHECK_GOAL, "met": check_ratio >= CHECK_GOAL },
+        "download": { "ota_server": download, "nginx_static": static_download,
+                      "ratio": download_ratio, "goal": DOWNLOAD_GOAL, "met": download_ratio >= DOWNLOAD_GOAL },
+        "ota_server_peak_rss_bytes": peak_rss,
+    }))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
+    let mem_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(crate::root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    json!({
+        "cpu": model, "cores": cores, "memory_kb": mem_kb, "commit": commit,
+        "load_average_at_start": load_average(),
+    })
+}
+
+fn print_summary(r: &Value) {
+    let l = &r["load"];
+    let row = |name: &str, v: &Value| {
+        println!(
+            "{name:<28} {:>10} req/s {:>9} MiB/s  p50 {:>8} us  p99 {:>8} us  non-2xx {:>5}  errors {:>5}",
+            v["requests_per_s"],
+            v["mib_per_s"],
+            v["latency_us"]["p50"],
+            v["latency_us"]["p99"],
+            v["errors_status"],
+            v["errors_connect"].as_u64().unwrap_or(0)
+                + v["errors_read"].as_u64().unwrap_or(0)
+                + v["errors_write"].as_u64().unwrap_or(0)
+                + v["errors_timeout"].as_u64().unwrap_or(0),
+        );
+    };
+    println!(
+        "\n== cargo xtask bench ({} connections, machine: {}, {} cores) ==",
+        CONNECTIONS, r["machine"]["cpu"], r["machine"]["cores"]
+    );
+    row("check: ota-server", &l["check"]["ota_server"]);
+    row("check: nginx static", &l["check"]["nginx_static"]);
+    row("download: ota-server", &l["download"]["ota_server"]);
+    row("download: nginx static", &l["download"]["nginx_static"]);
+    for (what, key) in [("check (req/s)", "check"), ("download (MiB/s)", "download")] {
+        let v = &l[key];
+        println!(
+            "{what:<28} ratio {:.3}, goal >= {}: {}",
+            v["ratio"].as_f64().unwrap_or(0.0),
+            v["goal"],
+            if v["met"] == true { "MET" } else { "NOT MET" }
+        );
+    }
+    println!(
+        "ota-server peak RSS (VmHWM)  {:.1} MiB",
+        l["ota_server_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0
+    );
+    match r["lambda_sizes"]["functions"].as_array() {
+        Some(rows) => {
+            for f in rows {
+                if f["built"] == true {
+                    println!(
+                        "lambda {:<21} {:>11} B built, {:>10} B stripped, {:>9} B stripped+gzip",
+                        f["function"].as_str().unwrap_or("?"),
+                        f["bytes"],
+                        f["stripped_bytes"],
+                        f["stripped_gzip_bytes"]
+                    );
+                } else {
+                    println!(
+                        "lambda {:<21} not built",
+                        f["function"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+        }
+        None => println!("lambda sizes: {}", r["lambda_sizes"]["skipped"]),
+    }
+    if let Some(cases) = r["dynamodb_requests"].as_array() {
+        for c in cases {
+            println!(
+                "dynamodb {:<36} {} request(s): {}",
+                c["case"].as_str().unwrap_or("?"),
+                c["requests"],
+                c["operations"]
+            );
+        }
+    }
+    if let Some(checks) = r["cost_per_million"]["checks"].as_array() {
+        for c in checks {
+            println!(
+                "cost per million checks, {:<36} ${}",
+                c["case"].as_str().unwrap_or("?"),
+                c["cost"]["total_usd"]
+            );
+        }
+        println!(
+            "cost per million downloads (redirect + 1.5 MB fetch)      ${}",
+            r["cost_per_million"]["download_via_redirect"]["total_usd"]
+        );
+        println!(
+            "cost per million downloads (check's URL, 1.5 MB fetch)    ${}",
+            r["cost_per_million"]["download_via_check_url"]["total_usd"]
+        );
+    }
+    let f = &r["fleet_sim"];
+    match &f["summary"] {
+        Value::Object(s) => println!(
+            "fleet-sim: exit {}, ok {}, {} devices, {} req/s, wall {} s, problems {}",
+            f["exit_code"],
+            s["ok"],
+            s["config"]["devices"],
+            s["requests_per_s"],
+            s["wall_time_s"],
+            s["problems"]
+        ),
+        _ => println!(
+            "fleet-sim: {}",
+            if f["skipped"].is_null() {
+                f.to_string()
+            } else {
+                f["skipped"].to_string()
+            }
+        ),
+    }
+}
