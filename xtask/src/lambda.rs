@@ -19,7 +19,7 @@ pub const TABLE: &str = "ota-local";
 pub const BUCKET: &str = "ota-local";
 /// The functions' binaries, built before the emulator starts so that its first invocation of
 /// each (`cargo run --bin <function>` at the workspace root) finds them fresh.
-const FUNCTIONS: [&str; 6] = [
+pub const FUNCTIONS: [&str; 6] = [
     "check",
     "download",
     "status",

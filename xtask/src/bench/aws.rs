@@ -10,16 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::aws_local::LocalAws;
-
-/// The six functions, as built by `cargo lambda build --release --arm64`.
-pub const FUNCTIONS: [&str; 6] = [
-    "check",
-    "download",
-    "status",
-    "admin-upload",
-    "admin-rollout",
-    "admin-metrics",
-];
+use crate::lambda::FUNCTIONS;
 
 /// Where `cargo lambda build --release --arm64 --lambda-dir ...` leaves the binaries with
 /// `CARGO_TARGET_DIR=target/lambda-arm64` (docs/lambda.md).
