@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use crate::aws_local::LocalAws;
 use crate::lambda::FUNCTIONS;
 
-/// Where `cargo lambda build --release --arm64 --lambda-dir ...` leaves the binaries with
+/// Where `cargo lambda build --release --arm64` leaves `<function>/bootstrap` with
 /// `CARGO_TARGET_DIR=target/lambda-arm64` (docs/lambda.md).
-const LAMBDA_RELEASE_DIR: &str = "target/lambda-arm64/aarch64-unknown-linux-gnu/release";
+const LAMBDA_DIR: &str = "target/lambda-arm64/lambda";
 
 /// Runs `cargo test -p ota-store-aws --test check_budget` against a local stack of its own and
 /// returns the cases it printed (`DYNAMODB_REQUESTS {...}` lines).
@@ -53,11 +53,11 @@ pub fn dynamodb_requests(root: &Path) -> anyhow::Result<Vec<Value>> {
 /// Sizes of the arm64 bootstraps as built, stripped (a copy, with `llvm-strip`) and stripped
 /// then gzipped (about what the deployment zip holds); `None` when none is built.
 pub fn lambda_sizes(root: &Path, llvm_strip: &str, work: &Path) -> anyhow::Result<Option<Value>> {
-    let dir = root.join(LAMBDA_RELEASE_DIR);
+    let dir = root.join(LAMBDA_DIR);
     let mut rows = Vec::new();
     std::fs::create_dir_all(work)?;
     for name in FUNCTIONS {
-        let built = dir.join(name);
+        let built = dir.join(name).join("bootstrap");
         let Ok(meta) = std::fs::metadata(&built) else {
             rows.push(json!({ "function": name, "built": false }));
             continue;
@@ -90,6 +90,6 @@ pub fn lambda_sizes(root: &Path, llvm_strip: &str, work: &Path) -> anyhow::Resul
         return Ok(None);
     }
     Ok(Some(
-        json!({ "dir": LAMBDA_RELEASE_DIR, "functions": rows }),
+        json!({ "dir": LAMBDA_DIR, "functions": rows }),
     ))
 }
