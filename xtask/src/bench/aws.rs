@@ -89,7 +89,5 @@ pub fn lambda_sizes(root: &Path, llvm_strip: &str, work: &Path) -> anyhow::Resul
     if rows.iter().all(|r| r["built"] == false) {
         return Ok(None);
     }
-    Ok(Some(
-        json!({ "dir": LAMBDA_DIR, "functions": rows }),
-    ))
+    Ok(Some(json!({ "dir": LAMBDA_DIR, "functions": rows })))
 }
