@@ -182,7 +182,7 @@ impl DynamoMeta {
         // The log position: after this process's turn at the rollout, from a clock that never
         // repeats, and after the last report the rollout's counters took (so across instances
         // too), so the log replays the counters rule 4 saw.
-        let mut order = self.commit_time(r.at, std::iter::empty());
+        let order;
         if changed {
             let failures =
                 current.as_ref().map_or(0, |a| a.failures) + u32::from(r.status.is_failure());
@@ -254,6 +254,8 @@ impl DynamoMeta {
                     paused_rollout = Some((id.clone(), rollout.device_type.clone()));
                 }
             }
+        } else {
+            order = self.commit_time(r.at, std::iter::empty());
         }
         writes.push(put(
             self.log_item(&entry, order)?,
