@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -167,8 +168,9 @@ pub trait MetaStore: Send + Sync {
     /// is still `expect_revision`.
     async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()>;
 
-    /// The active rollouts of a device type with their firmware, and the type's chip.
-    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView>;
+    /// The active rollouts of a device type with their firmware, and the type's chip. Shared,
+    /// because stores serve it from a cache on the check path.
+    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>>;
 
     /// Registers or refreshes the device and returns it as `check` needs it (as it was before
     /// any offer). The release `offer` picks from that snapshot, if any, is remembered in the

@@ -4,9 +4,11 @@
 mod audit;
 mod blobs;
 mod counters;
+mod last_seen;
 mod meta;
 mod schema;
 mod sql;
+mod view_cache;
 
 pub use blobs::LocalBlobs;
 pub use meta::SqliteMeta;

@@ -1,5 +1,8 @@
 //! `MetaStore` on SQLite. One connection behind a mutex, used from the blocking pool: SQLite
 //! has one writer at a time anyway, and a single connection makes every method one transaction.
+//! Release views are served from memory while nothing they were read from changes
+//! (`view_cache`), and a check that changes nothing but `last_seen` writes nothing at once
+//! (`last_seen`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -25,35 +28,78 @@ use time::OffsetDateTime;
 
 use crate::audit;
 use crate::counters;
+use crate::last_seen::LastSeen;
 use crate::schema;
 use crate::sql::{db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, to_doc};
+use crate::view_cache::ViewCache;
 use ota_core::cursor::{self, paginate};
 
 #[derive(Clone)]
 pub struct SqliteMeta {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
+    views: Arc<ViewCache>,
+}
+
+/// The connection and the `last_seen` times waiting to be written to it.
+struct Db {
+    conn: Mutex<Connection>,
+    seen: LastSeen,
+}
+
+impl Drop for Db {
+    /// The last clone of the store is going: write what waits (a clean shutdown loses none).
+    fn drop(&mut self) {
+        if let Ok(conn) = self.conn.get_mut()
+            && let Err(e) = self.seen.flush(conn)
+        {
+            tracing::error!(error = %e, "could not write the waiting last_seen times");
+        }
+    }
 }
 
 impl SqliteMeta {
     pub fn open(path: &Path) -> StoreResult<Self> {
         let conn = schema::open(path).map_err(db_err)?;
+        let views = ViewCache::default();
+        views.watch(&conn).map_err(db_err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Db {
+                conn: Mutex::new(conn),
+                seen: LastSeen::default(),
+            }),
+            views: Arc::new(views),
         })
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on the blocking pool.
+    /// Runs `f` on the connection, on the blocking pool, outside any transaction: for reads
+    /// that need no snapshot beyond what holding the only connection already gives.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &LastSeen) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = db
+                .conn
+                .lock()
+                .map_err(|_| StoreError::Internal("database mutex poisoned".into()))?;
+            f(&mut guard, &db.seen)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on the blocking pool, after writing the waiting
+    /// `last_seen` times so that `f` reads and rewrites devices as they are.
     async fn tx<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Internal("database mutex poisoned".into()))?;
-            let tx = guard
+        self.read(move |conn, seen| {
+            seen.flush(conn)?;
+            let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
             let out = f(&tx)?;
@@ -61,7 +107,24 @@ impl SqliteMeta {
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// The steady-state check: a known device saying what it said before. Returns its
+    /// snapshot when the check changes nothing but `last_seen`, None when it must be written.
+    async fn unchanged_check_in(&self, c: &CheckIn) -> StoreResult<Option<DeviceSnapshot>> {
+        let c = c.clone();
+        self.read(move |conn, _| {
+            let Some(before) = load_device(conn, c.device_id.as_str())? else {
+                return Ok(None);
+            };
+            let after = Device::checked_in(Some(before.clone()), &c);
+            let only_seen = Device {
+                last_seen: before.last_seen,
+                ..after.clone()
+            } == before;
+            only_seen.then(|| device_snapshot(conn, after)).transpose()
+        })
+        .await
     }
 
     /// Registers or refreshes the device in one transaction; the snapshot `check` reads.
@@ -103,7 +166,7 @@ struct Attempt {
     rollout_id: Option<String>,
 }
 
-fn attempt(tx: &Transaction<'_>, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
+fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
     let row: Option<(String, u32, Option<String>)> = tx
         .query_row(
             "SELECT status, failures, rollout_id FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
@@ -121,7 +184,7 @@ fn attempt(tx: &Transaction<'_>, device: &str, firmware: &str) -> StoreResult<Op
     }))
 }
 
-fn device_snapshot(tx: &Transaction<'_>, device: Device) -> StoreResult<DeviceSnapshot> {
+fn device_snapshot(tx: &Connection, device: Device) -> StoreResult<DeviceSnapshot> {
     let mut stmt = tx
         .prepare_cached(
             "SELECT firmware_id, failures FROM attempts WHERE device_id = ?1 AND failures > 0",
@@ -161,7 +224,7 @@ fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
     Ok(())
 }
 
-fn load_device(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<Device>> {
+fn load_device(tx: &Connection, id: &str) -> StoreResult<Option<Device>> {
     one_doc(tx, "SELECT doc FROM devices WHERE device_id = ?1", &[&id])
 }
 
@@ -470,39 +533,58 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView> {
+    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>> {
+        if let Some(view) = self.views.get(device_type) {
+            return Ok(view);
+        }
         let dt = device_type.to_string();
-        self.tx(move |tx| {
-            let policy: Option<DeviceTypePolicy> =
-                one_doc(tx, "SELECT doc FROM device_types WHERE name = ?1", &[&dt])?;
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT r.doc, f.doc FROM rollouts r JOIN firmware f ON f.id = r.firmware_id
-                     WHERE r.device_type = ?1 AND r.state = ?2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![dt, RolloutState::Active.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(db_err)?;
-            let mut options = Vec::new();
-            for row in rows {
-                let (r, f) = row.map_err(db_err)?;
-                options.push(ReleaseOption {
-                    rollout: from_doc(&r)?,
-                    firmware: from_doc(&f)?,
-                });
-            }
-            Ok(ReleaseView {
-                chip: policy.map(|p| p.chip),
-                options,
+        let views = self.views.clone();
+        let (generation, view) = self
+            .tx(move |tx| {
+                let generation = views.generation();
+                let policy: Option<DeviceTypePolicy> =
+                    one_doc(tx, "SELECT doc FROM device_types WHERE name = ?1", &[&dt])?;
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT r.doc, f.doc FROM rollouts r JOIN firmware f ON f.id = r.firmware_id
+                         WHERE r.device_type = ?1 AND r.state = ?2",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![dt, RolloutState::Active.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(db_err)?;
+                let mut options = Vec::new();
+                for row in rows {
+                    let (r, f) = row.map_err(db_err)?;
+                    options.push(ReleaseOption {
+                        rollout: from_doc(&r)?,
+                        firmware: from_doc(&f)?,
+                    });
+                }
+                Ok((
+                    generation,
+                    Arc::new(ReleaseView {
+                        chip: policy.map(|p| p.chip),
+                        options,
+                    }),
+                ))
             })
-        })
-        .await
+            .await?;
+        self.views.put(device_type, generation, view.clone());
+        Ok(view)
     }
 
     async fn record_check(&self, c: &CheckIn, offer: &OfferFn<'_>) -> StoreResult<DeviceSnapshot> {
+        if let Some(snapshot) = self.unchanged_check_in(c).await?
+            && offer(&snapshot).is_none()
+        {
+            if self.db.seen.note(&c.device_id, c.at) {
+                self.read(|conn, seen| seen.flush(conn)).await?;
+            }
+            return Ok(snapshot);
+        }
         let snapshot = self.check_in(c).await?;
         if let Some(offer) = offer(&snapshot) {
             self.remember_offer(&c.device_id, offer).await?;

@@ -2,7 +2,7 @@
 //! keyset pagination.
 
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde::{Serialize, de::DeserializeOwned};
 
 use ota_core::cursor::paginate;
@@ -36,7 +36,7 @@ pub fn from_doc<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
 
 /// Runs a query whose first column is a JSON doc and decodes every row.
 pub fn docs<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sql: &str,
     params: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<Vec<T>> {
@@ -49,7 +49,7 @@ pub fn docs<T: DeserializeOwned>(
 }
 
 pub fn one_doc<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sql: &str,
     params: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<Option<T>> {
@@ -68,7 +68,7 @@ pub fn micros(t: time::OffsetDateTime) -> i64 {
 /// A newest-first listing over an append-only table: `sql` selects `(seq, doc)` ordered by
 /// `seq DESC`; the page's cursor is the last `seq` returned.
 pub fn newest_first<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sql: &str,
     params: &[&dyn rusqlite::ToSql],
     limit: u32,

@@ -2,6 +2,7 @@
 //! reads in one request. Every write of a rollout (and of a release some active rollout
 //! offers) rewrites the view in the same transaction, conditioned on the view's revision.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
@@ -118,7 +119,7 @@ impl DynamoMeta {
     pub(super) async fn release_view_cached(
         &self,
         device_type: &DeviceType,
-    ) -> StoreResult<ReleaseView> {
+    ) -> StoreResult<Arc<ReleaseView>> {
         let ttl = self.options.view_cache;
         let mut generation = 0;
         if let Ok(mut views) = self.views.lock() {
@@ -157,6 +158,7 @@ impl DynamoMeta {
                 _ => {}
             }
         }
+        let view = Arc::new(view);
         if !ttl.is_zero()
             && let Ok(mut views) = self.views.lock()
         {

@@ -84,7 +84,7 @@ impl Default for DynamoOptions {
 #[derive(Default)]
 struct CachedView {
     generation: u64,
-    read: Option<(Instant, ReleaseView)>,
+    read: Option<(Instant, Arc<ReleaseView>)>,
 }
 
 /// Metadata in one DynamoDB table.

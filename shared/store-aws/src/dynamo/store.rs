@@ -1,5 +1,7 @@
 //! The `MetaStore` port on DynamoDB: each method delegates to the module that owns its items.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{
@@ -113,7 +115,7 @@ impl MetaStore for DynamoMeta {
             .await
     }
 
-    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<ReleaseView> {
+    async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>> {
         self.release_view_cached(device_type).await
     }
 

@@ -1,0 +1,225 @@
+//! What makes a check cheap on SQLite, and what it must never cost: the release view served from
+//! memory yet never stale, and the steady-state poll that writes nothing at once yet loses no
+//! `last_seen` to a failing transaction or a clean shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ota_core::device::Offer;
+use ota_core::device_type::DeviceTypePolicy;
+use ota_core::firmware::{Firmware, FirmwareState};
+use ota_core::ports::{MetaStore, StoreError};
+use ota_core::rollout::{Rollout, RolloutState};
+use ota_core::status::OtaStatus;
+use ota_store_conformance::fixtures::{check_in, dev, dt, firmware, now, report, rollout};
+use ota_store_embedded::SqliteMeta;
+use time::OffsetDateTime;
+
+fn policy(chip: &str) -> DeviceTypePolicy {
+    DeviceTypePolicy {
+        name: dt("demo"),
+        chip: chip.to_owned(),
+        max_image_size: None,
+        require_signature: false,
+        signing_key_digests: Vec::new(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+/// What the file says, read through a connection of its own, as after a crash.
+fn stored_last_seen(db: &Path, device: &str) -> OffsetDateTime {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let doc: String = conn
+        .query_row(
+            "SELECT doc FROM devices WHERE device_id = ?1",
+            [device],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    OffsetDateTime::parse(
+        v["last_seen"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+async fn view_ids(s: &SqliteMeta) -> Vec<String> {
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    view.options.iter().map(|o| o.rollout.id.clone()).collect()
+}
+
+async fn set_state(s: &SqliteMeta, r: &mut Rollout, state: RolloutState) {
+    r.state = state;
+    r.revision += 1;
+    s.update_rollout(r, r.revision - 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_release_view_is_reused_until_what_it_is_read_from_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
+    s.put_device_type(&policy("esp32c3")).await.unwrap();
+    let first = s.release_view(&dt("demo")).await.unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &s.release_view(&dt("demo")).await.unwrap()),
+        "nothing changed: the same view is served again"
+    );
+    // A write to a table the view does not read leaves it alone.
+    s.record_check(&check_in("d1", "demo", "1.0.0"), &|_| None)
+        .await
+        .unwrap();
+    assert!(Arc::ptr_eq(
+        &first,
+        &s.release_view(&dt("demo")).await.unwrap()
+    ));
+
+    s.put_device_type(&policy("esp32s3")).await.unwrap();
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    assert_eq!(view.chip.as_deref(), Some("esp32s3"), "a policy change");
+
+    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
+    s.insert_firmware(&fw).await.unwrap();
+    let mut r = rollout(&fw, RolloutState::Active);
+    s.insert_rollout(&r).await.unwrap();
+    assert_eq!(view_ids(&s).await, [r.id.clone()], "a new rollout");
+
+    set_state(&s, &mut r, RolloutState::Paused).await;
+    assert!(view_ids(&s).await.is_empty(), "a paused rollout");
+    set_state(&s, &mut r, RolloutState::Active).await;
+    assert_eq!(view_ids(&s).await, [r.id.clone()], "resumed");
+
+    let mut edited: Firmware = fw.clone();
+    edited.release_notes = Some("fixes the scale drift".into());
+    edited.updated_at = now() + Duration::from_millis(1);
+    s.update_firmware(&edited, &fw).await.unwrap();
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    assert_eq!(
+        view.options[0].firmware.release_notes.as_deref(),
+        Some("fixes the scale drift"),
+        "a firmware edit"
+    );
+}
+
+#[tokio::test]
+async fn the_automatic_pause_inside_a_report_drops_the_rollout_from_the_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
+    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
+    s.insert_firmware(&fw).await.unwrap();
+    let mut r = rollout(&fw, RolloutState::Active);
+    r.failure_threshold_percent = Some(10.0);
+    r.min_reports = 1;
+    s.insert_rollout(&r).await.unwrap();
+    assert_eq!(view_ids(&s).await, [r.id.clone()]);
+    let offer = Offer {
+        firmware_id: fw.id.clone(),
+        version: fw.version.clone(),
+        rollout_id: r.id.clone(),
+        at: now(),
+    };
+    s.record_check(&check_in("d1", "demo", "1.0.0"), &|_| Some(offer.clone()))
+        .await
+        .unwrap();
+    let out = s
+        .record_status(&report("d1", &fw, OtaStatus::Failed, "e1"))
+        .await
+        .unwrap();
+    assert_eq!(out.paused_rollout.as_deref(), Some(r.id.as_str()));
+    assert!(view_ids(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_poll_that_changes_nothing_but_last_seen_is_written_later_in_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let s = SqliteMeta::open(&db).unwrap();
+    let mut c = check_in("d1", "demo", "1.0.0");
+    let first = c.at;
+    s.record_check(&c, &|_| None).await.unwrap();
+    assert_eq!(
+        stored_last_seen(&db, "d1"),
+        first,
+        "a new device is written at once"
+    );
+
+    c.at = first + Duration::from_secs(30);
+    let again = s.record_check(&c, &|_| None).await.unwrap();
+    assert_eq!(
+        again.device.last_seen, c.at,
+        "the check answers with the new time"
+    );
+    assert_eq!(
+        stored_last_seen(&db, "d1"),
+        first,
+        "the steady-state poll wrote nothing"
+    );
+    let read = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!(read.last_seen, c.at, "every read sees the waiting time");
+    assert_eq!(stored_last_seen(&db, "d1"), c.at, "and it is on disk now");
+
+    // A version change is more than last_seen: written at once.
+    let mut moved = check_in("d1", "demo", "1.1.0");
+    moved.at = c.at + Duration::from_secs(30);
+    s.record_check(&moved, &|_| None).await.unwrap();
+    assert_eq!(stored_last_seen(&db, "d1"), moved.at);
+}
+
+#[tokio::test]
+async fn waiting_times_are_written_after_a_second_without_any_other_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let s = SqliteMeta::open(&db).unwrap();
+    for d in ["d1", "d2"] {
+        s.record_check(&check_in(d, "demo", "1.0.0"), &|_| None)
+            .await
+            .unwrap();
+    }
+    let mut c1 = check_in("d1", "demo", "1.0.0");
+    c1.at += Duration::from_secs(60);
+    s.record_check(&c1, &|_| None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut c2 = check_in("d2", "demo", "1.0.0");
+    c2.at += Duration::from_secs(60);
+    s.record_check(&c2, &|_| None).await.unwrap();
+    assert_eq!(stored_last_seen(&db, "d1"), c1.at);
+    assert_eq!(stored_last_seen(&db, "d2"), c2.at);
+}
+
+#[tokio::test]
+async fn a_failing_transaction_or_a_clean_shutdown_loses_no_waiting_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let s = SqliteMeta::open(&db).unwrap();
+    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
+    s.insert_firmware(&fw).await.unwrap();
+    let mut r = rollout(&fw, RolloutState::Active);
+    s.insert_rollout(&r).await.unwrap();
+    let mut c = check_in("d1", "demo", "1.0.0");
+    s.record_check(&c, &|_| None).await.unwrap();
+
+    c.at += Duration::from_secs(60);
+    s.record_check(&c, &|_| None).await.unwrap();
+    // A stale revision: the rollout write is refused and its transaction rolled back.
+    r.revision += 1;
+    let refused = s.update_rollout(&r, 7).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(stored_last_seen(&db, "d1"), c.at);
+
+    c.at += Duration::from_secs(60);
+    s.record_check(&c, &|_| None).await.unwrap();
+    drop(s);
+    assert_eq!(
+        stored_last_seen(&db, "d1"),
+        c.at,
+        "written when the store closed"
+    );
+    let reopened = SqliteMeta::open(&db).unwrap();
+    let d = reopened.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!(d.last_seen, c.at);
+}
