@@ -4,11 +4,13 @@
 mod audit;
 mod blobs;
 mod counters;
+mod device_cache;
 mod last_seen;
 mod meta;
 mod schema;
 mod sql;
 mod view_cache;
+mod watch;
 
 pub use blobs::LocalBlobs;
 pub use meta::SqliteMeta;

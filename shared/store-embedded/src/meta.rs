@@ -1,8 +1,9 @@
 //! `MetaStore` on SQLite. One connection behind a mutex, used from the blocking pool: SQLite
 //! has one writer at a time anyway, and a single connection makes every method one transaction.
-//! Release views are served from memory while nothing they were read from changes
-//! (`view_cache`), and a check that changes nothing but `last_seen` writes nothing at once
-//! (`last_seen`).
+//! What a check reads is served from memory while nothing it was read from changes (release
+//! views in `view_cache`, devices in `device_cache`), and a check that changes nothing but
+//! `last_seen` writes nothing at once (`last_seen`): a device polling again costs no SQLite
+//! call and no hand-off to the blocking pool.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use time::OffsetDateTime;
 
 use crate::audit;
 use crate::counters;
+use crate::device_cache::DeviceCache;
 use crate::last_seen::LastSeen;
 use crate::schema;
 use crate::sql::{db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, to_doc};
@@ -40,17 +42,26 @@ pub struct SqliteMeta {
     views: Arc<ViewCache>,
 }
 
-/// The connection and the `last_seen` times waiting to be written to it.
+/// The connection, the devices read through it and the `last_seen` times waiting for it.
 struct Db {
     conn: Mutex<Connection>,
+    devices: DeviceCache,
     seen: LastSeen,
+}
+
+impl Db {
+    /// Writes the waiting `last_seen` times; `conn` is this Db's, held by the caller.
+    fn write_seen(&self, conn: &mut Connection) -> StoreResult<()> {
+        self.devices.quietly(|| self.seen.flush(conn))
+    }
 }
 
 impl Drop for Db {
     /// The last clone of the store is going: write what waits (a clean shutdown loses none).
     fn drop(&mut self) {
+        let (devices, seen) = (&self.devices, &self.seen);
         if let Ok(conn) = self.conn.get_mut()
-            && let Err(e) = self.seen.flush(conn)
+            && let Err(e) = devices.quietly(|| seen.flush(conn))
         {
             tracing::error!(error = %e, "could not write the waiting last_seen times");
         }
@@ -62,9 +73,12 @@ impl SqliteMeta {
         let conn = schema::open(path).map_err(db_err)?;
         let views = ViewCache::default();
         views.watch(&conn).map_err(db_err)?;
+        let devices = DeviceCache::default();
+        devices.watch(&conn).map_err(db_err)?;
         Ok(Self {
             db: Arc::new(Db {
                 conn: Mutex::new(conn),
+                devices,
                 seen: LastSeen::default(),
             }),
             views: Arc::new(views),
@@ -76,7 +90,7 @@ impl SqliteMeta {
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &LastSeen) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Connection, &Db) -> StoreResult<T> + Send + 'static,
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
@@ -84,7 +98,7 @@ impl SqliteMeta {
                 .conn
                 .lock()
                 .map_err(|_| StoreError::Internal("database mutex poisoned".into()))?;
-            f(&mut guard, &db.seen)
+            f(&mut guard, &db)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
@@ -97,8 +111,8 @@ impl SqliteMeta {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.read(move |conn, seen| {
-            seen.flush(conn)?;
+        self.read(move |conn, db| {
+            db.write_seen(conn)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
@@ -112,19 +126,33 @@ impl SqliteMeta {
     /// The steady-state check: a known device saying what it said before. Returns its
     /// snapshot when the check changes nothing but `last_seen`, None when it must be written.
     async fn unchanged_check_in(&self, c: &CheckIn) -> StoreResult<Option<DeviceSnapshot>> {
-        let c = c.clone();
-        self.read(move |conn, _| {
-            let Some(before) = load_device(conn, c.device_id.as_str())? else {
-                return Ok(None);
-            };
-            let after = Device::checked_in(Some(before.clone()), &c);
-            let only_seen = Device {
-                last_seen: before.last_seen,
-                ..after.clone()
-            } == before;
-            only_seen.then(|| device_snapshot(conn, after)).transpose()
-        })
-        .await
+        let stored = match self.db.devices.get(&c.device_id) {
+            Some(hit) => hit,
+            None => {
+                let id = c.device_id.to_string();
+                let read = self.read(move |conn, db| {
+                    let Some(device) = load_device(conn, &id)? else {
+                        return Ok(None);
+                    };
+                    let snapshot = device_snapshot(conn, device)?;
+                    db.devices.put(&snapshot);
+                    Ok(Some(snapshot))
+                });
+                match read.await? {
+                    Some(snapshot) => snapshot,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let after = Device::checked_in(Some(stored.device.clone()), c);
+        let only_seen = Device {
+            last_seen: stored.device.last_seen,
+            ..after.clone()
+        } == stored.device;
+        Ok(only_seen.then_some(DeviceSnapshot {
+            device: after,
+            ..stored
+        }))
     }
 
     /// Registers or refreshes the device in one transaction; the snapshot `check` reads.
@@ -168,12 +196,15 @@ struct Attempt {
 
 fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
     let row: Option<(String, u32, Option<String>)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT status, failures, rollout_id FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
-            params![device, firmware],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .optional()
+        .and_then(|mut stmt| {
+            stmt.query_row(params![device, firmware], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
         .map_err(db_err)?;
     Ok(row.and_then(|(s, failures, rollout_id)| {
         OtaStatus::parse(&s).map(|status| Attempt {
@@ -209,17 +240,20 @@ fn device_snapshot(tx: &Connection, device: Device) -> StoreResult<DeviceSnapsho
 }
 
 fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
-    tx.execute(
+    let (groups, doc) = (to_doc(&d.groups)?, to_doc(d)?);
+    tx.prepare_cached(
         "INSERT INTO devices (device_id, device_type, version, groups, doc) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (device_id) DO UPDATE SET device_type = ?2, version = ?3, groups = ?4, doc = ?5",
-        params![
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
             d.device_id.as_str(),
             d.device_type.as_str(),
             d.current_version.to_string(),
-            to_doc(&d.groups)?,
-            to_doc(d)?
-        ],
-    )
+            groups,
+            doc
+        ])
+    })
     .map_err(db_err)?;
     Ok(())
 }
@@ -581,7 +615,7 @@ impl MetaStore for SqliteMeta {
             && offer(&snapshot).is_none()
         {
             if self.db.seen.note(&c.device_id, c.at) {
-                self.read(|conn, seen| seen.flush(conn)).await?;
+                self.read(|conn, db| db.write_seen(conn)).await?;
             }
             return Ok(snapshot);
         }

@@ -1,12 +1,9 @@
 //! Each device type's release view, kept in memory between checks and exact, not merely fresh.
 //!
 //! Every check reads its type's view (the active rollouts with their firmware), and parsing
-//! those JSON documents on every check was most of what a check cost. The server is the only
-//! process writing its database, so the cache can know exactly when a view goes stale:
-//! temporary triggers on the three tables a view is built from call back into this process,
-//! which bumps a generation number; a view read at an older generation is read again. The
-//! triggers are `TEMP`, so they exist only on this connection and never reach the file (a
-//! `sqlite3` shell on the same file neither needs nor sees the callback).
+//! those JSON documents on every check was most of what a check cost. Any change to the three
+//! tables a view is built from (`watch`) bumps a generation number; a view read at an older
+//! generation is read again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use ota_core::ids::DeviceType;
 use ota_core::ports::ReleaseView;
 use rusqlite::Connection;
-use rusqlite::functions::FunctionFlags;
+
+use crate::watch;
 
 /// The tables `release_view` reads.
 const VIEW_TABLES: [&str; 3] = ["device_types", "firmware", "rollouts"];
-const CALLBACK: &str = "ota_release_view_changed";
 
 #[derive(Default)]
 pub(crate) struct ViewCache {
@@ -33,20 +30,9 @@ impl ViewCache {
     /// needless re-read.)
     pub(crate) fn watch(&self, conn: &Connection) -> rusqlite::Result<()> {
         let generation = self.generation.clone();
-        conn.create_scalar_function(CALLBACK, 0, FunctionFlags::SQLITE_UTF8, move |_| {
+        watch::on_change(conn, "ota_view_changed", &VIEW_TABLES, None, move |_| {
             generation.fetch_add(1, Ordering::AcqRel);
-            Ok(0_i64)
-        })?;
-        let mut sql = String::new();
-        for table in VIEW_TABLES {
-            for event in ["insert", "update", "delete"] {
-                sql.push_str(&format!(
-                    "CREATE TEMP TRIGGER IF NOT EXISTS {table}_{event}_view AFTER {event} ON main.{table}
-                     BEGIN SELECT {CALLBACK}(); END;\n"
-                ));
-            }
-        }
-        conn.execute_batch(&sql)
+        })
     }
 
     /// The generation to read a view at. Read it while holding the connection, before reading

@@ -223,3 +223,52 @@ async fn a_failing_transaction_or_a_clean_shutdown_loses_no_waiting_time() {
     let d = reopened.get_device(&dev("d1")).await.unwrap().unwrap();
     assert_eq!(d.last_seen, c.at);
 }
+
+#[tokio::test]
+async fn a_device_served_from_memory_is_read_again_after_any_write_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
+    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
+    s.insert_firmware(&fw).await.unwrap();
+    let r = rollout(&fw, RolloutState::Active);
+    s.insert_rollout(&r).await.unwrap();
+    let c = check_in("d1", "demo", "1.0.0");
+    let offer = Offer {
+        firmware_id: fw.id.clone(),
+        version: fw.version.clone(),
+        rollout_id: r.id.clone(),
+        at: now(),
+    };
+    s.record_check(&c, &|_| Some(offer.clone())).await.unwrap();
+    // Polls now come from memory.
+    for _ in 0..3 {
+        let snap = s.record_check(&c, &|_| None).await.unwrap();
+        assert_eq!(snap.last_offer_status, None);
+        assert!(snap.device.groups.is_empty());
+    }
+
+    let groups = vec!["lab".to_owned()];
+    s.set_device_groups(&dev("d1"), &groups).await.unwrap();
+    let snap = s.record_check(&c, &|_| None).await.unwrap();
+    assert_eq!(snap.device.groups, groups, "an admin's write to the device");
+
+    s.record_status(&report("d1", &fw, OtaStatus::Downloading, "e1"))
+        .await
+        .unwrap();
+    let snap = s.record_check(&c, &|_| None).await.unwrap();
+    assert_eq!(
+        snap.last_offer_status,
+        Some(OtaStatus::Downloading),
+        "a report on its attempt"
+    );
+    s.record_status(&report("d1", &fw, OtaStatus::Failed, "e2"))
+        .await
+        .unwrap();
+    let snap = s.record_check(&c, &|_| None).await.unwrap();
+    assert_eq!(
+        snap.failures_of(&fw.id),
+        1,
+        "a failure counted on its attempt"
+    );
+    assert_eq!(snap.last_offer_status, Some(OtaStatus::Failed));
+}

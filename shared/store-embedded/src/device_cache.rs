@@ -1,0 +1,83 @@
+//! What a check needs to know about a device (its row and its attempts), kept in memory so that
+//! a device polling again touches no SQLite at all.
+//!
+//! Exact, like the view cache: any insert, update or delete of a device's row or of one of its
+//! attempts (`watch`) drops that device's entry, inside the writing statement. The one write
+//! that does not is the batched `last_seen` (`quietly`): a check never reads `last_seen` from
+//! here, and dropping every device that polled in the last second would leave nothing cached
+//! for a fleet polling once a minute.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ota_core::device::DeviceSnapshot;
+use ota_core::ids::DeviceId;
+use rusqlite::Connection;
+
+use crate::watch;
+
+/// About 30 MiB of snapshots at most; beyond it an arbitrary entry makes room.
+const CAPACITY: usize = 50_000;
+
+#[derive(Default, Clone)]
+pub(crate) struct DeviceCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: Mutex<HashMap<String, DeviceSnapshot>>,
+    quiet: AtomicBool,
+}
+
+impl DeviceCache {
+    pub(crate) fn watch(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let inner = self.inner.clone();
+        let tables = ["devices", "attempts"];
+        watch::on_change(
+            conn,
+            "ota_device_changed",
+            &tables,
+            Some("device_id"),
+            move |id| {
+                if inner.quiet.load(Ordering::Acquire) {
+                    return;
+                }
+                if let (Some(id), Ok(mut entries)) = (id, inner.entries.lock()) {
+                    entries.remove(&id);
+                }
+            },
+        )
+    }
+
+    /// The device as stored when it was last read, unless written since.
+    pub(crate) fn get(&self, id: &DeviceId) -> Option<DeviceSnapshot> {
+        self.inner.entries.lock().ok()?.get(id.as_str()).cloned()
+    }
+
+    /// Keeps `snapshot`, just read. Call it holding the connection, so that no write can come
+    /// between the read and this.
+    pub(crate) fn put(&self, snapshot: &DeviceSnapshot) {
+        if let Ok(mut entries) = self.inner.entries.lock() {
+            if entries.len() >= CAPACITY
+                && let Some(any) = entries.keys().next().cloned()
+            {
+                entries.remove(&any);
+            }
+            entries.insert(
+                snapshot.device.device_id.as_str().to_owned(),
+                snapshot.clone(),
+            );
+        }
+    }
+
+    /// Runs `f` (holding the connection) with its writes to devices leaving the entries alone:
+    /// for writes of `last_seen` only.
+    pub(crate) fn quietly<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.inner.quiet.store(true, Ordering::Release);
+        let out = f();
+        self.inner.quiet.store(false, Ordering::Release);
+        out
+    }
+}
