@@ -1,12 +1,13 @@
 //! `BlobStore` on a local directory, with HMAC capability URLs that the server itself answers.
 //! Objects are written whole or not at all: temp file, fsync, rename, fsync of the directory.
+//! They are read through a memory map (`map_object`).
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use ota_core::capability::{CAPABILITY_PATH, CapabilitySigner};
 use ota_core::ports::{
@@ -14,8 +15,7 @@ use ota_core::ports::{
     StoreResult, UploadTarget,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio_util::io::ReaderStream;
+use tokio::io::AsyncWriteExt;
 
 pub struct LocalBlobs {
     root: PathBuf,
@@ -196,22 +196,22 @@ impl BlobStore for LocalBlobs {
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
         let path = self.path(key)?;
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
-            Err(e) => return Err(io_err(e)),
-        };
-        let stream: ByteStream = match range {
+        let object = tokio::task::spawn_blocking(move || map_object(&path))
+            .await
+            .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))??;
+        let bytes = match range {
             Some(r) => {
-                file.seek(SeekFrom::Start(r.start)).await.map_err(io_err)?;
-                Box::pin(ReaderStream::with_capacity(
-                    file.take(r.end - r.start + 1),
-                    64 * 1024,
-                ))
+                let end = usize::try_from(r.end.saturating_add(1))
+                    .unwrap_or(usize::MAX)
+                    .min(object.len());
+                let start = usize::try_from(r.start).unwrap_or(usize::MAX).min(end);
+                object.slice(start..end)
             }
-            None => Box::pin(ReaderStream::with_capacity(file, 64 * 1024)),
+            None => object,
         };
-        Ok(stream)
+        Ok(Box::pin(futures_util::stream::once(async move {
+            Ok::<_, std::io::Error>(bytes)
+        })))
     }
 
     async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
@@ -239,4 +239,23 @@ async fn sync_dir(dir: &Path) -> StoreResult<()> {
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
         .map_err(io_err)
+}
+
+/// The whole object, mapped: hyper writes from the page cache with no read into a buffer and no
+/// hand-off to the blocking pool per chunk (reading through `tokio::fs` cost both, and held
+/// downloads to 40 % of nginx's `sendfile`).
+fn map_object(path: &Path) -> StoreResult<Bytes> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+        Err(e) => return Err(io_err(e)),
+    };
+    if file.metadata().map_err(io_err)?.len() == 0 {
+        return Ok(Bytes::new()); // mmap refuses an empty file
+    }
+    // SAFETY: a mapped file must not shrink while mapped. Objects here are never written in
+    // place: each is written to tmp/ and renamed over its key (`commit`), and removed by
+    // unlinking, so a mapping always refers to a whole, unchanging file.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
+    Ok(Bytes::from_owner(map))
 }
