@@ -3,6 +3,7 @@
 //! mixed in, so canary bucketing (a SHA-256 per canary rollout) and group/list matching are paid.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ota_core::device::{Device, DeviceSnapshot};
@@ -37,10 +38,10 @@ fn view() -> ReleaseView {
                 }
                 _ => {}
             }
-            ReleaseOption {
+            Arc::new(ReleaseOption {
                 rollout: r,
                 firmware: fw,
-            }
+            })
         })
         .collect();
     ReleaseView {

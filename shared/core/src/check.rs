@@ -1,5 +1,6 @@
 //! The `check` use case: register the device, complete an update it finished, pick what to offer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::device::{CheckIn, DeviceSnapshot, Offer};
@@ -13,7 +14,7 @@ use crate::status::OtaStatus;
 pub enum CheckAnswer {
     UpToDate,
     Update {
-        option: Box<ReleaseOption>,
+        option: Arc<ReleaseOption>,
         url: SignedUrl,
     },
 }
@@ -81,7 +82,7 @@ pub async fn check(
         .download_url(&option.firmware.blob_key(), url_ttl)
         .await?;
     Ok(CheckAnswer::Update {
-        option: Box::new(option.clone()),
+        option: option.clone(),
         url,
     })
 }

@@ -81,7 +81,8 @@ pub struct ReleaseOption {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReleaseView {
     pub chip: Option<String>,
-    pub options: Vec<ReleaseOption>,
+    /// Shared, so that an answer can hold the option it offers without copying it.
+    pub options: Vec<Arc<ReleaseOption>>,
 }
 
 /// A status report, already checked against the firmware it names.

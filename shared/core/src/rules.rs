@@ -1,6 +1,8 @@
 //! What `check` decides (API.md §Update rules 1, 3 and 5). Pure functions over what the store
 //! returned, so that both deployments decide identically.
 
+use std::sync::Arc;
+
 use crate::device::{CheckIn, DeviceSnapshot};
 use crate::ports::{ReleaseOption, ReleaseView};
 use crate::rollout::RolloutState;
@@ -87,7 +89,7 @@ pub fn decide<'a>(
     view: &'a ReleaseView,
     check_in: &CheckIn,
     device: &DeviceSnapshot,
-) -> Option<&'a ReleaseOption> {
+) -> Option<&'a Arc<ReleaseOption>> {
     view.options
         .iter()
         .filter(|o| eligibility(o, check_in, device, view.chip.as_deref()).is_ok())

@@ -592,10 +592,10 @@ impl MetaStore for SqliteMeta {
                 let mut options = Vec::new();
                 for row in rows {
                     let (r, f) = row.map_err(db_err)?;
-                    options.push(ReleaseOption {
+                    options.push(Arc::new(ReleaseOption {
                         rollout: from_doc(&r)?,
                         firmware: from_doc(&f)?,
-                    });
+                    }));
                 }
                 Ok((
                     generation,

@@ -152,7 +152,7 @@ impl DynamoMeta {
                     view.options = doc::<ViewDoc>(it)?
                         .options
                         .into_iter()
-                        .map(|(rollout, firmware)| ReleaseOption { rollout, firmware })
+                        .map(|(rollout, firmware)| Arc::new(ReleaseOption { rollout, firmware }))
                         .collect();
                 }
                 _ => {}
