@@ -52,6 +52,20 @@ pub fn ensure_cargo_lambda(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(venv.join("bin"))
 }
 
+/// `cargo-lambda` from `bin_dir` (`ensure_cargo_lambda`), at the workspace root, finding the
+/// venv's zig first on PATH and none of cargo's per-crate variables (they would rebuild the
+/// dependencies that track them).
+pub fn cargo_lambda(bin_dir: &Path) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(bin_dir.join("cargo-lambda"));
+    cmd.current_dir(crate::root());
+    crate::without_crate_env(&mut cmd);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin_dir.to_path_buf()];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths)?);
+    Ok(cmd)
+}
+
 /// What the functions of a session are configured with, and an admin token for it.
 pub struct Session {
     pub env: Vec<(String, String)>,
@@ -122,15 +136,9 @@ impl Watch {
     ) -> anyhow::Result<Watch> {
         let port = aws_local::free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut cmd = Command::new(bin_dir.join("cargo-lambda"));
+        let mut cmd = cargo_lambda(bin_dir)?;
         cmd.args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
-            .args(["--invoke-port", &port.to_string()])
-            .current_dir(crate::root());
-        crate::without_crate_env(&mut cmd);
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut paths = vec![bin_dir.to_path_buf()];
-        paths.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(paths)?);
+            .args(["--invoke-port", &port.to_string()]);
         aws.apply(&mut cmd)
             .envs(session.env.iter().map(|(k, v)| (k, v)));
         if let Some(log) = log {

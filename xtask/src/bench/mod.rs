@@ -30,12 +30,14 @@ const IMAGE_SIZE: &str = "1536K";
 const CHECK_GOAL: f64 = 0.5;
 const DOWNLOAD_GOAL: f64 = 0.8;
 
-const USAGE: &str = "usage: cargo xtask bench [--seconds N] [--skip-aws] [--skip-fleet]";
+const USAGE: &str =
+    "usage: cargo xtask bench [--seconds N] [--skip-aws] [--skip-fleet] [--skip-lambda]";
 
 struct Options {
     seconds: u32,
     aws: bool,
     fleet: bool,
+    lambda: bool,
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
@@ -43,6 +45,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         seconds: 15,
         aws: true,
         fleet: true,
+        lambda: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -56,6 +59,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             }
             "--skip-aws" => o.aws = false,
             "--skip-fleet" => o.fleet = false,
+            "--skip-lambda" => o.lambda = false,
             _ => bail!("unknown argument '{a}'\n{USAGE}"),
         }
     }
@@ -99,15 +103,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         },
     });
     results["load"] = load(&tools, &release, &out, opts.seconds)?;
-    results["lambda_sizes"] = match aws::lambda_sizes(
-        &root,
-        &tools.llvm_strip,
-        &out.join("lambda-stripped"),
-    )? {
-        Some(v) => v,
-        None => json!({
-            "skipped": "no arm64 bootstraps in target/lambda-arm64: build them with `CARGO_TARGET_DIR=target/lambda-arm64 cargo lambda build --release --arm64` (docs/lambda.md; about an hour on 2 cores), then run this again",
-        }),
+    results["lambda_sizes"] = if opts.lambda {
+        aws::build_lambdas(&root)?;
+        aws::lambda_sizes(&root, &tools.llvm_strip, &out.join("lambda-stripped"))?
+            .context("the arm64 build left no bootstrap in target/lambda-arm64/lambda")?
+    } else {
+        json!({ "skipped": "--skip-lambda" })
     };
     if opts.aws {
         let cases = aws::dynamodb_requests(&root)?;
