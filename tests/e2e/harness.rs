@@ -758,20 +758,50 @@ pub trait Go {
     fn go(self) -> impl Future<Output = Resp> + Send;
 }
 
+/// Through `cargo lambda watch`, a function instance now and then exits because its runtime
+/// client lost its connection to the emulator's runtime API (`IncompleteMessage` on the
+/// function's stderr); the emulator then answers the request in flight with a 500 of its own
+/// (`"type":"https://httpstatuses.com/500"`, never one of the service's `/problems/...`) or drops
+/// the connection, and starts the function again. That is the emulator, not the service under
+/// test, so in that mode such a request is sent again, at most this many times, each logged.
+/// Every answer of the service itself, 500s included, is returned as it came.
+const EMULATOR_RETRIES: u32 = 3;
+
 impl Go for RequestBuilder {
     async fn go(self) -> Resp {
-        let resp = self.send().await.expect("sending the request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .expect("reading the response body")
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
+        let mut request = self;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let spare = (deploy() == Deploy::Lambda && attempt <= EMULATOR_RETRIES)
+                .then(|| request.try_clone())
+                .flatten();
+            let outcome = receive(request).await;
+            let failure = match &outcome {
+                Ok(r) if r.status == 500 && r.text().contains("https://httpstatuses.com/500") => {
+                    r.text()
+                }
+                Err(e) if format!("{e:?}").contains("IncompleteMessage") => format!("{e:?}"),
+                _ => return outcome.expect("sending the request"),
+            };
+            let Some(again) = spare else {
+                return outcome.expect("sending the request");
+            };
+            eprintln!("cargo lambda watch failed a request ({failure}); sending it again");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            request = again;
         }
     }
+}
+
+async fn receive(request: RequestBuilder) -> reqwest::Result<Resp> {
+    let resp = request.send().await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await?.to_vec();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
