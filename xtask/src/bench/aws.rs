@@ -54,6 +54,17 @@ pub fn dynamodb_requests(root: &Path) -> anyhow::Result<Vec<Value>> {
 /// (its own target directory: cross-compiled, thin-LTO artefacts would otherwise evict the
 /// host's from `target/release`).
 pub fn build_lambdas(root: &Path) -> anyhow::Result<()> {
+    const TARGET: &str = "aarch64-unknown-linux-gnu";
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == TARGET)
+    {
+        crate::run(Command::new("rustup").args(["target", "add", TARGET]))?;
+    }
     let bin = crate::lambda::ensure_cargo_lambda(root)?;
     let mut cmd = crate::lambda::cargo_lambda(&bin)?;
     cmd.args(["lambda", "build", "--release", "--arm64"])
