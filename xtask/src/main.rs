@@ -95,6 +95,20 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a command for its standard output; on failure the error carries both of its outputs.
+fn stdout_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {what}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let python = python::ensure_test_tools(&root())?;
     // The stack is stopped when `aws` is dropped: on return, on error and on a failed test alike.

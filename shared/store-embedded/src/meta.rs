@@ -144,12 +144,14 @@ impl SqliteMeta {
                 }
             }
         };
-        let after = Device::checked_in(Some(stored.device.clone()), c);
-        let only_seen = Device {
-            last_seen: stored.device.last_seen,
-            ..after.clone()
-        } == stored.device;
-        Ok(only_seen.then_some(DeviceSnapshot {
+        let mut after = Device::checked_in(Some(stored.device.clone()), c);
+        // Compared with `last_seen` as stored: the one field a steady-state poll may move.
+        after.last_seen = stored.device.last_seen;
+        if after != stored.device {
+            return Ok(None);
+        }
+        after.last_seen = c.at;
+        Ok(Some(DeviceSnapshot {
             device: after,
             ..stored
         }))

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::aws_local::LocalAws;
@@ -21,9 +21,8 @@ const LAMBDA_DIR: &str = "target/lambda-arm64/lambda";
 pub fn dynamodb_requests(root: &Path) -> anyhow::Result<Vec<Value>> {
     let aws = LocalAws::start(root)
         .context("the local AWS stack (DynamoDB Local + s3s-fs) did not start")?;
-    let out = aws
-        .apply(&mut crate::cargo())
-        .args([
+    let stdout = crate::stdout_of(
+        aws.apply(&mut crate::cargo()).args([
             "test",
             "--locked",
             "-p",
@@ -32,17 +31,9 @@ pub fn dynamodb_requests(root: &Path) -> anyhow::Result<Vec<Value>> {
             "check_budget",
             "--",
             "--nocapture",
-        ])
-        .output()
-        .context("running the check_budget test")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "the check_budget test failed ({}):\n{stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        ]),
+        "the check_budget test",
+    )?;
     stdout
         .lines()
         .filter_map(|l| l.strip_prefix("DYNAMODB_REQUESTS "))

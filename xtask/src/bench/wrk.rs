@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 /// Printed by every script's `done` hook in front of its JSON.
@@ -63,23 +63,16 @@ pub fn run(
     connections: u32,
     seconds: u32,
 ) -> anyhow::Result<Value> {
-    let out = Command::new(wrk)
-        .args(["-t2", "--latency", "--timeout", "10s"])
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{seconds}s"))
-        .arg("-s")
-        .arg(script)
-        .arg(base_url)
-        .output()
-        .context("starting wrk")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "wrk failed ({}):\n{stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let stdout = crate::stdout_of(
+        Command::new(wrk)
+            .args(["-t2", "--latency", "--timeout", "10s"])
+            .arg(format!("-c{connections}"))
+            .arg(format!("-d{seconds}s"))
+            .arg("-s")
+            .arg(script)
+            .arg(base_url),
+        "wrk",
+    )?;
     let json = stdout
         .lines()
         .find_map(|l| l.strip_prefix(MARKER))
