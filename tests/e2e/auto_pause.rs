@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api::*;
-use crate::harness::{Go, Server, server_only};
+use crate::harness::{Go, Server};
 
 /// A release of `device_type` and an active rollout of it to every device.
 async fn rollout_with(
@@ -94,12 +94,6 @@ fn assert_state(r: &Value, state: &str, revision: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_concurrent_final_reports_pause_once_on_the_first_crossing() {
-    if server_only(
-        "a burst of hundreds of concurrent reports does not finish through cargo lambda watch \
-         (instances queue and drop connections); open in issue 4, see docs/lambda.md",
-    ) {
-        return;
-    }
     const DEVICES: usize = 320;
     const THRESHOLD: u64 = 25;
     const MIN_REPORTS: u64 = 40;
@@ -548,12 +542,6 @@ async fn a_decimal_threshold_is_not_exceeded_by_float_rounding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_admin_edit_racing_the_automatic_pause_never_undoes_it() {
-    if server_only(
-        "a burst of hundreds of concurrent reports does not finish through cargo lambda watch \
-         (instances queue and drop connections); open in issue 4, see docs/lambda.md",
-    ) {
-        return;
-    }
     let dt = "race_pause";
     let srv = Server::start().await;
     let (fw, rid) = rollout_with(&srv, dt, Some(10), Some(20)).await;

@@ -767,8 +767,21 @@ pub trait Go {
 /// Every answer of the service itself, 500s included, is returned as it came.
 const EMULATOR_RETRIES: u32 = 3;
 
+/// How many requests this test process has in flight to `cargo lambda watch` at most. The
+/// emulator (1.9.2) deadlocks once a function has 100 requests waiting for an instance: its
+/// request cache pushes into the function's bounded queue (capacity 100) while holding the
+/// write lock that every instance's `/next` needs to pop from that queue. API Gateway and Lambda
+/// have no such limit (Lambda starts instances instead), so the cap belongs to the harness: a
+/// burst of hundreds of concurrent requests reaches the emulator at most this many at a time,
+/// still far more than the instances serve at once.
+static EMULATOR_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
 impl Go for RequestBuilder {
     async fn go(self) -> Resp {
+        let _slot = match deploy() {
+            Deploy::Lambda => Some(EMULATOR_SLOTS.acquire().await.expect("never closed")),
+            _ => None,
+        };
         let mut request = self;
         let mut attempt = 0;
         loop {

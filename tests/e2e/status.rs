@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api::*;
-use crate::harness::{Go, Server, server_only};
+use crate::harness::{Go, Server};
 
 /// A released firmware of `device_type`; returns its id.
 async fn firmware(srv: &Server, device_type: &str) -> String {
@@ -303,12 +303,6 @@ async fn bad_reports_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_concurrent_reports_are_each_stored_exactly_once() {
-    if server_only(
-        "a burst of hundreds of concurrent reports does not finish through cargo lambda watch \
-         (instances queue and drop connections); open in issue 4, see docs/lambda.md",
-    ) {
-        return;
-    }
     let srv = Server::start().await;
     let fw = firmware(&srv, "burst").await;
     const DEVICES: usize = 40;
