@@ -27,6 +27,13 @@ pub fn lint_template(root: &Path) -> anyhow::Result<()> {
     super::run(
         Command::new(venv.join("bin/cfn-lint"))
             .current_dir(root)
-            .args(["--non-zero-exit-code", "informational", "--", TEMPLATE]),
+            .args([
+                "--include-checks",
+                "I",
+                "--non-zero-exit-code",
+                "informational",
+                "--",
+                TEMPLATE,
+            ]),
     )
 }
