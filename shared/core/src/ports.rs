@@ -155,8 +155,6 @@ pub trait MetaStore: Send + Sync {
     /// stored record is still that one (same state and `updated_at`), so that writers working
     /// from a stale copy never undo each other: reload and retry.
     async fn update_firmware(&self, firmware: &Firmware, expect: &Firmware) -> StoreResult<()>;
-    /// Removes a record that never became a release (a refused one-shot upload).
-    async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()>;
 
     async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()>;
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>>;

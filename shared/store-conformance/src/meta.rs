@@ -203,13 +203,6 @@ async fn firmware_update_checks_state(s: Store) {
         s.update_firmware(&ghost, &ghost).await,
         Err(StoreError::NotFound)
     );
-    let pending = firmware("demo", "2.0.0", FirmwareState::PendingUpload);
-    s.insert_firmware(&pending).await.unwrap();
-    s.delete_pending_firmware(&pending.id).await.unwrap();
-    assert_eq!(s.get_firmware(&pending.id).await.unwrap(), None);
-    // A ready release is never deleted.
-    s.delete_pending_firmware(&f.id).await.unwrap();
-    assert!(s.get_firmware(&f.id).await.unwrap().is_some());
 }
 
 async fn rollout_revisions(s: Store) {

@@ -482,19 +482,6 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_owned();
-        self.tx(move |tx| {
-            tx.execute(
-                "DELETE FROM firmware WHERE id = ?1 AND state = 'pending_upload'",
-                params![id],
-            )
-            .map_err(db_err)?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn insert_rollout(&self, r: &Rollout) -> StoreResult<()> {
         let r = r.clone();
         let doc = to_doc(&r)?;

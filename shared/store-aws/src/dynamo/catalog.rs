@@ -8,7 +8,7 @@ use std::time::Instant;
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::cursor;
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{Firmware, FirmwareFilter, FirmwareState};
+use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceType, Version};
 use ota_core::ports::{Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult};
 use ota_core::rollout::{Rollout, RolloutState};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::DynamoMeta;
 use super::item::{Item, doc, get_n, get_s, item, micros, n, s};
 use super::keys;
-use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, delete, put};
+use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, put};
 
 /// The release view item's record: the active rollouts of a type with their releases.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -357,36 +357,5 @@ impl DynamoMeta {
         Err(StoreError::Unavailable(
             "the release view is too busy; retry".into(),
         ))
-    }
-
-    pub(super) async fn delete_pending_release(&self, id: &str) -> StoreResult<()> {
-        let Some(f) = self.get_release(id).await? else {
-            return Ok(());
-        };
-        if f.state != FirmwareState::PendingUpload {
-            return Ok(());
-        }
-        let writes = vec![
-            delete(
-                super::item::key(keys::firmware(id), keys::FIRMWARE_SK),
-                Some("fst = :st"),
-                &[(":st", s(FirmwareState::PendingUpload.as_str()))],
-                &self.table,
-            )?,
-            delete(
-                super::item::key(
-                    keys::device_type(f.device_type.as_str()),
-                    keys::version_claim(&f.version),
-                ),
-                None,
-                &[],
-                &self.table,
-            )?,
-        ];
-        match self.transact(writes).await {
-            // Not pending any more (finalized meanwhile): nothing to remove.
-            Ok(()) | Err(TxFail::Cancelled(_)) => Ok(()),
-            Err(TxFail::Store(e)) => Err(e),
-        }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use ota_core::ports::{StoreError, StoreResult};
 
 use super::DynamoMeta;
@@ -97,24 +97,6 @@ pub fn update(
     }
     Ok(TransactWriteItem::builder()
         .update(u.build().map_err(internal)?)
-        .build())
-}
-
-pub fn delete(
-    key: Item,
-    condition: Option<&str>,
-    values: &[(&str, AttributeValue)],
-    table: &str,
-) -> StoreResult<TransactWriteItem> {
-    let mut d = Delete::builder().table_name(table).set_key(Some(key));
-    if let Some(c) = condition {
-        d = d.condition_expression(c);
-    }
-    for (k, v) in values {
-        d = d.expression_attribute_values(*k, v.clone());
-    }
-    Ok(TransactWriteItem::builder()
-        .delete(d.build().map_err(internal)?)
         .build())
 }
 

@@ -90,10 +90,6 @@ impl MetaStore for DynamoMeta {
         self.replace_release(firmware, expect).await
     }
 
-    async fn delete_pending_firmware(&self, id: &str) -> StoreResult<()> {
-        self.delete_pending_release(id).await
-    }
-
     async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()> {
         self.write_rollout(rollout, Expect::New).await
     }
