@@ -10,11 +10,6 @@ pub enum OpError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    Forbidden(String),
-    /// Malformed input found past the JSON layer (a multipart field, a query parameter).
-    #[error("{message}")]
-    Invalid { field: String, message: String },
     #[error("the image was rejected")]
     ImageRejected(Vec<ImageProblem>),
     #[error("{0}")]
@@ -32,15 +27,6 @@ impl From<StoreError> for OpError {
             StoreError::Conflict(m) => OpError::Conflict(m),
             StoreError::TooLarge { limit } => OpError::TooLarge(limit),
             other => OpError::Store(other),
-        }
-    }
-}
-
-impl OpError {
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.to_owned(),
-            message: message.into(),
         }
     }
 }

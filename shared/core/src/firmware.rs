@@ -26,14 +26,6 @@ impl FirmwareState {
             Self::Rejected => "rejected",
         }
     }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending_upload" => Some(Self::PendingUpload),
-            "ready" => Some(Self::Ready),
-            "rejected" => Some(Self::Rejected),
-            _ => None,
-        }
-    }
 }
 
 /// The channel a device follows unless it names another.

@@ -39,10 +39,6 @@ impl StatusCounts {
             OtaStatus::RolledBack => &mut self.rolled_back,
         }
     }
-
-    pub fn total(&self) -> u64 {
-        OtaStatus::ALL.iter().map(|s| self.get(*s)).sum()
-    }
 }
 
 /// Counters kept on write for one rollout.

@@ -25,15 +25,6 @@ impl TargetType {
             Self::Group => "group",
         }
     }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "all" => Some(Self::All),
-            "canary" => Some(Self::Canary),
-            "specific" => Some(Self::Specific),
-            "group" => Some(Self::Group),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -52,15 +43,6 @@ impl RolloutState {
             Self::Paused => "paused",
             Self::Aborted => "aborted",
             Self::Completed => "completed",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(Self::Active),
-            "paused" => Some(Self::Paused),
-            "aborted" => Some(Self::Aborted),
-            "completed" => Some(Self::Completed),
-            _ => None,
         }
     }
 }

@@ -138,8 +138,6 @@ impl From<OpError> for Problem {
         match e {
             OpError::NotFound(m) => Problem::not_found(m),
             OpError::Conflict(m) => Problem::conflict(m),
-            OpError::Forbidden(m) => Problem::forbidden(m),
-            OpError::Invalid { field, message } => Problem::bad_request(&field, message),
             OpError::ImageRejected(p) => Problem::image_rejected(&p),
             OpError::Unprocessable(m) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m)
