@@ -778,15 +778,16 @@ static EMULATOR_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_ne
 
 impl Go for RequestBuilder {
     async fn go(self) -> Resp {
-        let _slot = match deploy() {
-            Deploy::Lambda => Some(EMULATOR_SLOTS.acquire().await.expect("never closed")),
-            _ => None,
+        let lambda = deploy() == Deploy::Lambda;
+        let _slot = match lambda {
+            true => Some(EMULATOR_SLOTS.acquire().await.expect("never closed")),
+            false => None,
         };
         let mut request = self;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let spare = (deploy() == Deploy::Lambda && attempt <= EMULATOR_RETRIES)
+            let spare = (lambda && attempt <= EMULATOR_RETRIES)
                 .then(|| request.try_clone())
                 .flatten();
             let outcome = receive(request).await;

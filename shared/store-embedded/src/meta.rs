@@ -59,9 +59,8 @@ impl Db {
 impl Drop for Db {
     /// The last clone of the store is going: write what waits (a clean shutdown loses none).
     fn drop(&mut self) {
-        let (devices, seen) = (&self.devices, &self.seen);
-        if let Ok(conn) = self.conn.get_mut()
-            && let Err(e) = devices.quietly(|| seen.flush(conn))
+        if let Ok(mut conn) = self.conn.lock()
+            && let Err(e) = self.write_seen(&mut conn)
         {
             tracing::error!(error = %e, "could not write the waiting last_seen times");
         }

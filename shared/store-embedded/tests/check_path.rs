@@ -51,6 +51,27 @@ async fn view_ids(s: &SqliteMeta) -> Vec<String> {
     view.options.iter().map(|o| o.rollout.id.clone()).collect()
 }
 
+/// A ready release of `demo` 1.1.0 and an active rollout of it, changed by `edit` before it is
+/// stored.
+async fn active_rollout(s: &SqliteMeta, edit: impl FnOnce(&mut Rollout)) -> (Firmware, Rollout) {
+    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
+    s.insert_firmware(&fw).await.unwrap();
+    let mut r = rollout(&fw, RolloutState::Active);
+    edit(&mut r);
+    s.insert_rollout(&r).await.unwrap();
+    (fw, r)
+}
+
+/// What a check that offers `fw` through `r` records.
+fn offer_of(fw: &Firmware, r: &Rollout) -> Offer {
+    Offer {
+        firmware_id: fw.id.clone(),
+        version: fw.version.clone(),
+        rollout_id: r.id.clone(),
+        at: now(),
+    }
+}
+
 async fn set_state(s: &SqliteMeta, r: &mut Rollout, state: RolloutState) {
     r.state = state;
     r.revision += 1;
@@ -80,10 +101,7 @@ async fn the_release_view_is_reused_until_what_it_is_read_from_changes() {
     let view = s.release_view(&dt("demo")).await.unwrap();
     assert_eq!(view.chip.as_deref(), Some("esp32s3"), "a policy change");
 
-    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
-    s.insert_firmware(&fw).await.unwrap();
-    let mut r = rollout(&fw, RolloutState::Active);
-    s.insert_rollout(&r).await.unwrap();
+    let (fw, mut r) = active_rollout(&s, |_| {}).await;
     assert_eq!(view_ids(&s).await, [r.id.clone()], "a new rollout");
 
     set_state(&s, &mut r, RolloutState::Paused).await;
@@ -107,19 +125,13 @@ async fn the_release_view_is_reused_until_what_it_is_read_from_changes() {
 async fn the_automatic_pause_inside_a_report_drops_the_rollout_from_the_view() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
-    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
-    s.insert_firmware(&fw).await.unwrap();
-    let mut r = rollout(&fw, RolloutState::Active);
-    r.failure_threshold_percent = Some(10.0);
-    r.min_reports = 1;
-    s.insert_rollout(&r).await.unwrap();
-    assert_eq!(view_ids(&s).await, [r.id.clone()]);
-    let offer = Offer {
-        firmware_id: fw.id.clone(),
-        version: fw.version.clone(),
-        rollout_id: r.id.clone(),
-        at: now(),
-    };
+    let (fw, r) = active_rollout(&s, |r| {
+        r.failure_threshold_percent = Some(10.0);
+        r.min_reports = 1;
+    })
+    .await;
+    assert_eq!(view_ids(&s).await, [r.id.as_str()]);
+    let offer = offer_of(&fw, &r);
     s.record_check(&check_in("d1", "demo", "1.0.0"), &|_| Some(offer.clone()))
         .await
         .unwrap();
@@ -193,10 +205,7 @@ async fn a_failing_transaction_or_a_clean_shutdown_loses_no_waiting_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ota.sqlite3");
     let s = SqliteMeta::open(&db).unwrap();
-    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
-    s.insert_firmware(&fw).await.unwrap();
-    let mut r = rollout(&fw, RolloutState::Active);
-    s.insert_rollout(&r).await.unwrap();
+    let (_, mut r) = active_rollout(&s, |_| {}).await;
     let mut c = check_in("d1", "demo", "1.0.0");
     s.record_check(&c, &|_| None).await.unwrap();
 
@@ -228,17 +237,9 @@ async fn a_failing_transaction_or_a_clean_shutdown_loses_no_waiting_time() {
 async fn a_device_served_from_memory_is_read_again_after_any_write_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
-    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
-    s.insert_firmware(&fw).await.unwrap();
-    let r = rollout(&fw, RolloutState::Active);
-    s.insert_rollout(&r).await.unwrap();
+    let (fw, r) = active_rollout(&s, |_| {}).await;
     let c = check_in("d1", "demo", "1.0.0");
-    let offer = Offer {
-        firmware_id: fw.id.clone(),
-        version: fw.version.clone(),
-        rollout_id: r.id.clone(),
-        at: now(),
-    };
+    let offer = offer_of(&fw, &r);
     s.record_check(&c, &|_| Some(offer.clone())).await.unwrap();
     // Polls now come from memory.
     for _ in 0..3 {

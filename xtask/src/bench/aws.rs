@@ -46,14 +46,11 @@ pub fn dynamodb_requests(root: &Path) -> anyhow::Result<Vec<Value>> {
 /// host's from `target/release`).
 pub fn build_lambdas(root: &Path) -> anyhow::Result<()> {
     const TARGET: &str = "aarch64-unknown-linux-gnu";
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .context("running rustup")?;
-    if !String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|t| t.trim() == TARGET)
-    {
+    let installed = crate::stdout_of(
+        Command::new("rustup").args(["target", "list", "--installed"]),
+        "rustup target list",
+    )?;
+    if !installed.lines().any(|t| t.trim() == TARGET) {
         crate::run(Command::new("rustup").args(["target", "add", TARGET]))?;
     }
     let bin = crate::lambda::ensure_cargo_lambda(root)?;
