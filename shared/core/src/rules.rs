@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::device::{CheckIn, DeviceSnapshot};
 use crate::ports::{ReleaseOption, ReleaseView};
-use crate::rollout::RolloutState;
 
 /// A device that failed a release this many times is not offered it again.
 pub const MAX_FAILURES_PER_RELEASE: u32 = 3;
@@ -33,7 +32,7 @@ pub fn eligibility(
     device: &DeviceSnapshot,
     type_chip: Option<&str>,
 ) -> Result<(), Excluded> {
-    let fw = &option.firmware;
+    let fw = &option.release;
     let rollout = &option.rollout;
     if !fw.is_offerable() {
         return Err(Excluded::NotOfferable);
@@ -41,7 +40,7 @@ pub fn eligibility(
     if fw.device_type != check_in.device_type {
         return Err(Excluded::OtherDeviceType);
     }
-    if rollout.state != RolloutState::Active {
+    if !rollout.state.offers() {
         return Err(Excluded::RolloutNotActive);
     }
     if !rollout.targets(&check_in.device_id, &device.device.groups) {
@@ -94,8 +93,8 @@ pub fn decide<'a>(
         .iter()
         .filter(|o| eligibility(o, check_in, device, view.chip.as_deref()).is_ok())
         .max_by(|a, b| {
-            (&a.firmware.version, a.firmware.build_number)
-                .cmp(&(&b.firmware.version, b.firmware.build_number))
+            (&a.release.version, a.release.build_number)
+                .cmp(&(&b.release.version, b.release.build_number))
                 // Among rollouts of one release, the oldest rollout wins, for stable answers.
                 .then_with(|| b.rollout.created_at.cmp(&a.rollout.created_at))
         })

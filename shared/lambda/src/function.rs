@@ -76,6 +76,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
     use ota_core::ports::SystemClock;
+    use ota_core::service::Service;
     use ota_http::Settings;
     use ota_http::auth::AuthConfig;
     use ota_http::throttle::DeviceThrottle;
@@ -154,15 +155,17 @@ mod tests {
             .load()
             .await;
         AppState {
-            meta: Arc::new(ota_store_aws::DynamoMeta::new(
-                &sdk,
-                "t",
-                ota_store_aws::DynamoOptions::default(),
-            )),
-            blobs: Arc::new(ota_store_aws::S3Blobs::new(&sdk, "b")),
+            ota: Service {
+                meta: Arc::new(ota_store_aws::DynamoMeta::new(
+                    &sdk,
+                    "t",
+                    ota_store_aws::DynamoOptions::default(),
+                )),
+                blobs: Arc::new(ota_store_aws::S3Blobs::new(&sdk, "b")),
+                clock: Arc::new(SystemClock),
+                settings: Arc::new(Settings::default()),
+            },
             auth: Arc::new(AuthConfig::new(b"test-secret", None, true)),
-            settings: Arc::new(Settings::default()),
-            clock: Arc::new(SystemClock),
             capability: None,
             throttle: Arc::new(DeviceThrottle::new(0)),
         }
