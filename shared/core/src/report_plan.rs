@@ -346,8 +346,9 @@ mod tests {
                     attempt: current.map(|s| attempt(s, 1, "r1")),
                     offered_by: Some("r1".into()),
                 };
-                let refused = current.is_some_and(|c| c.is_final() && c != next)
-                    && !(current.is_some_and(OtaStatus::is_failure) && !next.is_final());
+                // Out of a final state only to itself, or into a new attempt after a failure.
+                let retry = current.is_some_and(OtaStatus::is_failure) && !next.is_final();
+                let refused = current.is_some_and(|c| c.is_final() && c != next) && !retry;
                 let unchanged = current.is_some_and(|c| c.is_final() && c == next);
                 let plan = plan_of(seen, next);
                 let case = format!("{current:?} -> {next:?}");

@@ -1,8 +1,13 @@
-//! `MetaStore` in memory: test support, not a product backend (nothing survives the process).
+//! `MetaStore` and `BlobStore` in memory: test support, not a product backend (nothing survives
+//! the process).
 //! It passes the same conformance suite as SQLite and DynamoDB, so the use cases of `ota-core`
 //! can be tested against it in microseconds. Every method holds one lock for its whole run,
 //! which makes each an atomic step, as a transaction is on the real stores; a report is recorded
 //! as `report_plan` decides, like everywhere else.
+
+mod blobs;
+
+pub use blobs::MemoryBlobs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
