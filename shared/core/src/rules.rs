@@ -1,5 +1,5 @@
-//! What `check` decides (API.md §Update rules 1, 3 and 5). Pure functions over what the store
-//! returned, so that both deployments decide identically.
+//! What `check` decides (docs/api.md §Update rules, rules 1, 3 and 5). Pure functions over what the
+//! store returned, so that both deployments decide identically.
 
 use std::sync::Arc;
 

@@ -339,8 +339,8 @@ mod tests {
     }
 
     /// An API Gateway HTTP API event (payload 2.0, `$default` stage, as the watch emulator sends
-    /// and as the deployment uses) reaches the router with the path of API.md, neither stripped
-    /// nor prefixed with a stage.
+    /// and as the deployment uses) reaches the router with the path of docs/api.md, neither
+    /// stripped nor prefixed with a stage.
     #[tokio::test]
     async fn lambda_http_keeps_the_path_of_a_default_stage_event() {
         let event = serde_json::json!({

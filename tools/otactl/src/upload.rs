@@ -1,5 +1,5 @@
-//! The two-step publish of API.md: create (metadata, bound to size and SHA-256) -> PUT the bytes
-//! to the upload URL -> finalize. Re-running after any failure either finishes or says what
+//! The two-step publish of docs/api.md: create (metadata, bound to size and SHA-256) -> PUT the
+//! bytes to the upload URL -> finalize. Re-running after any failure either finishes or says what
 //! state the release is in (see [`resume`]).
 
 use std::io::IsTerminal;

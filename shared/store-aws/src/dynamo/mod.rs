@@ -42,7 +42,7 @@ pub struct DynamoOptions {
 }
 
 impl DynamoOptions {
-    /// The options of API.md's environment: `OTA_VIEW_CACHE_S` (default 5) and
+    /// The options of docs/api.md's environment: `OTA_VIEW_CACHE_S` (default 5) and
     /// `OTA_DYNAMODB_TIMEOUT_MS` (default 2000), with the retention the caller parsed.
     pub fn from_env(log_retention: Duration, audit_retention: Duration) -> Result<Self, String> {
         let number = |name: &str, default: u64| -> Result<u64, String> {
