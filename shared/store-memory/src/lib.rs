@@ -304,7 +304,7 @@ impl MetaStore for MemoryMeta {
         let options = s
             .rollouts
             .values()
-            .filter(|r| r.device_type == *device_type && r.state == RolloutState::Active)
+            .filter(|r| r.device_type == *device_type && r.state.offers())
             .filter_map(|r| {
                 let release = s.releases.get(&r.firmware_id)?;
                 Some(Arc::new(ReleaseOption {
