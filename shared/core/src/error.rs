@@ -51,5 +51,3 @@ impl From<StoreError> for OpError {
         }
     }
 }
-
-pub type OpResult<T> = Result<T, OpError>;

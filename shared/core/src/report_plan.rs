@@ -131,11 +131,6 @@ impl Attribution {
         self.step == Transition::Apply
     }
 
-    /// The rollout the report is logged against.
-    pub fn rollout_id(&self) -> Option<&str> {
-        self.rollout_id.as_deref()
-    }
-
     /// The rollout that counted the attempt until now, when the report takes the attempt to
     /// another one (a retry another rollout offered): the attempt leaves its counters, while
     /// its failure stays counted where it happened.
@@ -406,12 +401,12 @@ mod tests {
         let r = report(Downloading);
         let offered = Seen::new(None, Some(&offer("r1")), "fw");
         assert_eq!(
-            offered.clone().attribute(&r).unwrap().rollout_id(),
+            offered.clone().attribute(&r).unwrap().rollout_id.as_deref(),
             Some("r1")
         );
         let other_release = Seen::new(None, Some(&offer("r1")), "another");
         let a = other_release.attribute(&r).unwrap();
-        assert_eq!(a.rollout_id(), None);
+        assert_eq!(a.rollout_id.as_deref(), None);
         assert!(
             a.counters().is_empty(),
             "a report no rollout offered counts nowhere"
@@ -428,7 +423,7 @@ mod tests {
             offered_by: Some("r2".into()),
         };
         let a = seen.attribute(&report(Installing)).unwrap();
-        assert_eq!(a.rollout_id(), Some("r1"));
+        assert_eq!(a.rollout_id.as_deref(), Some("r1"));
         assert_eq!(a.counters(), ["r1"]);
     }
 
@@ -440,7 +435,7 @@ mod tests {
         };
         let r = report(Downloading);
         let a = seen.attribute(&r).unwrap();
-        assert_eq!(a.rollout_id(), Some("r2"));
+        assert_eq!(a.rollout_id.as_deref(), Some("r2"));
         assert_eq!(a.counters(), ["r2", "r1"]);
         let mut r1 = RolloutProgress::default();
         r1.attempt_moved(None, Failed);
@@ -474,7 +469,7 @@ mod tests {
             offered_by: None,
         };
         let a = seen.attribute(&report(Pending)).unwrap();
-        assert_eq!(a.rollout_id(), Some("r1"));
+        assert_eq!(a.rollout_id.as_deref(), Some("r1"));
         assert_eq!(a.counters(), ["r1"]);
     }
 
@@ -489,7 +484,7 @@ mod tests {
             offered_by: Some("r9".into()),
         };
         let a = seen.attribute(&report(Installing)).unwrap();
-        assert_eq!(a.rollout_id(), Some("r9"));
+        assert_eq!(a.rollout_id.as_deref(), Some("r9"));
         // r9 never counted the attempt: it gains a device, nothing leaves anywhere.
         let plan = a.plan(&report(Installing), |_| RolloutProgress::default(), None);
         assert_eq!(plan.progress.len(), 1);

@@ -105,7 +105,7 @@ pub(crate) async fn run_check(state: &AppState, input: CheckInput) -> ApiResult<
 }
 
 /// Ask whether an update is available; registers or refreshes the device.
-#[utoipa::path(post, path = "/api/ota/check", tag = "device", request_body = CheckRequest,
+#[utoipa::path(post, path = "/api/ota/check", tag = "device", operation_id = "check_handler", request_body = CheckRequest,
     responses((status = 200, body = CheckResponse), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem)),
     security(("device_token" = [])))]
@@ -247,7 +247,7 @@ impl From<StatusOutcome> for StatusResponse {
 }
 
 /// Report progress or the outcome of an update.
-#[utoipa::path(post, path = "/api/ota/status", tag = "device", request_body = StatusRequest,
+#[utoipa::path(post, path = "/api/ota/status", tag = "device", operation_id = "status_handler", request_body = StatusRequest,
     responses((status = 200, body = StatusResponse), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "a move backwards from a final state")),

@@ -14,7 +14,7 @@ use crate::pagination::{ListResponse, PageQuery};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/api/ota/admin/device-types", tag = "device types", params(PageQuery),
+#[utoipa::path(get, path = "/api/ota/admin/device-types", tag = "device types", operation_id = "list_device_types", params(PageQuery),
     responses((status = 200, body = ListResponse<DeviceTypePolicy>)), security(("admin_token" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -31,7 +31,7 @@ fn parse_name(name: &str) -> ApiResult<DeviceType> {
     DeviceType::parse(name).map_err(|e| Problem::bad_request("name", e.0))
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/device-types/{name}", tag = "device types", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/ota/admin/device-types/{name}", tag = "device types", operation_id = "get_device_type", params(("name" = String, Path)),
     responses((status = 200, body = DeviceTypePolicy), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -55,7 +55,7 @@ pub struct PutDeviceTypeRequest {
 }
 
 /// Create or replace a device type's policy. Its chip is fixed once it exists.
-#[utoipa::path(put, path = "/api/ota/admin/device-types/{name}", tag = "device types", params(("name" = String, Path)),
+#[utoipa::path(put, path = "/api/ota/admin/device-types/{name}", tag = "device types", operation_id = "put_device_type", params(("name" = String, Path)),
     request_body = PutDeviceTypeRequest,
     responses((status = 200, body = DeviceTypePolicy), (status = 400, body = Problem), (status = 409, body = Problem)),
     security(("admin_token" = [])))]

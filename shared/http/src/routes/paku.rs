@@ -45,7 +45,7 @@ pub struct LegacyCheckResponse {
 }
 
 /// Alias of `POST /api/ota/check` for paku-dialect devices.
-#[utoipa::path(get, path = "/api/firmware/check", tag = "device (paku aliases)", params(LegacyCheckQuery),
+#[utoipa::path(get, path = "/api/firmware/check", tag = "device (paku aliases)", operation_id = "legacy_check", params(LegacyCheckQuery),
     responses((status = 200, body = LegacyCheckResponse), (status = 400, body = Problem)),
     security(("device_token" = [])))]
 pub async fn check(
@@ -87,7 +87,7 @@ fn by_version(version: &str, q: LegacyDownloadQuery) -> ApiResult<Wanted> {
 }
 
 /// Alias of `GET /api/ota/download/{firmware_id}` addressed by version.
-#[utoipa::path(get, path = "/api/firmware/download/{version}", tag = "device (paku aliases)",
+#[utoipa::path(get, path = "/api/firmware/download/{version}", tag = "device (paku aliases)", operation_id = "legacy_download",
     params(("version" = String, Path), LegacyDownloadQuery),
     responses((status = 302), (status = 404, body = Problem)), security(("device_token" = [])))]
 pub async fn download(
@@ -105,7 +105,7 @@ pub async fn download(
 }
 
 /// Alias of `HEAD /api/ota/download/{firmware_id}`: 200 with Content-Length, no redirect.
-#[utoipa::path(head, path = "/api/firmware/download/{version}", tag = "device (paku aliases)",
+#[utoipa::path(head, path = "/api/firmware/download/{version}", tag = "device (paku aliases)", operation_id = "legacy_download_head",
     params(("version" = String, Path), LegacyDownloadQuery),
     responses((status = 200, description = "Content-Length of the image"), (status = 404, body = Problem)),
     security(("device_token" = [])))]
@@ -133,7 +133,7 @@ pub struct LegacyStatusRequest {
 }
 
 /// Alias of `POST /api/ota/status` for paku-dialect devices; the release is named by version.
-#[utoipa::path(post, path = "/api/device/{device_id}/update-status", tag = "device (paku aliases)",
+#[utoipa::path(post, path = "/api/device/{device_id}/update-status", tag = "device (paku aliases)", operation_id = "legacy_status",
     params(("device_id" = String, Path)), request_body = LegacyStatusRequest,
     responses((status = 200, body = StatusResponse), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("device_token" = [])))]
@@ -190,7 +190,7 @@ pub struct LegacyCreateRolloutRequest {
 }
 
 /// Alias of `POST /api/ota/admin/rollouts` (paku dialect).
-#[utoipa::path(post, path = "/api/admin/rollout/create", tag = "rollouts", request_body = LegacyCreateRolloutRequest,
+#[utoipa::path(post, path = "/api/admin/rollout/create", tag = "rollouts", operation_id = "legacy_create", request_body = LegacyCreateRolloutRequest,
     responses((status = 201, body = RolloutWithProgress), (status = 400, body = Problem), (status = 422, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn create_rollout(
