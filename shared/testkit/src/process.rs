@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// The line `ota-server` prints once it accepts connections, followed by its base URL.
-pub const LISTEN_PREFIX: &str = "ota-server listening on ";
+const LISTEN_PREFIX: &str = "ota-server listening on ";
 
 /// How long a graceful stop may take before the process is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,8 +49,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns `cmd` with the test's `env` on top of it. The receiver gets the first address the
-    /// process prints after [`LISTEN_PREFIX`], if it prints one.
+    /// Spawns `cmd` with the test's `env` on top of it. The receiver gets the address of the
+    /// first `ota-server listening on <base URL>` line, if the process prints one.
     pub fn spawn(
         cmd: Command,
         env: &[(String, String)],
@@ -119,6 +119,8 @@ impl Process {
         (process, listening)
     }
 
+    /// For a caller that waits for the process in a way of its own (the e2e suite asks the
+    /// functions' `/health`).
     pub fn child(&mut self) -> &mut Child {
         &mut self.child
     }

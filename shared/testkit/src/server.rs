@@ -15,13 +15,8 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The file in which `ota-server` keeps the JWT secret it generates on its first start.
 pub const JWT_SECRET_FILE: &str = "jwt-secret";
 
-/// The `ota-server` next to the binaries Cargo built for the calling test, for the tests of the
-/// workspace's other packages (whose test binaries cannot name it with `CARGO_BIN_EXE_`).
-/// `cargo test --workspace` builds it there, since it is a binary of the workspace. Where it was
-/// never built (`cargo test -p otactl` on a fresh checkout) it is built here, with `cargo build
-/// -p ota-server`, into a target directory of its own: Cargo holds the main target directory's
-/// lock while tests run, so a build into it would wait forever.
-pub fn workspace_binary() -> &'static Path {
+/// See [`Binary::workspace`]; built at most once per test binary.
+fn workspace_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let test = std::env::current_exe().expect("the path of the running test binary");
@@ -52,7 +47,7 @@ fn profile_dir(test: &Path) -> &Path {
         .expect("a test binary sits in <target>/<profile>/deps")
 }
 
-/// Where [`workspace_binary`] builds `ota-server` when Cargo has not: beside the profile
+/// Where [`Binary::workspace`] builds `ota-server` when Cargo has not: beside the profile
 /// directories, shared by every package's tests (the build's environment is scrubbed of the
 /// calling crate, so their builds are the same build).
 fn own_target_dir(profile_dir: &Path) -> PathBuf {
@@ -64,15 +59,11 @@ fn own_target_dir(profile_dir: &Path) -> PathBuf {
 
 /// How a deployment of the service starts on its data directory: its process and, once it
 /// serves, its base URL. [`Binary`] starts `ota-server`; the e2e suite starts the Lambda
-/// functions instead, on the same terms.
+/// functions instead, on the same terms. `Send + Sync`, so that an [`OtaServer`] can be shared
+/// with a test's threads like the rest of its state.
 pub trait Launch: Send + Sync {
     /// Starts the deployment on `data` with the test's `env`, its output going to `output`.
-    fn launch(
-        &mut self,
-        data: &Path,
-        env: &[(String, String)],
-        output: &Output,
-    ) -> (Process, String);
+    fn launch(&self, data: &Path, env: &[(String, String)], output: &Output) -> (Process, String);
 }
 
 /// `ota-server` from a binary, listening on an ephemeral port.
@@ -90,7 +81,12 @@ impl Binary {
         }
     }
 
-    /// [`workspace_binary`], for the tests of the workspace's other packages.
+    /// The `ota-server` next to the binaries Cargo built for the calling test, for the tests of
+    /// the workspace's other packages (which cannot name it with `CARGO_BIN_EXE_`). `cargo test
+    /// --workspace` builds it there, since it is a binary of the workspace. Where it was never
+    /// built (`cargo test -p otactl` on a fresh checkout) it is built here, with `cargo build -p
+    /// ota-server`, into a target directory of its own: Cargo holds the main target directory's
+    /// lock while tests run, so a build into it would wait forever.
     pub fn workspace() -> Binary {
         Binary::at(workspace_binary())
     }
@@ -103,12 +99,7 @@ impl Binary {
 }
 
 impl Launch for Binary {
-    fn launch(
-        &mut self,
-        data: &Path,
-        env: &[(String, String)],
-        output: &Output,
-    ) -> (Process, String) {
+    fn launch(&self, data: &Path, env: &[(String, String)], output: &Output) -> (Process, String) {
         let mut cmd = Command::new(&self.path);
         cmd.env("OTA_LISTEN", "127.0.0.1:0")
             .env("OTA_DATA_DIR", data);
