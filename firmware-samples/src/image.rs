@@ -1,4 +1,4 @@
-//! Assembling an app image byte by byte (ESP-IMAGE.md §8 (a)).
+//! Assembling an app image byte by byte (docs/esp-image.md §8 (a)).
 
 use sha2::{Digest, Sha256};
 

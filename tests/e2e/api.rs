@@ -193,7 +193,7 @@ pub async fn get_rollout(srv: &Server, id: &str) -> Value {
         .expect(200)
 }
 
-/// `u32_be(sha256(rollout_id + ":" + device_id)[0..4]) % 10000`, API.md §Update rules 2.
+/// `u32_be(sha256(rollout_id + ":" + device_id)[0..4]) % 10000`, docs/api.md §Update rules, rule 2.
 pub fn canary_bucket(rollout_id: &str, device_id: &str) -> u32 {
     let d = Sha256::digest(format!("{rollout_id}:{device_id}"));
     u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000
@@ -204,7 +204,7 @@ pub fn in_canary(rollout_id: &str, device_id: &str, percentage: u32) -> bool {
     canary_bucket(rollout_id, device_id) < percentage * 100
 }
 
-/// Rule 4 as the tests read API.md: pause once there are at least `min_reports` final reports
+/// Rule 4 as the tests read docs/api.md: pause once there are at least `min_reports` final reports
 /// and failed * 100 > threshold * (failed + success). Integers only, so "equal" is never "over".
 pub fn rule4_pauses(failed: u64, success: u64, threshold: u64, min_reports: u64) -> bool {
     let finals = failed + success;

@@ -1,12 +1,12 @@
 //! Downloads: capability URLs (no credential, Range with 206, HEAD, expiry, tampering) and the
 //! redirecting `GET|HEAD /api/ota/download/{firmware_id}` endpoint.
 //!
-//! The same tests run against both storages: the embedded server's HMAC-signed
-//! `/api/ota/blob/...` URLs (`exp`, `sig`) and presigned S3 URLs (`X-Amz-Date`, `X-Amz-Expires`,
-//! `X-Amz-Signature`, checked by s3s-fs). They assert what API.md promises of both: status codes,
-//! Range with 206, Content-Length, expiry and tampering refused with 403. Where S3 legitimately
-//! differs (its errors are XML, not problem+json; edge cases of Range that API.md leaves open),
-//! the tests branch on `srv.is_aws()` and say so.
+//! The same tests run against both storages: the embedded server's HMAC-signed `/api/ota/blob/...`
+//! URLs (`exp`, `sig`) and presigned S3 URLs (`X-Amz-Date`, `X-Amz-Expires`, `X-Amz-Signature`,
+//! checked by s3s-fs). They assert what docs/api.md promises of both: status codes, Range with 206,
+//! Content-Length, expiry and tampering refused with 403. Where S3 legitimately differs (its errors
+//! are XML, not problem+json; edge cases of Range that docs/api.md leaves open), the tests branch
+//! on `srv.is_aws()` and say so.
 
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ async fn capability_url_serves_the_image_with_ranges() {
         Some(len.to_string().as_str())
     );
     if !srv.is_aws() {
-        // S3 sends it too; s3s-fs does not (API.md promises 206 answers, not this header).
+        // S3 sends it too; s3s-fs does not (docs/api.md promises 206 answers, not this header).
         assert_eq!(full.header("accept-ranges"), Some("bytes"));
     }
     assert_eq!(sha256_hex(&full.body), str_of(&fw, "file_hash"));
@@ -153,7 +153,7 @@ async fn capability_url_serves_the_image_with_ranges() {
         }
     }
     // Malformed or multi-range headers may be ignored: the whole object, never a wrong slice.
-    // S3 ignores them too; s3s-fs refuses them with 400, which API.md allows as well.
+    // S3 ignores them too; s3s-fs refuses them with 400, which docs/api.md allows as well.
     for range in ["bytes=abc", "bytes=0-1,5-6", "items=0-10", "bytes=20-10"] {
         let r = ranged(&srv, url, range).await;
         if srv.is_aws() && r.status == 400 {

@@ -1,5 +1,5 @@
 //! The acceptance test of staged rollouts: a fleet of 1,000 devices (and 200 that appear later)
-//! on one device type, a canary at 10 % then 50 % that follows the bucket formula of API.md
+//! on one device type, a canary at 10 % then 50 % that follows the bucket formula of docs/api.md
 //! §Update rules 2 exactly, and the automatic pause of rule 4 firing on exactly the report the
 //! rule predicts, over real HTTP with bounded concurrency.
 

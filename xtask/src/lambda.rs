@@ -1,6 +1,6 @@
 //! The six Lambda functions served locally by `cargo lambda watch` on the local AWS stack: the
 //! table and bucket created, a JWT secret for the session, an admin token, one base URL that
-//! serves the paths of API.md (the router in the workspace `Cargo.toml`). `docs/lambda.md`.
+//! serves the paths of docs/api.md (the router in the workspace `Cargo.toml`). `docs/lambda.md`.
 
 use std::fs::File;
 use std::io::Read;
@@ -317,7 +317,7 @@ const PROBES: [Probe; 9] = [
     probe("GET", "/api/ota/download/p-1", false, b"", 401, "download"),
 ];
 
-/// Sends [`PROBES`] through the base URL, as a client of API.md would.
+/// Sends [`PROBES`] through the base URL, as a client of docs/api.md would.
 pub fn smoke_check(watch: &Watch, token: &str) -> anyhow::Result<()> {
     let bearer = format!("Bearer {token}");
     for p in &PROBES {

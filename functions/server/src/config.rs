@@ -1,5 +1,5 @@
-//! The server's configuration: environment variables of API.md §Configuration, all optional, so
-//! that `cargo run --release -p ota-server` needs no setup. `OTA_TABLE` (with `OTA_BUCKET`)
+//! The server's configuration: environment variables of docs/api.md §Configuration, all optional,
+//! so that `cargo run --release -p ota-server` needs no setup. `OTA_TABLE` (with `OTA_BUCKET`)
 //! switches the storage from SQLite and local files to DynamoDB and S3.
 
 use std::net::SocketAddr;

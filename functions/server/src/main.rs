@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ota_core::capability::CapabilitySigner;
 use ota_core::ports::{BlobStore, MetaStore, SystemClock};
+use ota_core::service::Service;
 use ota_http::auth::Role;
 use ota_http::throttle::DeviceThrottle;
 use ota_http::{AppState, full_router};
@@ -57,17 +58,19 @@ async fn main() -> anyhow::Result<()> {
     secret::write_private(&token_path, format!("{token}\n").as_bytes())?;
 
     let state = AppState {
-        meta,
-        blobs,
+        ota: Service {
+            meta,
+            blobs,
+            clock: Arc::new(SystemClock),
+            settings: Arc::new(config.common.settings()),
+        },
         auth: Arc::new(auth),
-        settings: Arc::new(config.common.settings()),
-        clock: Arc::new(SystemClock),
         capability,
         throttle: Arc::new(DeviceThrottle::new(config.common.device_rate_per_min)),
     };
 
     tokio::spawn(retention(
-        state.meta.clone(),
+        state.ota.meta.clone(),
         config.common.audit_retention,
         config.common.log_retention,
     ));

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ota_core::device::{Device, DeviceSnapshot};
-use ota_core::firmware::FirmwareState;
 use ota_core::ports::{ReleaseOption, ReleaseView};
+use ota_core::release::ReleaseState;
 use ota_core::rollout::{RolloutState, TargetType};
 use ota_core::rules;
-use ota_store_conformance::fixtures::{check_in, dev, firmware, rollout};
+use ota_store_conformance::fixtures::{check_in, dev, release, rollout};
 
 const ROLLOUTS: usize = 100;
 
@@ -20,7 +20,7 @@ const ROLLOUTS: usize = 100;
 fn view() -> ReleaseView {
     let options = (1..=ROLLOUTS)
         .map(|i| {
-            let fw = firmware("bench", &format!("1.0.{i}"), FirmwareState::Ready);
+            let fw = release("bench", &format!("1.0.{i}"), ReleaseState::Ready);
             let mut r = rollout(&fw, RolloutState::Active);
             match i % 4 {
                 0 => {
@@ -40,7 +40,7 @@ fn view() -> ReleaseView {
             }
             Arc::new(ReleaseOption {
                 rollout: r,
-                firmware: fw,
+                release: fw,
             })
         })
         .collect();

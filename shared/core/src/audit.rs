@@ -5,8 +5,6 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ids::new_id;
-use crate::progress::RolloutProgress;
-use crate::rollout::Rollout;
 
 /// Actor of changes the service makes by itself.
 pub const SYSTEM_ACTOR: &str = "system";
@@ -46,31 +44,6 @@ impl AuditEvent {
             target_id: target_id.to_owned(),
             details,
         }
-    }
-
-    /// The record of rule 4 firing, with the numbers that made it fire.
-    pub fn auto_pause(
-        rollout: &Rollout,
-        progress: &RolloutProgress,
-        trigger_event: &str,
-        at: OffsetDateTime,
-    ) -> Self {
-        Self::new(
-            SYSTEM_ACTOR,
-            "rollout.auto_pause",
-            "rollout",
-            &rollout.id,
-            serde_json::json!({
-                "failure_reports": progress.failure_reports,
-                "success_reports": progress.success_reports,
-                "failure_rate_percent": progress.failure_rate_percent(),
-                "failure_threshold_percent": rollout.failure_threshold_percent,
-                "min_reports": rollout.min_reports,
-                "trigger_event_id": trigger_event,
-                "revision": rollout.revision,
-            }),
-            at,
-        )
     }
 }
 

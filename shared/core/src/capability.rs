@@ -1,5 +1,6 @@
 //! Capability URLs of the embedded server: HMAC-SHA256 over what the URL may do, so that the URL
-//! alone (no credential header, see ESP-IMAGE.md §5) grants exactly one operation until expiry.
+//! alone (no credential header, see docs/esp-image.md §5) grants exactly one operation until
+//! expiry.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

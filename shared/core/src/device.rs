@@ -20,7 +20,7 @@ pub struct CheckIn {
 }
 
 /// The release a check last offered a device, remembered so that a later check-in running that
-/// version completes the update (API.md §Update rules 5).
+/// version completes the update (docs/api.md §Update rules, rule 5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Offer {
     pub firmware_id: String,
@@ -111,6 +111,15 @@ pub struct LogEntry {
     pub created_at: OffsetDateTime,
 }
 
+/// A device as the admin API shows it: the registry entry and its newest OTA log entries.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: Device,
+    /// The newest OTA log entries of this device.
+    pub recent_log: Vec<LogEntry>,
+}
+
 /// Filters of `GET /api/ota/admin/logs`.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
@@ -126,17 +135,4 @@ pub struct DeviceFilter {
     pub device_type: Option<DeviceType>,
     pub version: Option<Version>,
     pub group: Option<String>,
-}
-
-/// Outcome of recording a status report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusOutcome {
-    /// The stored entry: the new one, or for a repeated event id the one stored the first time.
-    pub entry: LogEntry,
-    /// The event id had been seen before; nothing was written.
-    pub duplicate: bool,
-    /// The report moved the attempt's state (false for the same final state reported again).
-    pub changed: bool,
-    /// The rollout this report paused by rule 4, if it did.
-    pub paused_rollout: Option<String>,
 }

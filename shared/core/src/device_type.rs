@@ -9,7 +9,7 @@ use crate::ids::DeviceType;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceTypePolicy {
     pub name: DeviceType,
-    /// Chip name as in ESP-IMAGE.md (`esp32c3`, ...).
+    /// Chip name as in docs/esp-image.md (`esp32c3`, ...).
     pub chip: String,
     /// Largest image accepted, in bytes; `null` means only the upload limit applies.
     pub max_image_size: Option<u64>,

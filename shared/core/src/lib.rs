@@ -1,23 +1,30 @@
 //! The OTA domain: identifiers, releases, rollouts, devices, the update rules and the status
-//! state machine, the use cases built on them, and the storage ports both deployments
-//! implement. Knows nothing of HTTP, SQLite or AWS.
+//! state machine, every use case built on them (`cmd`), and the ports both deployments
+//! implement. Knows nothing of HTTP, SQLite or AWS. `docs/architecture.md` maps where each rule
+//! lives.
 
+pub mod access;
 pub mod audit;
+pub mod auto_pause;
 pub mod capability;
-pub mod check;
+pub mod cmd;
 pub mod cursor;
 pub mod device;
 pub mod device_type;
 pub mod error;
-pub mod firmware;
+pub mod fields;
 pub mod ids;
 pub mod image_policy;
 pub mod metrics;
 pub mod ports;
 pub mod progress;
-pub mod publish;
+pub mod release;
+pub mod report_plan;
+pub mod retry;
 pub mod rollout;
+pub mod rollout_lifecycle;
 pub mod rules;
+pub mod service;
 pub mod status;
 
 pub use esp_image;

@@ -1,5 +1,6 @@
-//! What the domain needs from storage: metadata (SQLite or DynamoDB) and blobs (files or S3).
-//! Both adapters pass one conformance suite, so the HTTP layer never knows which it talks to.
+//! What the domain needs from the world: metadata (SQLite or DynamoDB), blobs (files or S3), a
+//! clock and a way to sign device credentials. Both storage adapters pass one conformance suite,
+//! so the commands never know which they talk to.
 
 use std::io;
 use std::pin::Pin;
@@ -12,16 +13,14 @@ use futures_util::Stream;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditFilter};
-use crate::device::{
-    CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome,
-};
+use crate::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
 use crate::device_type::DeviceTypePolicy;
-use crate::firmware::{Firmware, FirmwareFilter};
 use crate::ids::{DeviceId, DeviceType, Version};
 use crate::metrics::FleetMetrics;
 use crate::progress::RolloutProgress;
+use crate::release::{Release, ReleaseFilter};
+use crate::report_plan::{StatusOutcome, StatusReport};
 use crate::rollout::{Rollout, RolloutFilter};
-use crate::status::OtaStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -70,11 +69,11 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// One release a device type may be offered: an active rollout and its firmware.
+/// One release a device type may be offered: an active rollout and its release.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReleaseOption {
     pub rollout: Rollout,
-    pub firmware: Firmware,
+    pub release: Release,
 }
 
 /// Everything `check` needs to know about a device type, fetched in one read and cacheable.
@@ -85,43 +84,8 @@ pub struct ReleaseView {
     pub options: Vec<Arc<ReleaseOption>>,
 }
 
-/// A status report, already checked against the firmware it names.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusReport {
-    pub event_id: String,
-    pub device_id: DeviceId,
-    pub device_type: DeviceType,
-    pub firmware_id: String,
-    pub version: Version,
-    pub status: OtaStatus,
-    pub bytes_downloaded: Option<u64>,
-    pub progress_percent: Option<u8>,
-    pub error_message: Option<String>,
-    pub at: OffsetDateTime,
-}
-
 /// What a check offers a device given its snapshot: None keeps the last offer as it is.
 pub type OfferFn<'a> = dyn Fn(&DeviceSnapshot) -> Option<crate::device::Offer> + Send + Sync + 'a;
-
-impl StatusReport {
-    /// The OTA log entry of this report, counted toward `rollout_id`.
-    pub fn log_entry(&self, rollout_id: Option<String>) -> LogEntry {
-        LogEntry {
-            id: crate::ids::new_id(),
-            event_id: self.event_id.clone(),
-            device_id: self.device_id.clone(),
-            device_type: self.device_type.clone(),
-            firmware_id: self.firmware_id.clone(),
-            version: self.version.clone(),
-            rollout_id,
-            status: self.status,
-            bytes_downloaded: self.bytes_downloaded,
-            progress_percent: self.progress_percent,
-            error_message: self.error_message.clone(),
-            created_at: self.at,
-        }
-    }
-}
 
 #[async_trait]
 pub trait MetaStore: Send + Sync {
@@ -138,23 +102,23 @@ pub trait MetaStore: Send + Sync {
     ) -> StoreResult<DeviceTypePolicy>;
 
     /// Conflict when (device_type, version) exists.
-    async fn insert_firmware(&self, firmware: &Firmware) -> StoreResult<()>;
-    async fn get_firmware(&self, id: &str) -> StoreResult<Option<Firmware>>;
-    async fn find_firmware(
+    async fn insert_release(&self, release: &Release) -> StoreResult<()>;
+    async fn get_release(&self, id: &str) -> StoreResult<Option<Release>>;
+    async fn find_release(
         &self,
         device_type: &DeviceType,
         version: &Version,
-    ) -> StoreResult<Option<Firmware>>;
+    ) -> StoreResult<Option<Release>>;
     /// Newest version first (SemVer precedence, then build number).
-    async fn list_firmware(
+    async fn list_releases(
         &self,
-        filter: &FirmwareFilter,
+        filter: &ReleaseFilter,
         page: &PageRequest,
-    ) -> StoreResult<Page<Firmware>>;
-    /// Replaces the record `expect` (as the writer read it) with `firmware`; Conflict unless the
+    ) -> StoreResult<Page<Release>>;
+    /// Replaces the record `expect` (as the writer read it) with `release`; Conflict unless the
     /// stored record is still that one (same state and `updated_at`), so that writers working
     /// from a stale copy never undo each other: reload and retry.
-    async fn update_firmware(&self, firmware: &Firmware, expect: &Firmware) -> StoreResult<()>;
+    async fn update_release(&self, release: &Release, expect: &Release) -> StoreResult<()>;
 
     async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()>;
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>>;
@@ -167,7 +131,7 @@ pub trait MetaStore: Send + Sync {
     /// is still `expect_revision`.
     async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()>;
 
-    /// The active rollouts of a device type with their firmware, and the type's chip. Shared,
+    /// The active rollouts of a device type with their releases, and the type's chip. Shared,
     /// because stores serve it from a cache on the check path.
     async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>>;
 
@@ -190,10 +154,10 @@ pub trait MetaStore: Send + Sync {
         page: &PageRequest,
     ) -> StoreResult<Page<Device>>;
 
-    /// Applies a report through the state machine, idempotently by (device, event id). A move
-    /// refused by the state machine is a Conflict and stores nothing. In the same atomic step it
-    /// updates the rollout's progress and, when rule 4 says so, pauses the rollout and records
-    /// the pause in the audit log.
+    /// Records a report as `report_plan` decides, idempotently by (device, event id), all in one
+    /// atomic step: the log entry, the attempt, the rollouts' progress and, when rule 4 says so,
+    /// the pause and its audit event. A move the state machine refuses is a Conflict and stores
+    /// nothing.
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
     /// The counters of one rollout (zero before any report).
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress>;
@@ -300,4 +264,17 @@ impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
+}
+
+/// Signs device credentials (JWTs at the HTTP edge), so that minting one is a command like any
+/// other admin action.
+pub trait DeviceCredentials: Send + Sync {
+    /// A credential for `device_id` of `device_type`, valid until `expires_at` (None: no
+    /// expiry); an `Internal` error when it cannot be signed.
+    fn mint(
+        &self,
+        device_id: &DeviceId,
+        device_type: &DeviceType,
+        expires_at: Option<OffsetDateTime>,
+    ) -> StoreResult<String>;
 }

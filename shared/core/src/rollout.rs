@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ids::{DeviceId, DeviceType};
+pub use crate::rollout_lifecycle::RolloutState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -23,26 +24,6 @@ impl TargetType {
             Self::Canary => "canary",
             Self::Specific => "specific",
             Self::Group => "group",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RolloutState {
-    Active,
-    Paused,
-    Aborted,
-    Completed,
-}
-
-impl RolloutState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Paused => "paused",
-            Self::Aborted => "aborted",
-            Self::Completed => "completed",
         }
     }
 }
@@ -79,7 +60,8 @@ pub struct Rollout {
     pub updated_at: OffsetDateTime,
 }
 
-/// The canary bucket of a device in a rollout, 0..10000, as API.md §Update rules 2 fixes it:
+/// The canary bucket of a device in a rollout, 0..10000, as docs/api.md §Update rules (rule 2)
+/// fixes it:
 /// `u32_be(sha256(rollout_id + ":" + device_id)[0..4]) % 10000`.
 pub fn canary_bucket(rollout_id: &str, device_id: &DeviceId) -> u32 {
     let mut h = Sha256::new();

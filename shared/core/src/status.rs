@@ -94,26 +94,6 @@ pub fn transition(current: Option<OtaStatus>, next: OtaStatus) -> Result<Transit
     }
 }
 
-/// The rollout an attempt counts toward after a report that made `step`. Reports within an
-/// attempt (open, or its final state again) stay with the rollout that counted it
-/// (`counted_in`). A new attempt (the first, or a retry after a failure) belongs to the rollout
-/// of the device's last offer of this release (`offered_by`); a retry without a new offer stays
-/// where it was. An attempt begun before any offer joins the rollout that offers the release
-/// later.
-pub fn attempt_rollout(
-    step: Transition,
-    current: Option<OtaStatus>,
-    counted_in: Option<&String>,
-    offered_by: impl FnOnce() -> Option<String>,
-) -> Option<String> {
-    let new_attempt = step == Transition::Apply && current.is_none_or(OtaStatus::is_final);
-    if new_attempt || counted_in.is_none() {
-        offered_by().or_else(|| counted_in.cloned())
-    } else {
-        counted_in.cloned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::OtaStatus::*;

@@ -1,5 +1,5 @@
 //! The application description (`esp_app_desc_t`) at the start of the first segment
-//! (ESP-IMAGE.md §3).
+//! (docs/esp-image.md §3).
 
 use serde::Serialize;
 

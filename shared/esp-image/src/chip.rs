@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A target chip, as named by the image header's chip id (ESP-IMAGE.md §1).
+/// A target chip, as named by the image header's chip id (docs/esp-image.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Chip {
@@ -29,7 +29,7 @@ type Range = (u32, u32);
 struct ChipFacts {
     id: u16,
     name: &'static str,
-    /// Secure Boot V2 schemes the ROM can verify (ESP-IMAGE.md §4 "Schemes"; esp32h21 and
+    /// Secure Boot V2 schemes the ROM can verify (docs/esp-image.md §4 "Schemes"; esp32h21 and
     /// esp32h4 are not in that list and follow their `soc_caps.h`, which sets both).
     rsa: bool,
     ecdsa: bool,

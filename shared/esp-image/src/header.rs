@@ -1,4 +1,4 @@
-//! The 24-byte image header (ESP-IMAGE.md §1).
+//! The 24-byte image header (docs/esp-image.md §1).
 
 use serde::Serialize;
 

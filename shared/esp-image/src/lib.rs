@@ -2,7 +2,7 @@
 //! flashes to an OTA slot), written for bytes from untrusted uploads: it never panics, keeps
 //! memory bounded while streaming, and reports every problem it finds rather than the first.
 //!
-//! The format is described in `ESP-IMAGE.md` (shared design notes); esptool 5.6's
+//! The format is described in `docs/esp-image.md`; esptool 5.6's
 //! `image-info` and `espsecure verify-signature` are the reference behaviour, checked by the
 //! `firmware-samples` crate's oracle tests.
 //!

@@ -1,4 +1,4 @@
-//! Segment headers and the checks the bootloader applies to each segment (ESP-IMAGE.md §2).
+//! Segment headers and the checks the bootloader applies to each segment (docs/esp-image.md §2).
 
 use serde::Serialize;
 

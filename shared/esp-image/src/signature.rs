@@ -1,4 +1,4 @@
-//! The Secure Boot V2 signature sector appended to signed apps (ESP-IMAGE.md §4).
+//! The Secure Boot V2 signature sector appended to signed apps (docs/esp-image.md §4).
 //!
 //! Block layouts follow espsecure 5.6 byte for byte, which is what the ROM and the bootloader
 //! read: RSA-3072-PSS (version 2) and ECDSA (version 3) over P-192, P-256 (both SHA-256) or

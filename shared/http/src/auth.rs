@@ -1,4 +1,5 @@
-//! Credentials (API.md §Credentials): admin JWTs with a role, device JWTs bound to one device.
+//! Credentials (docs/api.md §Credentials): admin JWTs with a role, device JWTs bound to one
+//! device, verified here and handed to the commands as an `Admin` or a `DeviceGrant`.
 
 use std::collections::HashSet;
 
@@ -6,7 +7,9 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ota_core::access::{Admin, DeviceGrant};
 use ota_core::ids::{DeviceId, DeviceType};
+use ota_core::ports::{DeviceCredentials, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -15,18 +18,10 @@ use crate::state::AppState;
 pub const ADMIN_AUDIENCE: &str = "ota-admin";
 pub const DEVICE_AUDIENCE: &str = "ota-device";
 /// The header a device may carry its token in, so that a redirect to a presigned S3 URL does
-/// not carry an `Authorization` header S3 would refuse (ESP-IMAGE.md §5).
+/// not carry an `Authorization` header S3 would refuse (docs/esp-image.md §5).
 pub const DEVICE_TOKEN_HEADER: &str = "x-ota-device-token";
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Viewer,
-    Publisher,
-    Admin,
-}
+pub use ota_core::access::Role;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminClaims {
@@ -191,27 +186,23 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// An authenticated admin or CI caller.
-pub struct Admin(pub AdminClaims);
-
-impl Admin {
-    /// 403 unless the caller's role is at least `role`.
-    pub fn require(&self, role: Role) -> Result<(), Problem> {
-        if self.0.role >= role {
-            Ok(())
-        } else {
-            Err(Problem::forbidden(format!(
-                "this action needs the role '{}' or above",
-                match role {
-                    Role::Viewer => "viewer",
-                    Role::Publisher => "publisher",
-                    Role::Admin => "admin",
-                }
-            )))
-        }
+impl DeviceCredentials for AuthConfig {
+    fn mint(
+        &self,
+        device_id: &DeviceId,
+        device_type: &DeviceType,
+        expires_at: Option<time::OffsetDateTime>,
+    ) -> StoreResult<String> {
+        self.mint_device(
+            device_id,
+            device_type,
+            expires_at.map(|t| t.unix_timestamp()),
+        )
+        .map_err(|p| StoreError::Internal(p.detail))
     }
 }
 
+/// An admin or CI caller, from a verified admin bearer token.
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
@@ -219,43 +210,22 @@ impl FromRequestParts<AppState> for Admin {
         let token = bearer(parts).ok_or_else(|| {
             Problem::unauthorized("an admin bearer token is required (Authorization: Bearer <jwt>)")
         })?;
-        state.auth.verify_admin(token).map(Admin)
+        let claims = state.auth.verify_admin(token)?;
+        Ok(Admin {
+            actor: claims.sub,
+            role: claims.role,
+        })
     }
 }
 
-/// The calling device, or `None` when device authentication is off for this deployment.
-pub struct DeviceAuth(pub Option<DeviceClaims>);
-
-impl DeviceAuth {
-    /// 403 unless the credential is the device's own (sub and device type).
-    pub fn require_device(
-        &self,
-        id: &DeviceId,
-        device_type: Option<&DeviceType>,
-    ) -> Result<(), Problem> {
-        let Some(c) = &self.0 else { return Ok(()) };
-        if c.sub != id.as_str() {
-            return Err(Problem::forbidden("a device may act only as itself"));
-        }
-        self.require_type(device_type)
-    }
-
-    pub fn require_type(&self, device_type: Option<&DeviceType>) -> Result<(), Problem> {
-        match (&self.0, device_type) {
-            (Some(c), Some(dt)) if c.device_type != dt.as_str() => Err(Problem::forbidden(
-                "the credential belongs to another device type",
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for DeviceAuth {
+/// What the calling device's token reaches: everything when device authentication is off for
+/// this deployment.
+impl FromRequestParts<AppState> for DeviceGrant {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         if !state.auth.device_auth {
-            return Ok(DeviceAuth(None));
+            return Ok(DeviceGrant::Any);
         }
         let token = bearer(parts)
             .or_else(|| parts.headers.get(DEVICE_TOKEN_HEADER)?.to_str().ok())
@@ -264,7 +234,11 @@ impl FromRequestParts<AppState> for DeviceAuth {
                     "a device token is required (Authorization: Bearer <jwt> or X-OTA-Device-Token)",
                 )
             })?;
-        state.auth.verify_device(token).map(|c| DeviceAuth(Some(c)))
+        let claims = state.auth.verify_device(token)?;
+        Ok(DeviceGrant::Device {
+            device_id: claims.sub,
+            device_type: claims.device_type,
+        })
     }
 }
 

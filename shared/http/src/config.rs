@@ -1,5 +1,5 @@
-//! The `OTA_*` settings of API.md that every deployment reads the same way (the embedded server
-//! and each Lambda): credentials, URL lifetime, limits, retention. Deployment-specific names
+//! The `OTA_*` settings of docs/api.md that every deployment reads the same way (the embedded
+//! server and each Lambda): credentials, URL lifetime, limits, retention. Deployment-specific names
 //! (`OTA_LISTEN`, `OTA_DATA_DIR`, `OTA_TABLE`, ...) stay with their binary.
 
 use std::path::PathBuf;

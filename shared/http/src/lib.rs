@@ -1,7 +1,8 @@
-//! The HTTP edge of the OTA service: one axum router for every route of API.md, JWT auth,
+//! The HTTP edge of the OTA service: one axum router for every route of docs/api.md, JWT auth,
 //! problem+json errors and the OpenAPI document. Served by `ota-server` and by each Lambda.
+//! Handlers only translate: a request into a command of `ota_core::cmd`, its outcome or error
+//! into a response.
 
-mod audit_trail;
 pub mod auth;
 pub mod config;
 pub mod extract;
@@ -13,7 +14,6 @@ pub mod router;
 pub mod routes;
 pub mod state;
 pub mod throttle;
-mod validate;
 
 pub use router::full_router;
 pub use state::{AppState, Settings};

@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{device, devices, firmware, health, logs, observe, rollouts};
+use crate::routes::{
+    device_protocol, device_registry, device_types, health, logs, observe, paku, releases, rollouts,
+};
 
 struct Security;
 
@@ -35,14 +37,15 @@ token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) nee
     ),
     modifiers(&Security),
     paths(
-        device::check_handler, device::download, device::download_head, device::status_handler,
-        device::legacy_check, device::legacy_download, device::legacy_download_head,
-        device::legacy_status,
-        firmware::upload, firmware::create, firmware::finalize, firmware::list, firmware::get,
-        firmware::patch, firmware::deactivate, firmware::list_device_types,
-        firmware::get_device_type, firmware::put_device_type,
-        rollouts::create, rollouts::legacy_create, rollouts::list, rollouts::get, rollouts::patch,
-        devices::list, devices::get, devices::patch, devices::mint_token,
+        device_protocol::check, device_protocol::download, device_protocol::download_head,
+        device_protocol::status,
+        paku::check, paku::download, paku::download_head, paku::status,
+        releases::upload, releases::create, releases::finalize, releases::list, releases::get,
+        releases::patch, releases::deactivate,
+        device_types::list, device_types::get, device_types::put,
+        rollouts::create, paku::create_rollout, rollouts::list, rollouts::get, rollouts::patch,
+        device_registry::list, device_registry::get, device_registry::patch,
+        device_registry::mint_token,
         logs::list, observe::metrics, observe::audit, health::health, serve,
     )
 )]

@@ -1,4 +1,4 @@
-//! `?limit=&cursor=` in, `{"items": [...], "next_cursor": ...}` out.
+//! `?limit=&cursor=&since=` in, `{"items": [...], "next_cursor": ...}` out.
 
 use ota_core::ports::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -44,4 +44,14 @@ impl<T> From<Page<T>> for ListResponse<T> {
             next_cursor: p.next_cursor,
         }
     }
+}
+
+/// An optional RFC 3339 lower bound of a list (`?since=`).
+pub fn since(value: Option<&str>) -> ApiResult<Option<time::OffsetDateTime>> {
+    value
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| Problem::bad_request("since", "must be an RFC 3339 time"))
+        })
+        .transpose()
 }

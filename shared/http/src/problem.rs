@@ -136,9 +136,17 @@ impl From<StoreError> for Problem {
 impl From<OpError> for Problem {
     fn from(e: OpError) -> Self {
         match e {
+            OpError::Invalid { field, message } => Problem::bad_request(&field, message),
+            OpError::Forbidden(m) => Problem::forbidden(m),
             OpError::NotFound(m) => Problem::not_found(m),
             OpError::Conflict(m) => Problem::conflict(m),
             OpError::ImageRejected(p) => Problem::image_rejected(&p),
+            OpError::ReleaseNotReady(m) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "firmware-not-ready", m)
+            }
+            OpError::UnknownRelease(m) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-firmware", m)
+            }
             OpError::Unprocessable(m) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", m)
             }

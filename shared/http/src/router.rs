@@ -10,7 +10,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::openapi;
 use crate::problem::Problem;
-use crate::routes::{blob, device, devices, firmware, health, logs, observe, rollouts};
+use crate::routes::{
+    blob, device_protocol, device_registry, device_types, health, logs, observe, paku, releases,
+    rollouts,
+};
 use crate::state::AppState;
 
 /// JSON bodies are small; only the upload routes take more.
@@ -19,8 +22,8 @@ const JSON_BODY_LIMIT: usize = 256 * 1024;
 /// `check`: the device poll.
 pub fn check_routes() -> Router<AppState> {
     Router::new()
-        .route("/api/ota/check", post(device::check_handler))
-        .route("/api/firmware/check", get(device::legacy_check))
+        .route("/api/ota/check", post(device_protocol::check))
+        .route("/api/firmware/check", get(paku::check))
 }
 
 /// `download`: redirects to capability URLs, HEAD with Content-Length.
@@ -28,22 +31,19 @@ pub fn download_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/ota/download/{firmware_id}",
-            get(device::download).head(device::download_head),
+            get(device_protocol::download).head(device_protocol::download_head),
         )
         .route(
             "/api/firmware/download/{version}",
-            get(device::legacy_download).head(device::legacy_download_head),
+            get(paku::download).head(paku::download_head),
         )
 }
 
 /// `status`: device progress reports.
 pub fn status_routes() -> Router<AppState> {
     Router::new()
-        .route("/api/ota/status", post(device::status_handler))
-        .route(
-            "/api/device/{device_id}/update-status",
-            post(device::legacy_status),
-        )
+        .route("/api/ota/status", post(device_protocol::status))
+        .route("/api/device/{device_id}/update-status", post(paku::status))
 }
 
 /// `admin-upload`: publishing releases.
@@ -52,15 +52,15 @@ pub fn upload_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/ota/admin/upload",
-            post(firmware::upload).layer(DefaultBodyLimit::disable()),
+            post(releases::upload).layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/api/ota/admin/firmware",
-            post(firmware::create).get(firmware::list),
+            post(releases::create).get(releases::list),
         )
         .route(
             "/api/ota/admin/firmware/{id}/finalize",
-            post(firmware::finalize),
+            post(releases::finalize),
         )
 }
 
@@ -69,17 +69,14 @@ pub fn admin_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/ota/admin/firmware/{id}",
-            get(firmware::get)
-                .patch(firmware::patch)
-                .delete(firmware::deactivate),
+            get(releases::get)
+                .patch(releases::patch)
+                .delete(releases::deactivate),
         )
-        .route(
-            "/api/ota/admin/device-types",
-            get(firmware::list_device_types),
-        )
+        .route("/api/ota/admin/device-types", get(device_types::list))
         .route(
             "/api/ota/admin/device-types/{name}",
-            get(firmware::get_device_type).put(firmware::put_device_type),
+            get(device_types::get).put(device_types::put),
         )
         .route(
             "/api/ota/admin/rollouts",
@@ -89,15 +86,15 @@ pub fn admin_routes() -> Router<AppState> {
             "/api/ota/admin/rollouts/{id}",
             get(rollouts::get).patch(rollouts::patch),
         )
-        .route("/api/admin/rollout/create", post(rollouts::legacy_create))
-        .route("/api/ota/admin/devices", get(devices::list))
+        .route("/api/admin/rollout/create", post(paku::create_rollout))
+        .route("/api/ota/admin/devices", get(device_registry::list))
         .route(
             "/api/ota/admin/devices/{id}",
-            get(devices::get).patch(devices::patch),
+            get(device_registry::get).patch(device_registry::patch),
         )
         .route(
             "/api/ota/admin/devices/{id}/token",
-            post(devices::mint_token),
+            post(device_registry::mint_token),
         )
 }
 

@@ -1,42 +1,23 @@
-//! What every handler shares: the ports, credentials and settings, built once per process (or
-//! once per Lambda instance).
+//! What every handler shares: the service the commands run on, and what only the HTTP edge
+//! needs (credentials, capability URLs, the device throttle), built once per process (or once
+//! per Lambda instance).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ota_core::capability::CapabilitySigner;
-use ota_core::ports::{BlobStore, Clock, MetaStore};
+use ota_core::ids::DeviceId;
+use ota_core::service::Service;
 
 use crate::auth::AuthConfig;
+use crate::problem::Problem;
 use crate::throttle::DeviceThrottle;
 
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Lifetime of capability and presigned URLs (`OTA_URL_TTL_S`).
-    pub url_ttl: Duration,
-    /// What devices are told about when to ask again.
-    pub poll_interval_s: u64,
-    /// Largest accepted upload (`OTA_MAX_UPLOAD_BYTES`).
-    pub max_upload_bytes: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            url_ttl: Duration::from_secs(900),
-            poll_interval_s: 86_400,
-            max_upload_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
+pub use ota_core::service::Settings;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub meta: Arc<dyn MetaStore>,
-    pub blobs: Arc<dyn BlobStore>,
+    pub ota: Service,
     pub auth: Arc<AuthConfig>,
-    pub settings: Arc<Settings>,
-    pub clock: Arc<dyn Clock>,
     /// Present when this process serves its own capability URLs (the embedded default).
     pub capability: Option<CapabilitySigner>,
     pub throttle: Arc<DeviceThrottle>,
@@ -44,12 +25,9 @@ pub struct AppState {
 
 impl AppState {
     /// Counts a device request against its budget: 429 with `Retry-After` when over.
-    pub fn admit_device(
-        &self,
-        device: &ota_core::ids::DeviceId,
-    ) -> Result<(), crate::problem::Problem> {
+    pub fn admit_device(&self, device: &DeviceId) -> Result<(), Problem> {
         self.throttle
-            .admit(device.as_str(), self.clock.now().unix_timestamp())
-            .map_err(crate::problem::Problem::throttled)
+            .admit(device.as_str(), self.ota.now().unix_timestamp())
+            .map_err(Problem::throttled)
     }
 }

@@ -76,6 +76,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
     use ota_core::ports::SystemClock;
+    use ota_core::service::Service;
     use ota_http::Settings;
     use ota_http::auth::AuthConfig;
     use ota_http::throttle::DeviceThrottle;
@@ -154,15 +155,17 @@ mod tests {
             .load()
             .await;
         AppState {
-            meta: Arc::new(ota_store_aws::DynamoMeta::new(
-                &sdk,
-                "t",
-                ota_store_aws::DynamoOptions::default(),
-            )),
-            blobs: Arc::new(ota_store_aws::S3Blobs::new(&sdk, "b")),
+            ota: Service {
+                meta: Arc::new(ota_store_aws::DynamoMeta::new(
+                    &sdk,
+                    "t",
+                    ota_store_aws::DynamoOptions::default(),
+                )),
+                blobs: Arc::new(ota_store_aws::S3Blobs::new(&sdk, "b")),
+                clock: Arc::new(SystemClock),
+                settings: Arc::new(Settings::default()),
+            },
             auth: Arc::new(AuthConfig::new(b"test-secret", None, true)),
-            settings: Arc::new(Settings::default()),
-            clock: Arc::new(SystemClock),
             capability: None,
             throttle: Arc::new(DeviceThrottle::new(0)),
         }
@@ -336,8 +339,8 @@ mod tests {
     }
 
     /// An API Gateway HTTP API event (payload 2.0, `$default` stage, as the watch emulator sends
-    /// and as the deployment uses) reaches the router with the path of API.md, neither stripped
-    /// nor prefixed with a stage.
+    /// and as the deployment uses) reaches the router with the path of docs/api.md, neither
+    /// stripped nor prefixed with a stage.
     #[tokio::test]
     async fn lambda_http_keeps_the_path_of_a_default_stage_event() {
         let event = serde_json::json!({

@@ -9,6 +9,7 @@ pub mod secret;
 use std::sync::Arc;
 
 use ota_core::ports::SystemClock;
+use ota_core::service::Service;
 use ota_http::AppState;
 use ota_http::config::{CommonConfig, ConfigError};
 use ota_http::throttle::DeviceThrottle;
@@ -43,11 +44,13 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
     let secret = source.resolve(&sdk).await?;
     let (meta, blobs) = ota_store_aws::stores_from_sdk(&sdk, options).map_err(InitError)?;
     Ok(AppState {
-        meta: Arc::new(meta),
-        blobs: Arc::new(blobs),
+        ota: Service {
+            meta: Arc::new(meta),
+            blobs: Arc::new(blobs),
+            clock: Arc::new(SystemClock),
+            settings: Arc::new(common.settings()),
+        },
         auth: Arc::new(common.auth(secret.as_bytes())?),
-        settings: Arc::new(common.settings()),
-        clock: Arc::new(SystemClock),
         capability: None,
         throttle: Arc::new(DeviceThrottle::new(common.device_rate_per_min)),
     })

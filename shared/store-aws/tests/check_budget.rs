@@ -2,19 +2,18 @@
 //! interceptor, against DynamoDB Local, through the real `check` use case.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use ota_core::check::{CheckAnswer, check};
+use ota_core::cmd::check::CheckAnswer;
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::FirmwareState;
 use ota_core::ports::MetaStore;
+use ota_core::release::ReleaseState;
 use ota_core::rollout::RolloutState;
 use ota_core::status::OtaStatus;
 use ota_store_aws::{DynamoMeta, DynamoOptions, S3Blobs};
-use ota_store_conformance::fixtures::{check_in, dt, firmware, now, report, rollout};
+use ota_store_conformance::fixtures::{check_input, dt, now, release, report, rollout, service};
 
 /// Every DynamoDB request sent (retries included), by operation.
 #[derive(Debug, Clone, Default)]
@@ -65,12 +64,15 @@ async fn check_costs_at_most_two_requests() {
             .interceptor(requests.clone())
             .build(),
     );
-    let meta = DynamoMeta::from_client(counted, &table, DynamoOptions::default());
+    let meta = Arc::new(DynamoMeta::from_client(
+        counted,
+        &table,
+        DynamoOptions::default(),
+    ));
     // Presigning needs no request; the bucket need not exist.
-    let blobs = S3Blobs::new(&sdk, "unused");
-    let ttl = Duration::from_secs(60);
+    let svc = service(meta.clone(), Arc::new(S3Blobs::new(&sdk, "unused")));
 
-    let fw = firmware("demo", "2.0.0", FirmwareState::Ready);
+    let fw = release("demo", "2.0.0", ReleaseState::Ready);
     meta.create_device_type_if_absent(&DeviceTypePolicy {
         name: dt("demo"),
         chip: "esp32c3".into(),
@@ -82,15 +84,13 @@ async fn check_costs_at_most_two_requests() {
     })
     .await
     .unwrap();
-    meta.insert_firmware(&fw).await.unwrap();
+    meta.insert_release(&fw).await.unwrap();
     let r = rollout(&fw, RolloutState::Active);
     meta.insert_rollout(&r).await.unwrap();
     requests.take();
 
     // Cold instance: the release view is read once (one Query), then cached.
-    let cold = check(&meta, &blobs, &check_in("d0", "demo", "1.0.0"), ttl)
-        .await
-        .unwrap();
+    let cold = svc.check(check_input("d0", "demo", "1.0.0")).await.unwrap();
     assert!(matches!(cold, CheckAnswer::Update { .. }));
     let sent = requests.take();
     assert_eq!(
@@ -102,16 +102,16 @@ async fn check_costs_at_most_two_requests() {
 
     let cases = [
         // A new device offered the release (registration, counter move and offer in one write).
-        ("new device, offered", check_in("d1", "demo", "1.0.0")),
+        ("new device, offered", check_input("d1", "demo", "1.0.0")),
         // The same device asking again: already offered, one read and one write.
-        ("offered again", check_in("d1", "demo", "1.0.0")),
-        ("new device, up to date", check_in("d2", "demo", "2.0.0")),
-        ("up to date again", check_in("d2", "demo", "2.0.0")),
+        ("offered again", check_input("d1", "demo", "1.0.0")),
+        ("new device, up to date", check_input("d2", "demo", "2.0.0")),
+        ("up to date again", check_input("d2", "demo", "2.0.0")),
         // Another version moves the fleet counters in the same transaction.
-        ("version moved", check_in("d2", "demo", "1.5.0")),
+        ("version moved", check_input("d2", "demo", "1.5.0")),
     ];
-    for (what, ci) in cases {
-        check(&meta, &blobs, &ci, ttl).await.unwrap();
+    for (what, input) in cases {
+        svc.check(input).await.unwrap();
         let sent = requests.take();
         assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
         print_count(what, &sent);
@@ -135,16 +135,14 @@ async fn check_costs_at_most_two_requests() {
             .unwrap();
     }
     requests.take();
-    let answer = check(&meta, &blobs, &check_in("d1", "demo", "1.0.0"), ttl)
-        .await
-        .unwrap();
+    let answer = svc.check(check_input("d1", "demo", "1.0.0")).await.unwrap();
     assert_eq!(answer, CheckAnswer::UpToDate, "three strikes");
     let sent = requests.take();
     assert!(sent.len() <= 2, "after three failures: {sent:?}");
     print_count("after three failures, up to date", &sent);
 
-    // The download redirect's one store call (`routes::device::download`), for the cost table.
-    meta.get_firmware(&fw.id).await.unwrap().unwrap();
+    // The download redirect's one store call (`Service::download`), for the cost table.
+    meta.get_release(&fw.id).await.unwrap().unwrap();
     let sent = requests.take();
     assert_eq!(sent.len(), 1, "download redirect: {sent:?}");
     print_count("download redirect", &sent);

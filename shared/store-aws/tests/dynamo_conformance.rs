@@ -18,28 +18,16 @@ async fn sdk_config() -> aws_config::SdkConfig {
     ota_store_aws::load_sdk_config().await
 }
 
-/// A store on a new, empty table.
-async fn fresh(sdk: &aws_config::SdkConfig) -> Arc<dyn MetaStore> {
+/// A store on a new, empty table of its own.
+async fn fresh() -> (Arc<dyn MetaStore>, ()) {
+    let sdk = sdk_config().await;
     let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
-    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
     ota_store_aws::create_table(&client, &table)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    Arc::new(DynamoMeta::from_client(
-        client,
-        table,
-        DynamoOptions::default(),
-    ))
+    let store = DynamoMeta::from_client(client, table, DynamoOptions::default());
+    (Arc::new(store), ())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn meta_store_conforms() {
-    let sdk = sdk_config().await;
-    ota_store_conformance::meta_cases(|| fresh(&sdk)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn counters_conform() {
-    let sdk = sdk_config().await;
-    ota_store_conformance::fleet_cases(|| fresh(&sdk)).await;
-}
+ota_store_conformance::meta_store_tests!(fresh);

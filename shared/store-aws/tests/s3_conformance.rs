@@ -67,14 +67,11 @@ fn data(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test]
-async fn blob_store_conforms() {
-    let sdk = sdk_config().await;
-    ota_store_conformance::blob_cases(|| async {
-        Arc::new(fresh(&sdk).await) as Arc<dyn BlobStore>
-    })
-    .await;
+async fn fresh_blobs() -> (Arc<dyn BlobStore>, ()) {
+    (Arc::new(fresh(&sdk_config().await).await), ())
 }
+
+ota_store_conformance::blob_store_tests!(fresh_blobs);
 
 #[tokio::test]
 async fn presigned_get_serves_ranges_and_expires() {

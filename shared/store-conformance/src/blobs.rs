@@ -1,6 +1,5 @@
 //! Cases for `BlobStore`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,23 +9,6 @@ use ota_core::ports::{BlobMeta, BlobStore, ByteRange, ByteStream, StoreError};
 use sha2::{Digest, Sha256};
 
 type Store = Arc<dyn BlobStore>;
-
-pub async fn blob_cases<F, Fut>(fresh: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Store>,
-{
-    eprintln!("conformance: blobs::put_get_ranges");
-    put_get_ranges(fresh().await).await;
-    eprintln!("conformance: blobs::limit_leaves_nothing");
-    limit_leaves_nothing(fresh().await).await;
-    eprintln!("conformance: blobs::broken_stream_leaves_nothing");
-    broken_stream_leaves_nothing(fresh().await).await;
-    eprintln!("conformance: blobs::put_exact_commits_only_the_expected_bytes");
-    put_exact_commits_only_the_expected_bytes(fresh().await).await;
-    eprintln!("conformance: blobs::urls_expire_later");
-    urls_expire_later(fresh().await).await;
-}
 
 fn body(data: &[u8], chunk: usize) -> ByteStream {
     let chunks: Vec<std::io::Result<Bytes>> = data
@@ -45,7 +27,7 @@ async fn read_all(s: &Store, key: &str, range: Option<ByteRange>) -> Vec<u8> {
     out
 }
 
-async fn put_get_ranges(s: Store) {
+pub async fn put_get_ranges(s: Store) {
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let meta = s
         .put("firmware/a.bin", body(&data, 777), 1 << 20)
@@ -84,14 +66,14 @@ async fn put_get_ranges(s: Store) {
     s.delete("firmware/a.bin").await.unwrap();
 }
 
-async fn limit_leaves_nothing(s: Store) {
+pub async fn limit_leaves_nothing(s: Store) {
     let data = vec![1u8; 10_000];
     let r = s.put("firmware/big.bin", body(&data, 1000), 9_999).await;
     assert_eq!(r, Err(StoreError::TooLarge { limit: 9_999 }));
     assert_eq!(s.size("firmware/big.bin").await.unwrap(), None);
 }
 
-async fn broken_stream_leaves_nothing(s: Store) {
+pub async fn broken_stream_leaves_nothing(s: Store) {
     let broken: ByteStream = Box::pin(stream::iter(vec![
         Ok(Bytes::from_static(b"abcd")),
         Err(std::io::Error::other("connection reset")),
@@ -107,7 +89,7 @@ fn meta_of(data: &[u8]) -> BlobMeta {
     }
 }
 
-async fn put_exact_commits_only_the_expected_bytes(s: Store) {
+pub async fn put_exact_commits_only_the_expected_bytes(s: Store) {
     // One key per size: s3s-fs keeps a deleted object's stored checksum (docs/local-aws.md).
     // 9 MiB takes the S3 adapter's multipart path.
     for len in [5_000usize, 9 * 1024 * 1024] {
@@ -151,7 +133,7 @@ async fn put_exact_commits_only_the_expected_bytes(s: Store) {
     }
 }
 
-async fn urls_expire_later(s: Store) {
+pub async fn urls_expire_later(s: Store) {
     let ttl = Duration::from_secs(600);
     let before = time::OffsetDateTime::now_utc();
     let get = s.download_url("firmware/a.bin", ttl).await.unwrap();

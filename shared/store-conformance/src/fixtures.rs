@@ -1,10 +1,15 @@
 //! Records to store, with just the fields each case cares about varied.
 
+use std::sync::Arc;
+
+use ota_core::cmd::check::CheckInput;
 use ota_core::device::CheckIn;
-use ota_core::firmware::{Firmware, FirmwareState};
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
-use ota_core::ports::StatusReport;
+use ota_core::ports::{BlobStore, MetaStore, SystemClock};
+use ota_core::release::{Release, ReleaseState};
+use ota_core::report_plan::StatusReport;
 use ota_core::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+use ota_core::service::{Service, Settings};
 use ota_core::status::OtaStatus;
 use time::OffsetDateTime;
 
@@ -27,9 +32,9 @@ pub fn ver(s: &str) -> Version {
     Version::parse(s).expect("valid version")
 }
 
-pub fn firmware(device_type: &str, version: &str, state: FirmwareState) -> Firmware {
+pub fn release(device_type: &str, version: &str, state: ReleaseState) -> Release {
     let now = now();
-    Firmware {
+    Release {
         id: new_id(),
         device_type: dt(device_type),
         version: ver(version),
@@ -53,7 +58,7 @@ pub fn firmware(device_type: &str, version: &str, state: FirmwareState) -> Firmw
     }
 }
 
-pub fn rollout(fw: &Firmware, state: RolloutState) -> Rollout {
+pub fn rollout(fw: &Release, state: RolloutState) -> Rollout {
     let now = now();
     Rollout {
         id: new_id(),
@@ -85,7 +90,29 @@ pub fn check_in(device: &str, device_type: &str, version: &str) -> CheckIn {
     }
 }
 
-pub fn report(device: &str, fw: &Firmware, status: OtaStatus, event_id: &str) -> StatusReport {
+/// What a device sends when it asks, as the `check` command takes it.
+pub fn check_input(device: &str, device_type: &str, version: &str) -> CheckInput {
+    CheckInput {
+        device_id: dev(device),
+        device_type: dt(device_type),
+        current_version: ver(version),
+        current_build: None,
+        secure_version: None,
+        channel: None,
+    }
+}
+
+/// The commands on these stores, with the system clock and the default settings.
+pub fn service(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Service {
+    Service {
+        meta,
+        blobs,
+        clock: Arc::new(SystemClock),
+        settings: Arc::new(Settings::default()),
+    }
+}
+
+pub fn report(device: &str, fw: &Release, status: OtaStatus, event_id: &str) -> StatusReport {
     StatusReport {
         event_id: event_id.to_owned(),
         device_id: dev(device),

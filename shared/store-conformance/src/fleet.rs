@@ -1,14 +1,13 @@
 //! Cases for the counters kept on write: rollout progress, the automatic pause, fleet metrics
 //! and the audit log.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use ota_core::audit::{AuditEvent, AuditFilter};
+use ota_core::auto_pause::should_pause;
 use ota_core::device::{LogFilter, Offer};
-use ota_core::firmware::{Firmware, FirmwareState};
 use ota_core::ports::{MetaStore, PageRequest};
-use ota_core::progress::should_pause;
+use ota_core::release::{Release, ReleaseState};
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
 
@@ -16,29 +15,7 @@ use crate::fixtures::*;
 
 type Store = Arc<dyn MetaStore>;
 
-pub async fn fleet_cases<F, Fut>(fresh: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Store>,
-{
-    macro_rules! cases {
-        ($($case:ident),* $(,)?) => {
-            $(
-                eprintln!("conformance: fleet::{}", stringify!($case));
-                $case(fresh().await).await;
-            )*
-        };
-    }
-    cases!(
-        progress_follows_attempts,
-        pause_fires_on_the_crossing_report,
-        concurrent_reports_pause_once,
-        metrics_agree_with_logs_and_devices,
-        audit_listed_newest_first_and_purged,
-    );
-}
-
-async fn offered(s: &Store, device: &str, fw: &Firmware, rollout: &Rollout) {
+async fn offered(s: &Store, device: &str, fw: &Release, rollout: &Rollout) {
     let offer = Offer {
         firmware_id: fw.id.clone(),
         version: fw.version.clone(),
@@ -52,9 +29,9 @@ async fn offered(s: &Store, device: &str, fw: &Firmware, rollout: &Rollout) {
     .unwrap();
 }
 
-async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Firmware, Rollout) {
-    let fw = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&fw).await.unwrap();
+async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Release, Rollout) {
+    let fw = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&fw).await.unwrap();
     let mut r = rollout(&fw, RolloutState::Active);
     r.failure_threshold_percent = threshold;
     r.min_reports = min_reports;
@@ -62,7 +39,7 @@ async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Firmware
     (fw, r)
 }
 
-async fn progress_follows_attempts(s: Store) {
+pub async fn progress_follows_attempts(s: Store) {
     let (fw, r) = setup(&s, None, 1).await;
     for d in ["a", "b", "c"] {
         offered(&s, d, &fw, &r).await;
@@ -103,7 +80,7 @@ async fn progress_follows_attempts(s: Store) {
     );
 }
 
-async fn pause_fires_on_the_crossing_report(s: Store) {
+pub async fn pause_fires_on_the_crossing_report(s: Store) {
     // 25 %, at least 8 final reports.
     let (fw, r) = setup(&s, Some(25.0), 8).await;
     let outcomes = [
@@ -155,7 +132,7 @@ async fn pause_fires_on_the_crossing_report(s: Store) {
     assert_eq!(s.rollout_progress(&r.id).await.unwrap().failure_reports, 4);
 }
 
-async fn concurrent_reports_pause_once(s: Store) {
+pub async fn concurrent_reports_pause_once(s: Store) {
     let (fw, r) = setup(&s, Some(10.0), 20).await;
     let n = 200;
     for i in 0..n {
@@ -222,7 +199,7 @@ async fn concurrent_reports_pause_once(s: Store) {
     );
 }
 
-async fn metrics_agree_with_logs_and_devices(s: Store) {
+pub async fn metrics_agree_with_logs_and_devices(s: Store) {
     let (fw, r) = setup(&s, None, 1).await;
     // Deterministic pseudo-random sequence of checks and reports.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -305,7 +282,7 @@ async fn metrics_agree_with_logs_and_devices(s: Store) {
     );
 }
 
-async fn audit_listed_newest_first_and_purged(s: Store) {
+pub async fn audit_listed_newest_first_and_purged(s: Store) {
     let old = now() - time::Duration::days(400);
     for (i, at) in [old, now(), now()].into_iter().enumerate() {
         s.record_audit(&AuditEvent::new(

@@ -1,12 +1,11 @@
-//! Cases for `MetaStore`.
+//! Cases for `MetaStore`: releases, rollouts, device types, checks, reports, logs and devices.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use ota_core::device::{DeviceFilter, LogFilter, Offer};
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{FirmwareFilter, FirmwareState};
 use ota_core::ports::{MetaStore, PageRequest, StoreError};
+use ota_core::release::{ReleaseFilter, ReleaseState};
 use ota_core::rollout::{RolloutFilter, RolloutState};
 use ota_core::status::OtaStatus;
 
@@ -14,44 +13,11 @@ use crate::fixtures::*;
 
 type Store = Arc<dyn MetaStore>;
 
-/// Runs every case, each on a fresh store from `fresh`.
-pub async fn meta_cases<F, Fut>(fresh: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Store>,
-{
-    macro_rules! cases {
-        ($($case:ident),* $(,)?) => {
-            $(
-                eprintln!("conformance: meta::{}", stringify!($case));
-                $case(fresh().await).await;
-            )*
-        };
-    }
-    cases!(
-        device_types_create_if_absent,
-        firmware_unique_per_version,
-        firmware_newest_first_with_pages,
-        firmware_update_checks_state,
-        rollout_revisions,
-        release_view_holds_active_rollouts,
-        check_registers_and_refreshes,
-        status_state_machine,
-        status_idempotent_by_event_id,
-        status_concurrent_reports,
-        failures_counted_per_release,
-        rollout_of_report_is_last_offer,
-        logs_filtered_and_paged,
-        devices_filtered_and_paged,
-        bad_cursor_refused,
-    );
-}
-
 fn page(limit: u32, cursor: Option<String>) -> PageRequest {
     PageRequest { limit, cursor }
 }
 
-async fn device_types_create_if_absent(s: Store) {
+pub async fn device_types_create_if_absent(s: Store) {
     let now = now();
     let policy = |chip: &str| DeviceTypePolicy {
         name: dt("demo"),
@@ -88,30 +54,30 @@ async fn device_types_create_if_absent(s: Store) {
     assert_eq!(listed.items.len(), 1);
 }
 
-async fn firmware_unique_per_version(s: Store) {
-    let a = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&a).await.unwrap();
-    let dup = firmware("demo", "v1.0.0", FirmwareState::PendingUpload);
+pub async fn releases_unique_per_version(s: Store) {
+    let a = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&a).await.unwrap();
+    let dup = release("demo", "v1.0.0", ReleaseState::PendingUpload);
     assert!(matches!(
-        s.insert_firmware(&dup).await,
+        s.insert_release(&dup).await,
         Err(StoreError::Conflict(_))
     ));
     // Build metadata does not make another release: same precedence.
-    let meta = firmware("demo", "1.0.0+other", FirmwareState::PendingUpload);
+    let meta = release("demo", "1.0.0+other", ReleaseState::PendingUpload);
     assert!(matches!(
-        s.insert_firmware(&meta).await,
+        s.insert_release(&meta).await,
         Err(StoreError::Conflict(_))
     ));
-    s.insert_firmware(&firmware("other", "1.0.0", FirmwareState::Ready))
+    s.insert_release(&release("other", "1.0.0", ReleaseState::Ready))
         .await
         .unwrap();
-    let found = s.find_firmware(&dt("demo"), &ver("1.0.0")).await.unwrap();
+    let found = s.find_release(&dt("demo"), &ver("1.0.0")).await.unwrap();
     assert_eq!(found.as_ref().map(|f| &f.id), Some(&a.id));
-    assert_eq!(s.get_firmware(&a.id).await.unwrap(), Some(a));
-    assert_eq!(s.get_firmware("missing").await.unwrap(), None);
+    assert_eq!(s.get_release(&a.id).await.unwrap(), Some(a));
+    assert_eq!(s.get_release("missing").await.unwrap(), None);
 }
 
-async fn firmware_newest_first_with_pages(s: Store) {
+pub async fn releases_newest_first_with_pages(s: Store) {
     let versions = [
         "1.0.0",
         "1.10.0",
@@ -123,21 +89,21 @@ async fn firmware_newest_first_with_pages(s: Store) {
         "2.0.0-rc.10",
     ];
     for v in versions {
-        s.insert_firmware(&firmware("demo", v, FirmwareState::Ready))
+        s.insert_release(&release("demo", v, ReleaseState::Ready))
             .await
             .unwrap();
     }
-    s.insert_firmware(&firmware("other", "9.0.0", FirmwareState::Ready))
+    s.insert_release(&release("other", "9.0.0", ReleaseState::Ready))
         .await
         .unwrap();
-    let filter = FirmwareFilter {
+    let filter = ReleaseFilter {
         device_type: Some(dt("demo")),
-        ..FirmwareFilter::default()
+        ..ReleaseFilter::default()
     };
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let p = s.list_firmware(&filter, &page(3, cursor)).await.unwrap();
+        let p = s.list_releases(&filter, &page(3, cursor)).await.unwrap();
         assert!(p.items.len() <= 3);
         seen.extend(p.items.iter().map(|f| f.version.to_string()));
         cursor = p.next_cursor;
@@ -159,11 +125,11 @@ async fn firmware_newest_first_with_pages(s: Store) {
         ]
     );
     let ready_other = s
-        .list_firmware(
-            &FirmwareFilter {
+        .list_releases(
+            &ReleaseFilter {
                 device_type: Some(dt("other")),
-                state: Some(FirmwareState::PendingUpload),
-                ..FirmwareFilter::default()
+                state: Some(ReleaseState::PendingUpload),
+                ..ReleaseFilter::default()
             },
             &page(10, None),
         )
@@ -172,42 +138,42 @@ async fn firmware_newest_first_with_pages(s: Store) {
     assert!(ready_other.items.is_empty());
 }
 
-async fn firmware_update_checks_state(s: Store) {
-    let read = firmware("demo", "1.0.0", FirmwareState::PendingUpload);
-    s.insert_firmware(&read).await.unwrap();
+pub async fn release_update_checks_state(s: Store) {
+    let read = release("demo", "1.0.0", ReleaseState::PendingUpload);
+    s.insert_release(&read).await.unwrap();
     let mut f = read.clone();
-    f.state = FirmwareState::Ready;
+    f.state = ReleaseState::Ready;
     f.touch(f.updated_at);
-    s.update_firmware(&f, &read).await.unwrap();
+    s.update_release(&f, &read).await.unwrap();
     // A second finalize racing the first loses.
     assert!(matches!(
-        s.update_firmware(&f, &read).await,
+        s.update_release(&f, &read).await,
         Err(StoreError::Conflict(_))
     ));
     // So does any writer holding a stale copy in the right state: an edit never undoes another.
     let mut edit = f.clone();
     edit.is_active = false;
     edit.touch(edit.updated_at);
-    s.update_firmware(&edit, &f).await.unwrap();
+    s.update_release(&edit, &f).await.unwrap();
     let mut stale = f.clone();
     stale.description = Some("edited from a stale copy".into());
     stale.touch(stale.updated_at);
     assert!(matches!(
-        s.update_firmware(&stale, &f).await,
+        s.update_release(&stale, &f).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.get_firmware(&f.id).await.unwrap(), Some(edit));
-    let mut ghost = firmware("demo", "3.0.0", FirmwareState::Ready);
+    assert_eq!(s.get_release(&f.id).await.unwrap(), Some(edit));
+    let mut ghost = release("demo", "3.0.0", ReleaseState::Ready);
     ghost.id = "missing".into();
     assert_eq!(
-        s.update_firmware(&ghost, &ghost).await,
+        s.update_release(&ghost, &ghost).await,
         Err(StoreError::NotFound)
     );
 }
 
-async fn rollout_revisions(s: Store) {
-    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f).await.unwrap();
+pub async fn rollout_revisions(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
     let mut r = rollout(&f, RolloutState::Active);
     s.insert_rollout(&r).await.unwrap();
     r.state = RolloutState::Paused;
@@ -247,12 +213,12 @@ async fn rollout_revisions(s: Store) {
     assert_eq!(paused.items.len(), 1);
 }
 
-async fn release_view_holds_active_rollouts(s: Store) {
-    let f1 = firmware("demo", "1.0.0", FirmwareState::Ready);
-    let f2 = firmware("demo", "1.1.0", FirmwareState::Ready);
-    let other = firmware("other", "1.0.0", FirmwareState::Ready);
+pub async fn release_view_holds_active_rollouts(s: Store) {
+    let f1 = release("demo", "1.0.0", ReleaseState::Ready);
+    let f2 = release("demo", "1.1.0", ReleaseState::Ready);
+    let other = release("other", "1.0.0", ReleaseState::Ready);
     for f in [&f1, &f2, &other] {
-        s.insert_firmware(f).await.unwrap();
+        s.insert_release(f).await.unwrap();
     }
     let active = rollout(&f2, RolloutState::Active);
     s.insert_rollout(&active).await.unwrap();
@@ -265,10 +231,10 @@ async fn release_view_holds_active_rollouts(s: Store) {
     let view = s.release_view(&dt("demo")).await.unwrap();
     assert_eq!(view.options.len(), 1);
     assert_eq!(view.options[0].rollout.id, active.id);
-    assert_eq!(view.options[0].firmware.id, f2.id);
+    assert_eq!(view.options[0].release.id, f2.id);
 }
 
-async fn check_registers_and_refreshes(s: Store) {
+pub async fn check_registers_and_refreshes(s: Store) {
     let first = s
         .record_check(&check_in("d1", "demo", "1.0.0"), &|_| None)
         .await
@@ -320,9 +286,9 @@ async fn check_registers_and_refreshes(s: Store) {
     assert_eq!(snap.last_offer_status, None);
 }
 
-async fn status_state_machine(s: Store) {
-    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f).await.unwrap();
+pub async fn status_state_machine(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
     for (i, st) in [
         OtaStatus::Downloading,
         OtaStatus::Installing,
@@ -356,9 +322,9 @@ async fn status_state_machine(s: Store) {
     );
 }
 
-async fn status_idempotent_by_event_id(s: Store) {
-    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f).await.unwrap();
+pub async fn status_idempotent_by_event_id(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
     let first = s
         .record_status(&report("d1", &f, OtaStatus::Downloading, "same"))
         .await
@@ -376,9 +342,9 @@ async fn status_idempotent_by_event_id(s: Store) {
     assert_eq!(logs.items.len(), 1);
 }
 
-async fn status_concurrent_reports(s: Store) {
-    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f).await.unwrap();
+pub async fn status_concurrent_reports(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..300 {
         let s = s.clone();
@@ -412,9 +378,9 @@ async fn status_concurrent_reports(s: Store) {
     assert_eq!(total, 300);
 }
 
-async fn failures_counted_per_release(s: Store) {
-    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f).await.unwrap();
+pub async fn failures_counted_per_release(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
     s.record_check(&check_in("d1", "demo", "0.9.0"), &|_| None)
         .await
         .unwrap();
@@ -438,9 +404,9 @@ async fn failures_counted_per_release(s: Store) {
     assert_eq!(snap.failures_of(&f.id), 3);
 }
 
-async fn rollout_of_report_is_last_offer(s: Store) {
-    let f = firmware("demo", "1.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f).await.unwrap();
+pub async fn rollout_of_report_is_last_offer(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
     let offer = Offer {
         firmware_id: f.id.clone(),
         version: f.version.clone(),
@@ -462,11 +428,11 @@ async fn rollout_of_report_is_last_offer(s: Store) {
     assert_eq!(snap.last_offer_status, Some(OtaStatus::Downloading));
 }
 
-async fn logs_filtered_and_paged(s: Store) {
-    let f1 = firmware("demo", "1.0.0", FirmwareState::Ready);
-    let f2 = firmware("demo", "2.0.0", FirmwareState::Ready);
-    s.insert_firmware(&f1).await.unwrap();
-    s.insert_firmware(&f2).await.unwrap();
+pub async fn logs_filtered_and_paged(s: Store) {
+    let f1 = release("demo", "1.0.0", ReleaseState::Ready);
+    let f2 = release("demo", "2.0.0", ReleaseState::Ready);
+    s.insert_release(&f1).await.unwrap();
+    s.insert_release(&f2).await.unwrap();
     for i in 0..25 {
         let f = if i % 2 == 0 { &f1 } else { &f2 };
         let st = if i % 5 == 0 {
@@ -530,7 +496,7 @@ async fn logs_filtered_and_paged(s: Store) {
     assert!(future.items.is_empty());
 }
 
-async fn devices_filtered_and_paged(s: Store) {
+pub async fn devices_filtered_and_paged(s: Store) {
     for i in 0..7 {
         let (t, v) = if i < 4 {
             ("demo", "1.0.0")
@@ -597,14 +563,14 @@ async fn devices_filtered_and_paged(s: Store) {
     assert_eq!(ids, ["dev1", "dev5"]);
 }
 
-async fn bad_cursor_refused(s: Store) {
+pub async fn bad_cursor_refused(s: Store) {
     let bad = page(10, Some("not-a-cursor!".into()));
     assert_eq!(
         s.list_logs(&LogFilter::default(), &bad).await,
         Err(StoreError::BadCursor)
     );
     assert_eq!(
-        s.list_firmware(&FirmwareFilter::default(), &bad).await,
+        s.list_releases(&ReleaseFilter::default(), &bad).await,
         Err(StoreError::BadCursor)
     );
     assert_eq!(

@@ -9,22 +9,21 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ota_core::capability::CapabilitySigner;
-use ota_core::check::{CheckAnswer, check};
-use ota_core::firmware::FirmwareState;
+use ota_core::cmd::check::CheckAnswer;
 use ota_core::ports::{BlobStore, MetaStore};
+use ota_core::release::ReleaseState;
 use ota_core::rollout::RolloutState;
-use ota_store_conformance::fixtures::{check_in, firmware, rollout};
+use ota_store_conformance::fixtures::{check_input, release, rollout, service};
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 
 const ROLLOUTS: usize = 100;
 const DEVICES: usize = 1000;
-const URL_TTL: Duration = Duration::from_secs(900);
 
 async fn seeded(dir: &std::path::Path) -> (Arc<dyn MetaStore>, Arc<dyn BlobStore>) {
     let meta = SqliteMeta::open(&dir.join("ota.sqlite3")).expect("open sqlite");
     for i in 1..=ROLLOUTS {
-        let fw = firmware("bench", &format!("1.0.{i}"), FirmwareState::Ready);
-        meta.insert_firmware(&fw).await.expect("insert firmware");
+        let fw = release("bench", &format!("1.0.{i}"), ReleaseState::Ready);
+        meta.insert_release(&fw).await.expect("insert firmware");
         meta.insert_rollout(&rollout(&fw, RolloutState::Active))
             .await
             .expect("insert rollout");
@@ -42,13 +41,14 @@ fn check_on_sqlite(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let (meta, blobs) = rt.block_on(seeded(dir.path()));
+    let svc = service(meta, blobs);
     let check_ins: Vec<_> = (0..DEVICES)
-        .map(|d| check_in(&format!("dev-{d}"), "bench", "1.0.0"))
+        .map(|d| check_input(&format!("dev-{d}"), "bench", "1.0.0"))
         .collect();
     // Register every device once (the first check writes the registration transaction).
     rt.block_on(async {
         for c in &check_ins {
-            let answer = check(meta.as_ref(), blobs.as_ref(), c, URL_TTL).await;
+            let answer = svc.check(c.clone()).await;
             assert!(matches!(answer, Ok(CheckAnswer::Update { .. })));
         }
     });
@@ -59,9 +59,8 @@ fn check_on_sqlite(c: &mut Criterion) {
     group.bench_function("check_100_active_rollouts", |b| {
         b.to_async(&rt).iter(|| {
             next = (next + 1) % DEVICES;
-            let c = &check_ins[next];
-            let (meta, blobs) = (meta.clone(), blobs.clone());
-            async move { check(meta.as_ref(), blobs.as_ref(), c, URL_TTL).await }
+            let (svc, c) = (svc.clone(), check_ins[next].clone());
+            async move { svc.check(c).await }
         })
     });
     group.finish();

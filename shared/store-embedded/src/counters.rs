@@ -53,7 +53,12 @@ pub fn progress(tx: &Transaction<'_>, rollout_id: &str) -> StoreResult<RolloutPr
     doc.map_or(Ok(RolloutProgress::default()), |d| from_doc(&d))
 }
 
-fn save_progress(tx: &Transaction<'_>, rollout_id: &str, p: &RolloutProgress) -> StoreResult<()> {
+/// Stores a rollout's counters as `report_plan` moved them.
+pub fn save_progress(
+    tx: &Transaction<'_>,
+    rollout_id: &str,
+    p: &RolloutProgress,
+) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO rollout_progress (rollout_id, doc) VALUES (?1, ?2)
          ON CONFLICT (rollout_id) DO UPDATE SET doc = ?2",
@@ -61,29 +66,6 @@ fn save_progress(tx: &Transaction<'_>, rollout_id: &str, p: &RolloutProgress) ->
     )
     .map_err(db_err)?;
     Ok(())
-}
-
-/// Moves one device's attempt from `from` to `to` in a rollout's progress; returns the new
-/// progress. `from` is None for an attempt this rollout did not count yet. A final `to` is also
-/// one more final report.
-pub fn attempt_moved(
-    tx: &Transaction<'_>,
-    rollout_id: &str,
-    from: Option<OtaStatus>,
-    to: OtaStatus,
-) -> StoreResult<RolloutProgress> {
-    let mut p = progress(tx, rollout_id)?;
-    p.attempt_moved(from, to);
-    save_progress(tx, rollout_id, &p)?;
-    Ok(p)
-}
-
-/// A device's attempt, last counted in `status`, now counts toward another rollout. Its final
-/// reports stay counted here.
-pub fn attempt_left(tx: &Transaction<'_>, rollout_id: &str, status: OtaStatus) -> StoreResult<()> {
-    let mut p = progress(tx, rollout_id)?;
-    p.attempt_left(status);
-    save_progress(tx, rollout_id, &p)
 }
 
 fn hour_of(t: OffsetDateTime) -> i64 {

@@ -10,20 +10,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
-use ota_core::device::{
-    CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer, StatusOutcome,
-};
+use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer};
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::FleetMetrics;
 use ota_core::ports::{
-    MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StatusReport, StoreError,
-    StoreResult,
+    MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult,
 };
-use ota_core::progress::{RolloutProgress, should_pause};
+use ota_core::progress::RolloutProgress;
+use ota_core::release::{Release, ReleaseFilter};
+use ota_core::report_plan::{self, Attempt, Seen, StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
-use ota_core::status::{OtaStatus, Transition, attempt_rollout, transition};
+use ota_core::status::OtaStatus;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
 
@@ -188,13 +186,6 @@ impl SqliteMeta {
     }
 }
 
-/// One device's attempt at one release, as the state machine needs it.
-struct Attempt {
-    status: OtaStatus,
-    failures: u32,
-    rollout_id: Option<String>,
-}
-
 fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
     let row: Option<(String, u32, Option<String>)> = tx
         .prepare_cached(
@@ -263,40 +254,18 @@ fn load_device(tx: &Connection, id: &str) -> StoreResult<Option<Device>> {
     one_doc(tx, "SELECT doc FROM devices WHERE device_id = ?1", &[&id])
 }
 
-/// Rule 4, inside the report's transaction: the counters it reads are the ones this report just
-/// wrote, so concurrent reports can neither skip the pause nor pause twice.
-fn pause_if_failing(
-    tx: &Transaction<'_>,
-    rollout_id: &str,
-    progress: &RolloutProgress,
-    report: &StatusReport,
-) -> StoreResult<bool> {
-    let Some(mut rollout) =
-        one_doc::<Rollout>(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&rollout_id])?
-    else {
-        return Ok(false);
-    };
-    if rollout.state != RolloutState::Active || !should_pause(&rollout, progress) {
-        return Ok(false);
-    }
-    rollout.state = RolloutState::Paused;
-    rollout.revision += 1;
-    rollout.updated_at = report.at;
+fn load_rollout(tx: &Connection, id: &str) -> StoreResult<Option<Rollout>> {
+    one_doc(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&id])
+}
+
+/// Rewrites a rollout read in the same transaction.
+fn write_rollout(tx: &Transaction<'_>, r: &Rollout) -> StoreResult<()> {
     tx.execute(
         "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1",
-        params![
-            rollout.id,
-            rollout.state.as_str(),
-            rollout.revision as i64,
-            to_doc(&rollout)?
-        ],
+        params![r.id, r.state.as_str(), r.revision as i64, to_doc(r)?],
     )
     .map_err(db_err)?;
-    audit::insert(
-        tx,
-        &AuditEvent::auto_pause(&rollout, progress, &report.event_id, report.at),
-    )?;
-    Ok(true)
+    Ok(())
 }
 
 #[async_trait]
@@ -359,7 +328,7 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn insert_firmware(&self, f: &Firmware) -> StoreResult<()> {
+    async fn insert_release(&self, f: &Release) -> StoreResult<()> {
         let f = f.clone();
         let doc = to_doc(&f)?;
         self.tx(move |tx| {
@@ -390,17 +359,17 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn get_firmware(&self, id: &str) -> StoreResult<Option<Firmware>> {
+    async fn get_release(&self, id: &str) -> StoreResult<Option<Release>> {
         let id = id.to_owned();
         self.tx(move |tx| one_doc(tx, "SELECT doc FROM firmware WHERE id = ?1", &[&id]))
             .await
     }
 
-    async fn find_firmware(
+    async fn find_release(
         &self,
         device_type: &DeviceType,
         version: &Version,
-    ) -> StoreResult<Option<Firmware>> {
+    ) -> StoreResult<Option<Release>> {
         let dt = device_type.to_string();
         let key = version.sort_key();
         self.tx(move |tx| {
@@ -413,11 +382,11 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn list_firmware(
+    async fn list_releases(
         &self,
-        filter: &FirmwareFilter,
+        filter: &ReleaseFilter,
         page: &PageRequest,
-    ) -> StoreResult<Page<Firmware>> {
+    ) -> StoreResult<Page<Release>> {
         let after: Option<(String, i64, String)> = cursor::decode(page.cursor.as_deref())?;
         let (a_key, a_build, a_id) = match after {
             Some((k, b, i)) => (Some(k), Some(b), Some(i)),
@@ -438,14 +407,14 @@ impl MetaStore for SqliteMeta {
                  ORDER BY sort_key DESC, build_number DESC, id DESC LIMIT ?7",
                 &[&dt, &channel, &state, &a_key, &a_build, &a_id, &fetch],
             )?;
-            Ok(paginate(items, limit, |f: &Firmware| {
+            Ok(paginate(items, limit, |f: &Release| {
                 (f.version.sort_key(), f.build_number as i64, f.id.clone())
             }))
         })
         .await
     }
 
-    async fn update_firmware(&self, f: &Firmware, expect: &Firmware) -> StoreResult<()> {
+    async fn update_release(&self, f: &Release, expect: &Release) -> StoreResult<()> {
         let f = f.clone();
         let doc = to_doc(&f)?;
         let expect_state = expect.state.as_str();
@@ -497,8 +466,7 @@ impl MetaStore for SqliteMeta {
 
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>> {
         let id = id.to_owned();
-        self.tx(move |tx| one_doc(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&id]))
-            .await
+        self.tx(move |tx| load_rollout(tx, &id)).await
     }
 
     async fn list_rollouts(
@@ -582,7 +550,7 @@ impl MetaStore for SqliteMeta {
                     let (r, f) = row.map_err(db_err)?;
                     options.push(Arc::new(ReleaseOption {
                         rollout: from_doc(&r)?,
-                        firmware: from_doc(&f)?,
+                        release: from_doc(&f)?,
                     }));
                 }
                 Ok((
@@ -659,35 +627,45 @@ impl MetaStore for SqliteMeta {
 
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome> {
         let r = report.clone();
+        // Every read and write of `report_plan` in one transaction: concurrent reports are
+        // serialised, so rule 4 reads the counters this report itself writes.
         self.tx(move |tx| {
-            if let Some(prev) = one_doc::<LogEntry>(
+            if let Some(stored) = one_doc::<LogEntry>(
                 tx,
                 "SELECT doc FROM ota_log WHERE device_id = ?1 AND event_id = ?2",
                 &[&r.device_id.as_str(), &r.event_id],
             )? {
-                return Ok(StatusOutcome {
-                    entry: prev,
-                    duplicate: true,
-                    changed: false,
-                    paused_rollout: None,
-                });
+                return Ok(report_plan::duplicate(stored));
             }
             let device = r.device_id.as_str();
-            let current = attempt(tx, device, &r.firmware_id)?;
-            let step = transition(current.as_ref().map(|a| a.status), r.status)
-                .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            let counted_in = current.as_ref().and_then(|a| a.rollout_id.clone());
-            let offered_by = load_device(tx, device)?
-                .and_then(|d| d.last_offer)
-                .filter(|o| o.firmware_id == r.firmware_id)
-                .map(|o| o.rollout_id);
-            let rollout_id = attempt_rollout(
-                step,
-                current.as_ref().map(|a| a.status),
-                counted_in.as_ref(),
-                || offered_by,
+            let last_offer = load_device(tx, device)?.and_then(|d| d.last_offer);
+            let seen = Seen::new(
+                attempt(tx, device, &r.firmware_id)?,
+                last_offer.as_ref(),
+                &r.firmware_id,
             );
-            let entry = r.log_entry(rollout_id.clone());
+            let attribution = seen
+                .attribute(&r)
+                .map_err(|e| StoreError::Conflict(e.to_string()))?;
+            let mut counters = Vec::new();
+            for id in attribution.counters() {
+                counters.push((id.to_owned(), counters::progress(tx, id)?));
+            }
+            let rollout = match attribution.pause_candidate(&r) {
+                Some(id) => load_rollout(tx, id)?,
+                None => None,
+            };
+            let plan = attribution.plan(
+                &r,
+                |id| {
+                    counters
+                        .iter()
+                        .find(|(c, _)| c == id)
+                        .map_or_else(RolloutProgress::default, |(_, p)| *p)
+                },
+                rollout.as_ref(),
+            );
+            let entry = &plan.entry;
             tx.execute(
                 "INSERT INTO ota_log (id, event_id, device_id, firmware_id, status, created_at, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -698,48 +676,28 @@ impl MetaStore for SqliteMeta {
                     entry.firmware_id,
                     entry.status.as_str(),
                     micros(entry.created_at),
-                    to_doc(&entry)?
+                    to_doc(entry)?
                 ],
             )
             .map_err(db_err)?;
             counters::report_stored(tx, r.at, r.status)?;
-            let changed = step == Transition::Apply;
-            let mut paused_rollout = None;
-            if changed {
-                let failures = current.as_ref().map_or(0, |a| a.failures)
-                    + u32::from(r.status.is_failure());
+            if let Some(a) = &plan.attempt {
                 tx.execute(
                     "INSERT INTO attempts (device_id, firmware_id, status, failures, rollout_id)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (device_id, firmware_id) DO UPDATE SET status = ?3, failures = ?4, rollout_id = ?5",
-                    params![device, r.firmware_id, r.status.as_str(), failures, rollout_id],
+                    params![device, r.firmware_id, a.status.as_str(), a.failures, a.rollout_id],
                 )
                 .map_err(db_err)?;
-                let from = current.as_ref().map(|a| a.status);
-                // A retry that another rollout offered leaves the rollout of the failed attempt.
-                if let (Some(old), Some(from)) = (&counted_in, from)
-                    && rollout_id.as_ref() != Some(old)
-                {
-                    counters::attempt_left(tx, old, from)?;
-                }
-                if let Some(rollout_id) = &rollout_id {
-                    // Only the rollout that counted the attempt so far has it in `from`.
-                    let from = from.filter(|_| counted_in.as_ref() == Some(rollout_id));
-                    let progress = counters::attempt_moved(tx, rollout_id, from, r.status)?;
-                    // Only a final report changes the numbers rule 4 reads: progress reports
-                    // never pause (a rollout re-activated over its threshold runs until the
-                    // next final report).
-                    if r.status.is_final() && pause_if_failing(tx, rollout_id, &progress, &r)? {
-                        paused_rollout = Some(rollout_id.clone());
-                    }
-                }
             }
-            Ok(StatusOutcome {
-                entry,
-                duplicate: false,
-                changed,
-                paused_rollout,
-            })
+            for (id, progress) in &plan.progress {
+                counters::save_progress(tx, id, progress)?;
+            }
+            if let Some(pause) = &plan.pause {
+                write_rollout(tx, &pause.rollout)?;
+                audit::insert(tx, &pause.audit)?;
+            }
+            Ok(plan.outcome())
         })
         .await
     }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use ota_core::device::Offer;
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{Firmware, FirmwareState};
 use ota_core::ports::{MetaStore, StoreError};
+use ota_core::release::{Release, ReleaseState};
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
-use ota_store_conformance::fixtures::{check_in, dev, dt, firmware, now, report, rollout};
+use ota_store_conformance::fixtures::{check_in, dev, dt, now, release, report, rollout};
 use ota_store_embedded::SqliteMeta;
 use time::OffsetDateTime;
 
@@ -53,9 +53,9 @@ async fn view_ids(s: &SqliteMeta) -> Vec<String> {
 
 /// A ready release of `demo` 1.1.0 and an active rollout of it, changed by `edit` before it is
 /// stored.
-async fn active_rollout(s: &SqliteMeta, edit: impl FnOnce(&mut Rollout)) -> (Firmware, Rollout) {
-    let fw = firmware("demo", "1.1.0", FirmwareState::Ready);
-    s.insert_firmware(&fw).await.unwrap();
+async fn active_rollout(s: &SqliteMeta, edit: impl FnOnce(&mut Rollout)) -> (Release, Rollout) {
+    let fw = release("demo", "1.1.0", ReleaseState::Ready);
+    s.insert_release(&fw).await.unwrap();
     let mut r = rollout(&fw, RolloutState::Active);
     edit(&mut r);
     s.insert_rollout(&r).await.unwrap();
@@ -63,7 +63,7 @@ async fn active_rollout(s: &SqliteMeta, edit: impl FnOnce(&mut Rollout)) -> (Fir
 }
 
 /// What a check that offers `fw` through `r` records.
-fn offer_of(fw: &Firmware, r: &Rollout) -> Offer {
+fn offer_of(fw: &Release, r: &Rollout) -> Offer {
     Offer {
         firmware_id: fw.id.clone(),
         version: fw.version.clone(),
@@ -109,15 +109,15 @@ async fn the_release_view_is_reused_until_what_it_is_read_from_changes() {
     set_state(&s, &mut r, RolloutState::Active).await;
     assert_eq!(view_ids(&s).await, [r.id.clone()], "resumed");
 
-    let mut edited: Firmware = fw.clone();
+    let mut edited: Release = fw.clone();
     edited.release_notes = Some("fixes the scale drift".into());
     edited.updated_at = now() + Duration::from_millis(1);
-    s.update_firmware(&edited, &fw).await.unwrap();
+    s.update_release(&edited, &fw).await.unwrap();
     let view = s.release_view(&dt("demo")).await.unwrap();
     assert_eq!(
-        view.options[0].firmware.release_notes.as_deref(),
+        view.options[0].release.release_notes.as_deref(),
         Some("fixes the scale drift"),
-        "a firmware edit"
+        "a release edit"
     );
 }
 

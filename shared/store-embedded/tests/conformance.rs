@@ -6,46 +6,26 @@ use ota_core::capability::CapabilitySigner;
 use ota_core::ports::{BlobStore, MetaStore};
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn meta_store_conforms() {
-    let dirs = std::sync::Mutex::new(Vec::new());
-    ota_store_conformance::meta_cases(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
-        dirs.lock().unwrap().push(dir);
-        async move { Arc::new(store) as Arc<dyn MetaStore> }
-    })
-    .await;
+/// A store on a new database in a temporary directory, kept as long as the store.
+async fn fresh_meta() -> (Arc<dyn MetaStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
+    (Arc::new(store), dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn counters_conform() {
-    let dirs = std::sync::Mutex::new(Vec::new());
-    ota_store_conformance::fleet_cases(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMeta::open(&dir.path().join("ota.sqlite3")).unwrap();
-        dirs.lock().unwrap().push(dir);
-        async move { Arc::new(store) as Arc<dyn MetaStore> }
-    })
-    .await;
+async fn fresh_blobs() -> (Arc<dyn BlobStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = LocalBlobs::open(
+        dir.path(),
+        "http://127.0.0.1:1",
+        CapabilitySigner::from_secret(b"test"),
+    )
+    .unwrap();
+    (Arc::new(blobs), dir)
 }
 
-#[tokio::test]
-async fn blob_store_conforms() {
-    let dirs = std::sync::Mutex::new(Vec::new());
-    ota_store_conformance::blob_cases(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = LocalBlobs::open(
-            dir.path(),
-            "http://127.0.0.1:1",
-            CapabilitySigner::from_secret(b"test"),
-        )
-        .unwrap();
-        dirs.lock().unwrap().push(dir);
-        async move { Arc::new(blobs) as Arc<dyn BlobStore> }
-    })
-    .await;
-}
+ota_store_conformance::meta_store_tests!(fresh_meta);
+ota_store_conformance::blob_store_tests!(fresh_blobs);
 
 #[tokio::test]
 async fn data_survives_reopen() {
@@ -53,7 +33,7 @@ async fn data_survives_reopen() {
     let path = dir.path().join("ota.sqlite3");
     let fw = {
         let store = SqliteMeta::open(&path).unwrap();
-        let fw: ota_core::firmware::Firmware = serde_json::from_value(serde_json::json!({
+        let fw: ota_core::release::Release = serde_json::from_value(serde_json::json!({
                 "id": "f1", "device_type": "demo", "version": "1.0.0", "build_number": 0,
                 "channel": "stable", "file_size": 1, "file_hash": "00", "secure_version": 0,
                 "chip": null, "project_name": null, "idf_version": null,
@@ -63,9 +43,9 @@ async fn data_survives_reopen() {
                 "released_at": null
         }))
         .unwrap();
-        store.insert_firmware(&fw).await.unwrap();
+        store.insert_release(&fw).await.unwrap();
         fw
     };
     let reopened = SqliteMeta::open(&path).unwrap();
-    assert_eq!(reopened.get_firmware("f1").await.unwrap(), Some(fw));
+    assert_eq!(reopened.get_release("f1").await.unwrap(), Some(fw));
 }

@@ -1,4 +1,4 @@
-//! The admin side of the run, over the admin API of API.md: publish the image, start and widen
+//! The admin side of the run, over the admin API of docs/api.md: publish the image, start and widen
 //! the rollout, and read back the OTA log, the rollout's counters and the fleet metrics.
 
 use anyhow::{Context, bail};
@@ -116,7 +116,7 @@ impl Admin {
         Ok(a)
     }
 
-    /// Two-step publish (API.md): create the release, PUT the bytes to the upload URL it hands
+    /// Two-step publish (docs/api.md): create the release, PUT the bytes to the upload URL it hands
     /// out, finalize (the server validates the image).
     pub async fn publish(
         &self,

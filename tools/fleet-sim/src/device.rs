@@ -1,7 +1,7 @@
 //! One simulated ESP32 going through an update as ESP-IDF's `esp_https_ota` does it: check,
 //! HEAD of the download URL for the length, ranged GETs of `chunk_size` bytes (each request
 //! follows the redirects again), SHA-256 against what the check announced, then the status
-//! reports of API.md and, once running the new version, a check that must offer nothing.
+//! reports of docs/api.md and, once running the new version, a check that must offer nothing.
 
 use std::sync::Arc;
 

@@ -88,7 +88,7 @@ pub struct PhaseSummary {
     pub devices: usize,
     /// Devices the check offered the release to.
     pub offered: usize,
-    /// Offered the release although outside the canary bucket of API.md's rule 2.
+    /// Offered the release although outside the canary bucket of docs/api.md's rule 2.
     pub offered_outside_canary: usize,
     /// Inside the bucket but offered nothing (expected only once the rollout paused).
     pub not_offered_inside_canary: usize,

@@ -299,7 +299,8 @@ async fn phase(
     }
 }
 
-/// API.md §Update rules 2, the canary bucket; ids the service would refuse are never "in".
+/// docs/api.md §Update rules, rule 2, the canary bucket; ids the service would refuse are never
+/// "in".
 fn in_canary(rollout_id: &str, device_id: &str, pct: f64) -> bool {
     DeviceId::parse(device_id)
         .map(|id| f64::from(canary_bucket(rollout_id, &id)) < pct * 100.0)

@@ -44,7 +44,7 @@ impl Credentials {
         )))
     }
 
-    /// A device token for `device_id` of `device_type` (claims as API.md's §Credentials).
+    /// A device token for `device_id` of `device_type` (claims as docs/api.md's §Credentials).
     pub async fn token(
         &self,
         device_id: &str,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-/// An RFC 9457 problem as the server sends it (API.md §Conventions).
+/// An RFC 9457 problem as the server sends it (docs/api.md §Conventions).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Problem {
     #[serde(default)]

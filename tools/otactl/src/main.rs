@@ -1,4 +1,4 @@
-//! `otactl`: the admin and CI command line of the OTA service (API.md's admin endpoints), so
+//! `otactl`: the admin and CI command line of the OTA service (docs/api.md's admin endpoints), so
 //! that nobody needs curl to publish, roll out or watch firmware.
 
 mod cli;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// The `upload` object of `POST /api/ota/admin/firmware` (API.md §Admin endpoints).
+/// The `upload` object of `POST /api/ota/admin/firmware` (docs/api.md §Admin endpoints).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadTarget {
     pub url: String,

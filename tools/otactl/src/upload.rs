@@ -1,5 +1,5 @@
-//! The two-step publish of API.md: create (metadata, bound to size and SHA-256) -> PUT the bytes
-//! to the upload URL -> finalize. Re-running after any failure either finishes or says what
+//! The two-step publish of docs/api.md: create (metadata, bound to size and SHA-256) -> PUT the
+//! bytes to the upload URL -> finalize. Re-running after any failure either finishes or says what
 //! state the release is in (see [`resume`]).
 
 use std::io::IsTerminal;
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use ota_core::firmware::{Firmware, FirmwareState};
 use ota_core::ids::{DeviceType, Version};
+use ota_core::release::{Release, ReleaseState};
 use reqwest::header::CONTENT_LENGTH;
 use reqwest::{Body, Method};
 use serde::Serialize;
@@ -46,9 +46,10 @@ impl Outcome {
     }
 }
 
-pub struct Release {
+/// What `otactl publish` did: the server's record of the release, and how it got there.
+pub struct Published {
     /// The server's record, as it sent it.
-    pub firmware: Value,
+    pub release: Value,
     pub outcome: Outcome,
 }
 
@@ -128,7 +129,7 @@ fn plan(args: &UploadArgs, local: &LocalImage) -> Result<Plan> {
     })
 }
 
-pub async fn publish(client: &Client, args: &UploadArgs) -> Result<Release> {
+pub async fn publish(client: &Client, args: &UploadArgs) -> Result<Published> {
     check_args(args)?;
     let local = image::read(&args.file).await?;
     if let Some(refusal) = local.refusal(&args.file) {
@@ -165,25 +166,25 @@ pub async fn publish(client: &Client, args: &UploadArgs) -> Result<Release> {
         }
         Err(e) => return Err(e),
     };
-    let firmware: Firmware = typed(&created, "created release")?;
+    let record: Release = typed(&created, "created release")?;
     let upload: UploadTarget = created
         .get("upload")
         .map(|u| typed(u, "upload instructions"))
         .transpose()?
         .ok_or_else(|| Error::failed("the server created the release but sent no upload URL"))?;
     pending::save(&Pending {
-        firmware_id: firmware.id.clone(),
+        firmware_id: record.id.clone(),
         file_hash: local.sha256.clone(),
         upload: upload.clone(),
     });
     eprintln!(
         "created {} {} as {} (pending_upload)",
-        plan.device_type, plan.version, firmware.id
+        plan.device_type, plan.version, record.id
     );
-    upload_and_finalize(client, &args.file, &firmware.id, &upload, local.size)
+    upload_and_finalize(client, &args.file, &record.id, &upload, local.size)
         .await
-        .map(|firmware| Release {
-            firmware,
+        .map(|release| Published {
+            release,
             outcome: Outcome::Published,
         })
 }
@@ -220,14 +221,19 @@ async fn finalize(client: &Client, id: &str) -> Result<Value> {
 
 /// A previous run created this version. Same bytes: finish what is left. Other bytes or a
 /// final state: say so, since a version's bytes never change.
-async fn resume(client: &Client, file: &Path, plan: &Plan, local: &LocalImage) -> Result<Release> {
+async fn resume(
+    client: &Client,
+    file: &Path,
+    plan: &Plan,
+    local: &LocalImage,
+) -> Result<Published> {
     let (dt, v) = (&plan.device_type, &plan.version);
     let existing = find_release(client, dt, v).await?.ok_or_else(|| {
         Error::failed(format!(
             "the server says version {v} of {dt} exists (409) but does not list it"
         ))
     })?;
-    let fw: Firmware = typed(&existing, "release")?;
+    let fw: Release = typed(&existing, "release")?;
     let state = fw.state.as_str();
     if fw.file_hash != local.sha256 || fw.file_size != local.size {
         return Err(Error::failed(format!(
@@ -236,17 +242,17 @@ async fn resume(client: &Client, file: &Path, plan: &Plan, local: &LocalImage) -
         )));
     }
     match fw.state {
-        FirmwareState::Ready => {
+        ReleaseState::Ready => {
             eprintln!(
                 "version {v} of {dt} is already published with these bytes ({})",
                 fw.id
             );
-            Ok(Release {
-                firmware: existing,
+            Ok(Published {
+                release: existing,
                 outcome: Outcome::AlreadyPublished,
             })
         }
-        FirmwareState::Rejected => {
+        ReleaseState::Rejected => {
             let reasons: Vec<String> = fw
                 .rejection_reasons
                 .iter()
@@ -258,15 +264,15 @@ async fn resume(client: &Client, file: &Path, plan: &Plan, local: &LocalImage) -
                 reasons.join("; ")
             )))
         }
-        FirmwareState::PendingUpload => {
+        ReleaseState::PendingUpload => {
             eprintln!(
                 "version {v} of {dt} exists as {} (pending_upload): resuming",
                 fw.id
             );
             match finalize(client, &fw.id).await {
                 Ok(done) => {
-                    return Ok(Release {
-                        firmware: done,
+                    return Ok(Published {
+                        release: done,
                         outcome: Outcome::Resumed,
                     });
                 }
@@ -283,8 +289,8 @@ async fn resume(client: &Client, file: &Path, plan: &Plan, local: &LocalImage) -
             };
             upload_and_finalize(client, file, &fw.id, &p.upload, local.size)
                 .await
-                .map(|firmware| Release {
-                    firmware,
+                .map(|release| Published {
+                    release,
                     outcome: Outcome::Resumed,
                 })
         }
@@ -306,7 +312,7 @@ async fn find_release(client: &Client, dt: &DeviceType, v: &Version) -> Result<O
             .cloned()
             .unwrap_or_default();
         for item in items {
-            let fw: Firmware = typed(&item, "release")?;
+            let fw: Release = typed(&item, "release")?;
             if &fw.version == v {
                 return Ok(Some(item));
             }

@@ -2,9 +2,9 @@
 //! the server serialises, so a renamed field breaks the build here rather than a table.
 
 use ota_core::device::{Device, LogEntry};
-use ota_core::firmware::Firmware;
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
 use ota_core::progress::StatusCounts;
+use ota_core::release::Release;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -15,7 +15,7 @@ pub fn ts(t: &OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
-pub fn firmware_list(items: &[Firmware]) -> String {
+pub fn release_list(items: &[Release]) -> String {
     let mut t = Table::new(&[
         "id",
         "device type",
@@ -45,7 +45,7 @@ pub fn firmware_list(items: &[Firmware]) -> String {
     t.render()
 }
 
-pub fn firmware(f: &Firmware) -> String {
+pub fn release(f: &Release) -> String {
     let mut pairs = vec![
         ("id", f.id.clone()),
         ("device type", f.device_type.to_string()),

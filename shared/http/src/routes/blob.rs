@@ -37,7 +37,7 @@ fn refuse() -> Problem {
 }
 
 fn check_live(state: &AppState, exp: i64) -> ApiResult<()> {
-    if state.clock.now().unix_timestamp() > exp {
+    if state.ota.now().unix_timestamp() > exp {
         Err(refuse())
     } else {
         Ok(())
@@ -62,6 +62,7 @@ pub async fn get_blob(
     }
     check_live(&state, exp)?;
     let len = state
+        .ota
         .blobs
         .size(&key)
         .await?
@@ -89,7 +90,7 @@ pub async fn get_blob(
     let mut resp = if method == Method::HEAD {
         Response::new(Body::empty())
     } else {
-        let stream = state.blobs.get(&key, byte_range).await?;
+        let stream = state.ota.blobs.get(&key, byte_range).await?;
         Response::new(Body::from_stream(stream))
     };
     *resp.status_mut() = status;
@@ -172,7 +173,12 @@ pub async fn put_blob(
     };
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     // Checked before anything is committed: wrong bytes never replace stored ones.
-    let meta = match state.blobs.put_exact(&key, Box::pin(stream), &expect).await {
+    let meta = match state
+        .ota
+        .blobs
+        .put_exact(&key, Box::pin(stream), &expect)
+        .await
+    {
         Ok(m) => m,
         Err(StoreError::TooLarge { .. }) => {
             return Err(Problem::bad_request(

@@ -17,7 +17,7 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Problem)))]
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
-    state.meta.ping().await.map_err(|e| {
+    state.ota.health().await.map_err(|e| {
         tracing::warn!(error = %e, "health check failed");
         Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -2,15 +2,15 @@
 
 use axum::Json;
 use axum::extract::State;
+use ota_core::access::Admin;
 use ota_core::device::{LogEntry, LogFilter};
 use ota_core::ids::DeviceId;
 use ota_core::status::OtaStatus;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::auth::{Admin, Role};
 use crate::extract::ApiQuery;
-use crate::pagination::{ListResponse, PageQuery};
+use crate::pagination::{ListResponse, PageQuery, since};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 
@@ -34,8 +34,7 @@ pub async fn list(
     admin: Admin,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<Json<ListResponse<LogEntry>>> {
-    admin.require(Role::Viewer)?;
-    let since = crate::validate::since(q.since.as_deref())?;
+    let since = since(q.since.as_deref())?;
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor,
@@ -47,5 +46,7 @@ pub async fn list(
         status: q.status,
         since,
     };
-    Ok(Json(state.meta.list_logs(&filter, &page).await?.into()))
+    Ok(Json(
+        state.ota.list_logs(&admin, &filter, &page).await?.into(),
+    ))
 }

@@ -1,8 +1,10 @@
 pub mod blob;
-pub mod device;
-pub mod devices;
-pub mod firmware;
+pub mod device_protocol;
+pub mod device_registry;
+pub mod device_types;
 pub mod health;
 pub mod logs;
 pub mod observe;
+pub mod paku;
+pub mod releases;
 pub mod rollouts;

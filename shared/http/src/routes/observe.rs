@@ -2,17 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
+use ota_core::access::Admin;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::metrics::FleetMetrics;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::auth::{Admin, Role};
 use crate::extract::ApiQuery;
-use crate::pagination::{ListResponse, PageQuery};
+use crate::pagination::{ListResponse, PageQuery, since};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
-use crate::validate;
 
 /// Devices by type and version, the last 24 hours' outcomes, active rollouts with progress;
 /// read from counters kept on write.
@@ -20,8 +19,7 @@ use crate::validate;
     responses((status = 200, body = FleetMetrics), (status = 401, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn metrics(State(state): State<AppState>, admin: Admin) -> ApiResult<Json<FleetMetrics>> {
-    admin.require(Role::Viewer)?;
-    Ok(Json(state.meta.fleet_metrics(state.clock.now()).await?))
+    Ok(Json(state.ota.fleet_metrics(&admin).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -45,7 +43,6 @@ pub async fn audit(
     admin: Admin,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<ListResponse<AuditEvent>>> {
-    admin.require(Role::Viewer)?;
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor,
@@ -54,7 +51,9 @@ pub async fn audit(
     let filter = AuditFilter {
         action: q.action,
         target_id: q.target_id,
-        since: validate::since(q.since.as_deref())?,
+        since: since(q.since.as_deref())?,
     };
-    Ok(Json(state.meta.list_audit(&filter, &page).await?.into()))
+    Ok(Json(
+        state.ota.list_audit(&admin, &filter, &page).await?.into(),
+    ))
 }

@@ -8,21 +8,23 @@ use std::time::Instant;
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::cursor;
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceType, Version};
 use ota_core::ports::{Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult};
-use ota_core::rollout::{Rollout, RolloutState};
+use ota_core::release::{Release, ReleaseFilter};
+use ota_core::rollout::Rollout;
 use serde::{Deserialize, Serialize};
+
+use ota_core::retry;
 
 use super::DynamoMeta;
 use super::item::{Item, doc, get_n, get_s, item, micros, n, s};
 use super::keys;
-use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, put};
+use super::ops::{Query, Range, Take, TxFail, put};
 
 /// The release view item's record: the active rollouts of a type with their releases.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ViewDoc {
-    pub options: Vec<(Rollout, Firmware)>,
+    pub options: Vec<(Rollout, Release)>,
 }
 
 /// The view as read, with the revision its rewrite is conditioned on (None: no item yet).
@@ -33,18 +35,18 @@ pub struct StoredView {
 
 impl StoredView {
     /// The view with `rollout`'s entry replaced (or dropped when it is not active), using
-    /// `firmware` for a rollout the view did not hold yet.
-    pub fn with_rollout(&self, rollout: &Rollout, firmware: Option<&Firmware>) -> Option<ViewDoc> {
+    /// `release` for a rollout the view did not hold yet.
+    pub fn with_rollout(&self, rollout: &Rollout, release: Option<&Release>) -> Option<ViewDoc> {
         let mut d = self.doc.clone();
         let old = d.options.iter().position(|(r, _)| r.id == rollout.id);
         let fw = old
             .and_then(|i| d.options.get(i))
             .map(|(_, f)| f.clone())
-            .or_else(|| firmware.cloned());
+            .or_else(|| release.cloned());
         if let Some(i) = old {
             d.options.remove(i);
         }
-        if rollout.state == RolloutState::Active {
+        if rollout.state.offers() {
             d.options.push((rollout.clone(), fw?));
             d.options.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         }
@@ -52,7 +54,7 @@ impl StoredView {
     }
 }
 
-fn firmware_item(f: &Firmware) -> StoreResult<Item> {
+fn firmware_item(f: &Release) -> StoreResult<Item> {
     let order = keys::firmware_order(&f.version.sort_key(), f.build_number, &f.id);
     item(
         keys::firmware(&f.id),
@@ -152,7 +154,7 @@ impl DynamoMeta {
                     view.options = doc::<ViewDoc>(it)?
                         .options
                         .into_iter()
-                        .map(|(rollout, firmware)| Arc::new(ReleaseOption { rollout, firmware }))
+                        .map(|(rollout, release)| Arc::new(ReleaseOption { rollout, release }))
                         .collect();
                 }
                 _ => {}
@@ -240,7 +242,7 @@ impl DynamoMeta {
 
     // --- releases ---
 
-    pub(super) async fn insert_release(&self, f: &Firmware) -> StoreResult<()> {
+    pub(super) async fn put_new_release(&self, f: &Release) -> StoreResult<()> {
         let claim = item(
             keys::device_type(f.device_type.as_str()),
             keys::version_claim(&f.version),
@@ -274,18 +276,18 @@ impl DynamoMeta {
         }
     }
 
-    pub(super) async fn get_release(&self, id: &str) -> StoreResult<Option<Firmware>> {
+    pub(super) async fn release_doc(&self, id: &str) -> StoreResult<Option<Release>> {
         match self.get(&keys::firmware(id), keys::FIRMWARE_SK).await? {
             Some(it) => doc(&it).map(Some),
             None => Ok(None),
         }
     }
 
-    pub(super) async fn find_release(
+    pub(super) async fn find_release_doc(
         &self,
         dt: &DeviceType,
         v: &Version,
-    ) -> StoreResult<Option<Firmware>> {
+    ) -> StoreResult<Option<Release>> {
         let Some(claim) = self
             .get(&keys::device_type(dt.as_str()), &keys::version_claim(v))
             .await?
@@ -293,28 +295,28 @@ impl DynamoMeta {
             return Ok(None);
         };
         let id: String = doc(&claim)?;
-        self.get_release(&id).await
+        self.release_doc(&id).await
     }
 
-    pub(super) async fn list_releases(
+    pub(super) async fn list_release_docs(
         &self,
-        filter: &FirmwareFilter,
+        filter: &ReleaseFilter,
         page: &PageRequest,
-    ) -> StoreResult<Page<Firmware>> {
+    ) -> StoreResult<Page<Release>> {
         let (index, pk) = match &filter.device_type {
             Some(dt) => ("GSI2", keys::firmware_of_type(dt.as_str())),
             None => ("GSI1", keys::ALL_FIRMWARE.to_owned()),
         };
-        self.newest_first(index, pk, None, page, |f: &Firmware| {
+        self.newest_first(index, pk, None, page, |f: &Release| {
             filter.state.is_none_or(|st| st == f.state)
                 && filter.channel.as_ref().is_none_or(|c| *c == f.channel)
         })
         .await
     }
 
-    pub(super) async fn replace_release(&self, f: &Firmware, expect: &Firmware) -> StoreResult<()> {
+    pub(super) async fn replace_release(&self, f: &Release, expect: &Release) -> StoreResult<()> {
         let dt = f.device_type.as_str();
-        for round in 0..MAX_ROUNDS {
+        for round in 0..retry::ROUNDS {
             let view = self.read_view(dt).await?;
             let mut writes = vec![put(
                 firmware_item(f)?,
@@ -340,7 +342,7 @@ impl DynamoMeta {
                     return Ok(());
                 }
                 Err(TxFail::Cancelled(reasons)) if TxFail::condition_failed(&reasons, 0) => {
-                    return Err(match self.get_release(&f.id).await? {
+                    return Err(match self.release_doc(&f.id).await? {
                         None => StoreError::NotFound,
                         Some(_) => StoreError::Conflict(format!(
                             "firmware {} was changed meanwhile (expected it {} as of {})",
@@ -350,7 +352,7 @@ impl DynamoMeta {
                         )),
                     });
                 }
-                Err(TxFail::Cancelled(_)) => backoff(round).await,
+                Err(TxFail::Cancelled(_)) => retry::backoff(round).await,
                 Err(TxFail::Store(e)) => return Err(e),
             }
         }

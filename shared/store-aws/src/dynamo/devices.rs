@@ -7,27 +7,28 @@ use ota_core::cursor;
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot};
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::ports::{OfferFn, Page, PageRequest, StoreError, StoreResult};
+use ota_core::report_plan::Attempt;
 use ota_core::status::OtaStatus;
+
+use ota_core::retry;
 
 use super::DynamoMeta;
 use super::item::{Item, doc, get_n, get_s, item, key, n, s, shard};
 use super::keys;
-use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, put, update};
+use super::ops::{Query, Range, Take, TxFail, put, update};
 
-/// One device's attempt at one release.
+/// One device's attempt at one release, with its item's write counter (the condition of the
+/// next write).
 #[derive(Debug, Clone)]
-pub struct Attempt {
-    pub status: OtaStatus,
-    pub failures: u32,
-    pub rollout_id: Option<String>,
-    /// The item's write counter, the condition of the next write.
+pub struct StoredAttempt {
+    pub attempt: Attempt,
     pub revision: i64,
 }
 
 /// A device's item and attempts as read.
 pub struct DeviceState {
     pub device: Option<(Device, i64)>,
-    pub attempts: HashMap<String, Attempt>,
+    pub attempts: HashMap<String, StoredAttempt>,
 }
 
 impl DeviceState {
@@ -35,15 +36,15 @@ impl DeviceState {
         let mut failures: Vec<(String, u32)> = self
             .attempts
             .iter()
-            .filter(|(_, a)| a.failures > 0)
-            .map(|(fw, a)| (fw.clone(), a.failures))
+            .filter(|(_, a)| a.attempt.failures > 0)
+            .map(|(fw, a)| (fw.clone(), a.attempt.failures))
             .collect();
         failures.sort();
         let last_offer_status = device
             .last_offer
             .as_ref()
             .and_then(|o| self.attempts.get(&o.firmware_id))
-            .map(|a| a.status);
+            .map(|a| a.attempt.status);
         DeviceSnapshot {
             device,
             failures,
@@ -95,10 +96,13 @@ impl DynamoMeta {
             {
                 state.attempts.insert(
                     fw.to_owned(),
-                    Attempt {
-                        status,
-                        failures: u32::try_from(get_n(it, "failures").unwrap_or(0)).unwrap_or(0),
-                        rollout_id: get_s(it, "rollout").map(str::to_owned),
+                    StoredAttempt {
+                        attempt: Attempt {
+                            status,
+                            failures: u32::try_from(get_n(it, "failures").unwrap_or(0))
+                                .unwrap_or(0),
+                            rollout_id: get_s(it, "rollout").map(str::to_owned),
+                        },
                         revision: get_n(it, "rev").unwrap_or(0),
                     },
                 );
@@ -139,7 +143,7 @@ impl DynamoMeta {
         c: &CheckIn,
         offer: &OfferFn<'_>,
     ) -> StoreResult<DeviceSnapshot> {
-        for round in 0..MAX_ROUNDS {
+        for round in 0..retry::ROUNDS {
             let state = self.device_state(&c.device_id).await?;
             let before = state.device.as_ref().map(|(d, _)| d.clone());
             let revision = state.device.as_ref().map(|(_, r)| *r);
@@ -180,7 +184,7 @@ impl DynamoMeta {
             match outcome {
                 Ok(()) => return Ok(snapshot),
                 // Another check or a groups change won the race: read again.
-                Err(None) => backoff(round).await,
+                Err(None) => retry::backoff(round).await,
                 Err(Some(e)) => return Err(e),
             }
         }
@@ -201,7 +205,7 @@ impl DynamoMeta {
     }
 
     pub(super) async fn set_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device> {
-        for round in 0..MAX_ROUNDS {
+        for round in 0..retry::ROUNDS {
             let Some(it) = self
                 .get(&keys::device(id.as_str()), keys::DEVICE_SK)
                 .await?
@@ -220,7 +224,7 @@ impl DynamoMeta {
                 .await
             {
                 Ok(()) => return Ok(d),
-                Err(StoreError::Conflict(_)) => backoff(round).await,
+                Err(StoreError::Conflict(_)) => retry::backoff(round).await,
                 Err(e) => return Err(e),
             }
         }

@@ -42,7 +42,7 @@ pub struct DynamoOptions {
 }
 
 impl DynamoOptions {
-    /// The options of API.md's environment: `OTA_VIEW_CACHE_S` (default 5) and
+    /// The options of docs/api.md's environment: `OTA_VIEW_CACHE_S` (default 5) and
     /// `OTA_DYNAMODB_TIMEOUT_MS` (default 2000), with the retention the caller parsed.
     pub fn from_env(log_retention: Duration, audit_retention: Duration) -> Result<Self, String> {
         let number = |name: &str, default: u64| -> Result<u64, String> {
@@ -136,14 +136,14 @@ impl DynamoMeta {
 
     /// Waits for this process's turn at the progress of `rollouts` (in a fixed order, so two
     /// reports never hold one each while waiting for the other).
-    async fn progress_turn(&self, rollouts: &[&String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let mut ids: Vec<&String> = rollouts.to_vec();
+    async fn progress_turn(&self, rollouts: &[&str]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut ids: Vec<&str> = rollouts.to_vec();
         ids.sort();
         ids.dedup();
         let locks: Vec<_> = match self.progress_turns.lock() {
             Ok(mut turns) => ids
                 .into_iter()
-                .map(|id| turns.entry(id.clone()).or_default().clone())
+                .map(|id| turns.entry(id.to_owned()).or_default().clone())
                 .collect(),
             // A poisoned map only costs the optimisation: the conditions still decide.
             Err(_) => Vec::new(),

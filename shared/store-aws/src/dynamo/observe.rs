@@ -15,6 +15,8 @@ use ota_core::status::OtaStatus;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use ota_core::retry;
+
 use super::DynamoMeta;
 use super::error::store_error;
 use super::item::{Item, doc, get_n, get_s, key, micros};
@@ -203,7 +205,7 @@ impl DynamoMeta {
                         .map_err(|e| StoreError::Internal(e.to_string()))
                 })
                 .collect::<StoreResult<_>>()?;
-            for round in 0..super::ops::MAX_ROUNDS {
+            for round in 0..retry::ROUNDS {
                 if pending.is_empty() {
                     break;
                 }
@@ -219,7 +221,7 @@ impl DynamoMeta {
                     .and_then(|mut u| u.remove(&self.table))
                     .unwrap_or_default();
                 if !pending.is_empty() {
-                    super::ops::backoff(round).await;
+                    retry::backoff(round).await;
                 }
             }
         }

@@ -2,8 +2,6 @@
 //! reads, conditional writes, paged queries, and transactions whose cancellation reasons say
 //! which condition lost.
 
-use std::time::Duration;
-
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use ota_core::ports::{StoreError, StoreResult};
@@ -11,18 +9,6 @@ use ota_core::ports::{StoreError, StoreResult};
 use super::DynamoMeta;
 use super::error::store_error;
 use super::item::{Item, s};
-
-/// How often a write that lost an optimistic race is recomputed and tried again. Each round
-/// has one winner, so this bounds the work of a report arriving among many concurrent ones.
-pub const MAX_ROUNDS: u32 = 60;
-
-/// Sleep before round `round` of a retried write: exponential with full jitter, capped at
-/// 200 ms, so that racing writers spread out instead of colliding in lockstep.
-pub async fn backoff(round: u32) {
-    let cap_ms = 200u64.min(5u64 << round.min(6));
-    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % (cap_ms + 1);
-    tokio::time::sleep(Duration::from_millis(jitter)).await;
-}
 
 /// A key condition on the sort key (or the index's sort key).
 pub enum Range {

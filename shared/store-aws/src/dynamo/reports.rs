@@ -1,20 +1,21 @@
-//! Status reports: the log entry, the attempt, the rollout's progress, the hourly outcome
-//! counter and, when rule 4 fires, the pause and its audit event, in one transaction. Every
-//! item is conditioned on what was read, so a concurrent report makes the transaction fail and
-//! this one is recomputed: the pause fires on exactly the report that crosses the threshold.
+//! Status reports: the writes `report_plan` decides (the log entry, the attempt, the rollouts'
+//! progress and, when rule 4 fires, the pause and its audit event) and the hourly outcome
+//! counter, in one transaction. Every item is conditioned on what was read, so a concurrent
+//! report makes the transaction fail and this one is planned again from fresh reads: the pause
+//! fires on exactly the report that crosses the threshold.
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::audit::AuditEvent;
-use ota_core::device::{LogEntry, StatusOutcome};
-use ota_core::ports::{StatusReport, StoreError, StoreResult};
-use ota_core::progress::{RolloutProgress, should_pause};
-use ota_core::rollout::RolloutState;
-use ota_core::status::{Transition, attempt_rollout, transition};
+use ota_core::device::LogEntry;
+use ota_core::ports::{StoreError, StoreResult};
+use ota_core::progress::RolloutProgress;
+use ota_core::report_plan::{self, Seen, StatusOutcome, StatusReport};
+use ota_core::retry;
 
 use super::DynamoMeta;
 use super::item::{Item, doc, expires, get_n, item, key, micros, n, s, shard, time_key};
 use super::keys;
-use super::ops::{MAX_ROUNDS, TxFail, backoff, put, update};
+use super::ops::{TxFail, put, update};
 use super::rollouts::Expect;
 
 /// A rollout's progress as read, with the revision its rewrite is conditioned on.
@@ -134,18 +135,13 @@ impl DynamoMeta {
     }
 
     pub(super) async fn report(&self, r: &StatusReport) -> StoreResult<StatusOutcome> {
-        for round in 0..MAX_ROUNDS {
-            if let Some(prev) = self.logged(r).await? {
-                return Ok(StatusOutcome {
-                    entry: prev,
-                    duplicate: true,
-                    changed: false,
-                    paused_rollout: None,
-                });
+        for round in 0..retry::ROUNDS {
+            if let Some(stored) = self.logged(r).await? {
+                return Ok(report_plan::duplicate(stored));
             }
             match self.try_report(r).await? {
                 Some(outcome) => return Ok(outcome),
-                None => backoff(round).await,
+                None => retry::backoff(round).await,
             }
         }
         Err(StoreError::Unavailable(
@@ -153,112 +149,85 @@ impl DynamoMeta {
         ))
     }
 
-    /// One attempt at storing the report; None when a concurrent write invalidated the reads.
+    /// One attempt at storing the report as `report_plan` decides; None when a concurrent write
+    /// invalidated the reads (every item written is conditioned on what was read).
     async fn try_report(&self, r: &StatusReport) -> StoreResult<Option<StatusOutcome>> {
         let state = self.device_state(&r.device_id).await?;
-        let current = state.attempts.get(&r.firmware_id).cloned();
-        let step = transition(current.as_ref().map(|a| a.status), r.status)
-            .map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let counted_in = current.as_ref().and_then(|a| a.rollout_id.clone());
-        let rollout_id = attempt_rollout(
-            step,
-            current.as_ref().map(|a| a.status),
-            counted_in.as_ref(),
-            || {
-                state
-                    .device
-                    .as_ref()
-                    .and_then(|(d, _)| d.last_offer.clone())
-                    .filter(|o| o.firmware_id == r.firmware_id)
-                    .map(|o| o.rollout_id)
-            },
+        let current = state.attempts.get(&r.firmware_id);
+        let last_offer = state
+            .device
+            .as_ref()
+            .and_then(|(d, _)| d.last_offer.as_ref());
+        let seen = Seen::new(
+            current.map(|a| a.attempt.clone()),
+            last_offer,
+            &r.firmware_id,
         );
-        let entry = r.log_entry(rollout_id.clone());
-        let mut writes = Vec::new();
-        let changed = step == Transition::Apply;
-        let mut paused_rollout = None;
+        let attribution = seen
+            .attribute(r)
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
         // Held until the transaction is decided.
-        let _turns;
-        // The log position: after this process's turn at the rollout, from a clock that never
-        // repeats, and after the last report the rollout's counters took (so across instances
+        let _turns = self.progress_turn(&attribution.counters()).await;
+        let mut counters = Vec::new();
+        for id in attribution.counters() {
+            counters.push((id.to_owned(), self.read_progress(id).await?));
+        }
+        let rollout = match attribution.pause_candidate(r) {
+            Some(id) => self.get_rollout_doc(id).await?,
+            None => None,
+        };
+        let stored = |id: &str| counters.iter().find(|(c, _)| c == id).map(|(_, p)| p);
+        let plan = attribution.plan(
+            r,
+            |id| stored(id).map_or_else(Default::default, |p| p.progress),
+            rollout.as_ref(),
+        );
+        // The log position: after this process's turn at the rollouts, from a clock that never
+        // repeats, and after the last report the rollouts' counters took (so across instances
         // too), so the log replays the counters rule 4 saw.
-        let order;
-        if changed {
-            let failures =
-                current.as_ref().map_or(0, |a| a.failures) + u32::from(r.status.is_failure());
-            let mut attempt = key(
+        let order = self.commit_time(r.at, counters.iter().map(|(_, p)| p.last_order));
+        let mut writes = Vec::new();
+        if let Some(a) = &plan.attempt {
+            let mut item = key(
                 keys::device(r.device_id.as_str()),
                 keys::attempt(&r.firmware_id),
             );
-            attempt.insert("status".into(), s(r.status.as_str()));
-            attempt.insert("failures".into(), n(failures));
-            attempt.insert(
-                "rev".into(),
-                n(current.as_ref().map_or(0, |a| a.revision) + 1),
-            );
-            if let Some(id) = &rollout_id {
-                attempt.insert("rollout".into(), s(id));
+            item.insert("status".into(), s(a.status.as_str()));
+            item.insert("failures".into(), n(a.failures));
+            item.insert("rev".into(), n(current.map_or(0, |c| c.revision) + 1));
+            if let Some(id) = &a.rollout_id {
+                item.insert("rollout".into(), s(id));
             }
-            writes.push(match &current {
-                Some(a) => put(
-                    attempt,
+            writes.push(match current {
+                Some(c) => put(
+                    item,
                     Some("rev = :rev"),
-                    &[(":rev", n(a.revision))],
+                    &[(":rev", n(c.revision))],
                     &self.table,
                 )?,
-                None => put(attempt, Some("attribute_not_exists(PK)"), &[], &self.table)?,
+                None => put(item, Some("attribute_not_exists(PK)"), &[], &self.table)?,
             });
-            let from = current.as_ref().map(|a| a.status);
-            let turns: Vec<&String> = rollout_id.iter().chain(counted_in.iter()).collect();
-            _turns = self.progress_turn(&turns).await;
-            // A retry that another rollout offered leaves the rollout of the failed attempt.
-            let left = match (&counted_in, from) {
-                (Some(old), Some(from)) if rollout_id.as_ref() != Some(old) => {
-                    Some((old, from, self.read_progress(old).await?))
-                }
-                _ => None,
-            };
-            let moved = match &rollout_id {
-                Some(id) => Some((id, self.read_progress(id).await?)),
-                None => None,
-            };
-            let after = left.iter().map(|(_, _, p)| p.last_order);
-            order = self.commit_time(r.at, after.chain(moved.iter().map(|(_, p)| p.last_order)));
-            if let Some((old, from, stored)) = &left {
-                let mut p = stored.progress;
-                p.attempt_left(*from);
-                writes.push(self.progress_write(old, stored, &p, order)?);
-            }
-            if let Some((id, stored)) = moved {
-                let from = from.filter(|_| counted_in.as_ref() == Some(id));
-                let mut p = stored.progress;
-                p.attempt_moved(from, r.status);
-                writes.push(self.progress_write(id, &stored, &p, order)?);
-                if r.status.is_final()
-                    && let Some(mut rollout) = self.get_rollout_doc(id).await?
-                    && rollout.state == RolloutState::Active
-                    && should_pause(&rollout, &p)
-                {
-                    let expect = Expect::Revision(rollout.revision);
-                    rollout.state = RolloutState::Paused;
-                    rollout.revision += 1;
-                    rollout.updated_at = r.at;
-                    let view = self.read_view(rollout.device_type.as_str()).await?;
-                    writes.extend(self.rollout_writes(&rollout, expect, &view).await?);
-                    writes.push(self.audit_write(&AuditEvent::auto_pause(
-                        &rollout,
-                        &p,
-                        &r.event_id,
-                        r.at,
-                    ))?);
-                    paused_rollout = Some((id.clone(), rollout.device_type.clone()));
-                }
-            }
-        } else {
-            order = self.commit_time(r.at, std::iter::empty());
+        }
+        for (id, progress) in &plan.progress {
+            let from = stored(id).ok_or_else(|| {
+                StoreError::Internal(format!("the counters of rollout {id} were not read"))
+            })?;
+            writes.push(self.progress_write(id, from, progress, order)?);
+        }
+        if let Some(pause) = &plan.pause {
+            let view = self.read_view(pause.rollout.device_type.as_str()).await?;
+            writes.extend(
+                self.rollout_writes(
+                    &pause.rollout,
+                    Expect::Revision(pause.expect_revision),
+                    &view,
+                )
+                .await?,
+            );
+            writes.push(self.audit_write(&pause.audit)?);
         }
         writes.push(put(
-            self.log_item(&entry, order)?,
+            self.log_item(&plan.entry, order)?,
             Some("attribute_not_exists(PK)"),
             &[],
             &self.table,
@@ -278,7 +247,8 @@ impl DynamoMeta {
         )?);
         match self.transact(writes).await {
             Ok(()) => {
-                if let Some((id, dt)) = &paused_rollout {
+                if let Some(pause) = &plan.pause {
+                    let (id, dt) = (&pause.rollout.id, &pause.rollout.device_type);
                     self.invalidate_view(dt);
                     // One line per pause, logged once the pause committed: the SAM template's
                     // metric filter counts `action = "rollout.auto_pause"` for its alarm.
@@ -290,12 +260,7 @@ impl DynamoMeta {
                         "rollout paused: its failure rate crossed the threshold (rule 4)"
                     );
                 }
-                Ok(Some(StatusOutcome {
-                    entry,
-                    duplicate: false,
-                    changed,
-                    paused_rollout: paused_rollout.map(|(id, _)| id),
-                }))
+                Ok(Some(plan.outcome()))
             }
             Err(TxFail::Cancelled(_)) => Ok(None),
             Err(TxFail::Store(e)) => Err(e),

@@ -5,11 +5,13 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
 use ota_core::rollout::{Rollout, RolloutFilter};
 
+use ota_core::retry;
+
 use super::DynamoMeta;
 use super::catalog::StoredView;
 use super::item::{Item, doc, get_s, item, n, s};
 use super::keys;
-use super::ops::{MAX_ROUNDS, Query, Range, Take, TxFail, backoff, put};
+use super::ops::{Query, Range, Take, TxFail, put};
 
 pub fn rollout_item(r: &Rollout) -> StoreResult<Item> {
     let mut it = item(
@@ -66,7 +68,7 @@ impl DynamoMeta {
         let firmware = if in_view {
             None
         } else {
-            self.get_release(&r.firmware_id).await?
+            self.release_doc(&r.firmware_id).await?
         };
         if let Some(new_view) = view.with_rollout(r, firmware.as_ref())
             && (in_view || new_view.options.len() != view.doc.options.len())
@@ -77,7 +79,7 @@ impl DynamoMeta {
     }
 
     pub(super) async fn write_rollout(&self, r: &Rollout, expect: Expect) -> StoreResult<()> {
-        for round in 0..MAX_ROUNDS {
+        for round in 0..retry::ROUNDS {
             let view = self.read_view(r.device_type.as_str()).await?;
             let writes = self.rollout_writes(r, expect, &view).await?;
             match self.transact(writes).await {
@@ -97,7 +99,7 @@ impl DynamoMeta {
                         )),
                     });
                 }
-                Err(TxFail::Cancelled(_)) => backoff(round).await,
+                Err(TxFail::Cancelled(_)) => retry::backoff(round).await,
                 Err(TxFail::Store(e)) => return Err(e),
             }
         }

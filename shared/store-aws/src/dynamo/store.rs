@@ -4,17 +4,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
-use ota_core::device::{
-    CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, StatusOutcome,
-};
+use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::firmware::{Firmware, FirmwareFilter};
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::FleetMetrics;
 use ota_core::ports::{
-    MetaStore, OfferFn, Page, PageRequest, ReleaseView, StatusReport, StoreError, StoreResult,
+    MetaStore, OfferFn, Page, PageRequest, ReleaseView, StoreError, StoreResult,
 };
 use ota_core::progress::RolloutProgress;
+use ota_core::release::{Release, ReleaseFilter};
+use ota_core::report_plan::{StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter};
 use time::OffsetDateTime;
 
@@ -62,32 +61,32 @@ impl MetaStore for DynamoMeta {
             .ok_or_else(|| StoreError::Internal("device type vanished".into()))
     }
 
-    async fn insert_firmware(&self, firmware: &Firmware) -> StoreResult<()> {
-        self.insert_release(firmware).await
+    async fn insert_release(&self, release: &Release) -> StoreResult<()> {
+        self.put_new_release(release).await
     }
 
-    async fn get_firmware(&self, id: &str) -> StoreResult<Option<Firmware>> {
-        self.get_release(id).await
+    async fn get_release(&self, id: &str) -> StoreResult<Option<Release>> {
+        self.release_doc(id).await
     }
 
-    async fn find_firmware(
+    async fn find_release(
         &self,
         device_type: &DeviceType,
         version: &Version,
-    ) -> StoreResult<Option<Firmware>> {
-        self.find_release(device_type, version).await
+    ) -> StoreResult<Option<Release>> {
+        self.find_release_doc(device_type, version).await
     }
 
-    async fn list_firmware(
+    async fn list_releases(
         &self,
-        filter: &FirmwareFilter,
+        filter: &ReleaseFilter,
         page: &PageRequest,
-    ) -> StoreResult<Page<Firmware>> {
-        self.list_releases(filter, page).await
+    ) -> StoreResult<Page<Release>> {
+        self.list_release_docs(filter, page).await
     }
 
-    async fn update_firmware(&self, firmware: &Firmware, expect: &Firmware) -> StoreResult<()> {
-        self.replace_release(firmware, expect).await
+    async fn update_release(&self, release: &Release, expect: &Release) -> StoreResult<()> {
+        self.replace_release(release, expect).await
     }
 
     async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()> {

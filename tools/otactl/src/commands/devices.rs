@@ -76,7 +76,7 @@ pub async fn run(client: &Client, cmd: DevicesCmd, out: Output) -> Result<()> {
                     &Value::Object(body),
                 )
                 .await?;
-            let t: ota_http::routes::devices::MintedToken = typed(&v, "device token")?;
+            let t: ota_http::routes::device_registry::MintedToken = typed(&v, "device token")?;
             output::emit(out, &v, || {
                 fields(&[
                     ("device id", t.device_id.clone()),

@@ -1,6 +1,6 @@
 //! `otactl firmware list|get|update|deactivate`.
 
-use ota_core::firmware::Firmware;
+use ota_core::release::Release;
 use serde_json::{Map, Value};
 
 use super::{items, page_query, query};
@@ -24,9 +24,9 @@ pub async fn run(client: &Client, cmd: FirmwareCmd, out: Output) -> Result<()> {
             ];
             q.extend(page_query(&page));
             let list = client.get("/api/ota/admin/firmware", &query(q)).await?;
-            let fws: Vec<Firmware> = items(&list, "release list")?;
+            let fws: Vec<Release> = items(&list, "release list")?;
             output::emit(out, &list, || {
-                views::firmware_list(&fws) + &output::more_hint(&list)
+                views::release_list(&fws) + &output::more_hint(&list)
             });
             Ok(())
         }
@@ -82,7 +82,7 @@ pub async fn run(client: &Client, cmd: FirmwareCmd, out: Output) -> Result<()> {
 }
 
 fn show(v: &Value, out: Output) -> Result<()> {
-    let fw: Firmware = typed(v, "release")?;
-    output::emit(out, v, || views::firmware(&fw));
+    let fw: Release = typed(v, "release")?;
+    output::emit(out, v, || views::release(&fw));
     Ok(())
 }

@@ -1,26 +1,26 @@
 //! `otactl upload` and `otactl release` (upload, then a canary rollout).
 
-use ota_core::firmware::Firmware;
 use ota_core::metrics::RolloutWithProgress;
+use ota_core::release::Release;
 use serde_json::{Value, json};
 
 use super::rollout::{self, NewRollout};
 use crate::cli::{Output, ReleaseArgs, Target, UploadArgs};
 use crate::client::{Client, seg, typed};
 use crate::error::{Error, Result};
-use crate::upload::{self, Release};
+use crate::upload::{self, Published};
 use crate::{output, views};
 
 pub async fn upload(client: &Client, args: &UploadArgs, out: Output) -> Result<()> {
-    let release = upload::publish(client, args).await?;
-    let fw: Firmware = typed(&release.firmware, "release")?;
-    let shown = json!({"outcome": release.outcome.as_str(), "firmware": release.firmware});
-    output::emit(out, &shown, || summary(&release, &fw));
+    let published = upload::publish(client, args).await?;
+    let fw: Release = typed(&published.release, "release")?;
+    let shown = json!({"outcome": published.outcome.as_str(), "firmware": published.release});
+    output::emit(out, &shown, || summary(&published, &fw));
     Ok(())
 }
 
-fn summary(release: &Release, fw: &Firmware) -> String {
-    format!("{}\n{}", release.outcome.as_str(), views::firmware(fw))
+fn summary(published: &Published, fw: &Release) -> String {
+    format!("{}\n{}", published.outcome.as_str(), views::release(fw))
 }
 
 pub async fn release(client: &Client, args: &ReleaseArgs, out: Output) -> Result<()> {
@@ -29,8 +29,8 @@ pub async fn release(client: &Client, args: &ReleaseArgs, out: Output) -> Result
             "--canary must be a percentage between 0 and 100",
         ));
     }
-    let release = upload::publish(client, &args.upload).await?;
-    let fw: Firmware = typed(&release.firmware, "release")?;
+    let published = upload::publish(client, &args.upload).await?;
+    let fw: Release = typed(&published.release, "release")?;
     // A re-run after the rollout was created must not start a second one.
     let existing = client
         .get(
@@ -89,13 +89,13 @@ pub async fn release(client: &Client, args: &ReleaseArgs, out: Output) -> Result
     };
     let r: RolloutWithProgress = typed(&rollout, "rollout")?;
     let shown = json!({
-        "outcome": release.outcome.as_str(),
+        "outcome": published.outcome.as_str(),
         "rollout_created": created,
-        "firmware": release.firmware,
+        "firmware": published.release,
         "rollout": rollout,
     });
     output::emit(out, &shown, || {
-        format!("{}\n\n{}", summary(&release, &fw), views::rollout(&r))
+        format!("{}\n\n{}", summary(&published, &fw), views::rollout(&r))
     });
     Ok(())
 }

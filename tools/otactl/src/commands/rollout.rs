@@ -1,7 +1,7 @@
 //! `otactl rollout create|list|get|set|pause|resume|abort`.
 
-use ota_core::firmware::Firmware;
 use ota_core::metrics::RolloutWithProgress;
+use ota_core::release::Release;
 use serde_json::{Map, Value, json};
 
 use super::{items, page_query, query};
@@ -47,7 +47,7 @@ pub async fn create(client: &Client, r: NewRollout) -> Result<Value> {
                     &[],
                 )
                 .await?;
-            let fw: Firmware = typed(&v, "release")?;
+            let fw: Release = typed(&v, "release")?;
             format!("{} {} {}", fw.device_type, fw.version, r.target.as_str())
         }
     };

@@ -1,4 +1,6 @@
-//! A release: one image for one device type, immutable once its bytes are stored.
+//! A release: one image for one device type, immutable once its bytes are stored. The API
+//! calls it `firmware` in paths and field names (`firmware_id`, `/api/ota/admin/firmware`), which
+//! stay as devices and scripts know them; everywhere else it is a release.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -9,7 +11,7 @@ use crate::image_policy::ImageProblem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum FirmwareState {
+pub enum ReleaseState {
     /// Metadata registered, bytes not yet uploaded or not yet validated.
     PendingUpload,
     /// Bytes stored and the image validated: it may be offered.
@@ -18,7 +20,7 @@ pub enum FirmwareState {
     Rejected,
 }
 
-impl FirmwareState {
+impl ReleaseState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingUpload => "pending_upload",
@@ -32,7 +34,7 @@ impl FirmwareState {
 pub const DEFAULT_CHANNEL: &str = "stable";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Firmware {
+pub struct Release {
     pub id: String,
     pub device_type: DeviceType,
     pub version: Version,
@@ -50,7 +52,7 @@ pub struct Firmware {
     pub min_current_version: Option<Version>,
     pub description: Option<String>,
     pub release_notes: Option<String>,
-    pub state: FirmwareState,
+    pub state: ReleaseState,
     pub is_active: bool,
     /// Why finalize rejected the image, when it did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -63,7 +65,7 @@ pub struct Firmware {
     pub released_at: Option<OffsetDateTime>,
 }
 
-impl Firmware {
+impl Release {
     /// Where the bytes live in the blob store; derived from the id so that no two releases can
     /// ever share (and overwrite) an object.
     pub fn blob_key(&self) -> String {
@@ -71,11 +73,11 @@ impl Firmware {
     }
 
     pub fn is_offerable(&self) -> bool {
-        self.state == FirmwareState::Ready && self.is_active
+        self.state == ReleaseState::Ready && self.is_active
     }
 
     /// Records a change made at `now`. `updated_at` is also the version writers check
-    /// (`MetaStore::update_firmware`), so it strictly increases even if the clock does not.
+    /// (`MetaStore::update_release`), so it strictly increases even if the clock does not.
     pub fn touch(&mut self, now: OffsetDateTime) {
         self.updated_at = if now > self.updated_at {
             now
@@ -85,14 +87,14 @@ impl Firmware {
     }
 }
 
-pub fn blob_key(firmware_id: &str) -> String {
-    format!("firmware/{firmware_id}.bin")
+pub fn blob_key(release_id: &str) -> String {
+    format!("firmware/{release_id}.bin")
 }
 
 /// Filters of `GET /api/ota/admin/firmware`.
 #[derive(Debug, Clone, Default)]
-pub struct FirmwareFilter {
+pub struct ReleaseFilter {
     pub device_type: Option<DeviceType>,
     pub channel: Option<String>,
-    pub state: Option<FirmwareState>,
+    pub state: Option<ReleaseState>,
 }

@@ -1,0 +1,113 @@
+//! `check`: register the device, complete an update it finished (rule 5), and pick what to offer
+//! (docs/api.md §Update rules).
+
+use std::sync::Arc;
+
+use crate::device::{CheckIn, DeviceSnapshot, Offer};
+use crate::error::OpError;
+use crate::fields;
+use crate::ids::{DeviceId, DeviceType, Version};
+use crate::ports::{ReleaseOption, SignedUrl, StoreError};
+use crate::report_plan::StatusReport;
+use crate::rules;
+use crate::service::Service;
+use crate::status::OtaStatus;
+
+/// What a device says about itself when it asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckInput {
+    pub device_id: DeviceId,
+    pub device_type: DeviceType,
+    pub current_version: Version,
+    pub current_build: Option<u64>,
+    pub secure_version: Option<u32>,
+    /// Absent: `stable`.
+    pub channel: Option<String>,
+}
+
+/// What to tell the device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckAnswer {
+    UpToDate,
+    Update {
+        option: Arc<ReleaseOption>,
+        url: SignedUrl,
+    },
+}
+
+impl Service {
+    pub async fn check(&self, input: CheckInput) -> Result<CheckAnswer, OpError> {
+        let check_in = CheckIn {
+            device_id: input.device_id,
+            device_type: input.device_type,
+            current_version: input.current_version,
+            current_build: input.current_build,
+            secure_version: input.secure_version.unwrap_or(0),
+            channel: fields::channel("channel", input.channel)?,
+            at: self.now(),
+        };
+        let check_in = &check_in;
+        // The view first: the offer is decided inside the device's write (see `record_check`).
+        let view = self.meta.release_view(&check_in.device_type).await?;
+        let offer_from = |snapshot: &DeviceSnapshot| {
+            let option = rules::decide(&view, check_in, snapshot)?;
+            let already_offered = snapshot.device.last_offer.as_ref().is_some_and(|o| {
+                o.firmware_id == option.release.id && o.rollout_id == option.rollout.id
+            });
+            (!already_offered).then(|| Offer {
+                firmware_id: option.release.id.clone(),
+                version: option.release.version.clone(),
+                rollout_id: option.rollout.id.clone(),
+                at: check_in.at,
+            })
+        };
+        // A check that completes the last offer records the completion first: the report must
+        // count toward the rollout of that offer, so the new offer waits for a second write.
+        let new_offer = |snapshot: &DeviceSnapshot| {
+            if rules::completes_offer(check_in, snapshot).is_some() {
+                None
+            } else {
+                offer_from(snapshot)
+            }
+        };
+        let snapshot = self.meta.record_check(check_in, &new_offer).await?;
+        if let Some(firmware_id) = rules::completes_offer(check_in, &snapshot) {
+            // A deterministic event id makes the completion idempotent when checks race.
+            let report = StatusReport {
+                event_id: format!("check-in:{}:{}", check_in.device_id, firmware_id),
+                device_id: check_in.device_id.clone(),
+                device_type: check_in.device_type.clone(),
+                firmware_id: firmware_id.to_owned(),
+                version: check_in.current_version.clone(),
+                status: OtaStatus::Success,
+                bytes_downloaded: None,
+                progress_percent: Some(100),
+                error_message: None,
+                at: check_in.at,
+            };
+            match self.meta.record_status(&report).await {
+                // A final state reported meanwhile wins; the check-in has nothing to add.
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // Rare (once per update), so its extra device write is outside the check budget. The
+            // offer is decided from the same snapshot as before the completion, as it always was.
+            if offer_from(&snapshot).is_some() {
+                self.meta
+                    .record_check(check_in, &|_| offer_from(&snapshot))
+                    .await?;
+            }
+        }
+        let Some(option) = rules::decide(&view, check_in, &snapshot) else {
+            return Ok(CheckAnswer::UpToDate);
+        };
+        let url = self
+            .blobs
+            .download_url(&option.release.blob_key(), self.settings.url_ttl)
+            .await?;
+        Ok(CheckAnswer::Update {
+            option: option.clone(),
+            url,
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! Roll a release out (docs/api.md §Rollouts): to every device of its type, a canary percentage,
+//! named devices or groups, pausing itself when too many fail (rule 4).
+
+use crate::access::{Admin, Role};
+use crate::error::OpError;
+use crate::fields;
+use crate::ids::{DeviceType, Version, new_id};
+use crate::metrics::RolloutWithProgress;
+use crate::progress::RolloutProgress;
+use crate::release::Release;
+use crate::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+use crate::service::Service;
+
+/// Final reports a rollout needs before rule 4 applies, unless it says otherwise.
+pub const DEFAULT_MIN_REPORTS: u32 = 10;
+
+/// The release a new rollout offers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RolloutOf {
+    Id(String),
+    /// The paku dialect names a version of a device model.
+    Version {
+        device_type: DeviceType,
+        version: Version,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRollout {
+    pub name: String,
+    pub release: RolloutOf,
+    pub target_type: TargetType,
+    /// 0–100, for `canary`; absent: 100.
+    pub rollout_percentage: Option<f64>,
+    pub target_filter: TargetFilter,
+    pub failure_threshold_percent: Option<f64>,
+    /// Absent: [`DEFAULT_MIN_REPORTS`].
+    pub min_reports: Option<u32>,
+    pub allow_downgrade: bool,
+    /// Created paused (the paku dialect's `is_active: false`) rather than active.
+    pub paused: bool,
+}
+
+impl Service {
+    pub async fn create_rollout(
+        &self,
+        admin: &Admin,
+        input: CreateRollout,
+    ) -> Result<RolloutWithProgress, OpError> {
+        admin.require(Role::Admin)?;
+        let release = self.release_to_roll_out(&input.release).await?;
+        let name = input.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > fields::MAX_ROLLOUT_NAME_CHARS {
+            return Err(OpError::invalid("name", "name must be 1-200 characters"));
+        }
+        check_target(input.target_type, &input.target_filter)?;
+        if !release.is_offerable() {
+            return Err(OpError::ReleaseNotReady(format!(
+                "firmware {} is {} and {}: only a ready, active release can be rolled out",
+                release.id,
+                release.state.as_str(),
+                if release.is_active {
+                    "active"
+                } else {
+                    "inactive"
+                }
+            )));
+        }
+        let now = self.now();
+        let rollout = Rollout {
+            id: new_id(),
+            name,
+            firmware_id: release.id.clone(),
+            device_type: release.device_type.clone(),
+            target_type: input.target_type,
+            rollout_percentage: fields::percentage(
+                "rollout_percentage",
+                input.rollout_percentage.unwrap_or(100.0),
+            )?,
+            target_filter: input.target_filter,
+            failure_threshold_percent: input
+                .failure_threshold_percent
+                .map(|t| fields::percentage("failure_threshold_percent", t))
+                .transpose()?,
+            min_reports: input.min_reports.unwrap_or(DEFAULT_MIN_REPORTS),
+            allow_downgrade: input.allow_downgrade,
+            state: if input.paused {
+                RolloutState::Paused
+            } else {
+                RolloutState::Active
+            },
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.meta.insert_rollout(&rollout).await?;
+        self.audit(
+            admin,
+            "rollout.create",
+            "rollout",
+            &rollout.id,
+            serde_json::to_value(&rollout).unwrap_or_default(),
+        )
+        .await?;
+        Ok(RolloutWithProgress {
+            rollout,
+            progress: RolloutProgress::default(),
+        })
+    }
+
+    async fn release_to_roll_out(&self, of: &RolloutOf) -> Result<Release, OpError> {
+        match of {
+            RolloutOf::Id(id) => self
+                .meta
+                .get_release(id)
+                .await?
+                .ok_or_else(|| OpError::UnknownRelease(format!("firmware {id} does not exist"))),
+            RolloutOf::Version {
+                device_type,
+                version,
+            } => self
+                .meta
+                .find_release(device_type, version)
+                .await?
+                .ok_or_else(|| {
+                    OpError::UnknownRelease(format!(
+                        "no firmware {version} for device model {device_type}"
+                    ))
+                }),
+        }
+    }
+}
+
+/// A `specific` rollout names devices and a `group` rollout groups.
+fn check_target(target_type: TargetType, filter: &TargetFilter) -> Result<(), OpError> {
+    match target_type {
+        TargetType::Specific if filter.device_ids.is_empty() => Err(OpError::invalid(
+            "target_filter.device_ids",
+            "a specific rollout needs at least one device id",
+        )),
+        TargetType::Group if filter.groups.is_empty() => Err(OpError::invalid(
+            "target_filter.groups",
+            "a group rollout needs at least one group",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,74 @@
+//! The last step of the two-step flow (docs/api.md §Publishing): validate the uploaded bytes and
+//! make the release `ready`, or `rejected` with every reason. Idempotent: finalizing a ready
+//! release returns it again, and racing finalizes all answer with the outcome the first one
+//! stored.
+
+use crate::access::{Admin, Role};
+use crate::error::OpError;
+use crate::ports::StoreError;
+use crate::release::{Release, ReleaseState};
+use crate::retry::{self, Round};
+use crate::service::Service;
+
+use super::release_summary;
+
+impl Service {
+    pub async fn finalize_release(&self, admin: &Admin, id: &str) -> Result<Release, OpError> {
+        admin.require(Role::Publisher)?;
+        let outcome = retry::until_won(|| self.finalize_round(id))
+            .await
+            .and_then(|won| {
+                won.ok_or_else(|| {
+                    OpError::Conflict(format!(
+                        "firmware {id} kept changing while it was being finalized; retry"
+                    ))
+                })
+            });
+        let details = match &outcome {
+            Ok(release) => Some(release_summary(release)),
+            Err(OpError::ImageRejected(problems)) => Some(serde_json::json!({
+                "state": "rejected",
+                "reasons": problems.iter().map(|p| p.code.as_str()).collect::<Vec<_>>(),
+            })),
+            Err(_) => None,
+        };
+        if let Some(details) = details {
+            self.audit(admin, "firmware.finalize", "firmware", id, details)
+                .await?;
+        }
+        outcome
+    }
+
+    /// One look at the release; Lost when another finalize or an edit changed it meanwhile.
+    async fn finalize_round(&self, id: &str) -> Result<Round<Release>, OpError> {
+        let release = self.load_release(id).await?;
+        match release.state {
+            ReleaseState::Ready => return Ok(Round::Won(release)),
+            ReleaseState::Rejected => {
+                return Err(OpError::ImageRejected(release.rejection_reasons));
+            }
+            ReleaseState::PendingUpload => {}
+        }
+        if self.blobs.size(&release.blob_key()).await?.is_none() {
+            return Err(OpError::Conflict(format!(
+                "firmware {id} has no uploaded bytes yet: PUT them to the upload URL first"
+            )));
+        }
+        let now = self.now();
+        let (next, outcome) = match self.validate_release(&release, now).await? {
+            Ok(ready) => (ready.clone(), Ok(ready)),
+            Err(problems) => {
+                let mut rejected = release.clone();
+                rejected.state = ReleaseState::Rejected;
+                rejected.rejection_reasons = problems.clone();
+                rejected.touch(now);
+                (rejected, Err(OpError::ImageRejected(problems)))
+            }
+        };
+        match self.meta.update_release(&next, &release).await {
+            Ok(()) => outcome.map(Round::Won),
+            Err(StoreError::Conflict(_)) => Ok(Round::Lost),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

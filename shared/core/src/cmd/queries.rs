@@ -1,0 +1,178 @@
+//! The reads of the admin API and `/health`: no rule of their own beyond the caller's role
+//! (every read needs `viewer`), so they are gathered here rather than one file each.
+
+use crate::access::{Admin, Role};
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::device::{Device, DeviceDetail, DeviceFilter, LogEntry, LogFilter};
+use crate::device_type::DeviceTypePolicy;
+use crate::error::OpError;
+use crate::ids::{DeviceId, DeviceType};
+use crate::metrics::{FleetMetrics, RolloutWithProgress};
+use crate::ports::{Page, PageRequest, StoreResult};
+use crate::release::{Release, ReleaseFilter};
+use crate::rollout::{Rollout, RolloutFilter};
+use crate::service::Service;
+
+use super::set_device_groups::never_checked_in;
+
+/// How much of its OTA log a device's detail shows.
+const RECENT_LOG_ENTRIES: u32 = 20;
+
+impl Service {
+    /// Whether the metadata store answers.
+    pub async fn health(&self) -> StoreResult<()> {
+        self.meta.ping().await
+    }
+
+    /// Releases, newest version first.
+    pub async fn list_releases(
+        &self,
+        admin: &Admin,
+        filter: &ReleaseFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Release>, OpError> {
+        admin.require(Role::Viewer)?;
+        Ok(self.meta.list_releases(filter, page).await?)
+    }
+
+    pub async fn get_release(&self, admin: &Admin, id: &str) -> Result<Release, OpError> {
+        admin.require(Role::Viewer)?;
+        self.load_release(id).await
+    }
+
+    pub async fn list_device_types(
+        &self,
+        admin: &Admin,
+        page: &PageRequest,
+    ) -> Result<Page<DeviceTypePolicy>, OpError> {
+        admin.require(Role::Viewer)?;
+        Ok(self.meta.list_device_types(page).await?)
+    }
+
+    pub async fn get_device_type(
+        &self,
+        admin: &Admin,
+        name: &DeviceType,
+    ) -> Result<DeviceTypePolicy, OpError> {
+        admin.require(Role::Viewer)?;
+        self.meta
+            .get_device_type(name)
+            .await?
+            .ok_or_else(|| OpError::NotFound(format!("device type {name} does not exist")))
+    }
+
+    /// Rollouts, newest first, each with its progress.
+    pub async fn list_rollouts(
+        &self,
+        admin: &Admin,
+        filter: &RolloutFilter,
+        page: &PageRequest,
+    ) -> Result<Page<RolloutWithProgress>, OpError> {
+        admin.require(Role::Viewer)?;
+        let page = self.meta.list_rollouts(filter, page).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for r in page.items {
+            items.push(self.with_progress(r).await?);
+        }
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    pub async fn get_rollout(
+        &self,
+        admin: &Admin,
+        id: &str,
+    ) -> Result<RolloutWithProgress, OpError> {
+        admin.require(Role::Viewer)?;
+        let r = self.load_rollout(id).await?;
+        self.with_progress(r).await
+    }
+
+    pub(super) async fn load_rollout(&self, id: &str) -> Result<Rollout, OpError> {
+        self.meta
+            .get_rollout(id)
+            .await?
+            .ok_or_else(|| OpError::NotFound(format!("rollout {id} does not exist")))
+    }
+
+    pub(super) async fn with_progress(
+        &self,
+        rollout: Rollout,
+    ) -> Result<RolloutWithProgress, OpError> {
+        Ok(RolloutWithProgress {
+            progress: self.meta.rollout_progress(&rollout.id).await?,
+            rollout,
+        })
+    }
+
+    pub async fn list_devices(
+        &self,
+        admin: &Admin,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Device>, OpError> {
+        admin.require(Role::Viewer)?;
+        Ok(self.meta.list_devices(filter, page).await?)
+    }
+
+    /// A device with its newest OTA log entries.
+    pub async fn device_detail(
+        &self,
+        admin: &Admin,
+        id: &DeviceId,
+    ) -> Result<DeviceDetail, OpError> {
+        admin.require(Role::Viewer)?;
+        let device = self
+            .meta
+            .get_device(id)
+            .await?
+            .ok_or_else(|| never_checked_in(id))?;
+        let log = self
+            .meta
+            .list_logs(
+                &LogFilter {
+                    device_id: Some(id.clone()),
+                    ..LogFilter::default()
+                },
+                &PageRequest {
+                    limit: RECENT_LOG_ENTRIES,
+                    cursor: None,
+                },
+            )
+            .await?;
+        Ok(DeviceDetail {
+            device,
+            recent_log: log.items,
+        })
+    }
+
+    /// The OTA log, newest first.
+    pub async fn list_logs(
+        &self,
+        admin: &Admin,
+        filter: &LogFilter,
+        page: &PageRequest,
+    ) -> Result<Page<LogEntry>, OpError> {
+        admin.require(Role::Viewer)?;
+        Ok(self.meta.list_logs(filter, page).await?)
+    }
+
+    /// The audit log, newest first.
+    pub async fn list_audit(
+        &self,
+        admin: &Admin,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, OpError> {
+        admin.require(Role::Viewer)?;
+        Ok(self.meta.list_audit(filter, page).await?)
+    }
+
+    /// Fleet metrics, from counters kept on write.
+    pub async fn fleet_metrics(&self, admin: &Admin) -> Result<FleetMetrics, OpError> {
+        admin.require(Role::Viewer)?;
+        Ok(self.meta.fleet_metrics(self.now()).await?)
+    }
+}

@@ -1,0 +1,158 @@
+//! Rules for the free-form fields the service accepts, past what the identifier types enforce
+//! themselves (docs/api.md §Conventions): each names the field it refuses.
+
+use crate::error::OpError;
+use crate::release::DEFAULT_CHANNEL;
+
+/// Longest description or release notes.
+pub const MAX_TEXT_CHARS: usize = 4096;
+/// Longest error message a device may report.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
+/// Longest rollout name.
+pub const MAX_ROLLOUT_NAME_CHARS: usize = 200;
+/// Most groups one device may belong to.
+pub const MAX_GROUPS: usize = 32;
+
+/// Channel names: 1–64 characters of `[A-Za-z0-9_.-]`; absent means `stable`.
+pub fn channel(field: &str, value: Option<String>) -> Result<String, OpError> {
+    let c = value.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
+    let ok = !c.is_empty()
+        && c.len() <= 64
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(c)
+    } else {
+        Err(OpError::invalid(
+            field,
+            "channel must be 1-64 characters of [A-Za-z0-9_.-]",
+        ))
+    }
+}
+
+/// Free text with a length cap (descriptions, notes, error messages).
+pub fn text(
+    field: &str,
+    value: Option<String>,
+    max_chars: usize,
+) -> Result<Option<String>, OpError> {
+    match value {
+        Some(v) if v.chars().count() > max_chars => Err(OpError::invalid(
+            field,
+            format!("{field} must be at most {max_chars} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A SHA-256 as 64 hex characters, returned in lowercase.
+pub fn sha256_hex(field: &str, value: &str) -> Result<String, OpError> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(OpError::invalid(
+            field,
+            "must be a SHA-256 as 64 hex characters",
+        ))
+    }
+}
+
+/// Event ids and other opaque client keys: 1–128 printable ASCII characters.
+pub fn opaque_key(field: &str, value: &str) -> Result<(), OpError> {
+    if !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(OpError::invalid(
+            field,
+            "must be 1-128 printable ASCII characters",
+        ))
+    }
+}
+
+/// A percentage: 0–100, finite.
+pub fn percentage(field: &str, p: f64) -> Result<f64, OpError> {
+    if p.is_finite() && (0.0..=100.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(OpError::invalid(field, "must be between 0 and 100"))
+    }
+}
+
+/// A device's groups: at most [`MAX_GROUPS`], each 1–64 characters of `[A-Za-z0-9_.:-]`;
+/// returned sorted, without repeats.
+pub fn groups(field: &str, mut groups: Vec<String>) -> Result<Vec<String>, OpError> {
+    if groups.len() > MAX_GROUPS {
+        return Err(OpError::invalid(
+            field,
+            format!("at most {MAX_GROUPS} groups"),
+        ));
+    }
+    for g in &groups {
+        let ok = !g.is_empty()
+            && g.len() <= 64
+            && g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if !ok {
+            return Err(OpError::invalid(field, format!("invalid group name '{g}'")));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused<T: std::fmt::Debug>(r: Result<T, OpError>, field: &str) {
+        match r {
+            Err(OpError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected {field} refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn channels() {
+        assert_eq!(channel("c", None).unwrap(), "stable");
+        assert_eq!(
+            channel("c", Some("beta-2.x_y".into())).unwrap(),
+            "beta-2.x_y"
+        );
+        assert!(channel("c", Some("a".repeat(64))).is_ok());
+        refused(channel("c", Some("a".repeat(65))), "c");
+        refused(channel("c", Some(String::new())), "c");
+        refused(channel("c", Some("has space".into())), "c");
+    }
+
+    #[test]
+    fn texts_count_characters_not_bytes() {
+        assert!(text("t", Some("é".repeat(4)), 4).is_ok());
+        refused(text("t", Some("é".repeat(5)), 4), "t");
+        assert_eq!(text("t", None, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn hashes_keys_and_percentages() {
+        assert_eq!(sha256_hex("h", &"AB".repeat(32)).unwrap(), "ab".repeat(32));
+        refused(sha256_hex("h", &"ab".repeat(31)), "h");
+        refused(sha256_hex("h", &"zz".repeat(32)), "h");
+        assert!(opaque_key("k", "check-in:d1:f1").is_ok());
+        refused(opaque_key("k", "has space"), "k");
+        refused(opaque_key("k", &"k".repeat(129)), "k");
+        assert_eq!(percentage("p", 0.0).unwrap(), 0.0);
+        assert_eq!(percentage("p", 100.0).unwrap(), 100.0);
+        refused(percentage("p", 100.01), "p");
+        refused(percentage("p", f64::NAN), "p");
+    }
+
+    #[test]
+    fn groups_sorted_unique_and_bounded() {
+        assert_eq!(
+            groups("g", vec!["b".into(), "a".into(), "b".into()]).unwrap(),
+            ["a", "b"]
+        );
+        refused(groups("g", vec!["bad name".into()]), "g");
+        refused(groups("g", (0..33).map(|i| format!("g{i}")).collect()), "g");
+    }
+}

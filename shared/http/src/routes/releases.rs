@@ -1,0 +1,301 @@
+//! Publishing releases (docs/api.md §Publishing): the one-shot multipart upload, the two-step
+//! create / PUT / finalize flow, listing and edits. The API's paths and fields call a release
+//! `firmware`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use futures_util::TryStreamExt;
+use ota_core::access::Admin;
+use ota_core::cmd::NewRelease;
+use ota_core::cmd::create_release::CreateRelease;
+use ota_core::cmd::edit_release::ReleaseChanges;
+use ota_core::cmd::upload_release::{UploadForm as Form, UploadPart};
+use ota_core::error::OpError;
+use ota_core::ids::{DeviceType, Version};
+use ota_core::release::{Release, ReleaseFilter, ReleaseState};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiJson, ApiQuery};
+use crate::pagination::{ListResponse, PageQuery};
+use crate::problem::{ApiResult, Problem};
+use crate::state::AppState;
+
+/// Multipart text fields are tiny; anything longer is refused before it is buffered.
+const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+/// Metadata of a new release (two-step flow).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReleaseRequest {
+    pub device_type: DeviceType,
+    pub version: Version,
+    pub build_number: Option<u64>,
+    pub file_size: u64,
+    /// SHA-256 of the whole file, hex.
+    pub file_hash: String,
+    pub channel: Option<String>,
+    pub description: Option<String>,
+    pub min_current_version: Option<Version>,
+    pub release_notes: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadInstructions {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedRelease {
+    #[serde(flatten)]
+    pub release: Release,
+    pub upload: UploadInstructions,
+}
+
+/// Step one of the two-step flow: register metadata, get an upload URL bound to size and hash.
+#[utoipa::path(post, path = "/api/ota/admin/firmware", tag = "firmware", request_body = CreateReleaseRequest,
+    responses((status = 201, body = CreatedRelease), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
+              (status = 422, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiJson(req): ApiJson<CreateReleaseRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedRelease>)> {
+    let input = CreateRelease {
+        release: NewRelease {
+            device_type: req.device_type,
+            version: req.version,
+            build_number: req.build_number,
+            channel: req.channel,
+            description: req.description,
+            min_current_version: req.min_current_version,
+            release_notes: req.release_notes,
+        },
+        file_size: req.file_size,
+        file_hash: req.file_hash,
+    };
+    let (release, target) = state.ota.create_release(&admin, input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedRelease {
+            release,
+            upload: UploadInstructions {
+                url: target.url,
+                method: target.method.to_owned(),
+                headers: target.headers.into_iter().collect(),
+                expires_at: target.expires_at,
+            },
+        }),
+    ))
+}
+
+/// Step three: check the uploaded object and validate the image.
+#[utoipa::path(post, path = "/api/ota/admin/firmware/{id}/finalize", tag = "firmware",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Release), (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "no bytes uploaded yet"),
+              (status = 422, body = Problem, description = "image rejected: every reason in `errors`")),
+    security(("admin_token" = [])))]
+pub async fn finalize(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(state.ota.finalize_release(&admin, &id).await?))
+}
+
+/// Multipart form of the one-shot upload, for the OpenAPI document only: the handler streams the
+/// fields instead of building this.
+#[derive(ToSchema)]
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    pub device_type: String,
+    pub version: String,
+    pub build_number: Option<u64>,
+    pub channel: Option<String>,
+    pub description: Option<String>,
+    pub release_notes: Option<String>,
+    pub min_current_version: Option<String>,
+}
+
+/// The multipart body as the command reads it: the `file` part streamed, every other part read
+/// as bounded UTF-8 text.
+struct MultipartForm(Multipart);
+
+#[async_trait]
+impl Form for MultipartForm {
+    async fn next_part(&mut self) -> Result<Option<UploadPart<'_>>, OpError> {
+        let field = self
+            .0
+            .next_field()
+            .await
+            .map_err(|e| OpError::invalid("body", format!("malformed multipart body: {e}")))?;
+        let Some(field) = field else { return Ok(None) };
+        let name = field.name().unwrap_or("").to_owned();
+        if name == "file" {
+            return Ok(Some(UploadPart::File(Box::pin(
+                field.map_err(std::io::Error::other),
+            ))));
+        }
+        let value = text_field(&name, field).await?;
+        Ok(Some(UploadPart::Text { name, value }))
+    }
+}
+
+async fn text_field(name: &str, mut field: Field<'_>) -> Result<String, OpError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| OpError::invalid(name, format!("malformed multipart body: {e}")))?
+    {
+        buf.extend_from_slice(&chunk);
+        if buf.len() > MAX_FIELD_BYTES {
+            return Err(OpError::invalid(name, "field too long"));
+        }
+    }
+    String::from_utf8(buf).map_err(|_| OpError::invalid(name, "must be UTF-8 text"))
+}
+
+/// Store, validate and register in one call. The file streams to storage; nothing is
+/// registered unless the image passes.
+#[utoipa::path(post, path = "/api/ota/admin/upload", tag = "firmware",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = Release), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
+              (status = 415, body = Problem), (status = 422, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    admin: Admin,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    let multipart = multipart.map_err(|_| {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the body must be multipart/form-data",
+        )
+    })?;
+    let release = state
+        .ota
+        .upload_release(&admin, &mut MultipartForm(multipart))
+        .await?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseListQuery {
+    pub device_type: Option<DeviceType>,
+    pub channel: Option<String>,
+    pub state: Option<ReleaseState>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Releases, newest version first.
+#[utoipa::path(get, path = "/api/ota/admin/firmware", tag = "firmware", params(ReleaseListQuery),
+    responses((status = 200, body = ListResponse<Release>), (status = 400, body = Problem), (status = 401, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<ReleaseListQuery>,
+) -> ApiResult<Json<ListResponse<Release>>> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .into_request()?;
+    let filter = ReleaseFilter {
+        device_type: q.device_type,
+        channel: q.channel,
+        state: q.state,
+    };
+    Ok(Json(
+        state
+            .ota
+            .list_releases(&admin, &filter, &page)
+            .await?
+            .into(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
+    responses((status = 200, body = Release), (status = 404, body = Problem)), security(("admin_token" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(state.ota.get_release(&admin, &id).await?))
+}
+
+/// `Some(None)` when the field is present as null (clear it), `None` when absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchReleaseRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub release_notes: Option<Option<String>>,
+    pub channel: Option<String>,
+    pub is_active: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub min_current_version: Option<Option<Version>>,
+}
+
+/// Edit what may change after release; the bytes and version never do.
+#[utoipa::path(patch, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
+    request_body = PatchReleaseRequest,
+    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("admin_token" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PatchReleaseRequest>,
+) -> ApiResult<Json<Release>> {
+    let changes = ReleaseChanges {
+        description: req.description,
+        release_notes: req.release_notes,
+        channel: req.channel,
+        is_active: req.is_active,
+        min_current_version: req.min_current_version,
+    };
+    Ok(Json(state.ota.edit_release(&admin, &id, changes).await?))
+}
+
+/// Deactivate: never deletes bytes or history.
+#[utoipa::path(delete, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
+    responses((status = 200, body = Release), (status = 404, body = Problem)), security(("admin_token" = [])))]
+pub async fn deactivate(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(state.ota.deactivate_release(&admin, &id).await?))
+}
