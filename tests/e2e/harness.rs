@@ -21,15 +21,13 @@
 //! a test is skipped.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ota_testkit::server::{ADMIN_TOKEN_FILE, Binary, JWT_SECRET_FILE, OtaServer, read_secret};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
@@ -38,9 +36,6 @@ use crate::lambda_watch;
 
 /// How long the server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a graceful stop may take before the process is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const LISTEN_PREFIX: &str = "ota-server listening on ";
 
 /// A running OTA service as the tests see it.
 pub struct Server {
@@ -48,7 +43,8 @@ pub struct Server {
     admin_token: String,
     jwt_secret: Vec<u8>,
     http: reqwest::Client,
-    local: Option<LocalServer>,
+    /// What the harness started: `ota-server`, or the functions under `cargo lambda watch`.
+    local: Option<OtaServer>,
     store: Store,
 }
 
@@ -193,10 +189,6 @@ impl ServerBuilder {
     }
 
     pub async fn start(self) -> Server {
-        let data = tempfile::Builder::new()
-            .prefix("ota-e2e-")
-            .tempdir()
-            .expect("creating a temporary data directory");
         let store = if aws_mode() {
             fresh_aws_store(self.dynamodb.as_deref()).await
         } else {
@@ -213,15 +205,15 @@ impl ServerBuilder {
             }
         }
         env.extend(self.env);
-        let mut local = LocalServer {
-            data,
-            env,
-            child: None,
-            output: Arc::new(Mutex::new(Vec::new())),
+        let deployment = match deploy() {
+            Deploy::Lambda => OtaServer::builder(lambda_watch::Functions),
+            _ => OtaServer::builder(
+                Binary::at(env!("CARGO_BIN_EXE_ota-server")).start_timeout(START_TIMEOUT),
+            ),
         };
-        let base = local.spawn();
+        let local = deployment.data_prefix("ota-e2e-").envs(env).start();
         let mut server = Server {
-            base,
+            base: local.base().to_owned(),
             admin_token: String::new(),
             jwt_secret: Vec::new(),
             http: client(),
@@ -348,7 +340,7 @@ impl Server {
     }
 
     /// The process behind this server, when the harness started it.
-    pub fn local(&mut self) -> &mut LocalServer {
+    pub fn local(&mut self) -> &mut OtaServer {
         self.local
             .as_mut()
             .expect("this test needs a server process the harness started")
@@ -358,20 +350,13 @@ impl Server {
         self.local
             .as_ref()
             .expect("this test needs a server process the harness started")
-            .data
-            .path()
+            .data_dir()
     }
 
     fn read_credentials(&mut self) {
         let dir = self.data_dir().to_owned();
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .unwrap_or_else(|e| panic!("reading {name} from the data directory: {e}"))
-                .trim()
-                .to_owned()
-        };
-        self.admin_token = read("admin-token");
-        self.jwt_secret = read("jwt-secret").into_bytes();
+        self.admin_token = read_secret(&dir, ADMIN_TOKEN_FILE);
+        self.jwt_secret = read_secret(&dir, JWT_SECRET_FILE).into_bytes();
     }
 
     /// Stops the process (SIGTERM, then SIGKILL if it lingers) and starts it again on the same
@@ -388,8 +373,9 @@ impl Server {
     }
 
     fn start_again(&mut self) {
-        let base = self.local().spawn();
-        self.base = base;
+        let local = self.local();
+        local.start();
+        self.base = local.base().to_owned();
         self.http = client();
         self.read_credentials();
     }
@@ -479,174 +465,6 @@ pub fn unsigned_jwt(claims: &Value) -> String {
 
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(local) = &mut self.local {
-            local.kill();
-            if std::thread::panicking() {
-                local.dump_output();
-            }
-        }
-    }
-}
-
-/// The process behind a deployment the harness started: `ota-server`, or `cargo lambda watch`
-/// serving the Lambda functions (in a process group of its own, with the functions under it).
-pub struct LocalServer {
-    data: tempfile::TempDir,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-    /// Everything the process printed, for diagnostics when a test fails.
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl LocalServer {
-    /// Starts the deployment and returns its base URL once it serves.
-    fn spawn(&mut self) -> String {
-        assert!(self.child.is_none(), "the server is already running");
-        if deploy() == Deploy::Lambda {
-            return self.spawn_functions();
-        }
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ota-server"));
-        cmd.env("OTA_LISTEN", "127.0.0.1:0")
-            .env("OTA_DATA_DIR", self.data.path());
-        let listening = self.start(cmd);
-        let base = match listening.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(e) => {
-                self.kill();
-                std::thread::sleep(Duration::from_millis(100));
-                self.dump_output();
-                panic!("ota-server did not report its address ({e})");
-            }
-        };
-        base.trim_end_matches('/').to_owned()
-    }
-
-    /// The six functions under `cargo lambda watch` on a free port, with the JWT secret and an
-    /// admin token kept in the data directory as `ota-server` keeps them (so restarts keep both).
-    fn spawn_functions(&mut self) -> String {
-        let secret = lambda_watch::credentials(self.data.path());
-        for _ in 0..3 {
-            let port = lambda_watch::free_port();
-            let mut cmd = lambda_watch::command(port);
-            cmd.env("OTA_JWT_SECRET", &secret);
-            self.start(cmd);
-            let child = self.child.as_mut().expect("just started");
-            match lambda_watch::wait_until_serving(child, port) {
-                Ok(()) => return format!("http://127.0.0.1:{port}"),
-                // Another test took the port between choosing and binding it: once more.
-                Err(lambda_watch::NotServing::Exited) => self.kill(),
-                Err(lambda_watch::NotServing::Timeout(e)) => {
-                    self.kill();
-                    self.dump_output();
-                    panic!("cargo lambda watch did not serve /health: {e}");
-                }
-            }
-        }
-        self.dump_output();
-        panic!("cargo lambda watch exited three times before serving");
-    }
-
-    /// Spawns `cmd` with the test's environment (and none of the developer's `OTA_*`), draining
-    /// its output; the receiver gets the listening address if the process prints one.
-    fn start(&mut self, mut cmd: Command) -> mpsc::Receiver<String> {
-        // Nothing from the developer's environment may change what the tests see (only what
-        // the command itself sets).
-        let set: Vec<_> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OTA_") && !set.contains(&name) {
-                cmd.env_remove(&name);
-            }
-        }
-        cmd.env("RUST_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting the deployment");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = mpsc::channel::<String>();
-        let output = self.output.clone();
-        // Drains stdout for the process's whole life, so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix(LISTEN_PREFIX)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-                output.lock().map(|mut o| o.push(line)).ok();
-            }
-        });
-        let output = self.output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                output
-                    .lock()
-                    .map(|mut o| o.push(format!("[stderr] {line}")))
-                    .ok();
-            }
-        });
-        self.child = Some(child);
-        rx
-    }
-
-    /// Sends `signal` to the process, or to its whole group when it leads one (the functions).
-    fn signal(child: &Child, signal: &str) {
-        let target = match deploy() {
-            Deploy::Lambda => format!("-{}", child.id()),
-            _ => child.id().to_string(),
-        };
-        let _ = Command::new("kill")
-            .args([signal, "--", &target])
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    /// Graceful stop: SIGTERM, then SIGKILL after a timeout.
-    pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        Self::signal(&child, "-TERM");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => break,
-            }
-        }
-        Self::signal(&child, "-KILL");
-        let _ = child.wait();
-    }
-
-    /// SIGKILL: what a crash or power cut looks like to the process.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            Self::signal(&child, "-KILL");
-            let _ = child.wait();
-        }
-    }
-
-    fn dump_output(&self) {
-        if let Ok(lines) = self.output.lock() {
-            eprintln!("---- deployment output ({} lines) ----", lines.len());
-            for l in lines.iter().rev().take(200).rev() {
-                eprintln!("{l}");
-            }
-            eprintln!("---- end of deployment output ----");
-        }
-    }
 }
 
 // ---- responses ----------------------------------------------------------------------------

@@ -11,11 +11,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use ota_testkit::process::{Output, Process};
+use ota_testkit::server::{ADMIN_TOKEN_FILE, JWT_SECRET_FILE, Launch};
 use serde_json::json;
 
 use crate::harness::{now, sign_with};
@@ -25,8 +26,37 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Lifetime of the admin token kept in the data directory, as `ota-server`'s start token.
 const TOKEN_TTL_S: i64 = 30 * 24 * 3600;
 
+/// The six functions under `cargo lambda watch` on a free port, with the JWT secret and an
+/// admin token kept in the data directory as `ota-server` keeps them (so restarts keep both).
+pub struct Functions;
+
+impl Launch for Functions {
+    fn launch(&self, data: &Path, env: &[(String, String)], output: &Output) -> (Process, String) {
+        let secret = credentials(data);
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = command(port);
+            cmd.env("OTA_JWT_SECRET", &secret);
+            // A group of its own, so that stopping it stops the functions too.
+            let mut process = Process::spawn_group(cmd, env, output);
+            match wait_until_serving(process.child(), port) {
+                Ok(()) => return (process, format!("http://127.0.0.1:{port}")),
+                // Another test took the port between choosing and binding it: once more.
+                Err(NotServing::Exited) => process.kill(),
+                Err(NotServing::Timeout(e)) => {
+                    process.kill();
+                    output.dump();
+                    panic!("cargo lambda watch did not serve /health: {e}");
+                }
+            }
+        }
+        output.dump();
+        panic!("cargo lambda watch exited three times before serving");
+    }
+}
+
 /// Why the emulator is not serving.
-pub enum NotServing {
+enum NotServing {
     /// It exited (most likely: the port was taken meanwhile).
     Exited,
     Timeout(String),
@@ -34,8 +64,8 @@ pub enum NotServing {
 
 /// The JWT secret of this deployment, created with an admin token on first start and kept in
 /// `dir` as `jwt-secret` and `admin-token`, the files the harness reads for `ota-server` too.
-pub fn credentials(dir: &Path) -> String {
-    let secret_file = dir.join("jwt-secret");
+fn credentials(dir: &Path) -> String {
+    let secret_file = dir.join(JWT_SECRET_FILE);
     if let Ok(secret) = std::fs::read_to_string(&secret_file) {
         return secret.trim().to_owned();
     }
@@ -50,11 +80,11 @@ pub fn credentials(dir: &Path) -> String {
                 "exp": now() + TOKEN_TTL_S}),
     );
     std::fs::write(&secret_file, &secret).expect("writing jwt-secret");
-    std::fs::write(dir.join("admin-token"), token).expect("writing admin-token");
+    std::fs::write(dir.join(ADMIN_TOKEN_FILE), token).expect("writing admin-token");
     secret
 }
 
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
     listener.local_addr().expect("a bound address").port()
 }
@@ -69,42 +99,27 @@ fn cargo_lambda() -> PathBuf {
     }
 }
 
-/// `cargo lambda watch` at the workspace root on `port`, in a process group of its own so that
-/// stopping the group stops the functions too. Up to `OTA_E2E_LAMBDA_CONCURRENCY` (default 2)
-/// instances per function, so that concurrent requests meet other instances as on AWS.
-pub fn command(port: u16) -> Command {
+/// `cargo lambda watch` at the workspace root on `port`. Up to `OTA_E2E_LAMBDA_CONCURRENCY`
+/// (default 2) instances per function, so that concurrent requests meet other instances as on
+/// AWS.
+fn command(port: u16) -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let concurrency = std::env::var("OTA_E2E_LAMBDA_CONCURRENCY").unwrap_or_else(|_| "2".into());
     let mut cmd = Command::new(cargo_lambda());
-    // What `cargo test` set for this test binary is not the runner's environment, and the
-    // emulator's `cargo run` would see it: cargo records the variables build scripts track from
-    // its own environment (ring's tracks CARGO_MANIFEST_DIR), so with these it would rebuild
-    // the functions. `cargo xtask` clears the same ones for its builds.
-    for (name, _) in std::env::vars_os() {
-        let n = name.to_string_lossy();
-        if n == "CARGO_MANIFEST_DIR"
-            || n == "CARGO_MANIFEST_PATH"
-            || n == "CARGO_CRATE_NAME"
-            || n == "CARGO_PRIMARY_PACKAGE"
-            || n == "CARGO_TARGET_TMPDIR"
-            || n.starts_with("CARGO_PKG_")
-            || n.starts_with("CARGO_BIN_")
-        {
-            cmd.env_remove(&name);
-        }
-    }
+    // What `cargo test` set for this test binary would reach the emulator's `cargo run`, which
+    // would then rebuild the functions that `cargo xtask test` built.
+    ota_testkit::cargo_env::scrub(&mut cmd);
     cmd.args(["lambda", "watch", "--ignore-changes"])
         .args(["--invoke-address", "127.0.0.1"])
         .args(["--invoke-port", &port.to_string()])
         .args(["--concurrency", &concurrency])
         .current_dir(root)
-        .env("OTA_VIEW_CACHE_S", "0")
-        .process_group(0);
+        .env("OTA_VIEW_CACHE_S", "0");
     cmd
 }
 
 /// Waits until `GET /health` through the emulator (which starts `admin-metrics`) answers 200.
-pub fn wait_until_serving(child: &mut Child, port: u16) -> Result<(), NotServing> {
+fn wait_until_serving(child: &mut Child, port: u16) -> Result<(), NotServing> {
     let started = Instant::now();
     loop {
         if let Ok(Some(_)) = child.try_wait() {

@@ -58,7 +58,7 @@ pub fn ensure_cargo_lambda(root: &Path) -> anyhow::Result<PathBuf> {
 pub fn cargo_lambda(bin_dir: &Path) -> anyhow::Result<Command> {
     let mut cmd = Command::new(bin_dir.join("cargo-lambda"));
     cmd.current_dir(crate::root());
-    crate::without_crate_env(&mut cmd);
+    ota_testkit::cargo_env::scrub(&mut cmd);
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![bin_dir.to_path_buf()];
     paths.extend(std::env::split_paths(&path));

@@ -59,29 +59,9 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     c.current_dir(root());
-    without_crate_env(&mut c);
+    // What `cargo run` set for xtask itself would rebuild ring and what builds on it.
+    ota_testkit::cargo_env::scrub(&mut c);
     c
-}
-
-/// Removes what `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...)
-/// from a command that runs cargo. Cargo records the variables build scripts track from its own
-/// environment, and ring's tracks `CARGO_MANIFEST_DIR`: with xtask's value, every build from
-/// xtask and every build from a shell (or from the tests' `cargo lambda watch`) would rebuild
-/// ring, rustls and the AWS SDK for each other.
-pub fn without_crate_env(cmd: &mut Command) -> &mut Command {
-    for (name, _) in std::env::vars_os() {
-        let n = name.to_string_lossy();
-        if n == "CARGO_MANIFEST_DIR"
-            || n == "CARGO_MANIFEST_PATH"
-            || n == "CARGO_CRATE_NAME"
-            || n == "CARGO_PRIMARY_PACKAGE"
-            || n.starts_with("CARGO_PKG_")
-            || n.starts_with("CARGO_BIN_")
-        {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd
 }
 
 /// Runs a command, failing with its name when it does not succeed.
