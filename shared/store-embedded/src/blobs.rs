@@ -256,6 +256,7 @@ fn map_object(path: &Path) -> StoreResult<Bytes> {
     // SAFETY: a mapped file must not shrink while mapped. Objects here are never written in
     // place: each is written to tmp/ and renamed over its key (`commit`), and removed by
     // unlinking, so a mapping always refers to a whole, unchanging file.
+    #[allow(unsafe_code)] // the one unsafe of this crate; sound as said above
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
     Ok(Bytes::from_owner(map))
 }
