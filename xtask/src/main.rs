@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         Some("lint") => lint(),
         Some("local-aws") => local_aws(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("help") | Some("--help") | Some("-h") | None => {
+        Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
         }
@@ -52,8 +52,7 @@ fn main() -> anyhow::Result<()> {
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn cargo() -> Command {

@@ -322,7 +322,7 @@ mod tests {
         let counted = a
             .counters()
             .iter()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .collect::<Vec<_>>();
         let before = a.from;
         Ok(a.plan(
@@ -346,8 +346,10 @@ mod tests {
                     attempt: current.map(|s| attempt(s, 1, "r1")),
                     offered_by: Some("r1".into()),
                 };
-                let refused = current.is_some_and(|c| c.is_final() && c != next)
-                    && !(current.is_some_and(OtaStatus::is_failure) && !next.is_final());
+                // A final status is kept, except that a failure may start over (a retry).
+                let leaves_final = current.is_some_and(|c| c.is_final() && c != next);
+                let retry = current.is_some_and(OtaStatus::is_failure) && !next.is_final();
+                let refused = leaves_final && !retry;
                 let unchanged = current.is_some_and(|c| c.is_final() && c == next);
                 let plan = plan_of(seen, next);
                 let case = format!("{current:?} -> {next:?}");

@@ -116,6 +116,7 @@ async fn commit(tmp: &Path, dest: &Path) -> StoreResult<()> {
     result
 }
 
+#[allow(clippy::needless_pass_by_value)] // an adapter for `map_err`, which hands over the error
 fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Internal(format!("blob storage: {e}"))
 }

@@ -302,6 +302,5 @@ async fn phase(
 /// API.md §Update rules 2, the canary bucket; ids the service would refuse are never "in".
 fn in_canary(rollout_id: &str, device_id: &str, pct: f64) -> bool {
     DeviceId::parse(device_id)
-        .map(|id| f64::from(canary_bucket(rollout_id, &id)) < pct * 100.0)
-        .unwrap_or(false)
+        .is_ok_and(|id| f64::from(canary_bucket(rollout_id, &id)) < pct * 100.0)
 }
