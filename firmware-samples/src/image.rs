@@ -15,7 +15,7 @@ pub const MIN_SIZE: usize = 1024;
 const SECURE_PAD_ALIGN: usize = 0x1_0000;
 const DRAM_LEN: usize = 64;
 const IRAM_LEN: usize = 128;
-const EXTRA_SEGMENT_LEN: usize = 16;
+const EXTRA_SEGMENT_LEN: u8 = 16;
 
 /// What to generate. Every field has a sensible default ([`ImageSpec::new`]); the output is a
 /// pure function of the spec, so the same spec always gives the same bytes.
@@ -215,9 +215,9 @@ impl ImageSpec {
         // `nop` on RISC-V (0x00000013) fills IRAM; its exact content is irrelevant.
         let iram: Vec<u8> = [0x13, 0, 0, 0].into_iter().cycle().take(IRAM_LEN).collect();
         let mut segments = vec![(self.chip.dram_addr(), dram), (self.chip.iram_addr(), iram)];
-        for i in 0..u32::from(self.extra_segments) {
-            let addr = self.chip.dram_addr() + 0x100 + i * EXTRA_SEGMENT_LEN as u32;
-            segments.push((addr, vec![i as u8; EXTRA_SEGMENT_LEN]));
+        for i in 0..self.extra_segments {
+            let addr = self.chip.dram_addr() + 0x100 + u32::from(i) * u32::from(EXTRA_SEGMENT_LEN);
+            segments.push((addr, vec![i; usize::from(EXTRA_SEGMENT_LEN)]));
         }
         segments
     }

@@ -169,7 +169,7 @@ impl SigningKey {
         }
     }
 
-    /// SubjectPublicKeyInfo PEM ("BEGIN PUBLIC KEY").
+    /// `SubjectPublicKeyInfo` PEM ("BEGIN PUBLIC KEY").
     pub fn public_key_pem(&self) -> String {
         let pem = match &self.key {
             Key::Rsa(k) => k.to_public_key().to_public_key_pem(LineEnding::LF),
@@ -314,7 +314,7 @@ fn modinv_u32(a: u32) -> u32 {
         (old_r, r) = (r, old_r - q * r);
         (old_s, s) = (s, old_s - q * s);
     }
-    old_s.rem_euclid(m) as u32
+    u32::try_from(old_s.rem_euclid(m)).expect("a remainder modulo 2^32 fits in u32")
 }
 
 /// Appends a signature sector over `image` (padded with 0xFF to the next 4 KB boundary),

@@ -24,7 +24,7 @@ pub enum Target {
 
 /// `(name, chip id, DROM, DRAM, IRAM)`. DROM is the start of esptool's DROM map plus 0x20, so
 /// the first segment's data (at file offset 0x20) is aligned to its MMU page as ESP-IDF does;
-/// DRAM and IRAM are inside the chip's DRAM and IRAM ranges in esptool's MEMORY_MAP.
+/// DRAM and IRAM are inside the chip's DRAM and IRAM ranges in esptool's `MEMORY_MAP`.
 type Row = (&'static str, u16, u32, u32, u32);
 
 impl Target {

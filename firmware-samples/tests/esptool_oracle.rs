@@ -165,7 +165,7 @@ fn generated_images_look_the_same_to_esptool_and_esp_image() {
                 ("1.0.0", 0, 1024, "v5.4"),
                 (
                     "2.13.7-rc.1+build.5",
-                    3 + i as u32,
+                    3 + u32::try_from(i).unwrap(),
                     96 * 1024,
                     "v5.5-dev-123-gabcdef",
                 ),

@@ -364,7 +364,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).expect("below n")
     }
     pub fn chance(&mut self, percent: usize) -> bool {
         self.below(100) < percent

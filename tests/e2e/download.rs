@@ -200,11 +200,10 @@ async fn wait_past(exp: i64) {
 
 fn query_param(url: &str, name: &str) -> String {
     let parsed = reqwest::Url::parse(url).expect("URL");
-    parsed
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("{name} missing from {url}"))
+    let Some((_, value)) = parsed.query_pairs().find(|(k, _)| k == name) else {
+        panic!("{name} missing from {url}");
+    };
+    value.into_owned()
 }
 
 #[tokio::test]

@@ -455,7 +455,7 @@ fn random_value(rng: &mut Rng, pool: &[String], depth: usize) -> Value {
     match rng.below(if depth > 2 { 9 } else { 11 }) {
         0 => Value::Null,
         1 => Value::Bool(rng.chance(50)),
-        2 => json!(rng.below(200) as i64 - 50),
+        2 => json!(i64::try_from(rng.below(200)).unwrap() - 50),
         3 => json!(*rng.pick(&[
             u64::MAX,
             i64::MAX as u64,
@@ -595,7 +595,7 @@ async fn fuzzed_json_bodies_never_get_a_5xx() {
                 0xff
             };
             let bytes: Vec<u8> = (0..rng.below(64))
-                .map(|_| rng.next() as u8 & mask)
+                .map(|_| rng.next().to_le_bytes()[0] & mask)
                 .collect();
             let r = srv
                 .admin(method.clone(), path)

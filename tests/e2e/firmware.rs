@@ -363,7 +363,7 @@ async fn duplicate_version_is_409_in_both_flows() {
     for t in tasks {
         statuses.push(t.await.unwrap().status);
     }
-    statuses.sort();
+    statuses.sort_unstable();
     assert_eq!(statuses, vec![201, 409, 409, 409, 409, 409, 409, 409]);
 }
 

@@ -361,13 +361,13 @@ impl Server {
 
     /// Stops the process (SIGTERM, then SIGKILL if it lingers) and starts it again on the same
     /// data directory and environment. The port changes; `base()` follows it.
-    pub async fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.local().stop();
         self.start_again();
     }
 
     /// Kills the process with SIGKILL (no graceful shutdown) and starts it again.
-    pub async fn crash_and_restart(&mut self) {
+    pub fn crash_and_restart(&mut self) {
         self.local().kill();
         self.start_again();
     }

@@ -677,10 +677,8 @@ async fn every_admin_change_is_audited_with_its_actor_and_no_credential() {
 
     // The details say what changed.
     let details = |action: &str| {
-        all.iter()
-            .find(|e| e["action"] == action)
-            .map(|e| e["details"].clone())
-            .unwrap_or_else(|| panic!("no {action}"))
+        let event = all.iter().find(|e| e["action"] == action);
+        event.unwrap_or_else(|| panic!("no {action}"))["details"].clone()
     };
     let up = details("firmware.upload");
     assert_eq!(
@@ -712,7 +710,11 @@ async fn every_admin_change_is_audited_with_its_actor_and_no_credential() {
     let mint = details("device.token_mint");
     assert_eq!(mint["device_type"], "audited");
     assert!(mint["expires_at"].is_i64(), "{mint}");
-    assert_eq!(mint.as_object().map(|o| o.len()), Some(2), "{mint}");
+    assert_eq!(
+        mint.as_object().map(serde_json::Map::len),
+        Some(2),
+        "{mint}"
+    );
 
     // No credential appears anywhere in the log: not the tokens used, not the minted one,
     // not the secret, not the upload URL's signature.

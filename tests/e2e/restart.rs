@@ -105,7 +105,7 @@ async fn everything_survives_a_restart() {
     let before = snapshot(&srv).await;
     let secret_before = std::fs::read(srv.data_dir().join("jwt-secret")).unwrap();
 
-    srv.restart().await;
+    srv.restart();
 
     assert_eq!(
         snapshot(&srv).await,
@@ -236,7 +236,7 @@ async fn committed_writes_survive_a_kill() {
     }
     let before = snapshot(&srv).await;
 
-    srv.crash_and_restart().await;
+    srv.crash_and_restart();
 
     assert_eq!(
         snapshot(&srv).await,

@@ -7,7 +7,7 @@ use crate::harness::Server;
 
 const README: &str = include_str!("../../README.md");
 
-/// The first ```sh block after the "## Walkthrough" heading.
+/// The first `sh` code block after the "## Walkthrough" heading.
 fn walkthrough_script() -> &'static str {
     let section = README
         .split_once("## Walkthrough")

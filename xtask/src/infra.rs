@@ -20,8 +20,7 @@ pub fn lint_template(root: &Path) -> anyhow::Result<()> {
             Command::new(python.with_file_name("cfn-lint"))
                 .arg("--version")
                 .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+                .is_ok_and(|s| s.success())
         },
     )?;
     super::run(

@@ -95,8 +95,7 @@ pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
         .map(|(k, v)| (k.to_owned(), v)),
     );
     let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::root().join("target"));
+        .map_or_else(|| crate::root().join("target"), PathBuf::from);
     let setup = crate::root().join(target).join("debug/ota-local-setup");
     let mut cmd = Command::new(&setup);
     aws.apply(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));

@@ -3,7 +3,9 @@
 
 mod aws_local;
 mod bench;
+mod deny;
 mod infra;
+mod install;
 mod lambda;
 mod python;
 
@@ -19,8 +21,10 @@ commands:
                         stack, then run every test of the workspace against it, the end-to-end
                         suite again on DynamoDB + S3, and the README walkthrough through the
                         Lambda functions (cargo lambda watch)
-  lint                  cargo fmt --check, cargo clippy --all-targets -D warnings, and cfn-lint
-                        on infra/template.yaml (installed into target/cfn-lint-venv if missing)
+  lint                  cargo fmt --check, cargo clippy --all-targets -D warnings, cfn-lint on
+                        infra/template.yaml (installed into target/cfn-lint-venv if missing),
+                        and cargo deny check licenses bans sources, offline (deny.toml;
+                        cargo-deny installed into target/tools if missing)
   local-aws             install if missing and start DynamoDB Local and s3s-fs, create the
                         table and bucket, serve the six Lambda functions with `cargo lambda
                         watch` on one base URL; print it, an admin token and the environment
@@ -40,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         Some("lint") => lint(),
         Some("local-aws") => local_aws(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("help") | Some("--help") | Some("-h") | None => {
+        Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
         }
@@ -52,8 +56,7 @@ fn main() -> anyhow::Result<()> {
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn cargo() -> Command {
@@ -243,5 +246,6 @@ fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    infra::lint_template(&root())
+    infra::lint_template(&root())?;
+    deny::check(&root())
 }

@@ -17,8 +17,7 @@ pub fn ensure_test_tools(root: &Path) -> anyhow::Result<PathBuf> {
             Command::new(python)
                 .args(["-c", "import esptool"])
                 .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+                .is_ok_and(|s| s.success())
         },
     )?;
     Ok(venv.join("bin/python3"))

@@ -7,6 +7,8 @@ use clap::Parser;
 use firmware_samples::{ImageSpec, Scheme, SigningKey, Target, parse_size};
 
 /// Generate an ESP-IDF style app image (valid for esptool, not runnable).
+// The field docs are `--help` text, printed as written: Markdown backticks would show.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Parser)]
 #[command(name = "gen-firmware")]
 struct Args {

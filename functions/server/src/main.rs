@@ -165,8 +165,8 @@ async fn shutdown() {
         }
     };
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        () = ctrl_c => {},
+        () = term => {},
     }
     tracing::info!("shutting down");
 }

@@ -15,10 +15,10 @@ fn capability(c: &mut Criterion) {
     let mut group = c.benchmark_group("capability_url");
     group.sample_size(50);
     group.bench_function("sign", |b| {
-        b.iter(|| signer.sign(black_box("GET"), black_box(KEY), black_box(EXPIRES), &[]))
+        b.iter(|| signer.sign(black_box("GET"), black_box(KEY), black_box(EXPIRES), &[]));
     });
     group.bench_function("verify", |b| {
-        b.iter(|| signer.verify("GET", black_box(KEY), EXPIRES, &[], black_box(&sig)))
+        b.iter(|| signer.verify("GET", black_box(KEY), EXPIRES, &[], black_box(&sig)));
     });
     group.finish();
 }

@@ -62,7 +62,7 @@ fn decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("check_decision");
     group.sample_size(50);
     group.bench_function("decide_100_active_rollouts", |b| {
-        b.iter(|| rules::decide(black_box(&view), black_box(&check_in), black_box(&snapshot)))
+        b.iter(|| rules::decide(black_box(&view), black_box(&check_in), black_box(&snapshot)));
     });
     group.finish();
 }

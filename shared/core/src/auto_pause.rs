@@ -24,6 +24,8 @@ pub fn should_pause(rollout: &Rollout, progress: &RolloutProgress) -> bool {
     // Compare in integers, with the threshold in millionths of a percent (exact for any threshold
     // written with up to six decimals), so that a rate exactly at the threshold never exceeds it
     // by rounding: 69 of 375 is 18.4 %, but 18.4 * 375 is 6899.999999999999 in f64.
+    // A percentage checked at input (fields::percentage): 0 to 10^8 millionths, no sign to lose.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let threshold = (threshold * MICRO as f64).round() as u128;
     finals >= u64::from(rollout.min_reports.max(1))
         && u128::from(progress.failure_reports) * 100 * MICRO > threshold * u128::from(finals)

@@ -136,7 +136,7 @@ impl Version {
                 match ident.parse::<u64>() {
                     // Numeric identifiers rank below alphanumeric ones and compare numerically.
                     Ok(n) if ident.bytes().all(|b| b.is_ascii_digit()) => {
-                        key.push_str(&format!("0{n:020}"))
+                        key.push_str(&format!("0{n:020}"));
                     }
                     _ => {
                         key.push('1');

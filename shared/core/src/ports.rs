@@ -101,7 +101,7 @@ pub trait MetaStore: Send + Sync {
         policy: &DeviceTypePolicy,
     ) -> StoreResult<DeviceTypePolicy>;
 
-    /// Conflict when (device_type, version) exists.
+    /// Conflict when (`device_type`, version) exists.
     async fn insert_release(&self, release: &Release) -> StoreResult<()>;
     async fn get_release(&self, id: &str) -> StoreResult<Option<Release>>;
     async fn find_release(
@@ -146,7 +146,7 @@ pub trait MetaStore: Send + Sync {
         offer: &OfferFn<'_>,
     ) -> StoreResult<DeviceSnapshot>;
     async fn get_device(&self, id: &DeviceId) -> StoreResult<Option<Device>>;
-    /// Replaces the device's groups; NotFound for a device that never checked in.
+    /// Replaces the device's groups; `NotFound` for a device that never checked in.
     async fn set_device_groups(&self, id: &DeviceId, groups: &[String]) -> StoreResult<Device>;
     async fn list_devices(
         &self,

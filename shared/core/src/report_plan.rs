@@ -317,7 +317,7 @@ mod tests {
         let counted = a
             .counters()
             .iter()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .collect::<Vec<_>>();
         let before = a.from;
         Ok(a.plan(

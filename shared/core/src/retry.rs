@@ -56,7 +56,8 @@ pub async fn backoff(round: u32) {
 /// Exponential with full jitter: a random time up to 5 ms doubled each round, capped.
 fn pause(round: u32) -> Duration {
     let cap_ms = MAX_PAUSE_MS.min(5u64 << round.min(6));
-    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u16) % (cap_ms + 1);
+    let (_, random) = uuid::Uuid::new_v4().as_u64_pair();
+    let jitter = random % (cap_ms + 1);
     Duration::from_millis(jitter)
 }
 

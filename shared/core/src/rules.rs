@@ -288,7 +288,7 @@ mod tests {
             (
                 FailedTooOften,
                 Box::new(|_, _, d| {
-                    d.failures = vec![("fw-1.1.0".into(), MAX_FAILURES_PER_RELEASE)]
+                    d.failures = vec![("fw-1.1.0".into(), MAX_FAILURES_PER_RELEASE)];
                 }),
             ),
         ];

@@ -283,7 +283,7 @@ impl DeviceCredentials for Recorded {
     ) -> StoreResult<String> {
         Ok(format!(
             "{device_id}/{device_type}/{:?}",
-            expires_at.map(|t| t.unix_timestamp())
+            expires_at.map(OffsetDateTime::unix_timestamp)
         ))
     }
 }

@@ -23,7 +23,7 @@ fn validation(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes.len() as u64));
     group.sample_size(20);
     group.bench_function("validate", |b| {
-        b.iter(|| esp_image::validate(black_box(&bytes)).expect("valid image"))
+        b.iter(|| esp_image::validate(black_box(&bytes)).expect("valid image"));
     });
     group.bench_function("stream_64k_chunks", |b| {
         b.iter(|| {
@@ -32,7 +32,7 @@ fn validation(c: &mut Criterion) {
                 v.push(chunk);
             }
             v.finish().expect("valid image")
-        })
+        });
     });
     group.finish();
 }

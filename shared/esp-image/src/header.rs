@@ -9,7 +9,7 @@ pub const HEADER_LEN: usize = 24;
 pub const IMAGE_MAGIC: u8 = 0xE9;
 /// The bootloader refuses images with more segments than this.
 pub const MAX_SEGMENTS: u8 = 16;
-/// Highest SPI mode value (SLOW_READ).
+/// Highest SPI mode value (`SLOW_READ`).
 const MAX_SPI_MODE: u8 = 5;
 /// Indexed by the header's flash size nibble.
 const FLASH_SIZES: [&str; 8] = ["1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB"];

@@ -15,7 +15,7 @@ pub mod code {
     pub const TRUNCATED: &str = "truncated";
     /// More than 16 segments: the bootloader refuses the image.
     pub const TOO_MANY_SEGMENTS: &str = "too_many_segments";
-    /// SPI mode byte above 5 (SLOW_READ).
+    /// SPI mode byte above 5 (`SLOW_READ`).
     pub const BAD_SPI_MODE: &str = "bad_spi_mode";
     /// Hash-appended byte other than 0 or 1.
     pub const BAD_HASH_FLAG: &str = "bad_hash_flag";

@@ -22,8 +22,7 @@ pub struct Segment {
 impl Segment {
     /// `offset` is where the data starts; it is a `u32` because segments only exist in the
     /// first 4 GB of a file (bigger files are rejected long before, as truncated or trailing).
-    pub(crate) fn parse(header: &[u8; SEGMENT_HEADER_LEN], offset: u32) -> Segment {
-        let h = header;
+    pub(crate) fn parse(h: [u8; SEGMENT_HEADER_LEN], offset: u32) -> Segment {
         Segment {
             load_addr: u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
             len: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
@@ -96,7 +95,7 @@ mod tests {
         let mut h = [0u8; 8];
         h[..4].copy_from_slice(&0x3C00_0020u32.to_le_bytes());
         h[4..].copy_from_slice(&0x100u32.to_le_bytes());
-        let s = Segment::parse(&h, 0x20);
+        let s = Segment::parse(h, 0x20);
         assert_eq!(
             s,
             Segment {

@@ -21,7 +21,7 @@ use crate::reason::{Reason, Rejection, code};
 use crate::segments::{SEGMENT_HEADER_LEN, Segment};
 use crate::signature::{self, ImageDigests, SECTOR_SIZE};
 
-/// The checksum is seeded with this before XORing segment data.
+/// The seed of the checksum, an XOR over all segment data.
 const CHECKSUM_SEED: u8 = 0xEF;
 const HASH_LEN: usize = 32;
 /// Size of the scratch buffer for fixed-size fields (the largest being the hash).
@@ -249,7 +249,7 @@ impl Validator {
             return;
         };
         let offset = u32::try_from(self.pos).unwrap_or(u32::MAX);
-        let segment = Segment::parse(bytes, offset);
+        let segment = Segment::parse(*bytes, offset);
         segment.check_len(index, &mut self.reasons);
         self.segments.push(segment);
         self.scratch_len = 0;
@@ -522,7 +522,7 @@ mod tests {
 
     /// A minimal image assembled by hand, independent of the `firmware-samples` generator.
     fn build(chip_id: u16, segments: &[(u32, Vec<u8>)], hash: bool) -> Vec<u8> {
-        let mut out = vec![0xE9, segments.len() as u8, 2, 0x20];
+        let mut out = vec![0xE9, u8::try_from(segments.len()).unwrap(), 2, 0x20];
         out.extend(0x4038_0000u32.to_le_bytes());
         out.extend([0xEE, 0, 0, 0]);
         out.extend(chip_id.to_le_bytes());
@@ -531,7 +531,7 @@ mod tests {
         let mut checksum = 0xEF;
         for (addr, data) in segments {
             out.extend(addr.to_le_bytes());
-            out.extend((data.len() as u32).to_le_bytes());
+            out.extend(u32::try_from(data.len()).unwrap().to_le_bytes());
             out.extend(data);
             checksum = data.iter().fold(checksum, |a, b| a ^ b);
         }
@@ -687,8 +687,8 @@ mod tests {
     #[test]
     fn too_many_segments() {
         let mut segs = segments(b"1.0.0");
-        for i in 0..14 {
-            segs.push((0x3FC9_0000 + i * 16, vec![i as u8; 16]));
+        for i in 0..14u8 {
+            segs.push((0x3FC9_0000 + u32::from(i) * 16, vec![i; 16]));
         }
         assert_eq!(segs.len(), 17);
         assert_eq!(

@@ -52,7 +52,7 @@ fn bases() -> &'static [Base] {
                 let spec = ImageSpec {
                     hash_appended,
                     size: 1024 + 512 * i,
-                    secure_version: i as u32,
+                    secure_version: u32::try_from(i).unwrap(),
                     ..ImageSpec::new(chip, "1.0.0")
                 };
                 out.push(Base {

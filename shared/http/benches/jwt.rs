@@ -22,10 +22,10 @@ fn jwt(c: &mut Criterion) {
     let mut group = c.benchmark_group("jwt_hs256");
     group.sample_size(50);
     group.bench_function("verify_device", |b| {
-        b.iter(|| auth.verify_device(black_box(&device)).expect("valid"))
+        b.iter(|| auth.verify_device(black_box(&device)).expect("valid"));
     });
     group.bench_function("verify_admin", |b| {
-        b.iter(|| auth.verify_admin(black_box(&admin)).expect("valid"))
+        b.iter(|| auth.verify_admin(black_box(&admin)).expect("valid"));
     });
     group.bench_function("mint_device", |b| {
         b.iter(|| {
@@ -34,7 +34,7 @@ fn jwt(c: &mut Criterion) {
                 &DeviceType::parse("demo").expect("device type"),
                 None,
             )
-        })
+        });
     });
     group.finish();
 }

@@ -97,7 +97,8 @@ impl AuthConfig {
     fn validation(&self, algorithm: Algorithm, audience: &str, require_exp: bool) -> Validation {
         let mut v = Validation::new(algorithm);
         v.set_audience(&[audience]);
-        let mut required: HashSet<String> = ["aud", "sub"].iter().map(|s| s.to_string()).collect();
+        let mut required: HashSet<String> =
+            ["aud", "sub"].iter().map(ToString::to_string).collect();
         if require_exp {
             required.insert("exp".into());
         }
@@ -196,7 +197,7 @@ impl DeviceCredentials for AuthConfig {
         self.mint_device(
             device_id,
             device_type,
-            expires_at.map(|t| t.unix_timestamp()),
+            expires_at.map(time::OffsetDateTime::unix_timestamp),
         )
         .map_err(|p| StoreError::Internal(p.detail))
     }

@@ -77,6 +77,6 @@ mod tests {
         for i in 0..MAX_TRACKED + 10 {
             let _ = t.admit(&format!("d{i}"), i64::try_from(i).unwrap_or(0) * WINDOW_S);
         }
-        assert!(t.windows.lock().map(|m| m.len()).unwrap_or(0) <= MAX_TRACKED);
+        assert!(t.windows.lock().map_or(0, |m| m.len()) <= MAX_TRACKED);
     }
 }

@@ -133,8 +133,7 @@ where
         let started = Instant::now();
         let timestamp_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let method = req.method().to_string();
         let path = req.uri().path().to_owned();
         let request_id = req

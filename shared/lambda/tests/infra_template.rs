@@ -192,7 +192,7 @@ fn the_template_has_exactly_the_lambda_functions_of_the_workspace() {
     assert_eq!(g["Handler"].as_str(), Some("bootstrap"));
     assert_eq!(g["CodeUri"].as_str(), Some(".."), "the workspace root");
     assert_eq!(
-        g["Architectures"].as_sequence().map(|a| a.as_slice()),
+        g["Architectures"].as_sequence().map(Vec::as_slice),
         Some(&[Value::from("arm64")][..])
     );
 }

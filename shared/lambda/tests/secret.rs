@@ -104,14 +104,20 @@ fn the_plain_secret_wins_and_one_of_the_two_is_needed() {
         SecretSource::Plain("plain".to_owned())
     );
     // SAFETY: the only test of this binary that reads or writes the environment.
-    unsafe { std::env::remove_var("OTA_JWT_SECRET_ARN") };
+    #[allow(unsafe_code)] // changing the environment is unsafe; sound for the reason above
+    unsafe {
+        std::env::remove_var("OTA_JWT_SECRET_ARN");
+    }
     let e = SecretSource::from_env(None).unwrap_err().to_string();
     assert!(
         e.contains("OTA_JWT_SECRET_ARN") && e.contains("OTA_JWT_SECRET"),
         "{e}"
     );
     // SAFETY: as above.
-    unsafe { std::env::set_var("OTA_JWT_SECRET_ARN", ARN) };
+    #[allow(unsafe_code)] // as above
+    unsafe {
+        std::env::set_var("OTA_JWT_SECRET_ARN", ARN);
+    }
     assert_eq!(
         SecretSource::from_env(None).unwrap(),
         SecretSource::SecretsManager(ARN.to_owned())

@@ -39,7 +39,7 @@ fn presign(c: &mut Criterion) {
     group.sample_size(30);
     group.bench_function("presigned_get", |b| {
         b.to_async(&rt)
-            .iter(|| blobs.download_url(KEY, Duration::from_secs(900)))
+            .iter(|| blobs.download_url(KEY, Duration::from_secs(900)));
     });
     group.finish();
 }

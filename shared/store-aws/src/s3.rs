@@ -4,12 +4,12 @@
 //! Commit rule for `put` and `put_exact`: the bytes are counted and hashed while they stream, and
 //! the object becomes visible only once the whole stream was read and passed the check (limit,
 //! or size and SHA-256). A body that fits in one part is held in memory and written with one
-//! PutObject after the check; a larger one goes up as a multipart upload, which S3 keeps
-//! invisible until CompleteMultipartUpload, and which is aborted instead on any error, on an
+//! `PutObject` after the check; a larger one goes up as a multipart upload, which S3 keeps
+//! invisible until `CompleteMultipartUpload`, and which is aborted instead on any error, on an
 //! over-limit body or on a mismatch. So nothing ever relies on the server refusing a wrong
-//! checksum: s3s-fs 0.14.1 answers 400 BadDigest but keeps the wrong bytes (docs/local-aws.md),
+//! checksum: s3s-fs 0.14.1 answers 400 `BadDigest` but keeps the wrong bytes (docs/local-aws.md),
 //! and wrong bytes are never sent to a commit here in the first place. No temporary key and
-//! no CopyObject are needed (nor the 5 GB single-copy limit, nor a second write of the bytes).
+//! no `CopyObject` are needed (nor the 5 GB single-copy limit, nor a second write of the bytes).
 
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// Size of a multipart part (S3 wants at least 5 MiB for all but the last) and of the largest
-/// body held in memory for a single PutObject. ESP32 images are a few MiB: most uploads take
+/// body held in memory for a single `PutObject`. ESP32 images are a few MiB: most uploads take
 /// the single-request path.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -160,7 +160,7 @@ impl S3Blobs {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| sdk_error("PutObject", e))
+            .map_err(|e| sdk_error("PutObject", &e))
     }
 }
 
@@ -181,7 +181,7 @@ impl Multipart {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
-            .map_err(|e| sdk_error("CreateMultipartUpload", e))?;
+            .map_err(|e| sdk_error("CreateMultipartUpload", &e))?;
         let upload_id = out
             .upload_id
             .ok_or_else(|| StoreError::Internal("CreateMultipartUpload: no upload id".into()))?;
@@ -206,7 +206,7 @@ impl Multipart {
             .body(SdkByteStream::from(part))
             .send()
             .await
-            .map_err(|e| sdk_error("UploadPart", e))?;
+            .map_err(|e| sdk_error("UploadPart", &e))?;
         self.parts.push(
             CompletedPart::builder()
                 .part_number(number)
@@ -234,7 +234,7 @@ impl Multipart {
         match done {
             Ok(_) => Ok(()),
             Err(e) => {
-                let err = sdk_error("CompleteMultipartUpload", e);
+                let err = sdk_error("CompleteMultipartUpload", &e);
                 self.abort(s, key).await;
                 Err(err)
             }
@@ -270,20 +270,20 @@ fn presigning(ttl: Duration) -> StoreResult<(PresigningConfig, OffsetDateTime)> 
 }
 
 /// Throttling, 5xx and connection failures are worth a retry later (503 at the HTTP edge); a
-/// 404 is NotFound; anything else is a bug or misconfiguration, logged with the SDK's text
+/// 404 is `NotFound`; anything else is a bug or misconfiguration, logged with the SDK's text
 /// (error codes and messages, never credentials).
-fn sdk_error<E>(op: &str, err: SdkError<E, HttpResponse>) -> StoreError
+fn sdk_error<E>(op: &str, err: &SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().unwrap_or_default();
-    let text = format!("S3 {op}: {}", DisplayErrorContext(&err));
+    let text = format!("S3 {op}: {}", DisplayErrorContext(err));
     let throttled = matches!(
         code,
         "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
     );
-    match &err {
+    match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unavailable(text),
         // Also a 404, but a deployment error: the firmware is not merely absent.
         _ if code == "NoSuchBucket" => StoreError::Internal(text),
@@ -308,7 +308,7 @@ impl BlobStore for S3Blobs {
             .key(key)
             .presigned(config)
             .await
-            .map_err(|e| sdk_error("presign GetObject", e))?;
+            .map_err(|e| sdk_error("presign GetObject", &e))?;
         Ok(SignedUrl {
             url: req.uri().to_owned(),
             expires_at,
@@ -341,7 +341,7 @@ impl BlobStore for S3Blobs {
             .checksum_sha256(B64.encode(sha))
             .presigned(config)
             .await
-            .map_err(|e| sdk_error("presign PutObject", e))?;
+            .map_err(|e| sdk_error("presign PutObject", &e))?;
         Ok(UploadTarget {
             url: req.uri().to_owned(),
             method: "PUT",
@@ -383,7 +383,7 @@ impl BlobStore for S3Blobs {
             .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end)))
             .send()
             .await
-            .map_err(|e| sdk_error("GetObject", e))?;
+            .map_err(|e| sdk_error("GetObject", &e))?;
         let stream = futures_util::stream::unfold(out.body, |mut body| async move {
             body.next()
                 .await
@@ -406,7 +406,7 @@ impl BlobStore for S3Blobs {
                 .and_then(|n| u64::try_from(n).ok())
                 .map(Some)
                 .ok_or_else(|| StoreError::Internal("HeadObject: no content length".into())),
-            Err(e) => match sdk_error("HeadObject", e) {
+            Err(e) => match sdk_error("HeadObject", &e) {
                 StoreError::NotFound => Ok(None),
                 other => Err(other),
             },
@@ -422,7 +422,7 @@ impl BlobStore for S3Blobs {
             .key(key)
             .send()
             .await;
-        match deleted.map_err(|e| sdk_error("DeleteObject", e)) {
+        match deleted.map_err(|e| sdk_error("DeleteObject", &e)) {
             Ok(_) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }

@@ -62,7 +62,7 @@ async fn read_all(s: &S3Blobs, key: &str) -> Vec<u8> {
 }
 
 fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
+    (0..u32::try_from(len).unwrap())
         .map(|i| (i.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
         .collect()
 }

@@ -94,7 +94,9 @@ pub async fn put_exact_commits_only_the_expected_bytes(s: Store) {
     // 9 MiB takes the S3 adapter's multipart path.
     for len in [5_000usize, 9 * 1024 * 1024] {
         let key = format!("firmware/exact{len}.bin");
-        let good: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let good: Vec<u8> = (0..len)
+            .map(|i| u8::try_from(i * 31 % 251).expect("below 251"))
+            .collect();
         let expect = meta_of(&good);
         let mut wrong = good.clone();
         wrong[len / 2] ^= 0xff;

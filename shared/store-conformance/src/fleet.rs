@@ -203,11 +203,11 @@ pub async fn metrics_agree_with_logs_and_devices(s: Store) {
     let (fw, r) = setup(&s, None, 1).await;
     // Deterministic pseudo-random sequence of checks and reports.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = |m: u64| {
+    let mut next = |m: usize| {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        x % m
+        usize::try_from(x % m as u64).expect("below m")
     };
     let versions = ["1.0.0", "1.1.0", "2.0.0"];
     for _ in 0..300 {
@@ -215,13 +215,13 @@ pub async fn metrics_agree_with_logs_and_devices(s: Store) {
         match next(3) {
             0 => {
                 let t = if next(4) == 0 { "other" } else { "demo" };
-                s.record_check(&check_in(&d, t, versions[next(3) as usize]), &|_| None)
+                s.record_check(&check_in(&d, t, versions[next(3)]), &|_| None)
                     .await
                     .unwrap();
             }
             1 => offered(&s, &d, &fw, &r).await,
             _ => {
-                let st = OtaStatus::ALL[next(6) as usize];
+                let st = OtaStatus::ALL[next(6)];
                 // Refused moves (409) store nothing and count nothing.
                 let _ = s
                     .record_status(&report(&d, &fw, st, &format!("e{}", next(20))))

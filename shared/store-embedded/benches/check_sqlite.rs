@@ -61,7 +61,7 @@ fn check_on_sqlite(c: &mut Criterion) {
             next = (next + 1) % DEVICES;
             let (svc, c) = (svc.clone(), check_ins[next].clone());
             async move { svc.check(c).await }
-        })
+        });
     });
     group.finish();
 }

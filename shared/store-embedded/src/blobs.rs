@@ -116,6 +116,7 @@ async fn commit(tmp: &Path, dest: &Path) -> StoreResult<()> {
     result
 }
 
+#[allow(clippy::needless_pass_by_value)] // an adapter for `map_err`, which hands over the error
 fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Internal(format!("blob storage: {e}"))
 }
@@ -256,6 +257,7 @@ fn map_object(path: &Path) -> StoreResult<Bytes> {
     // SAFETY: a mapped file must not shrink while mapped. Objects here are never written in
     // place: each is written to tmp/ and renamed over its key (`commit`), and removed by
     // unlinking, so a mapping always refers to a whole, unchanging file.
+    #[allow(unsafe_code)] // the one unsafe of this crate; sound as said above
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
     Ok(Bytes::from_owner(map))
 }

@@ -18,7 +18,7 @@ use ota_core::ports::{
     MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult,
 };
 use ota_core::progress::RolloutProgress;
-use ota_core::release::{Release, ReleaseFilter};
+use ota_core::release::{Release, ReleaseFilter, ReleaseState};
 use ota_core::report_plan::{self, Attempt, Seen, StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 use ota_core::status::OtaStatus;
@@ -30,7 +30,9 @@ use crate::counters;
 use crate::device_cache::DeviceCache;
 use crate::last_seen::LastSeen;
 use crate::schema;
-use crate::sql::{db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, to_doc};
+use crate::sql::{
+    db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, sql_int, to_doc,
+};
 use crate::view_cache::ViewCache;
 use ota_core::cursor::{self, paginate};
 
@@ -262,7 +264,7 @@ fn load_rollout(tx: &Connection, id: &str) -> StoreResult<Option<Rollout>> {
 fn write_rollout(tx: &Transaction<'_>, r: &Rollout) -> StoreResult<()> {
     tx.execute(
         "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1",
-        params![r.id, r.state.as_str(), r.revision as i64, to_doc(r)?],
+        params![r.id, r.state.as_str(), sql_int(r.revision), to_doc(r)?],
     )
     .map_err(db_err)?;
     Ok(())
@@ -341,7 +343,7 @@ impl MetaStore for SqliteMeta {
                         f.device_type.as_str(),
                         f.version.to_string(),
                         f.version.sort_key(),
-                        f.build_number as i64,
+                        sql_int(f.build_number),
                         f.channel,
                         f.state.as_str(),
                         doc
@@ -392,9 +394,9 @@ impl MetaStore for SqliteMeta {
             Some((k, b, i)) => (Some(k), Some(b), Some(i)),
             None => (None, None, None),
         };
-        let dt = filter.device_type.as_ref().map(|d| d.to_string());
+        let dt = filter.device_type.as_ref().map(ToString::to_string);
         let channel = filter.channel.clone();
-        let state = filter.state.map(|s| s.as_str());
+        let state = filter.state.map(ReleaseState::as_str);
         let limit = page.limit;
         let fetch = fetch_limit(page);
         self.tx(move |tx| {
@@ -408,7 +410,7 @@ impl MetaStore for SqliteMeta {
                 &[&dt, &channel, &state, &a_key, &a_build, &a_id, &fetch],
             )?;
             Ok(paginate(items, limit, |f: &Release| {
-                (f.version.sort_key(), f.build_number as i64, f.id.clone())
+                (f.version.sort_key(), sql_int(f.build_number), f.id.clone())
             }))
         })
         .await
@@ -456,7 +458,7 @@ impl MetaStore for SqliteMeta {
         self.tx(move |tx| {
             tx.execute(
                 "INSERT INTO rollouts (id, device_type, firmware_id, state, revision, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![r.id, r.device_type.as_str(), r.firmware_id, r.state.as_str(), r.revision as i64, doc],
+                params![r.id, r.device_type.as_str(), r.firmware_id, r.state.as_str(), sql_int(r.revision), doc],
             )
             .map_err(db_err)?;
             Ok(())
@@ -475,9 +477,9 @@ impl MetaStore for SqliteMeta {
         page: &PageRequest,
     ) -> StoreResult<Page<Rollout>> {
         let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
-        let dt = filter.device_type.as_ref().map(|d| d.to_string());
+        let dt = filter.device_type.as_ref().map(ToString::to_string);
         let fw = filter.firmware_id.clone();
-        let state = filter.state.map(|s| s.as_str());
+        let state = filter.state.map(RolloutState::as_str);
         let limit = page.limit;
         let fetch = fetch_limit(page);
         self.tx(move |tx| {
@@ -502,7 +504,7 @@ impl MetaStore for SqliteMeta {
             let n = tx
                 .execute(
                     "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1 AND revision = ?5",
-                    params![r.id, r.state.as_str(), r.revision as i64, doc, expect_revision as i64],
+                    params![r.id, r.state.as_str(), sql_int(r.revision), doc, sql_int(expect_revision)],
                 )
                 .map_err(db_err)?;
             if n == 0 {
@@ -605,8 +607,8 @@ impl MetaStore for SqliteMeta {
         page: &PageRequest,
     ) -> StoreResult<Page<Device>> {
         let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
-        let dt = filter.device_type.as_ref().map(|d| d.to_string());
-        let version = filter.version.as_ref().map(|v| v.to_string());
+        let dt = filter.device_type.as_ref().map(ToString::to_string);
+        let version = filter.version.as_ref().map(ToString::to_string);
         let group = filter.group.clone();
         let limit = page.limit;
         let fetch = fetch_limit(page);
@@ -753,9 +755,9 @@ impl MetaStore for SqliteMeta {
         page: &PageRequest,
     ) -> StoreResult<Page<LogEntry>> {
         let before: Option<i64> = cursor::decode(page.cursor.as_deref())?;
-        let device = filter.device_id.as_ref().map(|d| d.to_string());
+        let device = filter.device_id.as_ref().map(ToString::to_string);
         let fw = filter.firmware_id.clone();
-        let status = filter.status.map(|s| s.as_str());
+        let status = filter.status.map(OtaStatus::as_str);
         let since = filter.since.map(micros);
         let limit = page.limit;
         let fetch = fetch_limit(page);

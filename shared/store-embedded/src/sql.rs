@@ -61,6 +61,13 @@ pub fn fetch_limit(page: &PageRequest) -> i64 {
     i64::from(page.limit) + 1
 }
 
+/// A `u64` column value as the `INTEGER` (an i64) SQLite stores: the same 64 bits. Revisions
+/// never come near 2^63; a build number from 2^63 up is stored negative, and so sorts after the
+/// smaller ones in `list_releases` (the doc keeps the true value).
+pub fn sql_int(n: u64) -> i64 {
+    n.cast_signed()
+}
+
 pub fn micros(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }

@@ -133,8 +133,11 @@ impl BlobStore for MemoryBlobs {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
         let data = self.lock()?.get(key).cloned().ok_or(StoreError::NotFound)?;
         let part = match range {
-            // Ranges come clamped to the object.
-            Some(r) => data.slice(r.start as usize..=r.end as usize),
+            // Ranges come clamped to the object, so they fit its length.
+            Some(r) => {
+                let at = |n: u64| usize::try_from(n).map_err(|_| StoreError::NotFound);
+                data.slice(at(r.start)?..=at(r.end)?)
+            }
             None => data,
         };
         Ok(Box::pin(stream::iter([Ok(part)])))

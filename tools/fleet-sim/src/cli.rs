@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+// The field docs are `--help` text, printed as written: Markdown backticks would show.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "fleet-sim",

@@ -41,7 +41,7 @@ pub enum Outcome {
     Updated,
     Failed,
     RolledBack,
-    /// Something esp_https_ota would not accept, or the service refused a request.
+    /// Something `esp_https_ota` would not accept, or the service refused a request.
     Error(String),
 }
 
@@ -228,7 +228,7 @@ impl Session<'_> {
         a.json()
     }
 
-    /// esp_https_ota's partial download: HEAD for the length, then `Range: bytes=a-b` GETs.
+    /// `esp_https_ota`'s partial download: HEAD for the length, then `Range: bytes=a-b` GETs.
     /// `None` when the device is scripted to fail and stops half way.
     async fn download_ranged(&mut self, url: &str, size: u64) -> anyhow::Result<Option<String>> {
         let head = exchange(
@@ -371,7 +371,7 @@ impl Session<'_> {
 }
 
 /// A request for image bytes. The redirecting download endpoint takes the device credential
-/// in `X-OTA-Device-Token`, which esp_https_ota carries across the redirect and the
+/// in `X-OTA-Device-Token`, which `esp_https_ota` carries across the redirect and the
 /// capability URL (or S3) ignores; a capability URL from the check needs no credential.
 fn fetch(fleet: &Fleet, token: &str, method: Method, url: &str) -> reqwest::RequestBuilder {
     let r = fleet.http.request(method, url);

@@ -1,6 +1,6 @@
 //! One HTTP exchange, timed and retried the way a device firmware retries: after 429 or 503
 //! (waiting `Retry-After`) and after a dropped connection. Any other answer goes back to the
-//! caller, which decides whether it is what esp_https_ota expects.
+//! caller, which decides whether it is what `esp_https_ota` expects.
 
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,7 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
 }
 
 /// The client every simulated device shares: one connection pool, redirects followed as
-/// esp_https_ota follows them (10 at most), no proxy from the environment.
+/// `esp_https_ota` follows them (10 at most), no proxy from the environment.
 pub fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(10))

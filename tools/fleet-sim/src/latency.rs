@@ -13,7 +13,7 @@ pub enum Endpoint {
     TokenMint,
     /// `POST /api/ota/check`.
     Check,
-    /// `HEAD` of the download URL (esp_https_ota's partial download asks for the length first).
+    /// `HEAD` of the download URL (`esp_https_ota`'s partial download asks for the length first).
     Head,
     /// `GET` of the download URL with `Range`.
     RangeGet,
@@ -83,17 +83,17 @@ impl Timings {
                 continue;
             }
             samples.sort_unstable();
-            let ms = |p: f64| percentile(samples, p) as f64 / 1000.0;
+            let ms = |p: usize| f64::from(percentile(samples, p)) / 1000.0;
             out.insert(
                 e.key(),
                 EndpointStats {
                     requests: samples.len() as u64,
                     errors,
                     requests_per_s: samples.len() as f64 / secs,
-                    p50_ms: ms(50.0),
-                    p95_ms: ms(95.0),
-                    p99_ms: ms(99.0),
-                    max_ms: samples.last().copied().unwrap_or(0) as f64 / 1000.0,
+                    p50_ms: ms(50),
+                    p95_ms: ms(95),
+                    p99_ms: ms(99),
+                    max_ms: f64::from(samples.last().copied().unwrap_or(0)) / 1000.0,
                 },
             );
         }
@@ -112,12 +112,13 @@ pub struct EndpointStats {
     pub max_ms: f64,
 }
 
-/// Nearest-rank percentile of sorted samples (0 when there are none).
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+/// Nearest-rank `p`th percentile (`p` in 0..=100) of sorted samples (0 when there are none),
+/// in integers: the rank is ⌈p × n / 100⌉ exactly.
+fn percentile(sorted: &[u32], p: usize) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let rank = (p * sorted.len()).div_ceil(100);
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
@@ -128,10 +129,10 @@ mod tests {
     #[test]
     fn nearest_rank() {
         let v: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 95.0), 95);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(percentile(&[], 50.0), 0);
+        assert_eq!(percentile(&v, 50), 50);
+        assert_eq!(percentile(&v, 95), 95);
+        assert_eq!(percentile(&v, 99), 99);
+        assert_eq!(percentile(&[7], 99), 7);
+        assert_eq!(percentile(&[], 50), 0);
     }
 }

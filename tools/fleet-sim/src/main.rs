@@ -1,4 +1,4 @@
-//! `fleet-sim`: N simulated ESP32 devices updating through esp_https_ota against the OTA
+//! `fleet-sim`: N simulated ESP32 devices updating through `esp_https_ota` against the OTA
 //! service, while the simulator drives a canary -> 100 % rollout and checks afterwards that no
 //! acknowledged status report went missing. See docs/fleet-sim.md.
 

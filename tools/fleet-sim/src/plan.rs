@@ -40,7 +40,7 @@ impl SplitMix64 {
 
     /// Uniform in 0..n (n > 0); the modulo bias is irrelevant for shuffling a fleet.
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).expect("below n")
     }
 }
 
@@ -50,14 +50,20 @@ fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
     }
 }
 
+/// round(n × rate) for a rate in 0..=1 (the command line checks it): 0 to n.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0 to n, as said above
+fn share_of(n: usize, rate: f64) -> usize {
+    ((n as f64) * rate).round() as usize
+}
+
 impl FleetPlan {
     /// `n` devices named `sim-00000`...; exactly round(n × rate) fail and round(n × rate) roll
     /// back, chosen by the seed, so counts can be asserted exactly.
     pub fn new(n: usize, failure_rate: f64, rollback_rate: f64, seed: u64) -> FleetPlan {
         let mut rng = SplitMix64(seed);
         let width = n.saturating_sub(1).to_string().len().max(5);
-        let failing = ((n as f64) * failure_rate).round() as usize;
-        let rolling_back = (((n as f64) * rollback_rate).round() as usize).min(n - failing);
+        let failing = share_of(n, failure_rate);
+        let rolling_back = share_of(n, rollback_rate).min(n - failing);
         let mut fates: Vec<Fate> = (0..n)
             .map(|i| match i {
                 i if i < failing => Fate::Fail,

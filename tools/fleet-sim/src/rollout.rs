@@ -303,6 +303,5 @@ async fn phase(
 /// "in".
 fn in_canary(rollout_id: &str, device_id: &str, pct: f64) -> bool {
     DeviceId::parse(device_id)
-        .map(|id| f64::from(canary_bucket(rollout_id, &id)) < pct * 100.0)
-        .unwrap_or(false)
+        .is_ok_and(|id| f64::from(canary_bucket(rollout_id, &id)) < pct * 100.0)
 }

@@ -55,7 +55,8 @@ impl Credentials {
     ) -> anyhow::Result<String> {
         match self {
             Credentials::Signed(key) => {
-                let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + TOKEN_TTL_S;
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let exp = u64::try_from(now).context("the clock is before 1970")? + TOKEN_TTL_S;
                 let claims = json!({
                     "sub": device_id,
                     "aud": "ota-device",

@@ -24,9 +24,8 @@ fn simulate(server: &Server, args: &[&str]) -> (Output, String, Value) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary = std::fs::read(&json)
-        .map(|b| serde_json::from_slice(&b).expect("the summary is JSON"))
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {text}"));
+    let bytes = std::fs::read(&json).unwrap_or_else(|e| panic!("no JSON summary ({e}): {text}"));
+    let summary = serde_json::from_slice(&bytes).expect("the summary is JSON");
     (out, text, summary)
 }
 

@@ -1,4 +1,6 @@
 //! The command line, as clap reads it. Usage errors exit with clap's code 2.
+// The doc comments here are `--help` text, printed as written: Markdown backticks would show.
+#![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
 

@@ -64,9 +64,7 @@ fn upload_reads_the_version_from_the_image_and_publishes_ready() {
     assert_eq!(fw["chip"], "esp32c3");
     assert_eq!(fw["file_size"], 65536);
     // Nothing is left to resume once the release is final.
-    let left = std::fs::read_dir(server.state.path().join("uploads"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let left = std::fs::read_dir(server.state.path().join("uploads")).map_or(0, Iterator::count);
     assert_eq!(
         left, 0,
         "the remembered upload URL is forgotten after finalize"
@@ -787,7 +785,7 @@ fn token_mint_signs_offline_with_the_service_secret() {
     assert_eq!(bad_role.code, 2, "{bad_role:#?}");
 }
 
-/// Simulates a first run that died after create: the release exists as pending_upload.
+/// Simulates a first run that died after create: the release exists as `pending_upload`.
 fn create_pending(server: &Server, path: &std::path::Path) -> Value {
     let bytes = std::fs::read(path).unwrap();
     let hash = {
@@ -872,7 +870,7 @@ fn a_release_left_pending_without_bytes_resumes_from_the_remembered_url() {
     assert!(!uploads.join(format!("{id}.json")).exists());
 }
 
-/// Peak RSS (VmHWM, KiB) of a running process, read until it exits: the high-water mark only
+/// Peak RSS (`VmHWM`, KiB) of a running process, read until it exits: the high-water mark only
 /// grows, so the last reading before exit is the peak.
 #[cfg(target_os = "linux")]
 fn run_measuring_peak_rss(mut cmd: std::process::Command) -> (harness::Run, u64) {

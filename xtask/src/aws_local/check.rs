@@ -60,8 +60,7 @@ const WRONG_SHA256: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 pub fn smoke_check(aws: &LocalAws) -> anyhow::Result<()> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     let name = format!("xtask-check-{}-{nanos}", std::process::id());
 
     // DynamoDB: a table, a conditional put (twice: the second must be refused), a read, gone.

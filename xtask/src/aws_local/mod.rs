@@ -303,9 +303,7 @@ impl Drop for Processes {
 /// DynamoDB Local is ready when `ListTables` succeeds. It checks only that an access key id of
 /// letters and digits is named, not the signature.
 fn dynamodb_answers(addr: SocketAddr) -> bool {
-    check::dynamodb(addr, "ListTables", "{}")
-        .map(|r| r.status == 200)
-        .unwrap_or(false)
+    check::dynamodb(addr, "ListTables", "{}").is_ok_and(|r| r.status == 200)
 }
 
 /// s3s-fs is ready when it answers anything over HTTP (an unsigned request gets 403).
@@ -359,8 +357,7 @@ fn java() -> anyhow::Result<PathBuf> {
 fn scratch_dir() -> anyhow::Result<PathBuf> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.subsec_nanos());
     let dir = std::env::temp_dir().join(format!("ota-local-aws-{}-{nanos:09}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)

@@ -15,8 +15,8 @@ const CHECK_BILLED_S: f64 = 0.025;
 const DOWNLOAD_BILLED_S: f64 = 0.015;
 /// Log bytes per request (EMF line, START/END/REPORT, access log line).
 const LOG_BYTES_PER_REQUEST: f64 = 1300.0;
-/// Capacity units per request: reads of items under 4 KB, strongly consistent; a PutItem or
-/// UpdateItem of a device (table + GSI1 + GSI2, projection ALL); a check's transaction (device
+/// Capacity units per request: reads of items under 4 KB, strongly consistent; a `PutItem` or
+/// `UpdateItem` of a device (table + GSI1 + GSI2, projection ALL); a check's transaction (device
 /// and fleet counters, each item counted twice).
 const RRU_PER_READ: f64 = 1.0;
 const WRU_PER_WRITE: f64 = 3.0;
@@ -87,8 +87,8 @@ fn units(operation: &str) -> (f64, f64) {
     match operation {
         "GetItem" | "Query" | "BatchGetItem" => (RRU_PER_READ, 0.0),
         "PutItem" | "UpdateItem" | "DeleteItem" => (0.0, WRU_PER_WRITE),
-        "TransactWriteItems" => (0.0, WRU_PER_TRANSACTION),
-        // Unknown operations count as a transaction, so the table errs on the dear side.
+        // TransactWriteItems; unknown operations count as one too, so the table errs on the dear
+        // side.
         _ => (0.0, WRU_PER_TRANSACTION),
     }
 }
@@ -126,7 +126,7 @@ fn dynamodb_line(p: &Prices, operations: &[String]) -> (String, f64) {
     )
 }
 
-fn table(lines: Vec<(String, f64)>) -> Value {
+fn table(lines: &[(String, f64)]) -> Value {
     let total: f64 = lines.iter().map(|(_, c)| c).sum();
     json!({
         "lines": lines.iter().map(|(what, usd)| json!({ "item": what, "usd": round2(*usd) })).collect::<Vec<_>>(),
@@ -157,7 +157,7 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
         }
         let mut lines = request_lines(p, CHECK_BILLED_S);
         lines.push(dynamodb_line(p, &ops(case)));
-        checks.push(json!({ "case": name, "cost": table(lines) }));
+        checks.push(json!({ "case": name, "cost": table(&lines) }));
     }
     let fetch = vec![
         ("S3 GET".to_owned(), p.s3_get_per_k * 1000.0),
@@ -171,7 +171,7 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
     redirect.extend(fetch.clone());
     json!({
         "checks": checks,
-        "download_via_redirect": table(redirect),
-        "download_via_check_url": table(fetch),
+        "download_via_redirect": table(&redirect),
+        "download_via_check_url": table(&fetch),
     })
 }

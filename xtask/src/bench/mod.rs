@@ -127,7 +127,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let server = Server::start(&release.join("ota-server"), &out.join("fleet-server"))?;
         let v = fleet::run(&release.join("fleet-sim"), &server, &out.join("fleet.json"))?;
         let mut v = v;
-        v["server_peak_rss_bytes"] = server.peak_rss().map(Value::from).unwrap_or(Value::Null);
+        v["server_peak_rss_bytes"] = server.peak_rss().map_or(Value::Null, Value::from);
         v["load_average_after"] = load_average().into();
         v
     };
@@ -252,7 +252,9 @@ fn machine() -> Value {
         .lines()
         .find_map(|l| l.strip_prefix("model name"))
         .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
+    let cores = std::thread::available_parallelism()
+        .map(std::num::NonZero::get)
+        .ok();
     let mem_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))

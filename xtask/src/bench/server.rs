@@ -94,7 +94,7 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Peak resident set (VmHWM) so far, in bytes.
+    /// Peak resident set (`VmHWM`) so far, in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kb = status
@@ -120,7 +120,7 @@ impl Server {
         serde_json::from_str(&answer.body).with_context(|| format!("{method} {path}: not JSON"))
     }
 
-    /// Uploads `image` as release RELEASE_VERSION of DEVICE_TYPE; returns the firmware id.
+    /// Uploads `image` as release `RELEASE_VERSION` of `DEVICE_TYPE`; returns the firmware id.
     pub fn publish(&self, image: &[u8]) -> anyhow::Result<String> {
         let boundary = "xtask-bench-boundary-7d1f";
         let mut body = Vec::new();

@@ -1,7 +1,7 @@
 //! The load-test tools, installed from Debian when missing: nginx (the static ceiling), wrk (the
 //! load generator: a Lua script sends the device's POST with its token, and its `done` hook
 //! prints percentiles as JSON) and llvm (for `llvm-strip`, which strips aarch64 binaries on an
-//! x86_64 machine; binutils' `strip` only knows the host's format).
+//! `x86_64` machine; binutils' `strip` only knows the host's format).
 //!
 //! Pinned to Debian 12 (bookworm)'s series rather than to an exact package revision: security
 //! updates replace revisions (1.22.1-9+deb12u9 → u11), and an exact pin would stop installing.

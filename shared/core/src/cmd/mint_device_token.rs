@@ -66,7 +66,7 @@ impl Service {
             id.as_str(),
             serde_json::json!({
                 "device_type": device_type,
-                "expires_at": expires_at.map(|t| t.unix_timestamp()),
+                "expires_at": expires_at.map(time::OffsetDateTime::unix_timestamp),
             }),
         )
         .await?;

@@ -118,7 +118,7 @@ impl NewRelease {
 }
 
 impl Service {
-    /// The release `id`, or NotFound.
+    /// The release `id`, or `NotFound`.
     async fn load_release(&self, id: &str) -> Result<Release, OpError> {
         self.meta
             .get_release(id)

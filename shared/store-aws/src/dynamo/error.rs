@@ -22,14 +22,14 @@ const THROTTLED: [&str; 5] = [
     "InternalServerError",
 ];
 
-pub fn store_error<E>(op: &str, err: SdkError<E, HttpResponse>) -> StoreError
+pub fn store_error<E>(op: &str, err: &SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().unwrap_or_default().to_owned();
-    let text = format!("DynamoDB {op}: {}", describe(&err));
-    match &err {
+    let text = format!("DynamoDB {op}: {}", describe(err));
+    match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unavailable(text),
         _ if THROTTLED.contains(&code.as_str()) || status.is_some_and(|s| s >= 500) => {
             StoreError::Unavailable(text)

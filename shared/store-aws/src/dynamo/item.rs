@@ -15,8 +15,9 @@ pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-pub fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+/// A number attribute; every number stored is an integer.
+pub fn n(v: impl Into<i128>) -> AttributeValue {
+    AttributeValue::N(v.into().to_string())
 }
 
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {

@@ -138,7 +138,7 @@ impl DynamoMeta {
     /// reports never hold one each while waiting for the other).
     async fn progress_turn(&self, rollouts: &[&str]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
         let mut ids: Vec<&str> = rollouts.to_vec();
-        ids.sort();
+        ids.sort_unstable();
         ids.dedup();
         let locks: Vec<_> = match self.progress_turns.lock() {
             Ok(mut turns) => ids

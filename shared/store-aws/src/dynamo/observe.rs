@@ -23,7 +23,7 @@ use super::item::{Item, doc, get_n, get_s, key, micros};
 use super::keys;
 use super::ops::{Query, Range, Take};
 
-/// DynamoDB's limit of one BatchWriteItem.
+/// DynamoDB's limit of one `BatchWriteItem`.
 const BATCH: usize = 25;
 
 impl DynamoMeta {
@@ -215,7 +215,7 @@ impl DynamoMeta {
                     .request_items(&self.table, pending)
                     .send()
                     .await
-                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                    .map_err(|e| store_error("BatchWriteItem", &e))?;
                 pending = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))

@@ -98,7 +98,7 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl DynamoMeta {
-    /// A strongly consistent GetItem.
+    /// A strongly consistent `GetItem`.
     pub(super) async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
         if !key_fits(pk, sk) {
             return Ok(None);
@@ -112,10 +112,10 @@ impl DynamoMeta {
             .send()
             .await
             .map(|out| out.item)
-            .map_err(|e| store_error("GetItem", e))
+            .map_err(|e| store_error("GetItem", &e))
     }
 
-    /// A PutItem; a lost condition is `Conflict`.
+    /// A `PutItem`; a lost condition is `Conflict`.
     pub(super) async fn put_item(
         &self,
         item: Item,
@@ -136,7 +136,7 @@ impl DynamoMeta {
         req.send()
             .await
             .map(|_| ())
-            .map_err(|e| store_error("PutItem", e))
+            .map_err(|e| store_error("PutItem", &e))
     }
 
     /// Items of one partition in key order, page by page, each passed to `take`, until `want`
@@ -193,7 +193,7 @@ impl DynamoMeta {
                 .limit(page)
                 .send()
                 .await
-                .map_err(|e| store_error("Query", e))?;
+                .map_err(|e| store_error("Query", &e))?;
             for it in out.items.unwrap_or_default() {
                 match take(&it) {
                     Take::Keep => {
@@ -213,7 +213,7 @@ impl DynamoMeta {
         }
     }
 
-    /// One TransactWriteItems. Throttling and conflicts with another transaction are
+    /// One `TransactWriteItems`. Throttling and conflicts with another transaction are
     /// `Unavailable` only when no condition failed: the caller retries lost conditions itself.
     pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFail> {
         match self
@@ -241,7 +241,7 @@ impl DynamoMeta {
                         return Err(TxFail::Cancelled(codes));
                     }
                 }
-                Err(TxFail::Store(store_error("TransactWriteItems", e)))
+                Err(TxFail::Store(store_error("TransactWriteItems", &e)))
             }
         }
     }

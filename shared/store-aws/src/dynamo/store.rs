@@ -30,7 +30,7 @@ impl MetaStore for DynamoMeta {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match store_error("DescribeTable", e) {
+            .map_err(|e| match store_error("DescribeTable", &e) {
                 // A missing table is a deployment fault, not a blip.
                 StoreError::Internal(m) => StoreError::Internal(m),
                 other => other,
