@@ -18,7 +18,7 @@ pub struct Admin {
 
 /// The fields of a release the run needs.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Firmware {
+pub struct Release {
     pub id: String,
     pub device_type: String,
     pub version: String,
@@ -32,7 +32,7 @@ pub struct Firmware {
 #[derive(Debug, Deserialize)]
 struct Created {
     #[serde(flatten)]
-    firmware: Firmware,
+    release: Release,
     upload: UploadUrl,
 }
 
@@ -124,7 +124,7 @@ impl Admin {
         version: &str,
         bytes: &[u8],
         sha256: &str,
-    ) -> anyhow::Result<Firmware> {
+    ) -> anyhow::Result<Release> {
         let create = json!({
             "device_type": device_type,
             "version": version,
@@ -158,15 +158,15 @@ impl Admin {
                 resp.text().await.unwrap_or_default()
             );
         }
-        let path = format!("/api/ota/admin/firmware/{}/finalize", created.firmware.id);
-        let fw: Firmware = self
+        let path = format!("/api/ota/admin/firmware/{}/finalize", created.release.id);
+        let fw: Release = self
             .call(Method::POST, &path, None, StatusCode::OK)
             .await?
             .json()?;
         Ok(fw)
     }
 
-    pub async fn firmware(&self, id: &str) -> anyhow::Result<Firmware> {
+    pub async fn release(&self, id: &str) -> anyhow::Result<Release> {
         let path = format!("/api/ota/admin/firmware/{id}");
         self.call(Method::GET, &path, None, StatusCode::OK)
             .await?
@@ -175,7 +175,7 @@ impl Admin {
 
     pub async fn create_canary(
         &self,
-        fw: &Firmware,
+        fw: &Release,
         percentage: f64,
         failure_threshold: f64,
         min_reports: u32,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::admin::Firmware;
+use crate::admin::Release;
 use crate::http::exchange;
 use crate::latency::{Endpoint, Timings};
 use crate::plan::{Fate, SimDevice};
@@ -30,7 +30,7 @@ pub struct Fleet {
     pub via_download_endpoint: bool,
     pub max_attempts: u32,
     pub credentials: Credentials,
-    pub firmware: Firmware,
+    pub release: Release,
 }
 
 /// How one device's turn in a phase ended.
@@ -126,7 +126,7 @@ impl Session<'_> {
         if !offer.update_available {
             return Ok(Outcome::NotOffered);
         }
-        let fw = &self.fleet.firmware;
+        let fw = &self.fleet.release;
         let (Some(id), Some(size), Some(hash), Some(url)) = (
             offer.firmware_id.as_deref(),
             offer.file_size,
@@ -185,11 +185,11 @@ impl Session<'_> {
             return Ok(Outcome::RolledBack);
         }
         self.report("success", Some(size), Some(100), None).await?;
-        let after = self.check(&self.fleet.firmware.version.clone()).await?;
+        let after = self.check(&self.fleet.release.version.clone()).await?;
         if after.update_available {
             bail!(
                 "running the new version {}, the check still offers {:?}",
-                self.fleet.firmware.version,
+                self.fleet.release.version,
                 after.firmware_id
             );
         }
@@ -333,7 +333,7 @@ impl Session<'_> {
         let event_id = uuid::Uuid::new_v4().to_string();
         let body = json!({
             "device_id": self.device.id,
-            "firmware_id": self.fleet.firmware.id,
+            "firmware_id": self.fleet.release.id,
             "status": status,
             "bytes_downloaded": bytes_downloaded,
             "progress_percent": progress_percent,

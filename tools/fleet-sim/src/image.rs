@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use firmware_samples::{ImageSpec, Target};
 use sha2::{Digest, Sha256};
 
-use crate::admin::{Admin, Firmware};
+use crate::admin::{Admin, Release};
 use crate::cli::Args;
 
 /// How the release came to be, for the summary.
@@ -25,9 +25,9 @@ impl Source {
 }
 
 /// Publishes (or looks up) the release and checks it can be rolled out to the simulated type.
-pub async fn release(args: &Args, admin: &Admin) -> anyhow::Result<(Firmware, Source)> {
+pub async fn release(args: &Args, admin: &Admin) -> anyhow::Result<(Release, Source)> {
     let (fw, source) = if let Some(id) = &args.firmware_id {
-        (admin.firmware(id).await?, Source::Existing)
+        (admin.release(id).await?, Source::Existing)
     } else if let Some(path) = &args.image {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let info = esp_image::validate(&bytes).map_err(|r| {
@@ -80,7 +80,7 @@ async fn publish(
     device_type: &str,
     version: &str,
     bytes: &[u8],
-) -> anyhow::Result<Firmware> {
+) -> anyhow::Result<Release> {
     let sha = hex::encode(Sha256::digest(bytes));
     admin
         .publish(device_type, version, bytes, &sha)

@@ -20,7 +20,8 @@ pub struct Summary {
     /// Why `ok` is false, one sentence each.
     pub problems: Vec<String>,
     pub config: Config,
-    pub firmware: FirmwareSummary,
+    #[serde(rename = "firmware")]
+    pub release: ReleaseSummary,
     pub rollout: RolloutSummary,
     pub devices: DeviceCounts,
     pub reports: ReportCheck,
@@ -57,7 +58,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Serialize)]
-pub struct FirmwareSummary {
+pub struct ReleaseSummary {
     pub id: String,
     pub version: String,
     pub file_size: u64,
@@ -138,9 +139,9 @@ impl Summary {
             t,
             "fleet-sim: {} devices, release {} {} ({} bytes), rollout {} ({})",
             d.total,
-            self.firmware.id,
-            self.firmware.version,
-            self.firmware.file_size,
+            self.release.id,
+            self.release.version,
+            self.release.file_size,
             self.rollout.id,
             self.rollout.state
         );

@@ -47,12 +47,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let base = args.base_url.trim_end_matches('/').to_owned();
     let admin = Admin::new(client.clone(), &base, &admin_token, args.max_attempts);
 
-    let (firmware, source) = image::release(args, &admin).await?;
+    let (release, source) = image::release(args, &admin).await?;
     eprintln!(
         "fleet-sim: release {} {} ({} bytes, {})",
-        firmware.id,
-        firmware.version,
-        firmware.file_size,
+        release.id,
+        release.version,
+        release.file_size,
         source.key()
     );
     let credentials = match &args.jwt_secret_file {
@@ -77,7 +77,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         via_download_endpoint: args.via_download_endpoint,
         max_attempts: args.max_attempts,
         credentials,
-        firmware: firmware.clone(),
+        release: release.clone(),
     });
     let plan = FleetPlan::new(
         args.devices,
@@ -89,7 +89,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
 
     let rollout = admin
         .create_canary(
-            &firmware,
+            &release,
             args.canary_percent,
             args.failure_threshold,
             args.min_reports,
@@ -124,7 +124,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let auto_paused = state.state == "paused";
 
     eprintln!("fleet-sim: reading the OTA log back");
-    let log = admin.logs_of(&firmware.id).await?;
+    let log = admin.logs_of(&release.id).await?;
     let outcomes_after = admin.outcomes_24h().await?;
     // Leaves the server ready for the next run (a finished rollout offers nothing).
     let completed = if state.state == "active" {
@@ -180,11 +180,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             min_reports: args.min_reports,
             device_tokens,
         },
-        firmware: FirmwareSummary {
-            id: firmware.id.clone(),
-            version: firmware.version.clone(),
-            file_size: firmware.file_size,
-            file_hash: firmware.file_hash.clone(),
+        release: ReleaseSummary {
+            id: release.id.clone(),
+            version: release.version.clone(),
+            file_size: release.file_size,
+            file_hash: release.file_hash.clone(),
             source: source.key(),
         },
         rollout: RolloutSummary {

@@ -54,19 +54,19 @@ impl StoredView {
     }
 }
 
-fn firmware_item(f: &Release) -> StoreResult<Item> {
-    let order = keys::firmware_order(&f.version.sort_key(), f.build_number, &f.id);
+fn release_item(f: &Release) -> StoreResult<Item> {
+    let order = keys::release_order(&f.version.sort_key(), f.build_number, &f.id);
     item(
-        keys::firmware(&f.id),
-        keys::FIRMWARE_SK,
+        keys::release(&f.id),
+        keys::RELEASE_SK,
         f,
         [
             // `state` is a reserved word in expressions.
             ("fst", s(f.state.as_str())),
             ("upd", n(micros(f.updated_at))),
-            ("GSI1PK", s(keys::ALL_FIRMWARE)),
+            ("GSI1PK", s(keys::ALL_RELEASES)),
             ("GSI1SK", s(order.clone())),
-            ("GSI2PK", s(keys::firmware_of_type(f.device_type.as_str()))),
+            ("GSI2PK", s(keys::releases_of_type(f.device_type.as_str()))),
             ("GSI2SK", s(order)),
         ],
     )
@@ -251,7 +251,7 @@ impl DynamoMeta {
         )?;
         let writes = vec![
             put(
-                firmware_item(f)?,
+                release_item(f)?,
                 Some("attribute_not_exists(PK)"),
                 &[],
                 &self.table,
@@ -277,7 +277,7 @@ impl DynamoMeta {
     }
 
     pub(super) async fn release_doc(&self, id: &str) -> StoreResult<Option<Release>> {
-        match self.get(&keys::firmware(id), keys::FIRMWARE_SK).await? {
+        match self.get(&keys::release(id), keys::RELEASE_SK).await? {
             Some(it) => doc(&it).map(Some),
             None => Ok(None),
         }
@@ -304,8 +304,8 @@ impl DynamoMeta {
         page: &PageRequest,
     ) -> StoreResult<Page<Release>> {
         let (index, pk) = match &filter.device_type {
-            Some(dt) => ("GSI2", keys::firmware_of_type(dt.as_str())),
-            None => ("GSI1", keys::ALL_FIRMWARE.to_owned()),
+            Some(dt) => ("GSI2", keys::releases_of_type(dt.as_str())),
+            None => ("GSI1", keys::ALL_RELEASES.to_owned()),
         };
         self.newest_first(index, pk, None, page, |f: &Release| {
             filter.state.is_none_or(|st| st == f.state)
@@ -319,7 +319,7 @@ impl DynamoMeta {
         for round in 0..retry::ROUNDS {
             let view = self.read_view(dt).await?;
             let mut writes = vec![put(
-                firmware_item(f)?,
+                release_item(f)?,
                 Some("fst = :st AND upd = :upd"),
                 &[
                     (":st", s(expect.state.as_str())),

@@ -1,4 +1,5 @@
-//! Key formats of every item type (the table of `docs/aws-keys.md`).
+//! Key formats of every item type (the table of `docs/aws-keys.md`). Releases keep the `FW`
+//! prefixes they were first stored under.
 
 use ota_core::ids::Version;
 
@@ -14,17 +15,17 @@ pub fn version_claim(v: &Version) -> String {
 }
 pub const DEVICE_TYPES: &str = "DTLIST";
 
-pub fn firmware(id: &str) -> String {
+pub fn release(id: &str) -> String {
     format!("FW#{id}")
 }
-pub const FIRMWARE_SK: &str = "FW";
-pub const ALL_FIRMWARE: &str = "FW";
-pub fn firmware_of_type(name: &str) -> String {
+pub const RELEASE_SK: &str = "FW";
+pub const ALL_RELEASES: &str = "FW";
+pub fn releases_of_type(name: &str) -> String {
     format!("FWT#{name}")
 }
 /// Newest first when read descending. A space separates the parts: it sorts below every
 /// character of a version sort key, so a shorter key ranks lower as it must.
-pub fn firmware_order(sort_key: &str, build: u64, id: &str) -> String {
+pub fn release_order(sort_key: &str, build: u64, id: &str) -> String {
     format!("{sort_key} {build:020} {id}")
 }
 
@@ -46,8 +47,8 @@ pub fn device(id: &str) -> String {
 /// Sorts before `AT#` and `EV#`: `SK < "B"` reads the device and its attempts, not its log.
 pub const DEVICE_SK: &str = "#DEV";
 pub const DEVICE_STATE_END: &str = "B";
-pub fn attempt(firmware_id: &str) -> String {
-    format!("AT#{firmware_id}")
+pub fn attempt(release_id: &str) -> String {
+    format!("AT#{release_id}")
 }
 pub const ATTEMPT_PREFIX: &str = "AT#";
 pub fn event(event_id: &str) -> String {
@@ -61,7 +62,7 @@ pub const ALL_DEVICES: &str = "DEVALL";
 pub fn log_of_device(id: &str) -> String {
     format!("LOGD#{id}")
 }
-pub fn log_of_firmware(id: &str) -> String {
+pub fn log_of_release(id: &str) -> String {
     format!("LOGF#{id}")
 }
 pub const ALL_LOGS: &str = "LOG";

@@ -81,7 +81,7 @@ impl DynamoMeta {
         // The narrowest index the filter allows; the rest is filtered here.
         let (index, pk) = match (&f.device_id, &f.firmware_id) {
             (Some(d), _) => ("GSI1", keys::log_of_device(d.as_str())),
-            (None, Some(fw)) => ("GSI2", keys::log_of_firmware(fw)),
+            (None, Some(fw)) => ("GSI2", keys::log_of_release(fw)),
             (None, None) => ("GSI3", keys::ALL_LOGS.to_owned()),
         };
         self.newest_first(index, pk, f.since, page, |e: &LogEntry| {

@@ -87,7 +87,7 @@ impl DynamoMeta {
             [
                 ("GSI1PK", s(keys::log_of_device(e.device_id.as_str()))),
                 ("GSI1SK", s(order.clone())),
-                ("GSI2PK", s(keys::log_of_firmware(&e.firmware_id))),
+                ("GSI2PK", s(keys::log_of_release(&e.firmware_id))),
                 ("GSI2SK", s(order.clone())),
                 ("GSI3PK", s(keys::ALL_LOGS)),
                 ("GSI3SK", s(order)),
