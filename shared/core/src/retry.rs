@@ -2,14 +2,17 @@
 //! loses when another write changed that meanwhile; the writer reads again and retries. Each
 //! round has one winner, so a bound on the rounds bounds the work of a writer among many
 //! concurrent ones, and a random pause before each retry (growing with the rounds, capped)
-//! spreads racing writers out instead of letting them collide in lockstep. The commands use it
-//! for their read-modify-write edits, and the DynamoDB store for its conditional writes; the
-//! SQLite store never loses such a race, since its one connection runs one write at a time.
+//! spreads racing writers out instead of letting them collide in lockstep. The DynamoDB store
+//! uses it for its conditional writes, and the commands for their read-modify-write edits over
+//! either store (a command's read and write are two store calls, so on SQLite too another
+//! writer can come between them); the SQLite store itself never loses a race inside one of its
+//! methods, since its one connection runs one transaction at a time.
 
 use std::future::Future;
 use std::time::Duration;
 
-/// Rounds before a writer gives up (the caller then answers 409 or 503, as fits).
+/// Rounds before a writer gives up (the caller then answers 409 or 503, as fits), for writes
+/// whose round costs a few store requests; a writer whose round costs more gives up sooner.
 pub const ROUNDS: u32 = 60;
 
 /// The longest pause before a retry.
@@ -22,17 +25,9 @@ pub enum Round<T> {
     Lost,
 }
 
-/// Runs `round` until it wins, at most [`ROUNDS`] times, pausing before each retry. Returns
-/// None when every round lost; an error ends the rounds at once.
-pub async fn until_won<T, E, F, Fut>(round: F) -> Result<Option<T>, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Round<T>, E>>,
-{
-    within(ROUNDS, round).await
-}
-
-async fn within<T, E, F, Fut>(rounds: u32, mut round: F) -> Result<Option<T>, E>
+/// Runs `round` until it wins, at most `rounds` times, pausing before each retry. Returns None
+/// when every round lost; an error ends the rounds at once.
+pub async fn until_won<T, E, F, Fut>(rounds: u32, mut round: F) -> Result<Option<T>, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Round<T>, E>>,
@@ -80,7 +75,7 @@ mod tests {
     #[tokio::test]
     async fn retries_until_won_and_gives_up_after_the_bound() {
         let mut calls = 0;
-        let won: Result<Option<u32>, ()> = within(4, || {
+        let won: Result<Option<u32>, ()> = until_won(4, || {
             calls += 1;
             let n = calls;
             async move { Ok(if n < 3 { Round::Lost } else { Round::Won(n) }) }
@@ -88,14 +83,14 @@ mod tests {
         .await;
         assert_eq!(won, Ok(Some(3)));
         let mut calls = 0;
-        let lost: Result<Option<()>, ()> = within(4, || {
+        let lost: Result<Option<()>, ()> = until_won(4, || {
             calls += 1;
             async { Ok(Round::Lost) }
         })
         .await;
         assert_eq!(lost, Ok(None));
         assert_eq!(calls, 4);
-        let failed: Result<Option<()>, &str> = until_won(|| async { Err("down") }).await;
+        let failed: Result<Option<()>, &str> = until_won(ROUNDS, || async { Err("down") }).await;
         assert_eq!(failed, Err("down"));
     }
 }

@@ -30,6 +30,9 @@ pub struct ReleaseChanges {
     pub min_current_version: Option<Option<Version>>,
 }
 
+/// Edits meeting concurrent writers give up after this many rounds (409).
+const EDIT_ROUNDS: u32 = 16;
+
 impl Service {
     pub async fn edit_release(
         &self,
@@ -98,7 +101,7 @@ impl Service {
         change: impl Fn(&mut Release),
     ) -> Result<Release, OpError> {
         let change = &change;
-        let won = retry::until_won(|| async move {
+        let won = retry::until_won(EDIT_ROUNDS, || async move {
             let current = self.load_release(id).await?;
             let mut next = current.clone();
             change(&mut next);

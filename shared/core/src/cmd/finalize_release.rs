@@ -12,10 +12,14 @@ use crate::service::Service;
 
 use super::release_summary;
 
+/// Each round reads and validates the whole image again, so finalize gives up sooner than a
+/// cheap write: only another finalize (which settles the release) or an edit can come between.
+const FINALIZE_ROUNDS: u32 = 3;
+
 impl Service {
     pub async fn finalize_release(&self, admin: &Admin, id: &str) -> Result<Release, OpError> {
         admin.require(Role::Publisher)?;
-        let outcome = retry::until_won(|| self.finalize_round(id))
+        let outcome = retry::until_won(FINALIZE_ROUNDS, || self.finalize_round(id))
             .await
             .and_then(|won| {
                 won.ok_or_else(|| {
