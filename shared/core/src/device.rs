@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ids::{DeviceId, DeviceType, Version};
+use crate::report_plan::Attempt;
 use crate::status::OtaStatus;
 
 /// What a device said about itself on its last check.
@@ -85,6 +86,31 @@ pub struct DeviceSnapshot {
 }
 
 impl DeviceSnapshot {
+    /// `device` with what its attempts (release id, attempt) say about it: the releases it
+    /// failed, by failure count, and the state of its attempt at the release last offered.
+    pub fn new<'a>(
+        device: Device,
+        attempts: impl IntoIterator<Item = (&'a str, &'a Attempt)>,
+    ) -> Self {
+        let offered = device.last_offer.as_ref().map(|o| o.firmware_id.as_str());
+        let mut failures = Vec::new();
+        let mut last_offer_status = None;
+        for (release, attempt) in attempts {
+            if attempt.failures > 0 {
+                failures.push((release.to_owned(), attempt.failures));
+            }
+            if offered == Some(release) {
+                last_offer_status = Some(attempt.status);
+            }
+        }
+        failures.sort();
+        Self {
+            device,
+            failures,
+            last_offer_status,
+        }
+    }
+
     pub fn failures_of(&self, firmware_id: &str) -> u32 {
         self.failures
             .iter()

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::progress::{RolloutProgress, StatusCounts};
@@ -24,4 +25,41 @@ pub struct FleetMetrics {
     /// Status reports of the last 24 hours (hourly buckets), by status.
     pub outcomes_24h: StatusCounts,
     pub active_rollouts: Vec<RolloutWithProgress>,
+}
+
+/// Seconds in an hour.
+const HOUR_S: i64 = 3600;
+
+/// The hour (since the Unix epoch) a status report stored at `at` is counted in: stores keep a
+/// counter per (hour, status), and `outcomes_24h` sums a window of them.
+pub fn outcome_hour(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp().div_euclid(HOUR_S)
+}
+
+/// The first hour of the window `outcomes_24h` sums at `now`: the current hour and the 23
+/// before it, so that it agrees with the OTA log entries of that window.
+pub fn first_outcome_hour(now: OffsetDateTime) -> i64 {
+    outcome_hour(now) - 23
+}
+
+/// How long an hour's counters are kept: past this no window reads them again.
+pub const OUTCOME_HOURS_KEPT: time::Duration = time::Duration::days(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_the_current_hour_and_the_23_before() {
+        let now = OffsetDateTime::from_unix_timestamp(10 * 3600 + 59).unwrap();
+        assert_eq!(outcome_hour(now), 10);
+        assert_eq!(first_outcome_hour(now), -13);
+        let before_epoch = OffsetDateTime::from_unix_timestamp(-1).unwrap();
+        assert_eq!(
+            outcome_hour(before_epoch),
+            -1,
+            "hours round down, not toward zero"
+        );
+        assert!(OUTCOME_HOURS_KEPT > time::Duration::hours(24));
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ota_core::ids::{DeviceType, Version};
-use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
+use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
 use ota_core::ports::StoreResult;
 use ota_core::progress::{RolloutProgress, StatusCounts};
 use ota_core::rollout::{Rollout, RolloutState};
@@ -13,8 +13,6 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::sql::{db_err, docs, from_doc, to_doc};
-
-const HOUR_S: i64 = 3600;
 
 fn add_version(tx: &Transaction<'_>, dt: &DeviceType, v: &Version, delta: i64) -> StoreResult<()> {
     tx.execute(
@@ -68,10 +66,6 @@ pub fn save_progress(
     Ok(())
 }
 
-fn hour_of(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp().div_euclid(HOUR_S)
-}
-
 /// One more stored status report.
 pub fn report_stored(
     tx: &Transaction<'_>,
@@ -81,7 +75,7 @@ pub fn report_stored(
     tx.execute(
         "INSERT INTO outcome_hours (hour, status, count) VALUES (?1, ?2, 1)
          ON CONFLICT (hour, status) DO UPDATE SET count = count + 1",
-        params![hour_of(at), status.as_str()],
+        params![outcome_hour(at), status.as_str()],
     )
     .map_err(db_err)?;
     Ok(())
@@ -91,7 +85,7 @@ pub fn report_stored(
 pub fn purge_hours_before(tx: &Transaction<'_>, before: OffsetDateTime) -> StoreResult<()> {
     tx.execute(
         "DELETE FROM outcome_hours WHERE hour < ?1",
-        params![hour_of(before)],
+        params![outcome_hour(before)],
     )
     .map_err(db_err)?;
     Ok(())
@@ -137,8 +131,7 @@ pub fn fleet_metrics(tx: &Transaction<'_>, now: OffsetDateTime) -> StoreResult<F
             .or_insert_with(BTreeMap::new)
             .insert(v, n);
     }
-    // The current hour and the 23 before it.
-    let first_hour = hour_of(now) - 23;
+    let first_hour = first_outcome_hour(now);
     let mut stmt = tx
         .prepare_cached(
             "SELECT status, SUM(count) FROM outcome_hours WHERE hour >= ?1 GROUP BY status",

@@ -13,7 +13,7 @@ use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
-use ota_core::metrics::FleetMetrics;
+use ota_core::metrics::{FleetMetrics, OUTCOME_HOURS_KEPT};
 use ota_core::ports::{
     MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult,
 };
@@ -212,25 +212,37 @@ fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<
 fn device_snapshot(tx: &Connection, device: Device) -> StoreResult<DeviceSnapshot> {
     let mut stmt = tx
         .prepare_cached(
-            "SELECT firmware_id, failures FROM attempts WHERE device_id = ?1 AND failures > 0",
+            "SELECT firmware_id, status, failures, rollout_id FROM attempts WHERE device_id = ?1",
         )
         .map_err(db_err)?;
-    let failures = stmt
+    let rows = stmt
         .query_map(params![device.device_id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
         })
-        .map_err(db_err)?
-        .collect::<Result<Vec<(String, u32)>, _>>()
         .map_err(db_err)?;
-    let last_offer_status = match &device.last_offer {
-        Some(o) => attempt(tx, device.device_id.as_str(), &o.firmware_id)?.map(|a| a.status),
-        None => None,
-    };
-    Ok(DeviceSnapshot {
+    let mut attempts = Vec::new();
+    for row in rows {
+        let (release, status, failures, rollout_id) = row.map_err(db_err)?;
+        if let Some(status) = OtaStatus::parse(&status) {
+            attempts.push((
+                release,
+                Attempt {
+                    status,
+                    failures,
+                    rollout_id,
+                },
+            ));
+        }
+    }
+    Ok(DeviceSnapshot::new(
         device,
-        failures,
-        last_offer_status,
-    })
+        attempts.iter().map(|(r, a)| (r.as_str(), a)),
+    ))
 }
 
 fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
@@ -744,7 +756,7 @@ impl MetaStore for SqliteMeta {
             )
             .map_err(db_err)?;
             // Hour buckets older than a day are never read again.
-            counters::purge_hours_before(tx, OffsetDateTime::now_utc() - time::Duration::days(2))
+            counters::purge_hours_before(tx, OffsetDateTime::now_utc() - OUTCOME_HOURS_KEPT)
         })
         .await
     }

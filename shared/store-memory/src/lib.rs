@@ -18,7 +18,7 @@ use ota_core::cursor::{self, paginate};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
-use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
+use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
 use ota_core::ports::{
     MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult,
 };
@@ -29,8 +29,6 @@ use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
-
-const HOUR_S: i64 = 3600;
 
 #[derive(Default)]
 struct State {
@@ -66,10 +64,6 @@ impl MemoryMeta {
     }
 }
 
-fn hour_of(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp().div_euclid(HOUR_S)
-}
-
 /// The position of a release in "newest first" order.
 fn release_order(r: &Release) -> (String, u64, String) {
     (r.version.sort_key(), r.build_number, r.id.clone())
@@ -84,24 +78,13 @@ impl State {
     }
 
     fn snapshot(&self, device: Device) -> DeviceSnapshot {
-        let id = device.device_id.as_str();
-        let mut failures: Vec<(String, u32)> = self
+        let id = device.device_id.to_string();
+        let attempts = self
             .attempts
             .iter()
-            .filter(|((d, _), a)| d == id && a.failures > 0)
-            .map(|((_, fw), a)| (fw.clone(), a.failures))
-            .collect();
-        failures.sort();
-        let last_offer_status = device.last_offer.as_ref().and_then(|o| {
-            self.attempts
-                .get(&(id.to_owned(), o.firmware_id.clone()))
-                .map(|a| a.status)
-        });
-        DeviceSnapshot {
-            device,
-            failures,
-            last_offer_status,
-        }
+            .filter(|((d, _), _)| *d == id)
+            .map(|((_, release), a)| (release.as_str(), a));
+        DeviceSnapshot::new(device, attempts)
     }
 }
 
@@ -406,7 +389,7 @@ impl MetaStore for MemoryMeta {
         );
         s.log.push(plan.entry.clone());
         *s.outcome_hours
-            .entry((hour_of(report.at), report.status.as_str()))
+            .entry((outcome_hour(report.at), report.status.as_str()))
             .or_default() += 1;
         if let Some(a) = &plan.attempt {
             s.attempts.insert(key, a.clone());
@@ -444,8 +427,7 @@ impl MetaStore for MemoryMeta {
                 .entry(d.current_version.to_string())
                 .or_default() += 1;
         }
-        // The current hour and the 23 before it.
-        let first_hour = hour_of(now) - 23;
+        let first_hour = first_outcome_hour(now);
         let mut outcomes = StatusCounts::default();
         for ((hour, status), n) in &s.outcome_hours {
             if let Some(st) = ota_core::status::OtaStatus::parse(status)

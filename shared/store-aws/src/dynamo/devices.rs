@@ -33,23 +33,12 @@ pub struct DeviceState {
 
 impl DeviceState {
     pub fn snapshot(&self, device: Device) -> DeviceSnapshot {
-        let mut failures: Vec<(String, u32)> = self
-            .attempts
-            .iter()
-            .filter(|(_, a)| a.attempt.failures > 0)
-            .map(|(fw, a)| (fw.clone(), a.attempt.failures))
-            .collect();
-        failures.sort();
-        let last_offer_status = device
-            .last_offer
-            .as_ref()
-            .and_then(|o| self.attempts.get(&o.firmware_id))
-            .map(|a| a.attempt.status);
-        DeviceSnapshot {
+        DeviceSnapshot::new(
             device,
-            failures,
-            last_offer_status,
-        }
+            self.attempts
+                .iter()
+                .map(|(release, a)| (release.as_str(), &a.attempt)),
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::cursor;
 use ota_core::device::{LogEntry, LogFilter};
-use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
+use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour};
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
 use ota_core::progress::StatusCounts;
 use ota_core::status::OtaStatus;
@@ -114,7 +114,7 @@ impl DynamoMeta {
         let mut m = FleetMetrics::default();
         let mut versions: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut outcomes = StatusCounts::default();
-        let first_hour = now.unix_timestamp().div_euclid(3600) - 23;
+        let first_hour = first_outcome_hour(now);
         for shard in 0..keys::COUNTER_SHARDS {
             let fleet = self
                 .query(

@@ -7,6 +7,7 @@
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::audit::AuditEvent;
 use ota_core::device::LogEntry;
+use ota_core::metrics::{OUTCOME_HOURS_KEPT, outcome_hour};
 use ota_core::ports::{StoreError, StoreResult};
 use ota_core::progress::RolloutProgress;
 use ota_core::report_plan::{self, Seen, StatusOutcome, StatusReport};
@@ -26,12 +27,6 @@ pub struct StoredProgress {
     /// placed after it, so that the log lists a rollout's reports in the order their
     /// transactions won this item, whichever instance's clock wrote them.
     pub last_order: i64,
-}
-
-const HOUR_S: i64 = 3600;
-
-fn hour_of(t: time::OffsetDateTime) -> i64 {
-    t.unix_timestamp().div_euclid(HOUR_S)
 }
 
 impl DynamoMeta {
@@ -235,13 +230,13 @@ impl DynamoMeta {
         writes.push(update(
             key(
                 keys::outcomes(shard(r.device_id.as_str(), keys::COUNTER_SHARDS)),
-                keys::outcome_hour(hour_of(r.at), r.status.as_str()),
+                keys::outcome_hour(outcome_hour(r.at), r.status.as_str()),
             ),
             "ADD cnt :one SET st = :st, expires_at = :exp",
             &[
                 (":one", n(1)),
                 (":st", s(r.status.as_str())),
-                (":exp", n(r.at.unix_timestamp() + 2 * 86_400)),
+                (":exp", n((r.at + OUTCOME_HOURS_KEPT).unix_timestamp())),
             ],
             &self.table,
         )?);
