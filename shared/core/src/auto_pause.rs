@@ -1,8 +1,8 @@
 //! Rule 4, the automatic pause (docs/api.md §Automatic pause (rule 4)): a rollout with a
 //! `failure_threshold_percent` pauses itself on the final report after which it has at least
-//! `min_reports` final reports and its failure rate exceeds the threshold. Stores evaluate it
-//! inside the atomic step that stores the report (`report_plan`), on the counters that report
-//! just wrote, so concurrent reports can neither skip the pause nor pause twice.
+//! `min_reports` final reports and its failure rate exceeds the threshold. `report_plan`
+//! evaluates it on the counters the report itself writes, inside the atomic step in which a
+//! store records the report, so concurrent reports can neither skip the pause nor pause twice.
 
 use time::OffsetDateTime;
 
@@ -130,6 +130,10 @@ mod tests {
         assert!(should_pause(&r, &progress(7, 3)));
         assert!(!should_pause(&rollout(None, 0), &progress(0, 100)));
         assert!(should_pause(&rollout(Some(0.0), 1), &progress(99, 1)));
+        assert!(
+            !should_pause(&rollout(Some(0.0), 1), &progress(100, 0)),
+            "0 % is not exceeded without a failure"
+        );
         assert!(!should_pause(&rollout(Some(100.0), 1), &progress(0, 5)));
     }
 

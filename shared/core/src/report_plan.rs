@@ -1,7 +1,8 @@
 //! What one status report does (docs/api.md §Status reports and §Automatic pause (rule 4)),
 //! decided once for every store. A store records a report in one atomic step (a SQLite
-//! transaction; a DynamoDB transaction conditioned on every item it read, computed again when
-//! another writer won the race) and reads what the report touches in three rounds:
+//! transaction; a DynamoDB transaction each of whose writes is conditioned on the version it was
+//! computed from, planned again from fresh reads when another writer won the race) and reads
+//! what the report touches in three rounds:
 //!
 //! 1. the entry already stored under the report's (device, event id): the report is a repeat,
 //!    answered with that entry and stored no more ([`duplicate`]);
@@ -341,10 +342,20 @@ mod tests {
                     attempt: current.map(|s| attempt(s, 1, "r1")),
                     offered_by: Some("r1".into()),
                 };
-                // Out of a final state only to itself, or into a new attempt after a failure.
-                let retry = current.is_some_and(OtaStatus::is_failure) && !next.is_final();
-                let refused = current.is_some_and(|c| c.is_final() && c != next) && !retry;
-                let unchanged = current.is_some_and(|c| c.is_final() && c == next);
+                let refused = matches!(
+                    (current, next),
+                    (
+                        Some(Success),
+                        Pending | Downloading | Installing | Failed | RolledBack
+                    ) | (Some(Failed), Success | RolledBack)
+                        | (Some(RolledBack), Success | Failed)
+                );
+                let unchanged = matches!(
+                    (current, next),
+                    (Some(Success), Success)
+                        | (Some(Failed), Failed)
+                        | (Some(RolledBack), RolledBack)
+                );
                 let plan = plan_of(seen, next);
                 let case = format!("{current:?} -> {next:?}");
                 if refused {
@@ -377,23 +388,6 @@ mod tests {
                 assert_eq!(p.devices.get(next), 1, "{case}");
             }
         }
-    }
-
-    #[test]
-    fn a_repeat_is_answered_with_the_stored_entry() {
-        let stored = plan_of(
-            Seen {
-                attempt: None,
-                offered_by: None,
-            },
-            Downloading,
-        )
-        .unwrap()
-        .entry;
-        let out = duplicate(stored.clone());
-        assert!(out.duplicate && !out.changed);
-        assert_eq!(out.entry, stored);
-        assert_eq!(out.paused_rollout, None);
     }
 
     #[test]

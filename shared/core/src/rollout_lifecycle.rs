@@ -1,7 +1,8 @@
 //! The lifecycle of a rollout (docs/api.md §Rollouts): which states offer a release, which are
-//! final, and which moves an edit may make. Both the admin's edits and the automatic pause go
-//! through these rules; every change also bumps the rollout's revision, so that a writer holding
-//! a stale copy is refused instead of undoing another's change.
+//! final, and which moves an admin's edit may make. The automatic pause (`auto_pause`) makes
+//! the one move it needs, active to paused, which these rules allow. Every change also bumps the
+//! rollout's revision, so that a writer holding a stale copy is refused instead of undoing
+//! another's change.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

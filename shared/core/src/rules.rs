@@ -231,6 +231,14 @@ mod tests {
                 Box::new(|o, _, _| o.rollout.state = RolloutState::Paused),
             ),
             (
+                RolloutNotActive,
+                Box::new(|o, _, _| o.rollout.state = RolloutState::Aborted),
+            ),
+            (
+                RolloutNotActive,
+                Box::new(|o, _, _| o.rollout.state = RolloutState::Completed),
+            ),
+            (
                 NotTargeted,
                 Box::new(|o, _, _| {
                     o.rollout.target_type = TargetType::Specific;
@@ -331,10 +339,22 @@ mod tests {
             Ok(())
         );
         assert_eq!(excluded_by(|o, _, _| o.release.chip = None), Ok(()));
+        let (o, c) = (option("1.1.0"), check_in("1.0.0"));
         assert_eq!(
-            excluded_by(|_, c, _| c.current_version = v("1.0.1")),
+            eligibility(&o, &c, &device(&c), None),
+            Ok(()),
+            "no type chip"
+        );
+        // A device exactly at the minimum current version may update.
+        assert_eq!(
+            excluded_by(|o, c, _| {
+                o.release.min_current_version = Some(v("1.0.1"));
+                c.current_version = v("1.0.1");
+            }),
             Ok(())
         );
+        // The same secure version is not lower.
+        assert_eq!(excluded_by(|_, c, _| c.secure_version = 1), Ok(()));
     }
 
     #[test]
