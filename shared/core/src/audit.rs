@@ -54,3 +54,12 @@ pub struct AuditFilter {
     pub target_id: Option<String>,
     pub since: Option<OffsetDateTime>,
 }
+
+impl AuditFilter {
+    /// Whether `e` passes every filter given but `since`, which each store reads as a range of
+    /// the order its log is kept in.
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        self.action.as_ref().is_none_or(|a| *a == e.action)
+            && self.target_id.as_ref().is_none_or(|t| *t == e.target_id)
+    }
+}

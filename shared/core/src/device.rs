@@ -155,10 +155,37 @@ pub struct LogFilter {
     pub since: Option<OffsetDateTime>,
 }
 
+impl LogFilter {
+    /// Whether `e` passes every filter given but `since`, which each store reads as a range of
+    /// the order its log is kept in.
+    pub fn matches(&self, e: &LogEntry) -> bool {
+        self.device_id.as_ref().is_none_or(|d| *d == e.device_id)
+            && self
+                .firmware_id
+                .as_ref()
+                .is_none_or(|f| *f == e.firmware_id)
+            && self.status.is_none_or(|st| st == e.status)
+    }
+}
+
 /// Filters of `GET /api/ota/admin/devices`.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
     pub device_type: Option<DeviceType>,
     pub version: Option<Version>,
     pub group: Option<String>,
+}
+
+impl DeviceFilter {
+    /// Whether `d` passes every filter given.
+    pub fn matches(&self, d: &Device) -> bool {
+        self.device_type
+            .as_ref()
+            .is_none_or(|t| *t == d.device_type)
+            && self
+                .version
+                .as_ref()
+                .is_none_or(|v| *v == d.current_version)
+            && self.group.as_ref().is_none_or(|g| d.groups.contains(g))
+    }
 }

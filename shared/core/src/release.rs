@@ -98,3 +98,14 @@ pub struct ReleaseFilter {
     pub channel: Option<String>,
     pub state: Option<ReleaseState>,
 }
+
+impl ReleaseFilter {
+    /// Whether `r` passes every filter given.
+    pub fn matches(&self, r: &Release) -> bool {
+        self.device_type
+            .as_ref()
+            .is_none_or(|t| *t == r.device_type)
+            && self.channel.as_ref().is_none_or(|c| *c == r.channel)
+            && self.state.is_none_or(|st| st == r.state)
+    }
+}

@@ -102,6 +102,20 @@ pub struct RolloutFilter {
     pub state: Option<RolloutState>,
 }
 
+impl RolloutFilter {
+    /// Whether `r` passes every filter given.
+    pub fn matches(&self, r: &Rollout) -> bool {
+        self.device_type
+            .as_ref()
+            .is_none_or(|t| *t == r.device_type)
+            && self
+                .firmware_id
+                .as_ref()
+                .is_none_or(|f| *f == r.firmware_id)
+            && self.state.is_none_or(|st| st == r.state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,14 +200,7 @@ impl MetaStore for MemoryMeta {
             .lock()?
             .releases
             .values()
-            .filter(|r| {
-                filter
-                    .device_type
-                    .as_ref()
-                    .is_none_or(|t| *t == r.device_type)
-                    && filter.channel.as_ref().is_none_or(|c| *c == r.channel)
-                    && filter.state.is_none_or(|st| st == r.state)
-            })
+            .filter(|r| filter.matches(r))
             .cloned()
             .collect();
         page_by(items, page, true, release_order)
@@ -249,17 +242,7 @@ impl MetaStore for MemoryMeta {
             .lock()?
             .rollouts
             .values()
-            .filter(|r| {
-                filter
-                    .device_type
-                    .as_ref()
-                    .is_none_or(|t| *t == r.device_type)
-                    && filter
-                        .firmware_id
-                        .as_ref()
-                        .is_none_or(|f| *f == r.firmware_id)
-                    && filter.state.is_none_or(|st| st == r.state)
-            })
+            .filter(|r| filter.matches(r))
             .cloned()
             .collect();
         // Ids are UUIDv7: descending id order is newest first.
@@ -341,17 +324,7 @@ impl MetaStore for MemoryMeta {
             .lock()?
             .devices
             .values()
-            .filter(|d| {
-                filter
-                    .device_type
-                    .as_ref()
-                    .is_none_or(|t| *t == d.device_type)
-                    && filter
-                        .version
-                        .as_ref()
-                        .is_none_or(|v| *v == d.current_version)
-                    && filter.group.as_ref().is_none_or(|g| d.groups.contains(g))
-            })
+            .filter(|d| filter.matches(d))
             .cloned()
             .collect();
         page_by(items, page, false, |d: &Device| d.device_id.to_string())
@@ -465,9 +438,7 @@ impl MetaStore for MemoryMeta {
     ) -> StoreResult<Page<AuditEvent>> {
         let s = self.lock()?;
         let items = positioned(&s.audit, |e| {
-            filter.action.as_ref().is_none_or(|a| *a == e.action)
-                && filter.target_id.as_ref().is_none_or(|t| *t == e.target_id)
-                && filter.since.is_none_or(|since| e.at >= since)
+            filter.matches(e) && filter.since.is_none_or(|since| e.at >= since)
         });
         newest_first(items, page)
     }
@@ -490,13 +461,7 @@ impl MetaStore for MemoryMeta {
     ) -> StoreResult<Page<LogEntry>> {
         let s = self.lock()?;
         let items = positioned(&s.log, |e| {
-            filter.device_id.as_ref().is_none_or(|d| *d == e.device_id)
-                && filter
-                    .firmware_id
-                    .as_ref()
-                    .is_none_or(|f| *f == e.firmware_id)
-                && filter.status.is_none_or(|st| st == e.status)
-                && filter.since.is_none_or(|since| e.created_at >= since)
+            filter.matches(e) && filter.since.is_none_or(|since| e.created_at >= since)
         });
         newest_first(items, page)
     }

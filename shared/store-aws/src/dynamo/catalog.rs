@@ -307,11 +307,8 @@ impl DynamoMeta {
             Some(dt) => ("GSI2", keys::releases_of_type(dt.as_str())),
             None => ("GSI1", keys::ALL_RELEASES.to_owned()),
         };
-        self.newest_first(index, pk, None, page, |f: &Release| {
-            filter.state.is_none_or(|st| st == f.state)
-                && filter.channel.as_ref().is_none_or(|c| *c == f.channel)
-        })
-        .await
+        self.newest_first(index, pk, None, page, |f: &Release| filter.matches(f))
+            .await
     }
 
     pub(super) async fn replace_release(&self, f: &Release, expect: &Release) -> StoreResult<()> {

@@ -242,15 +242,7 @@ impl DynamoMeta {
                 },
                 page.limit as usize + 1,
                 |it| match doc::<Device>(it) {
-                    Ok(d)
-                        if filter
-                            .version
-                            .as_ref()
-                            .is_none_or(|v| *v == d.current_version)
-                            && filter.group.as_ref().is_none_or(|g| d.groups.contains(g)) =>
-                    {
-                        Take::Keep
-                    }
+                    Ok(d) if filter.matches(&d) => Take::Keep,
                     Ok(_) => Take::Skip,
                     Err(_) => Take::Keep,
                 },

@@ -84,12 +84,8 @@ impl DynamoMeta {
             (None, Some(fw)) => ("GSI2", keys::log_of_release(fw)),
             (None, None) => ("GSI3", keys::ALL_LOGS.to_owned()),
         };
-        self.newest_first(index, pk, f.since, page, |e: &LogEntry| {
-            f.device_id.as_ref().is_none_or(|d| *d == e.device_id)
-                && f.firmware_id.as_ref().is_none_or(|fw| *fw == e.firmware_id)
-                && f.status.is_none_or(|st| st == e.status)
-        })
-        .await
+        self.newest_first(index, pk, f.since, page, |e: &LogEntry| f.matches(e))
+            .await
     }
 
     pub(super) async fn list_audit_events(
@@ -102,10 +98,7 @@ impl DynamoMeta {
             keys::ALL_AUDIT.to_owned(),
             f.since,
             page,
-            |e: &AuditEvent| {
-                f.action.as_ref().is_none_or(|a| *a == e.action)
-                    && f.target_id.as_ref().is_none_or(|t| *t == e.target_id)
-            },
+            |e: &AuditEvent| f.matches(e),
         )
         .await
     }

@@ -125,14 +125,8 @@ impl DynamoMeta {
             None => ("GSI1", keys::ALL_ROLLOUTS.to_owned()),
         };
         // Ids are UUIDv7: descending id order is newest first.
-        self.newest_first(index, pk, None, page, |r: &Rollout| {
-            filter
-                .firmware_id
-                .as_ref()
-                .is_none_or(|f| *f == r.firmware_id)
-                && filter.state.is_none_or(|st| st == r.state)
-        })
-        .await
+        self.newest_first(index, pk, None, page, |r: &Rollout| filter.matches(r))
+            .await
     }
 
     /// The active rollouts (sparse index), for metrics.
