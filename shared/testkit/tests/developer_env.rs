@@ -8,6 +8,7 @@ use ota_testkit::server::{Binary, OtaServer};
 #[test]
 fn the_developers_ota_settings_stay_out() {
     // SAFETY: the only test of this binary, and nothing else of it runs yet.
+    #[allow(unsafe_code)] // changing the environment is unsafe; sound for the reason above
     unsafe {
         std::env::set_var("OTA_PUBLIC_URL", "https://ota.example.com");
         std::env::set_var("OTA_LISTEN", "0.0.0.0:80");
@@ -21,8 +22,8 @@ fn the_developers_ota_settings_stay_out() {
     let ota: Vec<_> = env.lines().filter(|l| l.starts_with("OTA_")).collect();
     let data = format!("OTA_DATA_DIR={}", server.data_dir().display());
     let mut expected = vec!["OTA_LISTEN=127.0.0.1:0", &data, "OTA_TABLE=set-by-the-test"];
-    expected.sort();
+    expected.sort_unstable();
     let mut ota = ota;
-    ota.sort();
+    ota.sort_unstable();
     assert_eq!(ota, expected);
 }
