@@ -13,6 +13,46 @@ pub const MAX_ROLLOUT_NAME_CHARS: usize = 200;
 /// Most groups one device may belong to.
 pub const MAX_GROUPS: usize = 32;
 
+// The same rules as regular expressions, for the OpenAPI document (a test below holds them
+// equal to the functions on the edges of each rule).
+pub const CHANNEL_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+pub const GROUP_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,64}$";
+pub const SHA256_PATTERN: &str = "^[0-9A-Fa-f]{64}$";
+pub const OPAQUE_KEY_PATTERN: &str = "^[!-~]{1,128}$";
+/// Unanchored: a name has at least one character that is not blank (with its length bounded
+/// apart, by `MAX_ROLLOUT_NAME_CHARS`).
+pub const ROLLOUT_NAME_PATTERN: &str = "[^ \t\r\n]";
+
+/// What a rollout name may not be made of only (the characters a form or a script pads with).
+const BLANK: [char; 4] = [' ', '\t', '\r', '\n'];
+
+/// Largest number a count field (build number, image size) may hold: what every store keeps
+/// exactly (SQLite and DynamoDB's signed 64-bit integers).
+pub const MAX_STORED_INTEGER: u64 = i64::MAX.unsigned_abs();
+
+/// A count a store must keep exactly.
+pub fn stored_integer(field: &str, value: Option<u64>) -> Result<Option<u64>, OpError> {
+    match value {
+        Some(v) if v > MAX_STORED_INTEGER => Err(OpError::invalid(
+            field,
+            format!("{field} must be at most {MAX_STORED_INTEGER}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A rollout's name: 1-200 characters, not all blank; stored without surrounding blanks.
+pub fn rollout_name(field: &str, value: &str) -> Result<String, OpError> {
+    let trimmed = value.trim_matches(BLANK);
+    if trimmed.is_empty() || value.chars().count() > MAX_ROLLOUT_NAME_CHARS {
+        return Err(OpError::invalid(
+            field,
+            format!("{field} must be 1-{MAX_ROLLOUT_NAME_CHARS} characters, not only blanks"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// Channel names: 1–64 characters of `[A-Za-z0-9_.-]`; absent means `stable`.
 pub fn channel(field: &str, value: Option<String>) -> Result<String, OpError> {
     let c = value.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
@@ -154,5 +194,29 @@ mod tests {
         );
         refused(groups("g", vec!["bad name".into()]), "g");
         refused(groups("g", (0..33).map(|i| format!("g{i}")).collect()), "g");
+    }
+
+    proptest::proptest! {
+        /// The OpenAPI document's patterns accept exactly what the rules accept: near-misses
+        /// (lengths around the limits, spaces, other punctuation, non-ASCII) included.
+        #[test]
+        fn patterns_say_what_the_rules_do(s in "[A-Za-z0-9_.:-]{63,65}|[!-~]{127,129}|[ \t\r\na\u{85}]{0,3}|[a ]{199,201}|[A-Za-z0-9_.:!~ é-]{0,8}|\\PC{0,8}") {
+            let matches = |pattern: &str| regex::Regex::new(pattern).unwrap().is_match(&s);
+            proptest::prop_assert_eq!(matches(CHANNEL_PATTERN), channel("f", Some(s.clone())).is_ok());
+            proptest::prop_assert_eq!(matches(GROUP_PATTERN), groups("f", vec![s.clone()]).is_ok());
+            proptest::prop_assert_eq!(matches(SHA256_PATTERN), sha256_hex("f", &s).is_ok());
+            proptest::prop_assert_eq!(matches(OPAQUE_KEY_PATTERN), opaque_key("f", &s).is_ok());
+            let name_fits = !s.is_empty() && s.chars().count() <= MAX_ROLLOUT_NAME_CHARS;
+            proptest::prop_assert_eq!(
+                matches(ROLLOUT_NAME_PATTERN) && name_fits,
+                rollout_name("f", &s).is_ok()
+            );
+        }
+
+        #[test]
+        fn hashes_match_their_pattern(s in "[0-9A-Fa-f]{63,65}") {
+            let matches = regex::Regex::new(SHA256_PATTERN).unwrap().is_match(&s);
+            proptest::prop_assert_eq!(matches, sha256_hex("f", &s).is_ok());
+        }
     }
 }

@@ -78,20 +78,25 @@ impl DeviceId {
 
 impl<'de> Deserialize<'de> for DeviceId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Str(String),
-            Unsigned(u64),
-            Signed(i64),
+        // A visitor, not an untagged enum: an absent field then reads "missing field
+        // `device_id`", and the field's own error is not replaced by a generic one.
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a device id (a string or an integer)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+                Ok(v.to_owned())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
         }
-        let s = match Raw::deserialize(d)
-            .map_err(|_| de::Error::custom("device_id must be a string or an integer"))?
-        {
-            Raw::Str(s) => s,
-            Raw::Unsigned(n) => n.to_string(),
-            Raw::Signed(n) => n.to_string(),
-        };
+        let s = d.deserialize_any(Visitor)?;
         DeviceId::parse(&s).map_err(de::Error::custom)
     }
 }
@@ -102,17 +107,30 @@ impl fmt::Display for DeviceId {
     }
 }
 
-/// A SemVer 2.0 version; a leading `v` is accepted and dropped.
+/// A SemVer 2.0 version; a leading `v` is accepted and dropped. Major, minor and patch have at
+/// most 18 digits, so that the document's pattern can say exactly what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, ToSchema)]
-#[schema(value_type = String, example = "1.1.0")]
+#[schema(value_type = String, example = "1.1.0",
+    pattern = r"^v?(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")]
 pub struct Version(semver::Version);
 
 impl Version {
+    /// Largest major, minor or patch number (18 digits).
+    const MAX_NUMBER: u64 = 999_999_999_999_999_999;
+
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let trimmed = s.strip_prefix('v').unwrap_or(s);
-        semver::Version::parse(trimmed)
-            .map(Self)
-            .map_err(|e| IdError(format!("'{s}' is not a SemVer 2.0 version: {e}")))
+        let v = semver::Version::parse(trimmed)
+            .map_err(|e| IdError(format!("'{s}' is not a SemVer 2.0 version: {e}")))?;
+        if [v.major, v.minor, v.patch]
+            .iter()
+            .any(|n| *n > Self::MAX_NUMBER)
+        {
+            return Err(IdError(format!(
+                "'{s}': major, minor and patch have at most 18 digits"
+            )));
+        }
+        Ok(Self(v))
     }
     pub fn semver(&self) -> &semver::Version {
         &self.0
@@ -192,6 +210,23 @@ pub fn new_id() -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The document's pattern of a version, from the schema it is published in.
+    fn version_pattern() -> String {
+        let schema = serde_json::to_value(<Version as utoipa::PartialSchema>::schema()).unwrap();
+        schema["pattern"].as_str().unwrap().to_owned()
+    }
+
+    proptest! {
+        /// What the pattern accepts parses; what it refuses does not, near-misses included.
+        #[test]
+        fn version_pattern_says_what_parse_does(
+            s in "v?(0|[1-9][0-9]{0,19}|0[0-9])\\.[0-9]{1,3}\\.[0-9]{1,2}(-[0-9A-Za-z.-]{0,6})?(\\+[0-9A-Za-z.-]{0,4})?"
+        ) {
+            let matches = regex::Regex::new(&version_pattern()).unwrap().is_match(&s);
+            prop_assert_eq!(matches, Version::parse(&s).is_ok(), "{}", s);
+        }
+    }
 
     #[test]
     fn device_type_shape() {

@@ -1,8 +1,10 @@
 //! Request extractors that refuse bad input with problem+json instead of axum's plain-text
 //! rejections: JSON bodies (415 without a JSON content type, 400 for syntax, types and unknown
-//! fields, naming the field) and query strings.
+//! fields, naming the field), query strings and path parameters.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use bytes::Bytes;
@@ -19,21 +21,71 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Decodes JSON naming the failing field path in the problem.
+/// The field a decoding error is about: its path, or for a missing field (which serde reports
+/// on the object holding it) the field's own name.
+fn field_of(path: String, message: &str, whole: &str) -> String {
+    if path != "." {
+        return path;
+    }
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .map_or_else(|| whole.to_owned(), str::to_owned)
+}
+
+/// Decodes JSON naming the failing field path in the problem. A number written with a zero
+/// fraction (`3.0`) is the integer it equals, as JSON Schema says; serde reads those only as
+/// floats, so a body that fails is decoded once more with such numbers made integers (the
+/// common body never pays for it).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let field = if path == "." { "body".to_owned() } else { path };
-        let message = inner.to_string();
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-json",
-            format!("invalid JSON body: {message}"),
-        )
-        .with_errors(vec![FieldError { field, message }])
-    })
+    let e = match serde_path_to_error::deserialize(de) {
+        Ok(decoded) => return Ok(decoded),
+        Err(e) => e,
+    };
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && integral_floats_to_integers(&mut value)
+        && let Ok(decoded) = serde_json::from_value(value)
+    {
+        return Ok(decoded);
+    }
+    let path = e.path().to_string();
+    let message = e.into_inner().to_string();
+    let field = field_of(path, &message, "body");
+    Err(Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-json",
+        format!("invalid JSON body: {message}"),
+    )
+    .with_errors(vec![FieldError { field, message }]))
+}
+
+/// Turns every float with a zero fraction that an `i64` or `u64` holds into that integer;
+/// says whether it changed anything.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            // Exact: the cast is taken only when it round-trips.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            let integer = if f.fract() == 0.0 && f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
+                Some(Value::from(f as u64))
+            } else if f.fract() == 0.0 && f < 0.0 && f >= -9_223_372_036_854_775_808.0 {
+                Some(Value::from(f as i64))
+            } else {
+                None
+            };
+            integer.map(|i| *value = i).is_some()
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
+            integral_floats_to_integers(v) || changed
+        }),
+        Value::Object(map) => map.values_mut().fold(false, |changed, v| {
+            integral_floats_to_integers(v) || changed
+        }),
+        _ => false,
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -82,8 +134,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
             .map_err(|e| {
-                let field = e.path().to_string();
+                let path = e.path().to_string();
                 let message = e.into_inner().to_string();
+                let field = field_of(path, &message, "query");
                 Problem::new(
                     StatusCode::BAD_REQUEST,
                     "invalid-query",
@@ -91,5 +144,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 )
                 .with_errors(vec![FieldError { field, message }])
             })
+    }
+}
+
+/// Path parameters, refused as problem+json (400 naming the parameter), e.g. invalid UTF-8 in
+/// a percent-encoded segment.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(match e.into_kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => {
+                    Problem::bad_request(&key, format!("{key} must be valid UTF-8"))
+                }
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::DeserializeError { key, .. } => {
+                    Problem::bad_request(&key, format!("{key} is not valid"))
+                }
+                _ => Problem::bad_request("path", "the path is not valid"),
+            }),
+            Err(other) => {
+                // A route without the parameters its handler reads: a server bug, not input.
+                tracing::error!(error = %other, "path parameters missing");
+                Err(Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred",
+                ))
+            }
+        }
     }
 }

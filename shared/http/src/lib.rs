@@ -12,6 +12,7 @@ pub mod problem;
 mod range;
 pub mod router;
 pub mod routes;
+pub mod schema;
 pub mod state;
 pub mod throttle;
 

@@ -1,28 +1,236 @@
-//! The contract as OpenAPI 3.1, generated from the handlers and types themselves.
+//! The contract as OpenAPI 3.1, generated from the handlers and types themselves. The error
+//! responses every operation can give (credentials, bodies, throttling, storage) are added here,
+//! from what the operation declares, by [`ErrorResponses`]: one rule, not a list per handler
+//! that drifts.
 
 use axum::Json;
+use axum::extract::State;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::Server;
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Response as ApiResponse, Type,
+};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    device_protocol, device_registry, device_types, health, logs, observe, paku, releases, rollouts,
+    blob, device_protocol, device_registry, device_types, health, logs, observe, paku, releases,
+    rollouts,
 };
+use crate::state::AppState;
+
+/// The media type of every error (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 struct Security;
 
 impl Modify for Security {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let components = api.components.get_or_insert_with(Default::default);
-        let jwt = || {
+        let jwt = |description: &str| {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(description))
                     .build(),
             )
         };
-        components.add_security_scheme("admin_token", jwt());
-        components.add_security_scheme("device_token", jwt());
+        components.add_security_scheme(
+            "admin_token",
+            jwt("An admin, publisher or viewer token (docs/api.md §2.1)."),
+        );
+        components.add_security_scheme(
+            "device_token",
+            jwt("A device token (docs/api.md §2.2); also accepted in `X-OTA-Device-Token`."),
+        );
+        // Relative: the document describes the deployment that serves it, wherever that is.
+        api.servers = Some(vec![Server::new("/")]);
+    }
+}
+
+/// What can go wrong on every operation of a kind, whatever its handler says: a credential
+/// (401, and 403 for a role or device it does not cover), a body or a parameter (400, and
+/// 413/415 for bodies), a device over its budget (429), the storage (503). Every error is a
+/// problem document.
+struct ErrorResponses;
+
+impl ErrorResponses {
+    fn apply(op: &mut Operation) {
+        let security = serde_json::to_value(&op.security).unwrap_or_default();
+        let secured = |scheme: &str| {
+            security
+                .as_array()
+                .is_some_and(|reqs| reqs.iter().any(|r| r.get(scheme).is_some()))
+        };
+        let device = secured("device_token");
+        let mut add = |status: u16, description: &str| {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| RefOr::T(ApiResponse::new(description)));
+        };
+        if device || secured("admin_token") {
+            add(401, "No credential, or one that is not valid");
+            add(
+                403,
+                "The credential does not cover this operation or device",
+            );
+            add(503, "A storage dependency is unavailable; retry later");
+        }
+        if device {
+            add(429, "This device is over its request budget");
+        }
+        if op.request_body.is_some() {
+            add(400, "The body is not valid (the field is named)");
+            add(413, "The body is too large");
+            add(415, "The body has the wrong content type");
+        }
+        if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+            add(400, "A parameter is not valid (the field is named)");
+        }
+        for (status, response) in &mut op.responses.responses {
+            if let (Some(code), RefOr::T(response)) = (status.parse::<u16>().ok(), response)
+                && code >= 400
+            {
+                *response = problem_response(response, code);
+            }
+        }
+    }
+}
+
+/// `response` as a problem document, with `Retry-After` where the status promises one.
+fn problem_response(response: &ApiResponse, status: u16) -> ApiResponse {
+    let mut builder = ResponseBuilder::new()
+        .description(response.description.clone())
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        );
+    for (name, header) in &response.headers {
+        builder = builder.header(name, header.clone());
+    }
+    if status == 429 || status == 503 {
+        builder = builder.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .description(Some("Seconds to wait before retrying"))
+                .build(),
+        );
+    }
+    builder.build()
+}
+
+impl Modify for ErrorResponses {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        for item in api.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::apply(op);
+            }
+        }
+    }
+}
+
+/// The rules between fields of one body, which the derived schemas cannot say: JSON Schema's
+/// `if`/`then` and `anyOf`, added to the components they constrain.
+struct CrossFieldRules;
+
+impl CrossFieldRules {
+    /// What a rollout's `target_type` asks of its `target_filter` (docs/api.md §9.3).
+    fn rollout_targets() -> serde_json::Value {
+        let lists = |device_ids: serde_json::Value, groups: serde_json::Value| {
+            serde_json::json!({"properties": {"target_filter": {
+                "properties": {"device_ids": device_ids, "groups": groups}}}})
+        };
+        let none = serde_json::json!({"maxItems": 0});
+        serde_json::json!([
+            {"if": {"properties": {"target_type": {"enum": ["all", "canary"]}}},
+             "then": lists(none.clone(), none)},
+            {"if": {"properties": {"target_type": {"const": "specific"}}},
+             "then": {"required": ["target_filter"], "properties": {"target_filter": {
+                 "required": ["device_ids"], "properties": {"device_ids": {"minItems": 1}}}}}},
+            {"if": {"properties": {"target_type": {"const": "group"}}},
+             "then": {"required": ["target_filter"], "properties": {"target_filter": {
+                 "required": ["groups"], "properties": {"groups": {"minItems": 1}}}}}},
+        ])
+    }
+
+    fn add(
+        api: &mut utoipa::openapi::OpenApi,
+        component: &str,
+        key: &str,
+        rule: serde_json::Value,
+    ) {
+        let schema = api
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut(component));
+        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(object))) = schema {
+            object
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(key.to_owned(), rule);
+        }
+    }
+}
+
+impl Modify for CrossFieldRules {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        Self::add(
+            api,
+            "CreateRolloutRequest",
+            "allOf",
+            Self::rollout_targets(),
+        );
+        let mut legacy = Self::rollout_targets();
+        if let Some(rules) = legacy.as_array_mut() {
+            // The paku dialect names the release by id, or by version and device model.
+            rules.push(serde_json::json!({"anyOf": [
+                {"required": ["firmware_id"], "properties": {"firmware_id": {"type": "string"}}},
+                {"required": ["firmware_version", "device_model"], "properties": {
+                    "firmware_version": {"type": "string"}, "device_model": {"type": "string"}}},
+            ]}));
+        }
+        Self::add(api, "LegacyCreateRolloutRequest", "allOf", legacy);
+        // A form's parts are the fields the command knows; any other is refused.
+        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(form))) = api
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("UploadForm"))
+        {
+            form.additional_properties = Some(Box::new(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+            ));
+        }
+        Self::add(
+            api,
+            "PutDeviceTypeRequest",
+            "allOf",
+            serde_json::json!([{
+                "if": {"required": ["require_signature"],
+                       "properties": {"require_signature": {"const": true}}},
+                "then": {"required": ["signing_key_digests"],
+                         "properties": {"signing_key_digests": {"minItems": 1}}},
+            }]),
+        );
     }
 }
 
@@ -35,7 +243,7 @@ details (application/problem+json). Unknown JSON fields are refused with 400. Li
 `limit` (1-500, default 50) and an opaque `cursor`. Device endpoints also accept the device \
 token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) need no credential."
     ),
-    modifiers(&Security),
+    modifiers(&Security, &ErrorResponses, &CrossFieldRules),
     paths(
         device_protocol::check, device_protocol::download, device_protocol::download_head,
         device_protocol::status,
@@ -51,9 +259,39 @@ token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) nee
 )]
 pub struct ApiDoc;
 
-/// This document.
-#[utoipa::path(get, path = "/api/ota/openapi.json", tag = "health",
+/// The routes only the embedded server has: its capability URLs, which S3's presigned URLs
+/// replace in AWS mode.
+#[derive(OpenApi)]
+#[openapi(
+    modifiers(&ErrorResponses),
+    paths(blob::get_blob, blob::head_blob, blob::put_blob)
+)]
+pub struct CapabilityDoc;
+
+/// The document of a deployment: with the capability routes when it serves them, and its
+/// upload limit as the largest `file_size`.
+pub fn document(capability_routes: bool, max_upload_bytes: u64) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if capability_routes {
+        doc.merge(CapabilityDoc::openapi());
+    }
+    let file_size = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("FileSize"));
+    if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(object))) = file_size {
+        object.maximum = Some(max_upload_bytes.into());
+    }
+    doc
+}
+
+/// This document, as the deployment serving it has it.
+#[utoipa::path(get, path = "/api/ota/openapi.json", tag = "health", security(()),
     responses((status = 200, description = "The contract as OpenAPI 3.1", content_type = "application/json")))]
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn serve(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    // Built per request (it is fetched rarely): it follows this process's settings.
+    Json(document(
+        state.capability.is_some(),
+        state.ota.settings.max_upload_bytes,
+    ))
 }

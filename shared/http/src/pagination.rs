@@ -7,9 +7,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::problem::{ApiResult, Problem};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
-    /// 1–500, default 50.
+    /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Opaque, from the previous page's `next_cursor`.
     pub cursor: Option<String>,

@@ -118,7 +118,7 @@ pub fn blob_routes() -> Router<AppState> {
     Router::new().route(
         "/api/ota/blob/{*key}",
         get(blob::get_blob)
-            .head(blob::get_blob)
+            .head(blob::head_blob)
             .put(blob::put_blob)
             .layer(DefaultBodyLimit::disable()),
     )

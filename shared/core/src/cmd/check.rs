@@ -41,7 +41,7 @@ impl Service {
             device_id: input.device_id,
             device_type: input.device_type,
             current_version: input.current_version,
-            current_build: input.current_build,
+            current_build: fields::stored_integer("current_build", input.current_build)?,
             secure_version: input.secure_version.unwrap_or(0),
             channel: fields::channel("channel", input.channel)?,
             at: self.now(),

@@ -49,10 +49,7 @@ impl Service {
     ) -> Result<RolloutWithProgress, OpError> {
         admin.require(Role::Admin)?;
         let release = self.release_to_roll_out(&input.release).await?;
-        let name = input.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > fields::MAX_ROLLOUT_NAME_CHARS {
-            return Err(OpError::invalid("name", "name must be 1-200 characters"));
-        }
+        let name = fields::rollout_name("name", &input.name)?;
         check_target(input.target_type, &input.target_filter)?;
         if !release.is_offerable() {
             return Err(OpError::ReleaseNotReady(format!(

@@ -8,6 +8,9 @@ use crate::ids::{DeviceId, DeviceType};
 use crate::ports::DeviceCredentials;
 use crate::service::Service;
 
+/// Longest lifetime of a device token that expires: 100 years (a device outlives no more).
+pub const MAX_TTL_S: u64 = 100 * 365 * 24 * 3600;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MintToken {
     /// Absent: the device's registered type.
@@ -39,23 +42,21 @@ impl Service {
                 .get_device(id)
                 .await?
                 .map(|d| d.device_type)
+                // Well formed, but the registry does not know the device yet: a state, not input.
                 .ok_or_else(|| {
-                    OpError::invalid(
-                        "device_type",
-                        "device_type is required for a device that has never checked in",
+                    OpError::Unprocessable(
+                        "device_type is required for a device that has never checked in".into(),
                     )
                 })?,
         };
         let expires_at = match input.ttl_s {
-            Some(0) => return Err(OpError::invalid("ttl_s", "must be positive")),
-            Some(s) => {
-                let secs = i64::try_from(s).map_err(|_| OpError::invalid("ttl_s", "too large"))?;
-                Some(
-                    self.now()
-                        .checked_add(time::Duration::seconds(secs))
-                        .ok_or_else(|| OpError::invalid("ttl_s", "too large"))?,
-                )
+            Some(s) if !(1..=MAX_TTL_S).contains(&s) => {
+                return Err(OpError::invalid(
+                    "ttl_s",
+                    format!("must be between 1 and {MAX_TTL_S} seconds"),
+                ));
             }
+            Some(s) => Some(self.now() + std::time::Duration::from_secs(s)),
             None => None,
         };
         let token = credentials.mint(id, &device_type, expires_at)?;

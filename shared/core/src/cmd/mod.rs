@@ -92,7 +92,7 @@ impl NewRelease {
             id,
             device_type: self.device_type,
             version: self.version,
-            build_number: self.build_number.unwrap_or(0),
+            build_number: fields::stored_integer("build_number", self.build_number)?.unwrap_or(0),
             channel: fields::channel("channel", self.channel)?,
             file_size: size,
             file_hash: hash,

@@ -55,7 +55,7 @@ impl Service {
         let policy = DeviceTypePolicy {
             name,
             chip: chip.name().to_owned(),
-            max_image_size: input.max_image_size,
+            max_image_size: fields::stored_integer("max_image_size", input.max_image_size)?,
             require_signature: input.require_signature,
             signing_key_digests: digests,
             created_at: existing.map_or(now, |e| e.created_at),

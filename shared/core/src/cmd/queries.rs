@@ -6,6 +6,7 @@ use crate::audit::{AuditEvent, AuditFilter};
 use crate::device::{Device, DeviceDetail, DeviceFilter, LogEntry, LogFilter};
 use crate::device_type::DeviceTypePolicy;
 use crate::error::OpError;
+use crate::fields;
 use crate::ids::{DeviceId, DeviceType};
 use crate::metrics::{FleetMetrics, RolloutWithProgress};
 use crate::ports::{Page, PageRequest, StoreResult};
@@ -32,6 +33,10 @@ impl Service {
         page: &PageRequest,
     ) -> Result<Page<Release>, OpError> {
         admin.require(Role::Viewer)?;
+        if let Some(channel) = &filter.channel {
+            // A channel no release can have matches nothing: say so instead.
+            fields::channel("channel", Some(channel.clone()))?;
+        }
         Ok(self.meta.list_releases(filter, page).await?)
     }
 
@@ -114,6 +119,10 @@ impl Service {
         page: &PageRequest,
     ) -> Result<Page<Device>, OpError> {
         admin.require(Role::Viewer)?;
+        if let Some(group) = &filter.group {
+            // A name no device can have matches nothing: say so instead.
+            fields::groups("group", vec![group.clone()])?;
+        }
         Ok(self.meta.list_devices(filter, page).await?)
     }
 

@@ -67,7 +67,7 @@ impl Service {
             firmware_id: release.id,
             version: release.version,
             status: input.status,
-            bytes_downloaded: input.bytes_downloaded,
+            bytes_downloaded: fields::stored_integer("bytes_downloaded", input.bytes_downloaded)?,
             progress_percent: input.progress_percent,
             error_message,
             at: self.now(),

@@ -2,7 +2,7 @@
 //! HEAD with Range (206, open ranges, ends past EOF), PUT bound to size and SHA-256.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -10,18 +10,27 @@ use futures_util::TryStreamExt;
 use ota_core::capability::CapabilitySigner;
 use ota_core::ports::{BlobMeta, ByteRange, StoreError};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiResult, Problem};
 use crate::range::{RangeAnswer, parse_range};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// The capability a URL carries. Kept as text: a tampered, non-numeric expiry is a refused
+/// capability (403), not a 400.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CapabilityQuery {
-    /// Kept as text: a tampered, non-numeric expiry is a refused capability (403), not a 400.
+    /// Unix time after which the URL is refused.
+    #[param(required = true)]
     exp: Option<String>,
+    /// The server's signature over the method, object, expiry (and, for PUT, size and hash).
+    #[param(required = true)]
     sig: Option<String>,
+    /// PUT only: the exact size the upload must have.
     size: Option<String>,
+    /// PUT only: the SHA-256 (hex) the upload must have.
     sha256: Option<String>,
 }
 
@@ -44,11 +53,19 @@ fn check_live(state: &AppState, exp: i64) -> ApiResult<()> {
     }
 }
 
-/// GET and HEAD of a stored object.
+/// Download a release's image through a capability URL (a check's `download_url`).
+#[utoipa::path(get, path = "/api/ota/blob/firmware/{object}", tag = "capability URLs (ota-server only)",
+    security(()), params(("object" = String, Path, description = "`<firmware_id>.bin`"), CapabilityQuery,
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=1024-`")),
+    responses((status = 200, description = "The image", content_type = "application/octet-stream"),
+              (status = 206, description = "The requested range", content_type = "application/octet-stream"),
+              (status = 403, description = "The URL is expired or its signature is not valid"),
+              (status = 404, description = "No such object"),
+              (status = 416, description = "The range starts past the end of the object")))]
 pub async fn get_blob(
     State(state): State<AppState>,
     method: Method,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     ApiQuery(q): ApiQuery<CapabilityQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -121,10 +138,32 @@ fn internal<E: std::fmt::Display>(e: E) -> Problem {
     )
 }
 
-/// PUT of the bytes of a release created by `POST /api/ota/admin/firmware`.
+/// Size and `Accept-Ranges` of an image through a capability URL.
+#[utoipa::path(head, path = "/api/ota/blob/firmware/{object}", tag = "capability URLs (ota-server only)",
+    security(()), params(("object" = String, Path, description = "`<firmware_id>.bin`"), CapabilityQuery),
+    responses((status = 200, description = "Content-Length of the image"),
+              (status = 403, description = "The URL is expired or its signature is not valid"),
+              (status = 404, description = "No such object")))]
+pub async fn head_blob(
+    state: State<AppState>,
+    key: ApiPath<String>,
+    query: ApiQuery<CapabilityQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    get_blob(state, Method::HEAD, key, query, headers).await
+}
+
+/// Upload the bytes of a release created by `POST /api/ota/admin/firmware` (its `upload.url`).
+#[utoipa::path(put, path = "/api/ota/blob/firmware/{object}", tag = "capability URLs (ota-server only)",
+    security(()), params(("object" = String, Path, description = "`<firmware_id>.bin`"), CapabilityQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "Exactly the size and SHA-256 the URL is bound to"),
+    responses((status = 200, description = "Stored"),
+              (status = 400, description = "The bytes differ from the size or SHA-256 the URL is bound to"),
+              (status = 403, description = "The URL is expired or its signature is not valid")))]
 pub async fn put_blob(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     ApiQuery(q): ApiQuery<CapabilityQuery>,
     headers: HeaderMap,
     body: Body,

@@ -2,7 +2,7 @@
 //! the commands of `ota_core::cmd` and back.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ota_core::access::DeviceGrant;
@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiResult, Problem};
+use crate::schema::{Channel, Count, EventId, Text, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -28,9 +29,12 @@ pub struct CheckRequest {
     pub device_id: DeviceId,
     pub device_type: DeviceType,
     pub current_version: Version,
+    #[schema(value_type = Option<Count>)]
     pub current_build: Option<u64>,
+    #[schema(value_type = Option<U32>)]
     pub secure_version: Option<u32>,
     /// Defaults to `stable`.
+    #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
 }
 
@@ -184,7 +188,7 @@ pub(crate) fn head_answer(release: &Release) -> Response {
 pub async fn download(
     State(state): State<AppState>,
     grant: DeviceGrant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let url = state.ota.download(&grant, &Wanted::Id(id)).await?;
@@ -199,7 +203,7 @@ pub async fn download(
 pub async fn download_head(
     State(state): State<AppState>,
     grant: DeviceGrant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let release = state.ota.downloadable(&grant, &Wanted::Id(id)).await?;
     Ok(head_answer(&release))
@@ -211,11 +215,15 @@ pub struct StatusRequest {
     pub device_id: DeviceId,
     pub firmware_id: String,
     pub status: OtaStatus,
+    #[schema(value_type = Option<Count>)]
     pub bytes_downloaded: Option<u64>,
+    #[schema(maximum = 100)]
     pub progress_percent: Option<u8>,
     /// At most 1024 characters.
+    #[schema(value_type = Option<Text<1024>>)]
     pub error_message: Option<String>,
     /// Idempotency key: a repeated event id is stored once and answered the same.
+    #[schema(value_type = Option<EventId>)]
     pub event_id: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 //! history, groups, device credentials.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use ota_core::access::Admin;
 use ota_core::cmd::mint_device_token::MintToken;
 use ota_core::device::{Device, DeviceDetail, DeviceFilter};
@@ -11,22 +11,29 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListResponse, PageQuery};
 use crate::problem::{ApiResult, Problem};
+use crate::schema::GroupName;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceListQuery {
     pub device_type: Option<DeviceType>,
     pub version: Option<Version>,
+    #[param(value_type = Option<GroupName>)]
     pub group: Option<String>,
+    /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// Opaque, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/devices", tag = "devices", params(DeviceListQuery),
+/// The device registry, filtered.
+#[utoipa::path(get, path = "/api/ota/admin/devices", tag = "devices", operation_id = "list_devices", params(DeviceListQuery),
     responses((status = 200, body = ListResponse<Device>)), security(("admin_token" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -52,12 +59,13 @@ fn parse_id(id: &str) -> ApiResult<DeviceId> {
     DeviceId::parse(id).map_err(|e| Problem::bad_request("device_id", e.0))
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/devices/{id}", tag = "devices", params(("id" = String, Path)),
+/// One device with its newest OTA log entries.
+#[utoipa::path(get, path = "/api/ota/admin/devices/{id}", tag = "devices", operation_id = "get_device", params(("id" = DeviceId, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDetail>> {
     let id = parse_id(&id)?;
     Ok(Json(state.ota.device_detail(&admin, &id).await?))
@@ -66,18 +74,20 @@ pub async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchDeviceRequest {
-    /// Replaces the device's groups (each 1–64 characters of `[A-Za-z0-9_.:-]`).
+    /// Replaces the device's groups (at most 32).
+    #[schema(value_type = Vec<GroupName>, max_items = 32)]
     pub groups: Vec<String>,
 }
 
-#[utoipa::path(patch, path = "/api/ota/admin/devices/{id}", tag = "devices", params(("id" = String, Path)),
+/// Replace a device's groups.
+#[utoipa::path(patch, path = "/api/ota/admin/devices/{id}", tag = "devices", operation_id = "patch_device", params(("id" = DeviceId, Path)),
     request_body = PatchDeviceRequest,
     responses((status = 200, body = Device), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PatchDeviceRequest>,
 ) -> ApiResult<Json<Device>> {
     let id = parse_id(&id)?;
@@ -91,7 +101,8 @@ pub async fn patch(
 pub struct MintTokenRequest {
     /// Defaults to the device's registered type.
     pub device_type: Option<DeviceType>,
-    /// Lifetime in seconds; omitted means the token does not expire.
+    /// Lifetime in seconds (at most 100 years); omitted means the token does not expire.
+    #[schema(minimum = 1, maximum = 3_153_600_000_u64)]
     pub ttl_s: Option<u64>,
 }
 
@@ -105,14 +116,15 @@ pub struct MintedToken {
 }
 
 /// Mint a device credential (admin only).
-#[utoipa::path(post, path = "/api/ota/admin/devices/{id}/token", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/ota/admin/devices/{id}/token", tag = "devices", operation_id = "mint_device_token", params(("id" = DeviceId, Path)),
     request_body = MintTokenRequest,
-    responses((status = 200, body = MintedToken), (status = 400, body = Problem), (status = 403, body = Problem)),
+    responses((status = 200, body = MintedToken), (status = 400, body = Problem), (status = 403, body = Problem),
+              (status = 422, body = Problem, description = "no device_type given for a device that has never checked in")),
     security(("admin_token" = [])))]
 pub async fn mint_token(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<MintedToken>> {
     let id = parse_id(&id)?;
@@ -136,4 +148,19 @@ pub async fn mint_token(
         device_type: minted.device_type.to_string(),
         expires_at: minted.expires_at,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    /// The document's bound on `ttl_s` is the rule's.
+    #[test]
+    fn ttl_bound_is_the_rules() {
+        let schema = serde_json::to_value(super::MintTokenRequest::schema()).unwrap();
+        assert_eq!(
+            schema["properties"]["ttl_s"]["maximum"].as_u64(),
+            Some(ota_core::cmd::mint_device_token::MAX_TTL_S)
+        );
+    }
 }

@@ -14,7 +14,8 @@ pub struct Health {
     pub version: &'static str,
 }
 
-#[utoipa::path(get, path = "/health", tag = "health",
+/// Whether this deployment can reach its storage.
+#[utoipa::path(get, path = "/health", tag = "health", security(()),
     responses((status = 200, body = Health), (status = 503, body = Problem)))]
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.ota.health().await.map_err(|e| {

@@ -15,18 +15,24 @@ use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     pub device_id: Option<DeviceId>,
     pub firmware_id: Option<String>,
     pub status: Option<OtaStatus>,
     /// RFC 3339; only entries at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
+    /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// Opaque, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/logs", tag = "logs", params(LogQuery),
+/// The OTA log: every accepted status report, newest first.
+#[utoipa::path(get, path = "/api/ota/admin/logs", tag = "logs", operation_id = "list_logs", params(LogQuery),
     responses((status = 200, body = ListResponse<LogEntry>), (status = 400, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn list(

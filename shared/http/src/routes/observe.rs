@@ -23,14 +23,19 @@ pub async fn metrics(State(state): State<AppState>, admin: Admin) -> ApiResult<J
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// e.g. `rollout.auto_pause`, `firmware.create`.
     pub action: Option<String>,
     pub target_id: Option<String>,
     /// RFC 3339; only events at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
+    /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// Opaque, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 

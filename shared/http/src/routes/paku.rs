@@ -3,7 +3,7 @@
 //! create rollouts the same way. Each alias runs the same command as its `/api/ota` route.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ota_core::access::{Admin, DeviceGrant};
@@ -18,18 +18,22 @@ use ota_core::status::OtaStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::device_protocol::{
-    CheckResponse, StatusResponse, head_answer, redirect, run_check,
+    CheckResponse, DownloadUrl, StatusResponse, head_answer, redirect, run_check,
 };
+use crate::schema::{Channel, Percent, RolloutName, Text, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LegacyCheckQuery {
     pub device_id: DeviceId,
     pub device_model: DeviceType,
     pub current_version: Version,
+    /// Defaults to `stable`.
+    #[param(value_type = Option<Channel>)]
     pub channel: Option<String>,
 }
 
@@ -74,6 +78,7 @@ pub async fn check(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LegacyDownloadQuery {
     pub device_model: DeviceType,
 }
@@ -88,12 +93,13 @@ fn by_version(version: &str, q: LegacyDownloadQuery) -> ApiResult<Wanted> {
 
 /// Alias of `GET /api/ota/download/{firmware_id}` addressed by version.
 #[utoipa::path(get, path = "/api/firmware/download/{version}", tag = "device (paku aliases)", operation_id = "legacy_download",
-    params(("version" = String, Path), LegacyDownloadQuery),
-    responses((status = 302), (status = 404, body = Problem)), security(("device_token" = [])))]
+    params(("version" = Version, Path), LegacyDownloadQuery),
+    responses((status = 302, description = "Location: capability URL"), (status = 200, body = DownloadUrl),
+              (status = 404, body = Problem)), security(("device_token" = [])))]
 pub async fn download(
     State(state): State<AppState>,
     grant: DeviceGrant,
-    Path(version): Path<String>,
+    ApiPath(version): ApiPath<String>,
     ApiQuery(q): ApiQuery<LegacyDownloadQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -106,13 +112,13 @@ pub async fn download(
 
 /// Alias of `HEAD /api/ota/download/{firmware_id}`: 200 with Content-Length, no redirect.
 #[utoipa::path(head, path = "/api/firmware/download/{version}", tag = "device (paku aliases)", operation_id = "legacy_download_head",
-    params(("version" = String, Path), LegacyDownloadQuery),
+    params(("version" = Version, Path), LegacyDownloadQuery),
     responses((status = 200, description = "Content-Length of the image"), (status = 404, body = Problem)),
     security(("device_token" = [])))]
 pub async fn download_head(
     State(state): State<AppState>,
     grant: DeviceGrant,
-    Path(version): Path<String>,
+    ApiPath(version): ApiPath<String>,
     ApiQuery(q): ApiQuery<LegacyDownloadQuery>,
 ) -> ApiResult<Response> {
     let release = state
@@ -128,7 +134,9 @@ pub struct LegacyStatusRequest {
     pub device_id: Option<DeviceId>,
     pub firmware_version: Version,
     pub status: OtaStatus,
+    #[schema(maximum = 100)]
     pub progress_percent: Option<u8>,
+    #[schema(value_type = Option<Text<1024>>)]
     pub error_message: Option<String>,
 }
 
@@ -140,7 +148,7 @@ pub struct LegacyStatusRequest {
 pub async fn status(
     State(state): State<AppState>,
     grant: DeviceGrant,
-    Path(device_id): Path<String>,
+    ApiPath(device_id): ApiPath<String>,
     ApiJson(req): ApiJson<LegacyStatusRequest>,
 ) -> ApiResult<Json<StatusResponse>> {
     let device_id =
@@ -173,15 +181,19 @@ pub async fn status(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyCreateRolloutRequest {
+    #[schema(value_type = RolloutName)]
     pub name: String,
     pub firmware_id: Option<String>,
     pub firmware_version: Option<Version>,
     pub device_model: Option<DeviceType>,
     pub target_type: TargetType,
+    #[schema(value_type = Option<Percent>)]
     pub rollout_percentage: Option<f64>,
     #[serde(default)]
     pub target_filter: TargetFilter,
+    #[schema(value_type = Option<Percent>)]
     pub failure_threshold_percent: Option<f64>,
+    #[schema(value_type = Option<U32>)]
     pub min_reports: Option<u32>,
     #[serde(default)]
     pub allow_downgrade: bool,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use futures_util::TryStreamExt;
 use ota_core::access::Admin;
@@ -22,9 +22,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListResponse, PageQuery};
 use crate::problem::{ApiResult, Problem};
+use crate::schema::{Channel, Count, FileSize, Sha256Hex, Text};
 use crate::state::AppState;
 
 /// Multipart text fields are tiny; anything longer is refused before it is buffered.
@@ -36,13 +37,19 @@ const MAX_FIELD_BYTES: usize = 16 * 1024;
 pub struct CreateReleaseRequest {
     pub device_type: DeviceType,
     pub version: Version,
+    #[schema(value_type = Option<Count>)]
     pub build_number: Option<u64>,
+    #[schema(value_type = FileSize)]
     pub file_size: u64,
     /// SHA-256 of the whole file, hex.
+    #[schema(value_type = Sha256Hex)]
     pub file_hash: String,
+    #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
+    #[schema(value_type = Option<Text<4096>>)]
     pub description: Option<String>,
     pub min_current_version: Option<Version>,
+    #[schema(value_type = Option<Text<4096>>)]
     pub release_notes: Option<String>,
 }
 
@@ -63,7 +70,7 @@ pub struct CreatedRelease {
 }
 
 /// Step one of the two-step flow: register metadata, get an upload URL bound to size and hash.
-#[utoipa::path(post, path = "/api/ota/admin/firmware", tag = "firmware", request_body = CreateReleaseRequest,
+#[utoipa::path(post, path = "/api/ota/admin/firmware", tag = "firmware", operation_id = "create_release", request_body = CreateReleaseRequest,
     responses((status = 201, body = CreatedRelease), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
               (status = 422, body = Problem)),
@@ -102,7 +109,7 @@ pub async fn create(
 }
 
 /// Step three: check the uploaded object and validate the image.
-#[utoipa::path(post, path = "/api/ota/admin/firmware/{id}/finalize", tag = "firmware",
+#[utoipa::path(post, path = "/api/ota/admin/firmware/{id}/finalize", tag = "firmware", operation_id = "finalize_release",
     params(("id" = String, Path)),
     responses((status = 200, body = Release), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "no bytes uploaded yet"),
@@ -111,24 +118,29 @@ pub async fn create(
 pub async fn finalize(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
     Ok(Json(state.ota.finalize_release(&admin, &id).await?))
 }
 
 /// Multipart form of the one-shot upload, for the OpenAPI document only: the handler streams the
-/// fields instead of building this.
+/// fields instead of building this. Optional parts are absent, never null (a form has no null).
 #[derive(ToSchema)]
 pub struct UploadForm {
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
-    pub device_type: String,
-    pub version: String,
+    pub device_type: DeviceType,
+    pub version: Version,
+    #[schema(value_type = Count, required = false)]
     pub build_number: Option<u64>,
+    #[schema(value_type = Channel, required = false)]
     pub channel: Option<String>,
+    #[schema(value_type = Text<4096>, required = false)]
     pub description: Option<String>,
+    #[schema(value_type = Text<4096>, required = false)]
     pub release_notes: Option<String>,
-    pub min_current_version: Option<String>,
+    #[schema(value_type = Version, required = false)]
+    pub min_current_version: Option<Version>,
 }
 
 /// The multipart body as the command reads it: the `file` part streamed, every other part read
@@ -172,7 +184,7 @@ async fn text_field(name: &str, mut field: Field<'_>) -> Result<String, OpError>
 
 /// Store, validate and register in one call. The file streams to storage; nothing is
 /// registered unless the image passes.
-#[utoipa::path(post, path = "/api/ota/admin/upload", tag = "firmware",
+#[utoipa::path(post, path = "/api/ota/admin/upload", tag = "firmware", operation_id = "upload_release",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = Release), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
@@ -198,17 +210,22 @@ pub async fn upload(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseListQuery {
     pub device_type: Option<DeviceType>,
+    #[param(value_type = Option<Channel>)]
     pub channel: Option<String>,
     pub state: Option<ReleaseState>,
+    /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// Opaque, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
 /// Releases, newest version first.
-#[utoipa::path(get, path = "/api/ota/admin/firmware", tag = "firmware", params(ReleaseListQuery),
+#[utoipa::path(get, path = "/api/ota/admin/firmware", tag = "firmware", operation_id = "list_releases", params(ReleaseListQuery),
     responses((status = 200, body = ListResponse<Release>), (status = 400, body = Problem), (status = 401, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn list(
@@ -235,12 +252,13 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
+/// One release.
+#[utoipa::path(get, path = "/api/ota/admin/firmware/{id}", tag = "firmware", operation_id = "get_release", params(("id" = String, Path)),
     responses((status = 200, body = Release), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
     Ok(Json(state.ota.get_release(&admin, &id).await?))
 }
@@ -256,27 +274,28 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[serde(deny_unknown_fields)]
 pub struct PatchReleaseRequest {
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Text<4096>>)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Text<4096>>)]
     pub release_notes: Option<Option<String>>,
+    #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
     pub is_active: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Version>)]
     pub min_current_version: Option<Option<Version>>,
 }
 
 /// Edit what may change after release; the bytes and version never do.
-#[utoipa::path(patch, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/ota/admin/firmware/{id}", tag = "firmware", operation_id = "patch_release", params(("id" = String, Path)),
     request_body = PatchReleaseRequest,
     responses((status = 200, body = Release), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PatchReleaseRequest>,
 ) -> ApiResult<Json<Release>> {
     let changes = ReleaseChanges {
@@ -290,12 +309,12 @@ pub async fn patch(
 }
 
 /// Deactivate: never deletes bytes or history.
-#[utoipa::path(delete, path = "/api/ota/admin/firmware/{id}", tag = "firmware", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/ota/admin/firmware/{id}", tag = "firmware", operation_id = "deactivate_release", params(("id" = String, Path)),
     responses((status = 200, body = Release), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn deactivate(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
     Ok(Json(state.ota.deactivate_release(&admin, &id).await?))
 }

@@ -1,7 +1,7 @@
 //! Rollouts (docs/api.md §Rollouts): which devices are offered a release, staged and stoppable.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use ota_core::access::Admin;
 use ota_core::cmd::create_rollout::{CreateRollout, RolloutOf};
@@ -12,30 +12,36 @@ use ota_core::rollout::{RolloutFilter, RolloutState, TargetFilter, TargetType};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListResponse, PageQuery};
 use crate::problem::{ApiResult, Problem};
+use crate::schema::{Percent, RolloutName, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRolloutRequest {
+    #[schema(value_type = RolloutName)]
     pub name: String,
     pub firmware_id: String,
     pub target_type: TargetType,
-    /// 0–100, for `canary`; defaults to 100.
+    /// 0-100, for `canary`; defaults to 100.
+    #[schema(value_type = Option<Percent>)]
     pub rollout_percentage: Option<f64>,
     #[serde(default)]
     pub target_filter: TargetFilter,
     /// Pause automatically when failed/(failed+success) exceeds this percentage.
+    #[schema(value_type = Option<Percent>)]
     pub failure_threshold_percent: Option<f64>,
     /// Final reports needed before the threshold applies; defaults to 10.
+    #[schema(value_type = Option<U32>)]
     pub min_reports: Option<u32>,
     #[serde(default)]
     pub allow_downgrade: bool,
 }
 
-#[utoipa::path(post, path = "/api/ota/admin/rollouts", tag = "rollouts", request_body = CreateRolloutRequest,
+/// Roll a ready release out to every device of its type, a canary share, named devices or groups.
+#[utoipa::path(post, path = "/api/ota/admin/rollouts", tag = "rollouts", operation_id = "create_rollout", request_body = CreateRolloutRequest,
     responses((status = 201, body = RolloutWithProgress), (status = 400, body = Problem), (status = 422, body = Problem)),
     security(("admin_token" = [])))]
 pub async fn create(
@@ -59,16 +65,21 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutListQuery {
     pub device_type: Option<DeviceType>,
     pub firmware_id: Option<String>,
     pub state: Option<RolloutState>,
+    /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// Opaque, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/rollouts", tag = "rollouts", params(RolloutListQuery),
+/// Rollouts with their progress, newest first.
+#[utoipa::path(get, path = "/api/ota/admin/rollouts", tag = "rollouts", operation_id = "list_rollouts", params(RolloutListQuery),
     responses((status = 200, body = ListResponse<RolloutWithProgress>)), security(("admin_token" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -94,12 +105,13 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(get, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
+/// One rollout with its progress.
+#[utoipa::path(get, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", operation_id = "get_rollout", params(("id" = String, Path)),
     responses((status = 200, body = RolloutWithProgress), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RolloutWithProgress>> {
     Ok(Json(state.ota.get_rollout(&admin, &id).await?))
 }
@@ -107,6 +119,7 @@ pub async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRolloutRequest {
+    #[schema(value_type = Option<Percent>)]
     pub rollout_percentage: Option<f64>,
     /// `active`, `paused`, `aborted` or `completed` (the last two are final and offer nothing).
     pub state: Option<RolloutState>,
@@ -127,7 +140,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 }
 
 /// Change the percentage or the state, with optimistic concurrency.
-#[utoipa::path(patch, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", operation_id = "patch_rollout", params(("id" = String, Path)),
     request_body = PatchRolloutRequest,
     responses((status = 200, body = RolloutWithProgress), (status = 400, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "stale revision, or a move out of aborted/completed")),
@@ -135,7 +148,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 pub async fn patch(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PatchRolloutRequest>,
 ) -> ApiResult<Json<RolloutWithProgress>> {
