@@ -3,6 +3,7 @@
 
 mod aws_local;
 mod bench;
+mod contract;
 mod deny;
 mod infra;
 mod install;
@@ -18,13 +19,16 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test                  install the test oracles and the local AWS stack if missing, start the
-                        stack, then run every test of the workspace against it, the end-to-end
+                        stack, then run every test of the workspace against it, schemathesis
+                        and a generated client against ota-server (tests/openapi/), the end-to-end
                         suite again on DynamoDB + S3, and the README walkthrough through the
                         Lambda functions (cargo lambda watch)
   lint                  cargo fmt --check, cargo clippy --all-targets -D warnings, cfn-lint on
                         infra/template.yaml (installed into target/cfn-lint-venv if missing),
                         and cargo deny check licenses bans sources, offline (deny.toml;
-                        cargo-deny installed into target/tools if missing)
+                        cargo-deny installed into target/tools if missing); the OpenAPI
+                        document ota-server serves through Redocly's CLI (npm) and
+                        openapi-spec-validator (PyPI), both installed under target/ if missing
   local-aws             install if missing and start DynamoDB Local and s3s-fs, create the
                         table and bucket, serve the six Lambda functions with `cargo lambda
                         watch` on one base URL; print it, an admin token and the environment
@@ -103,6 +107,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(["test", "--workspace", "--all-targets", "--locked"])
         .args(extra)
         .env("OTA_PYTHON", &python))?;
+    contract::test(&root(), &python)?;
     e2e_on_aws(&aws, &python, None)?;
     let cargo_lambda = lambda_on_aws(&aws)?;
     e2e_on_aws(&aws, &python, Some(&cargo_lambda))?;
@@ -247,5 +252,6 @@ fn lint() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     infra::lint_template(&root())?;
-    deny::check(&root())
+    deny::check(&root())?;
+    contract::lint(&root())
 }

@@ -15,7 +15,7 @@ pub fn ensure_test_tools(root: &Path) -> anyhow::Result<PathBuf> {
         "xtask/requirements-test.txt",
         |python| {
             Command::new(python)
-                .args(["-c", "import esptool"])
+                .args(["-c", "import esptool, schemathesis, openapi_spec_validator"])
                 .status()
                 .is_ok_and(|s| s.success())
         },
