@@ -20,10 +20,13 @@ const CONFIG_DIR: &str = "tests/openapi";
 /// `ota-server` as the tests build it, started on a fresh data directory.
 fn start_server(root: &Path) -> anyhow::Result<OtaServer> {
     crate::run(crate::cargo().args(["build", "--locked", "-p", "ota-server"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(OtaServer::builder(Binary::at(target.join("debug/ota-server")))
-        .data_prefix("ota-contract-")
-        .start())
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(
+        OtaServer::builder(Binary::at(target.join("debug/ota-server")))
+            .data_prefix("ota-contract-")
+            .start(),
+    )
 }
 
 /// The document a running server serves, saved under `target/openapi/`.
@@ -56,12 +59,20 @@ fn redocly(root: &Path) -> anyhow::Result<PathBuf> {
             .arg("install")
             .arg("--prefix")
             .arg(&tmp)
-            .args(["--no-audit", "--no-fund", "--save-exact", "--loglevel=error"])
+            .args([
+                "--no-audit",
+                "--no-fund",
+                "--save-exact",
+                "--loglevel=error",
+            ])
             .arg(format!("{REDOCLY_NPM}@{REDOCLY_NPM_VERSION}")),
     )
     .context("installing Redocly's CLI needs npm (and the npm registry)")?;
     if !bin(&tmp).exists() {
-        bail!("{REDOCLY_NPM} installed but {} is missing", bin(&tmp).display());
+        bail!(
+            "{REDOCLY_NPM} installed but {} is missing",
+            bin(&tmp).display()
+        );
     }
     move_into_place(&tmp, &prefix)?;
     Ok(bin(&prefix))
@@ -107,7 +118,11 @@ pub fn test(root: &Path, python: &Path) -> anyhow::Result<()> {
     crate::run(
         Command::new(python.with_file_name("st"))
             .current_dir(root)
-            .args(["--config-file", &format!("{CONFIG_DIR}/schemathesis.toml"), "run"])
+            .args([
+                "--config-file",
+                &format!("{CONFIG_DIR}/schemathesis.toml"),
+                "run",
+            ])
             .arg(format!("{}/api/ota/openapi.json", server.base()))
             // A fixed seed and no example database: a failure is reproduced by running again.
             .args(["--continue-on-failure", "--no-color", "--seed", "1"])
@@ -131,7 +146,10 @@ pub fn test(root: &Path, python: &Path) -> anyhow::Result<()> {
             .env("OTA_BASE_URL", server.base())
             .env("OTA_ADMIN_TOKEN", server.admin_token())
             .env("OTA_SAMPLE_IMAGE", samples.join("demo-esp32c3-1.1.0.bin"))
-            .env("OTA_SAMPLE_IMAGE_OLD", samples.join("demo-esp32c3-1.0.0.bin"))
+            .env(
+                "OTA_SAMPLE_IMAGE_OLD",
+                samples.join("demo-esp32c3-1.0.0.bin"),
+            )
             .env(
                 "OTA_CLIENT_GENERATOR",
                 python.with_file_name("openapi-python-client"),

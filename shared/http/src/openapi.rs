@@ -166,10 +166,12 @@ impl CrossFieldRules {
              "then": lists(none.clone(), none)},
             {"if": {"properties": {"target_type": {"const": "specific"}}},
              "then": {"required": ["target_filter"], "properties": {"target_filter": {
-                 "required": ["device_ids"], "properties": {"device_ids": {"minItems": 1}}}}}},
+                 "required": ["device_ids"], "properties": {
+                     "device_ids": {"minItems": 1}, "groups": {"maxItems": 0}}}}}},
             {"if": {"properties": {"target_type": {"const": "group"}}},
              "then": {"required": ["target_filter"], "properties": {"target_filter": {
-                 "required": ["groups"], "properties": {"groups": {"minItems": 1}}}}}},
+                 "required": ["groups"], "properties": {
+                     "groups": {"minItems": 1}, "device_ids": {"maxItems": 0}}}}}},
         ])
     }
 
@@ -210,6 +212,19 @@ impl Modify for CrossFieldRules {
             ]}));
         }
         Self::add(api, "LegacyCreateRolloutRequest", "allOf", legacy);
+        // A rollout's groups are named by the rule of a device's groups.
+        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(filter))) = api
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("TargetFilter"))
+        {
+            filter.properties.insert(
+                "groups".to_owned(),
+                utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(Ref::from_schema_name("GroupName"))
+                    .into(),
+            );
+        }
         // A form's parts are the fields the command knows; any other is refused.
         if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(form))) = api
             .components

@@ -54,7 +54,7 @@ fn check_live(state: &AppState, exp: i64) -> ApiResult<()> {
 }
 
 /// Download a release's image through a capability URL (a check's `download_url`).
-#[utoipa::path(get, path = "/api/ota/blob/firmware/{object}", tag = "capability URLs (ota-server only)",
+#[utoipa::path(get, path = "/api/ota/blob/firmware/{object}", tag = "capability urls (ota-server only)",
     security(()), params(("object" = String, Path, description = "`<firmware_id>.bin`"), CapabilityQuery,
         ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=1024-`")),
     responses((status = 200, description = "The image", content_type = "application/octet-stream"),
@@ -139,7 +139,7 @@ fn internal<E: std::fmt::Display>(e: E) -> Problem {
 }
 
 /// Size and `Accept-Ranges` of an image through a capability URL.
-#[utoipa::path(head, path = "/api/ota/blob/firmware/{object}", tag = "capability URLs (ota-server only)",
+#[utoipa::path(head, path = "/api/ota/blob/firmware/{object}", tag = "capability urls (ota-server only)",
     security(()), params(("object" = String, Path, description = "`<firmware_id>.bin`"), CapabilityQuery),
     responses((status = 200, description = "Content-Length of the image"),
               (status = 403, description = "The URL is expired or its signature is not valid"),
@@ -154,7 +154,7 @@ pub async fn head_blob(
 }
 
 /// Upload the bytes of a release created by `POST /api/ota/admin/firmware` (its `upload.url`).
-#[utoipa::path(put, path = "/api/ota/blob/firmware/{object}", tag = "capability URLs (ota-server only)",
+#[utoipa::path(put, path = "/api/ota/blob/firmware/{object}", tag = "capability urls (ota-server only)",
     security(()), params(("object" = String, Path, description = "`<firmware_id>.bin`"), CapabilityQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "Exactly the size and SHA-256 the URL is bound to"),

@@ -181,8 +181,11 @@ pub(crate) fn head_answer(release: &Release) -> Response {
 
 /// Redirect to a fresh capability URL (or return it as JSON with `Accept: application/json`).
 #[utoipa::path(get, path = "/api/ota/download/{firmware_id}", tag = "device",
-    params(("firmware_id" = String, Path)),
-    responses((status = 302, description = "Location: capability URL"), (status = 200, body = DownloadUrl),
+    params(("firmware_id" = String, Path),
+        ("Accept" = Option<String>, Header, description = "`application/json` for the JSON form instead of a redirect")),
+    responses((status = 302, description = "Redirect to a fresh capability URL",
+                  headers(("Location" = String, description = "The capability URL"))),
+              (status = 200, body = DownloadUrl, description = "With `Accept: application/json`"),
               (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("device_token" = [])))]
 pub async fn download(

@@ -93,8 +93,11 @@ fn by_version(version: &str, q: LegacyDownloadQuery) -> ApiResult<Wanted> {
 
 /// Alias of `GET /api/ota/download/{firmware_id}` addressed by version.
 #[utoipa::path(get, path = "/api/firmware/download/{version}", tag = "device (paku aliases)", operation_id = "legacy_download",
-    params(("version" = Version, Path), LegacyDownloadQuery),
-    responses((status = 302, description = "Location: capability URL"), (status = 200, body = DownloadUrl),
+    params(("version" = Version, Path), LegacyDownloadQuery,
+        ("Accept" = Option<String>, Header, description = "`application/json` for the JSON form instead of a redirect")),
+    responses((status = 302, description = "Redirect to a fresh capability URL",
+                  headers(("Location" = String, description = "The capability URL"))),
+              (status = 200, body = DownloadUrl, description = "With `Accept: application/json`"),
               (status = 404, body = Problem)), security(("device_token" = [])))]
 pub async fn download(
     State(state): State<AppState>,
