@@ -514,3 +514,37 @@ async fn the_jwt_secret_is_private_to_its_owner() {
         .await
         .expect(200);
 }
+
+/// A refusal names what is wrong with the token in the service's words, never the JWT
+/// library's (serde's "missing field ... at line 1 column 70", its algorithm list); `nbf` is
+/// checked and an `aud` array holding ours is accepted (RFC 7519).
+#[tokio::test]
+async fn refusals_are_short_and_the_registered_claims_follow_rfc_7519() {
+    let srv = Server::start().await;
+    let lacking = srv.sign(&json!({"sub": "d1", "aud": "ota-device"}));
+    let r = srv
+        .post("/api/ota/check")
+        .bearer_auth(&lacking)
+        .json(&check_body("d1", "t"))
+        .go()
+        .await;
+    let p = r.problem(401);
+    assert_eq!(p["detail"], "the token lacks the claim device_type", "{p}");
+
+    let mut tomorrow = admin_claims("viewer", 7 * 86_400);
+    tomorrow["nbf"] = json!(now() + 86_400);
+    let r = srv
+        .get("/api/ota/admin/firmware")
+        .bearer_auth(srv.sign(&tomorrow))
+        .go()
+        .await;
+    assert_eq!(r.problem(401)["detail"], "the token is not valid yet");
+
+    let mut listed = admin_claims("viewer", 3600);
+    listed["aud"] = json!(["https://idp.example", "ota-admin"]);
+    srv.get("/api/ota/admin/firmware")
+        .bearer_auth(srv.sign(&listed))
+        .go()
+        .await
+        .expect(200);
+}

@@ -549,8 +549,8 @@ async fn fuzzed_json_bodies_never_get_a_5xx() {
         (
             Method::POST,
             "/api/ota/admin/rollouts".into(),
-            json!({"name": "r", "firmware_id": fw_id, "target_type": "canary", "rollout_percentage": 50,
-                   "target_filter": {"device_ids": ["d1"], "groups": ["g"]},
+            json!({"name": "r", "firmware_id": fw_id, "target_type": "specific", "rollout_percentage": 50,
+                   "target_filter": {"device_ids": ["d1"]},
                    "failure_threshold_percent": 20, "min_reports": 5, "allow_downgrade": false}),
         ),
         (

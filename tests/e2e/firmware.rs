@@ -865,6 +865,23 @@ async fn racing_finalizes_all_answer_with_the_stored_outcome() {
                 "{bodies:?}"
             );
         }
+        // The finalize that settled the release is the one audit event of them all.
+        let audit = srv
+            .admin(
+                Method::GET,
+                &format!(
+                    "/api/ota/admin/audit?action=firmware.finalize&target_id={}",
+                    str_of(&created, "id")
+                ),
+            )
+            .go()
+            .await
+            .expect(200);
+        assert_eq!(
+            audit["items"].as_array().unwrap().len(),
+            1,
+            "{version}: {audit}"
+        );
     }
 }
 

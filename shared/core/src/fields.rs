@@ -118,8 +118,25 @@ pub fn percentage(field: &str, p: f64) -> Result<f64, OpError> {
     }
 }
 
-/// A device's groups: at most [`MAX_GROUPS`], each 1–64 characters of `[A-Za-z0-9_.:-]`;
-/// returned sorted, without repeats.
+/// A group name: 1–64 characters of `[A-Za-z0-9_.:-]`. The one rule for a device's groups and
+/// for the groups a rollout targets, so that a rollout never names a group no device can have.
+pub fn group(field: &str, g: &str) -> Result<(), OpError> {
+    let ok = !g.is_empty()
+        && g.len() <= 64
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(OpError::invalid(
+            field,
+            format!("invalid group name '{g}': 1-64 characters of [A-Za-z0-9_.:-]"),
+        ))
+    }
+}
+
+/// A device's groups: at most [`MAX_GROUPS`], each a [`group`] name; returned sorted, without
+/// repeats.
 pub fn groups(field: &str, mut groups: Vec<String>) -> Result<Vec<String>, OpError> {
     if groups.len() > MAX_GROUPS {
         return Err(OpError::invalid(
@@ -128,13 +145,7 @@ pub fn groups(field: &str, mut groups: Vec<String>) -> Result<Vec<String>, OpErr
         ));
     }
     for g in &groups {
-        let ok = !g.is_empty()
-            && g.len() <= 64
-            && g.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-        if !ok {
-            return Err(OpError::invalid(field, format!("invalid group name '{g}'")));
-        }
+        group(field, g)?;
     }
     groups.sort();
     groups.dedup();
@@ -194,6 +205,9 @@ mod tests {
         );
         refused(groups("g", vec!["bad name".into()]), "g");
         refused(groups("g", (0..33).map(|i| format!("g{i}")).collect()), "g");
+        assert!(group("g", "site:eu-1.lab_2").is_ok());
+        refused(group("g", &"g".repeat(65)), "g");
+        refused(group("g", ""), "g");
     }
 
     proptest::proptest! {

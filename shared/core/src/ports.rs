@@ -115,10 +115,16 @@ pub trait MetaStore: Send + Sync {
         filter: &ReleaseFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Release>>;
-    /// Replaces the record `expect` (as the writer read it) with `release`; Conflict unless the
-    /// stored record is still that one (same state and `updated_at`), so that writers working
-    /// from a stale copy never undo each other: reload and retry.
-    async fn update_release(&self, release: &Release, expect: &Release) -> StoreResult<()>;
+    /// Replaces the record `expect` (as the writer read it) with `release` and records `event`,
+    /// both or neither; Conflict unless the stored record is still that one (same state and
+    /// `updated_at`), so that writers working from a stale copy never undo each other (reload and
+    /// retry), and only the write that made a change has an audit event for it.
+    async fn update_release(
+        &self,
+        release: &Release,
+        expect: &Release,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
 
     async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()>;
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>>;

@@ -223,9 +223,41 @@ async fn two_step_publishing_validates_at_finalize_and_is_idempotent() {
             "version 2.0.0 of device type demo already exists".into()
         ))
     );
+    // The repeated finalize answered the same without an event of its own.
     assert_eq!(
         w.audit_actions().await,
-        ["firmware.create", "firmware.finalize", "firmware.finalize"]
+        ["firmware.create", "firmware.finalize"]
+    );
+}
+
+/// Racing finalizes of one upload (a CI job retried while the first still runs) all answer the
+/// ready release; the one that made it ready is the one audit event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_finalizes_record_one_event() {
+    let w = World::new();
+    let bytes = image(Target::Esp32c3, "2.0.0");
+    let (fw, _) = w
+        .ota
+        .create_release(&admin(), create("2.0.0", &bytes))
+        .await
+        .unwrap();
+    let body = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]));
+    w.blobs.put(&fw.blob_key(), body, 1 << 20).await.unwrap();
+    let finalizes: Vec<_> = (0..10)
+        .map(|_| {
+            let (ota, id) = (w.ota.clone(), fw.id.clone());
+            tokio::spawn(async move { ota.finalize_release(&admin(), &id).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for f in finalizes {
+        answers.push(f.await.unwrap().unwrap());
+    }
+    assert!(answers.iter().all(|r| *r == answers[0]), "{answers:?}");
+    assert_eq!(answers[0].state, ReleaseState::Ready);
+    assert_eq!(
+        w.audit_actions().await,
+        ["firmware.create", "firmware.finalize"]
     );
 }
 
@@ -248,10 +280,15 @@ async fn a_finalize_that_finds_other_bytes_rejects_the_release_for_good() {
     );
     let stored = w.meta.get_release(&fw.id).await.unwrap().unwrap();
     assert_eq!(stored.state, ReleaseState::Rejected);
-    // Asked again, it answers with the same reasons.
+    // Asked again, it answers with the same reasons, and records nothing more.
     assert_eq!(
         problem_codes(w.ota.finalize_release(&admin(), &fw.id).await),
         codes
+    );
+    assert_eq!(
+        w.meta_audit_details("firmware.finalize").await.len(),
+        1,
+        "one event for the finalize that rejected the release"
     );
 }
 

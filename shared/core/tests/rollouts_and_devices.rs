@@ -143,6 +143,91 @@ async fn a_rollout_needs_a_ready_release_a_name_and_a_target() {
     ));
 }
 
+/// A rollout's target holds only what its type uses, and group names a device can have (the
+/// rule of a device's groups): nothing an admin sends is silently ignored.
+#[tokio::test]
+async fn a_target_filter_holds_only_what_its_type_uses() {
+    let w = World::new();
+    let fw = w.publish("demo", "1.1.0").await;
+    let filter = |device_ids: &[&str], groups: &[&str]| TargetFilter {
+        device_ids: device_ids
+            .iter()
+            .map(|d| DeviceId::parse(d).unwrap())
+            .collect(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    let refused = [
+        (
+            TargetType::All,
+            filter(&["d1"], &[]),
+            "target_filter.device_ids",
+        ),
+        (
+            TargetType::All,
+            filter(&[], &["lab"]),
+            "target_filter.groups",
+        ),
+        (
+            TargetType::Canary,
+            filter(&["d1"], &[]),
+            "target_filter.device_ids",
+        ),
+        (
+            TargetType::Canary,
+            filter(&[], &["lab"]),
+            "target_filter.groups",
+        ),
+        (
+            TargetType::Specific,
+            filter(&["d1"], &["lab"]),
+            "target_filter.groups",
+        ),
+        (
+            TargetType::Group,
+            filter(&["d1"], &["lab"]),
+            "target_filter.device_ids",
+        ),
+        (
+            TargetType::Group,
+            filter(&[], &["lab", "has space"]),
+            "target_filter.groups[1]",
+        ),
+        (
+            TargetType::Group,
+            filter(&[], &[""]),
+            "target_filter.groups[0]",
+        ),
+        (
+            TargetType::Group,
+            filter(&[], &[&"g".repeat(65)]),
+            "target_filter.groups[0]",
+        ),
+    ];
+    for (target_type, target_filter, field) in refused {
+        let input = CreateRollout {
+            target_type,
+            target_filter,
+            ..all(&fw)
+        };
+        invalid(w.ota.create_rollout(&admin(), input).await, field);
+    }
+    let accepted = [
+        (TargetType::All, filter(&[], &[])),
+        (TargetType::Canary, filter(&[], &[])),
+        (TargetType::Specific, filter(&["d1"], &[])),
+        (TargetType::Group, filter(&[], &["site:eu-1.lab_2"])),
+    ];
+    for (target_type, target_filter) in accepted {
+        let input = CreateRollout {
+            target_type,
+            target_filter: target_filter.clone(),
+            ..all(&fw)
+        };
+        let created = w.ota.create_rollout(&admin(), input).await.unwrap();
+        assert_eq!(created.rollout.target_filter, target_filter);
+    }
+}
+
 #[tokio::test]
 async fn edits_follow_the_lifecycle_and_the_revision() {
     let w = World::new();

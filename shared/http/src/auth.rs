@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ota_core::access::{Admin, DeviceGrant};
 use ota_core::ids::{DeviceId, DeviceType};
@@ -22,6 +23,48 @@ pub const DEVICE_AUDIENCE: &str = "ota-device";
 pub const DEVICE_TOKEN_HEADER: &str = "x-ota-device-token";
 
 pub use ota_core::access::Role;
+
+/// Seconds a token's `exp` and `nbf` may be off (docs/api.md §2.3): clocks of devices and CI
+/// runners drift.
+pub const LEEWAY_S: u64 = 30;
+
+/// A token's claims as verified, before ours are read from them.
+type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// Why a token was refused, in the contract's words: the library's messages name its internals
+/// (serde's, the algorithm list), which a client has no use for.
+fn refusal(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet".to_owned(),
+        ErrorKind::InvalidSignature => "the token's signature does not verify".to_owned(),
+        ErrorKind::InvalidAudience => "the token is not meant for this API (aud)".to_owned(),
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted".to_owned(),
+        ErrorKind::InvalidAlgorithm => "the token's signing algorithm is not accepted".to_owned(),
+        // The claim names come from our own list of required claims.
+        ErrorKind::MissingRequiredClaim(claim) => format!("the token lacks the claim {claim}"),
+        ErrorKind::InvalidClaimFormat(claim) => format!("the token's claim {claim} is malformed"),
+        _ => "the bearer token is not a valid JWT".to_owned(),
+    }
+}
+
+/// A claim that must be a string.
+fn text_claim<'c>(claims: &'c Claims, name: &str) -> Result<&'c str, Problem> {
+    match claims.get(name) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        None => Err(Problem::unauthorized(format!(
+            "the token lacks the claim {name}"
+        ))),
+        Some(_) => Err(Problem::unauthorized(format!(
+            "the token's claim {name} must be a string"
+        ))),
+    }
+}
+
+/// A time claim (unix seconds) the library has already checked, when present.
+fn time_claim(claims: &Claims, name: &str) -> Option<i64> {
+    claims.get(name).and_then(serde_json::Value::as_i64)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminClaims {
@@ -96,6 +139,8 @@ impl AuthConfig {
 
     fn validation(&self, algorithm: Algorithm, audience: &str, require_exp: bool) -> Validation {
         let mut v = Validation::new(algorithm);
+        // RFC 7519 §4.1.3: `aud` may be one string or an array; jsonwebtoken accepts either
+        // when one of its values is ours.
         v.set_audience(&[audience]);
         let mut required: HashSet<String> =
             ["aud", "sub"].iter().map(ToString::to_string).collect();
@@ -104,13 +149,28 @@ impl AuthConfig {
         }
         v.required_spec_claims = required;
         v.validate_exp = true;
-        v.leeway = 30;
+        // `nbf` is checked when present, with the same leeway as `exp` (docs/api.md §2.3).
+        v.validate_nbf = true;
+        v.leeway = LEEWAY_S;
         if let Some(iss) = &self.issuer {
             v.set_issuer(&[iss]);
             // jsonwebtoken checks `iss` only when present unless it is required.
             v.required_spec_claims.insert("iss".into());
         }
         v
+    }
+
+    /// The token's claims once its signature and its registered claims verify. They are read as
+    /// a JSON object and then checked here, rather than deserialized into a struct, so that a
+    /// refusal says which claim is wrong in our words, never in serde's.
+    fn verified_claims(
+        token: &str,
+        key: &DecodingKey,
+        validation: &Validation,
+    ) -> Result<Claims, Problem> {
+        jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map(|d| d.claims)
+            .map_err(|e| Problem::unauthorized(refusal(e.kind())))
     }
 
     pub fn verify_admin(&self, token: &str) -> Result<AdminClaims, Problem> {
@@ -125,19 +185,40 @@ impl AuthConfig {
                 ));
             }
         };
-        jsonwebtoken::decode::<AdminClaims>(token, key, &self.validation(alg, ADMIN_AUDIENCE, true))
-            .map(|d| d.claims)
-            .map_err(|e| Problem::unauthorized(format!("the admin token was refused: {e}")))
+        let claims =
+            Self::verified_claims(token, key, &self.validation(alg, ADMIN_AUDIENCE, true))?;
+        let role = match text_claim(&claims, "role")? {
+            "viewer" => Role::Viewer,
+            "publisher" => Role::Publisher,
+            "admin" => Role::Admin,
+            _ => {
+                return Err(Problem::unauthorized(
+                    "the token's role must be viewer, publisher or admin",
+                ));
+            }
+        };
+        Ok(AdminClaims {
+            sub: text_claim(&claims, "sub")?.to_owned(),
+            role,
+            aud: ADMIN_AUDIENCE.to_owned(),
+            exp: time_claim(&claims, "exp").unwrap_or_default(),
+            iss: self.issuer.clone(),
+        })
     }
 
     pub fn verify_device(&self, token: &str) -> Result<DeviceClaims, Problem> {
-        jsonwebtoken::decode::<DeviceClaims>(
+        let claims = Self::verified_claims(
             token,
             &self.decoding,
             &self.validation(Algorithm::HS256, DEVICE_AUDIENCE, false),
-        )
-        .map(|d| d.claims)
-        .map_err(|e| Problem::unauthorized(format!("the device token was refused: {e}")))
+        )?;
+        Ok(DeviceClaims {
+            sub: text_claim(&claims, "sub")?.to_owned(),
+            aud: DEVICE_AUDIENCE.to_owned(),
+            device_type: text_claim(&claims, "device_type")?.to_owned(),
+            exp: time_claim(&claims, "exp"),
+            iss: self.issuer.clone(),
+        })
     }
 
     pub fn mint_admin(&self, sub: &str, role: Role, ttl_s: i64) -> Result<String, Problem> {
@@ -332,5 +413,104 @@ mod tests {
         assert!(with_iss.verify_admin(&token).is_err());
         let good = with_iss.mint_admin("x", Role::Admin, 60).unwrap();
         assert!(with_iss.verify_admin(&good).is_ok());
+    }
+
+    fn signed(claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap()
+    }
+
+    fn refused_admin(claims: &serde_json::Value) -> String {
+        config().verify_admin(&signed(claims)).unwrap_err().detail
+    }
+
+    fn refused_device(claims: &serde_json::Value) -> String {
+        config().verify_device(&signed(claims)).unwrap_err().detail
+    }
+
+    #[test]
+    fn not_before_is_checked_with_the_leeway() {
+        let admin = |nbf: i64| {
+            serde_json::json!({"sub": "a", "role": "admin", "aud": "ota-admin",
+                               "exp": now() + 7200, "nbf": nbf})
+        };
+        assert_eq!(
+            refused_admin(&admin(now() + 86_400)),
+            "the token is not valid yet"
+        );
+        // Within the leeway of a drifting clock, and in the past: valid.
+        assert!(config().verify_admin(&signed(&admin(now() + 10))).is_ok());
+        assert!(config().verify_admin(&signed(&admin(now() - 60))).is_ok());
+        let device = serde_json::json!({"sub": "d1", "aud": "ota-device", "device_type": "t",
+                                        "nbf": now() + 86_400});
+        assert_eq!(refused_device(&device), "the token is not valid yet");
+    }
+
+    #[test]
+    fn an_audience_array_holding_ours_is_accepted() {
+        let admin = |aud: serde_json::Value| serde_json::json!({"sub": "a", "role": "viewer", "aud": aud, "exp": now() + 60});
+        let claims = config()
+            .verify_admin(&signed(&admin(serde_json::json!(["other", "ota-admin"]))))
+            .unwrap();
+        assert_eq!(claims.role, Role::Viewer);
+        assert_eq!(
+            refused_admin(&admin(serde_json::json!(["other", "ota-device"]))),
+            "the token is not meant for this API (aud)"
+        );
+        let device = serde_json::json!({"sub": "d1", "aud": ["ota-device"], "device_type": "t"});
+        assert_eq!(
+            config()
+                .verify_device(&signed(&device))
+                .unwrap()
+                .device_type,
+            "t"
+        );
+    }
+
+    #[test]
+    fn the_expiry_leeway_is_thirty_seconds() {
+        let admin = |exp: i64| serde_json::json!({"sub": "a", "role": "admin", "aud": "ota-admin", "exp": exp});
+        assert!(config().verify_admin(&signed(&admin(now() - 20))).is_ok());
+        assert_eq!(refused_admin(&admin(now() - 40)), "the token has expired");
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong_in_our_words() {
+        let c = config();
+        let device = serde_json::json!({"sub": "d1", "aud": "ota-device"});
+        assert_eq!(
+            refused_device(&device),
+            "the token lacks the claim device_type"
+        );
+        let admin = serde_json::json!({"sub": "a", "aud": "ota-admin", "exp": now() + 60});
+        assert_eq!(refused_admin(&admin), "the token lacks the claim role");
+        let admin = serde_json::json!({"sub": "a", "role": "root", "aud": "ota-admin",
+                                       "exp": now() + 60});
+        assert_eq!(
+            refused_admin(&admin),
+            "the token's role must be viewer, publisher or admin"
+        );
+        let admin = serde_json::json!({"sub": "a", "role": "admin", "aud": "ota-admin"});
+        assert_eq!(refused_admin(&admin), "the token lacks the claim exp");
+        let foreign = AuthConfig::new(b"other", None, true)
+            .mint_admin("x", Role::Admin, 60)
+            .unwrap();
+        assert_eq!(
+            c.verify_admin(&foreign).unwrap_err().detail,
+            "the token's signature does not verify"
+        );
+        let es256 = es256_admin_token(ADMIN_AUDIENCE);
+        assert_eq!(
+            c.verify_device(&es256).unwrap_err().detail,
+            "the token's signing algorithm is not accepted"
+        );
+        assert_eq!(
+            c.verify_admin("not.a.jwt").unwrap_err().detail,
+            "the bearer token is not a valid JWT"
+        );
     }
 }

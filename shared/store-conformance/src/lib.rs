@@ -25,6 +25,7 @@ macro_rules! meta_store_tests {
                 releases_unique_per_version,
                 releases_newest_first_with_pages,
                 release_update_checks_state,
+                racing_release_updates_record_one_event,
                 rollout_revisions,
                 release_view_holds_active_rollouts,
                 check_registers_and_refreshes,

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{DeviceFilter, LogFilter, Offer};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ports::{MetaStore, PageRequest, StoreError};
-use ota_core::release::{ReleaseFilter, ReleaseState};
+use ota_core::release::{Release, ReleaseFilter, ReleaseState};
 use ota_core::rollout::{RolloutFilter, RolloutState};
 use ota_core::status::OtaStatus;
 
@@ -138,37 +139,98 @@ pub async fn releases_newest_first_with_pages(s: Store) {
     assert!(ready_other.items.is_empty());
 }
 
+/// The audit event of a release write in these cases.
+fn release_event(release: &Release, action: &str) -> AuditEvent {
+    AuditEvent::new(
+        "alice",
+        action,
+        "firmware",
+        &release.id,
+        serde_json::json!({}),
+        now(),
+    )
+}
+
+/// The actions of the audit log, oldest first.
+async fn audit_actions(s: &Store) -> Vec<String> {
+    let events = s
+        .list_audit(&AuditFilter::default(), &page(100, None))
+        .await
+        .unwrap()
+        .items;
+    events.into_iter().rev().map(|e| e.action).collect()
+}
+
 pub async fn release_update_checks_state(s: Store) {
     let read = release("demo", "1.0.0", ReleaseState::PendingUpload);
     s.insert_release(&read).await.unwrap();
     let mut f = read.clone();
     f.state = ReleaseState::Ready;
     f.touch(f.updated_at);
-    s.update_release(&f, &read).await.unwrap();
-    // A second finalize racing the first loses.
+    s.update_release(&f, &read, &release_event(&f, "firmware.finalize"))
+        .await
+        .unwrap();
+    // A second finalize racing the first loses, and its event is not recorded.
     assert!(matches!(
-        s.update_release(&f, &read).await,
+        s.update_release(&f, &read, &release_event(&f, "lost.finalize"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     // So does any writer holding a stale copy in the right state: an edit never undoes another.
     let mut edit = f.clone();
     edit.is_active = false;
     edit.touch(edit.updated_at);
-    s.update_release(&edit, &f).await.unwrap();
+    s.update_release(&edit, &f, &release_event(&f, "firmware.deactivate"))
+        .await
+        .unwrap();
     let mut stale = f.clone();
     stale.description = Some("edited from a stale copy".into());
     stale.touch(stale.updated_at);
     assert!(matches!(
-        s.update_release(&stale, &f).await,
+        s.update_release(&stale, &f, &release_event(&f, "lost.update"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.get_release(&f.id).await.unwrap(), Some(edit));
     let mut ghost = release("demo", "3.0.0", ReleaseState::Ready);
     ghost.id = "missing".into();
     assert_eq!(
-        s.update_release(&ghost, &ghost).await,
+        s.update_release(&ghost, &ghost, &release_event(&ghost, "lost.ghost"))
+            .await,
         Err(StoreError::NotFound)
     );
+    assert_eq!(
+        audit_actions(&s).await,
+        ["firmware.finalize", "firmware.deactivate"]
+    );
+}
+
+/// Racing writers of one release (finalizes of one upload): one wins, and its event is the only
+/// one recorded.
+pub async fn racing_release_updates_record_one_event(s: Store) {
+    let read = release("demo", "1.0.0", ReleaseState::PendingUpload);
+    s.insert_release(&read).await.unwrap();
+    let mut ready = read.clone();
+    ready.state = ReleaseState::Ready;
+    ready.touch(ready.updated_at);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (s, read, ready) = (s.clone(), read.clone(), ready.clone());
+        tasks.push(tokio::spawn(async move {
+            s.update_release(&ready, &read, &release_event(&ready, "firmware.finalize"))
+                .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a racing release write failed: {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(audit_actions(&s).await, ["firmware.finalize"]);
 }
 
 pub async fn rollout_revisions(s: Store) {

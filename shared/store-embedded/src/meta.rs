@@ -428,8 +428,14 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn update_release(&self, f: &Release, expect: &Release) -> StoreResult<()> {
+    async fn update_release(
+        &self,
+        f: &Release,
+        expect: &Release,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let f = f.clone();
+        let event = event.clone();
         let doc = to_doc(&f)?;
         let expect_state = expect.state.as_str();
         let expect_at = expect
@@ -459,7 +465,7 @@ impl MetaStore for SqliteMeta {
                     )),
                 });
             }
-            Ok(())
+            audit::insert(tx, &event)
         })
         .await
     }

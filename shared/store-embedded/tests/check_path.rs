@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ota_core::audit::AuditEvent;
 use ota_core::device::Offer;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ports::{MetaStore, StoreError};
@@ -112,7 +113,15 @@ async fn the_release_view_is_reused_until_what_it_is_read_from_changes() {
     let mut edited: Release = fw.clone();
     edited.release_notes = Some("fixes the scale drift".into());
     edited.updated_at = now() + Duration::from_millis(1);
-    s.update_release(&edited, &fw).await.unwrap();
+    let event = AuditEvent::new(
+        "alice",
+        "firmware.update",
+        "firmware",
+        &fw.id,
+        serde_json::json!({}),
+        now(),
+    );
+    s.update_release(&edited, &fw, &event).await.unwrap();
     let view = s.release_view(&dt("demo")).await.unwrap();
     assert_eq!(
         view.options[0].release.release_notes.as_deref(),

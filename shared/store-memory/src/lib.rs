@@ -206,7 +206,12 @@ impl MetaStore for MemoryMeta {
         page_by(items, page, true, release_order)
     }
 
-    async fn update_release(&self, release: &Release, expect: &Release) -> StoreResult<()> {
+    async fn update_release(
+        &self,
+        release: &Release,
+        expect: &Release,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let mut s = self.lock()?;
         let stored = s
             .releases
@@ -217,6 +222,7 @@ impl MetaStore for MemoryMeta {
             || format!("firmware {} was changed meanwhile", release.id),
         )?;
         *stored = release.clone();
+        s.audit.push(event.clone());
         Ok(())
     }
 

@@ -128,9 +128,29 @@ impl Service {
     }
 }
 
-/// A `specific` rollout names devices and a `group` rollout groups.
+/// A `specific` rollout names devices and a `group` rollout groups, each a name a device can
+/// have; a rollout's filter holds nothing its type would ignore (`all` and `canary` take none),
+/// so that what an admin sent is what targets.
 fn check_target(target_type: TargetType, filter: &TargetFilter) -> Result<(), OpError> {
+    let unused = |field: &str| {
+        Err(OpError::invalid(
+            field,
+            format!(
+                "a {} rollout does not use {field}: leave it out",
+                target_type.as_str()
+            ),
+        ))
+    };
     match target_type {
+        TargetType::All | TargetType::Canary if !filter.device_ids.is_empty() => {
+            unused("target_filter.device_ids")
+        }
+        TargetType::All | TargetType::Canary | TargetType::Specific
+            if !filter.groups.is_empty() =>
+        {
+            unused("target_filter.groups")
+        }
+        TargetType::Group if !filter.device_ids.is_empty() => unused("target_filter.device_ids"),
         TargetType::Specific if filter.device_ids.is_empty() => Err(OpError::invalid(
             "target_filter.device_ids",
             "a specific rollout needs at least one device id",
@@ -139,6 +159,11 @@ fn check_target(target_type: TargetType, filter: &TargetFilter) -> Result<(), Op
             "target_filter.groups",
             "a group rollout needs at least one group",
         )),
-        _ => Ok(()),
+        TargetType::Group => filter
+            .groups
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, g)| fields::group(&format!("target_filter.groups[{i}]"), g)),
+        TargetType::All | TargetType::Canary | TargetType::Specific => Ok(()),
     }
 }

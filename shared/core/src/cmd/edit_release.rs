@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::access::{Admin, Role};
+use crate::audit::AuditEvent;
 use crate::error::OpError;
 use crate::fields;
 use crate::ids::Version;
@@ -54,50 +55,47 @@ impl Service {
             .channel
             .map(|c| fields::channel("channel", Some(c)))
             .transpose()?;
-        let updated = self
-            .change_release(id, |r| {
-                if let Some(d) = &description {
-                    r.description = d.clone();
-                }
-                if let Some(n) = &release_notes {
-                    r.release_notes = n.clone();
-                }
-                if let Some(c) = &channel {
-                    r.channel = c.clone();
-                }
-                if let Some(a) = changes.is_active {
-                    r.is_active = a;
-                }
-                if let Some(m) = &changes.min_current_version {
-                    r.min_current_version = m.clone();
-                }
-            })
-            .await?;
-        self.audit(admin, "firmware.update", "firmware", id, requested)
-            .await?;
-        Ok(updated)
+        let event = self.audit_event(admin, "firmware.update", "firmware", id, requested);
+        self.change_release(id, &event, |r| {
+            if let Some(d) = &description {
+                r.description = d.clone();
+            }
+            if let Some(n) = &release_notes {
+                r.release_notes = n.clone();
+            }
+            if let Some(c) = &channel {
+                r.channel = c.clone();
+            }
+            if let Some(a) = changes.is_active {
+                r.is_active = a;
+            }
+            if let Some(m) = &changes.min_current_version {
+                r.min_current_version = m.clone();
+            }
+        })
+        .await
     }
 
     /// Stops offering a release; never deletes its bytes or history.
     pub async fn deactivate_release(&self, admin: &Admin, id: &str) -> Result<Release, OpError> {
         admin.require(Role::Admin)?;
-        let release = self.change_release(id, |r| r.is_active = false).await?;
-        self.audit(
+        let event = self.audit_event(
             admin,
             "firmware.deactivate",
             "firmware",
             id,
             serde_json::json!({}),
-        )
-        .await?;
-        Ok(release)
+        );
+        self.change_release(id, &event, |r| r.is_active = false)
+            .await
     }
 
-    /// Applies `change` to the stored release and writes it only if nobody else wrote it
-    /// meanwhile, reloading and reapplying otherwise.
+    /// Applies `change` to the stored release and writes it, with its audit `event`, only if
+    /// nobody else wrote the release meanwhile, reloading and reapplying otherwise.
     async fn change_release(
         &self,
         id: &str,
+        event: &AuditEvent,
         change: impl Fn(&mut Release),
     ) -> Result<Release, OpError> {
         let change = &change;
@@ -106,7 +104,7 @@ impl Service {
             let mut next = current.clone();
             change(&mut next);
             next.touch(self.now());
-            match self.meta.update_release(&next, &current).await {
+            match self.meta.update_release(&next, &current, event).await {
                 Ok(()) => Ok(Round::Won(next)),
                 Err(StoreError::Conflict(_)) => Ok(Round::Lost),
                 Err(e) => Err(OpError::from(e)),

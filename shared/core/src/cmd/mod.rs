@@ -40,15 +40,27 @@ impl Service {
         target_id: &str,
         details: Value,
     ) -> Result<(), OpError> {
-        let event = AuditEvent::new(
+        let event = self.audit_event(admin, action, target_type, target_id, details);
+        Ok(self.meta.record_audit(&event).await?)
+    }
+
+    /// The audit event of what `admin` does now, for a store to record with the change itself.
+    fn audit_event(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+        details: Value,
+    ) -> AuditEvent {
+        AuditEvent::new(
             &admin.actor,
             action,
             target_type,
             target_id,
             details,
             self.now(),
-        );
-        Ok(self.meta.record_audit(&event).await?)
+        )
     }
 }
 

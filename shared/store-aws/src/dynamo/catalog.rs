@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
+use ota_core::audit::AuditEvent;
 use ota_core::cursor;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceType, Version};
@@ -311,7 +312,12 @@ impl DynamoMeta {
             .await
     }
 
-    pub(super) async fn replace_release(&self, f: &Release, expect: &Release) -> StoreResult<()> {
+    pub(super) async fn replace_release(
+        &self,
+        f: &Release,
+        expect: &Release,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let dt = f.device_type.as_str();
         for round in 0..retry::ROUNDS {
             let view = self.read_view(dt).await?;
@@ -333,6 +339,8 @@ impl DynamoMeta {
             if touched {
                 writes.push(self.view_write(dt, &view, &new_view)?);
             }
+            // In the same transaction: only the writer whose change is stored records it.
+            writes.push(self.audit_write(event)?);
             match self.transact(writes).await {
                 Ok(()) => {
                     self.invalidate_view(&f.device_type);

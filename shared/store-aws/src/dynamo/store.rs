@@ -85,8 +85,13 @@ impl MetaStore for DynamoMeta {
         self.list_release_docs(filter, page).await
     }
 
-    async fn update_release(&self, release: &Release, expect: &Release) -> StoreResult<()> {
-        self.replace_release(release, expect).await
+    async fn update_release(
+        &self,
+        release: &Release,
+        expect: &Release,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        self.replace_release(release, expect, event).await
     }
 
     async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()> {
