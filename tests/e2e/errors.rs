@@ -626,3 +626,59 @@ async fn fuzzed_json_bodies_never_get_a_5xx() {
     list_all(&srv, "/api/ota/admin/firmware", &[], 500).await;
     list_all(&srv, "/api/ota/admin/logs", &[], 500).await;
 }
+
+#[tokio::test]
+async fn path_parameters_that_are_not_utf8_are_problems_naming_them() {
+    let srv = Server::start().await;
+    let r = srv
+        .admin(Method::GET, "/api/ota/admin/firmware/%FF%FE")
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["id"]);
+    let r = srv
+        .device(Method::GET, "/api/ota/download/%C3%28", "d1", "t1")
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["firmware_id"]);
+}
+
+#[tokio::test]
+async fn a_missing_query_parameter_is_named() {
+    let srv = Server::start().await;
+    let r = srv
+        .device(Method::GET, "/api/firmware/check", "d1", "t1")
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["device_id"]);
+    let r = srv
+        .device(Method::GET, "/api/firmware/check?device_id=d1", "d1", "t1")
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["device_model"]);
+}
+
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_integers() {
+    let srv = Server::start().await;
+    let body = json!({"device_id": "d1", "device_type": "t1", "current_version": "1.0.0",
+                      "current_build": 7.0, "secure_version": 2.0});
+    let r = srv
+        .device(Method::POST, "/api/ota/check", "d1", "t1")
+        .json(&body)
+        .go()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut fractional = body.clone();
+    fractional["secure_version"] = json!(2.5);
+    let r = srv
+        .device(Method::POST, "/api/ota/check", "d1", "t1")
+        .json(&fractional)
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["secure_version"]);
+}

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Go, Server};
+use crate::harness::{Deploy, Go, Server, deploy};
 
 #[tokio::test]
 async fn health_answers_ok_without_credentials() {
@@ -73,4 +73,70 @@ async fn openapi_is_3_1_and_lists_every_exercised_operation() {
         .as_object()
         .expect("security schemes");
     assert!(schemes.contains_key("admin_token") && schemes.contains_key("device_token"));
+}
+
+/// Every operation of the document, as (method, path, operation).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            ops.push((method.clone(), path.clone(), op.clone()));
+        }
+    }
+    ops
+}
+
+#[tokio::test]
+async fn openapi_operations_are_what_clients_can_be_generated_from() {
+    let srv = Server::start().await;
+    let doc: Value = srv.get("/api/ota/openapi.json").go().await.expect(200);
+    let ops = operations(&doc);
+    let mut ids: Vec<&str> = ops
+        .iter()
+        .map(|(m, p, op)| {
+            op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{m} {p}: no operationId"))
+        })
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operationIds repeat: {ids:?}");
+    for (method, path, op) in &ops {
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            let name = param["name"].as_str().unwrap();
+            // A path parameter is in the template; anything else is a query or header one.
+            assert_eq!(
+                param["in"] == "path",
+                path.contains(&format!("{{{name}}}")),
+                "{method} {path}: parameter {name} is declared in {}",
+                param["in"]
+            );
+        }
+        for (status, response) in op["responses"].as_object().unwrap() {
+            if status.as_str() >= "400" {
+                let types: Vec<&String> = response["content"].as_object().unwrap().keys().collect();
+                assert_eq!(
+                    types,
+                    ["application/problem+json"],
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        if op["security"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+        }) {
+            assert!(
+                op["responses"].get("401").is_some(),
+                "{method} {path}: no 401"
+            );
+        }
+    }
+    // Only a deployment that serves capability URLs itself documents them.
+    let capability = doc["paths"]
+        .get("/api/ota/blob/firmware/{object}")
+        .is_some();
+    assert_eq!(capability, deploy() == Deploy::Embedded);
 }

@@ -39,15 +39,18 @@ fn field_of(path: String, message: &str, whole: &str) -> String {
 /// common body never pays for it).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let e = match serde_path_to_error::deserialize(de) {
+    let mut e = match serde_path_to_error::deserialize(de) {
         Ok(decoded) => return Ok(decoded),
         Err(e) => e,
     };
     if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
         && integral_floats_to_integers(&mut value)
-        && let Ok(decoded) = serde_json::from_value(value)
     {
-        return Ok(decoded);
+        // The second reading's error, if any, is the one that is not about `3.0`.
+        match serde_path_to_error::deserialize(value) {
+            Ok(decoded) => return Ok(decoded),
+            Err(again) => e = again,
+        }
     }
     let path = e.path().to_string();
     let message = e.into_inner().to_string();
@@ -64,28 +67,34 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 /// says whether it changed anything.
 fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
     use serde_json::Value;
+    let mut changed = false;
     match value {
-        Value::Number(n) if n.is_f64() => {
-            let Some(f) = n.as_f64() else { return false };
-            // Exact: the cast is taken only when it round-trips.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-            let integer = if f.fract() == 0.0 && f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
-                Some(Value::from(f as u64))
-            } else if f.fract() == 0.0 && f < 0.0 && f >= -9_223_372_036_854_775_808.0 {
-                Some(Value::from(f as i64))
-            } else {
-                None
-            };
-            integer.map(|i| *value = i).is_some()
+        Value::Number(n) if n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            // Printed without a fraction, an integral float is its integer, exactly; one that
+            // no 64-bit integer holds stays a float (and fails as it did).
+            let digits = format!("{:.0}", n.as_f64().unwrap_or_default());
+            let integer = digits
+                .parse::<u64>()
+                .map(Value::from)
+                .or_else(|_| digits.parse::<i64>().map(Value::from));
+            if let Ok(integer) = integer {
+                *value = integer;
+                changed = true;
+            }
         }
-        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
-            integral_floats_to_integers(v) || changed
-        }),
-        Value::Object(map) => map.values_mut().fold(false, |changed, v| {
-            integral_floats_to_integers(v) || changed
-        }),
-        _ => false,
+        Value::Array(items) => {
+            for item in items {
+                changed |= integral_floats_to_integers(item);
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                changed |= integral_floats_to_integers(item);
+            }
+        }
+        _ => {}
     }
+    changed
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
