@@ -353,11 +353,11 @@ async fn minted_device_tokens_work_on_the_device_endpoints() {
     let fw = publish(&srv, "minted", "1.1.0").await;
     rollout_all(&srv, str_of(&fw, "id")).await;
 
-    // A device that never checked in needs its type named.
+    // A device that never checked in needs its type named: the registry's state, so 422.
     srv.admin(Method::POST, "/api/ota/admin/devices/dev-1/token")
         .go()
         .await
-        .problem(400);
+        .problem(422);
     let minted = srv
         .admin(Method::POST, "/api/ota/admin/devices/dev-1/token")
         .json(&json!({"device_type": "minted"}))
