@@ -117,7 +117,7 @@ pub struct MintedToken {
 
 /// Mint a device credential (admin only).
 #[utoipa::path(post, path = "/api/ota/admin/devices/{id}/token", tag = "devices", operation_id = "mint_device_token", params(("id" = DeviceId, Path)),
-    request_body = MintTokenRequest,
+    request_body = Option<MintTokenRequest>,
     responses((status = 200, body = MintedToken), (status = 400, body = Problem), (status = 403, body = Problem),
               (status = 422, body = Problem, description = "no device_type given for a device that has never checked in")),
     security(("admin_token" = [])))]
@@ -128,11 +128,11 @@ pub async fn mint_token(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<MintedToken>> {
     let id = parse_id(&id)?;
-    // The body is optional: an empty one means "all defaults".
+    // The body is optional: an empty one, or JSON `null`, means "all defaults".
     let req: MintTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         MintTokenRequest::default()
     } else {
-        crate::extract::decode_json(&body)?
+        crate::extract::decode_json::<Option<MintTokenRequest>>(&body)?.unwrap_or_default()
     };
     let input = MintToken {
         device_type: req.device_type,
