@@ -131,21 +131,7 @@ fn problem_response(response: &ApiResponse, status: u16) -> ApiResponse {
 
 impl Modify for ErrorResponses {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        for item in api.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-                &mut item.head,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                Self::apply(op);
-            }
-        }
+        operations(api).for_each(Self::apply);
     }
 }
 
@@ -249,6 +235,247 @@ impl Modify for CrossFieldRules {
     }
 }
 
+/// Where an answer leads: the id a create returns to the operations on that resource, and each
+/// list page's `next_cursor` to the next page. Clients and the stateful tester follow them.
+struct Links;
+
+impl Links {
+    /// (operation, status, link, target operation, target parameter, runtime expression).
+    const TABLE: [(&str, &str, &str, &str, &str, &str); 22] = [
+        (
+            "create_release",
+            "201",
+            "get",
+            "get_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "create_release",
+            "201",
+            "finalize",
+            "finalize_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "create_release",
+            "201",
+            "patch",
+            "patch_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "create_release",
+            "201",
+            "deactivate",
+            "deactivate_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "upload_release",
+            "201",
+            "get",
+            "get_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "upload_release",
+            "201",
+            "patch",
+            "patch_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "upload_release",
+            "201",
+            "deactivate",
+            "deactivate_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "create_rollout",
+            "201",
+            "get",
+            "get_rollout",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "create_rollout",
+            "201",
+            "patch",
+            "patch_rollout",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "legacy_create",
+            "201",
+            "get",
+            "get_rollout",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "legacy_create",
+            "201",
+            "patch",
+            "patch_rollout",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "put_device_type",
+            "200",
+            "get",
+            "get_device_type",
+            "name",
+            "$request.path.name",
+        ),
+        (
+            "patch_device",
+            "200",
+            "get",
+            "get_device",
+            "id",
+            "$response.body#/device_id",
+        ),
+        (
+            "mint_device_token",
+            "200",
+            "get_device",
+            "get_device",
+            "id",
+            "$request.path.id",
+        ),
+        (
+            "list_releases",
+            "200",
+            "next_page",
+            "list_releases",
+            "cursor",
+            NEXT,
+        ),
+        (
+            "list_rollouts",
+            "200",
+            "next_page",
+            "list_rollouts",
+            "cursor",
+            NEXT,
+        ),
+        (
+            "list_devices",
+            "200",
+            "next_page",
+            "list_devices",
+            "cursor",
+            NEXT,
+        ),
+        (
+            "list_device_types",
+            "200",
+            "next_page",
+            "list_device_types",
+            "cursor",
+            NEXT,
+        ),
+        ("list_logs", "200", "next_page", "list_logs", "cursor", NEXT),
+        ("audit", "200", "next_page", "audit", "cursor", NEXT),
+        (
+            "get_release",
+            "200",
+            "patch",
+            "patch_release",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "get_rollout",
+            "200",
+            "patch",
+            "patch_rollout",
+            "id",
+            "$response.body#/id",
+        ),
+    ];
+}
+
+/// Each list answer's items by reference to their own schema (utoipa copies a generic's
+/// argument inline), so that a generated client has one class per record, not one per list.
+struct ListItemRefs;
+
+impl Modify for ListItemRefs {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = api.components.as_mut() else {
+            return;
+        };
+        let known: Vec<String> = components.schemas.keys().cloned().collect();
+        for (name, schema) in &mut components.schemas {
+            let item = name.strip_prefix("ListResponse_");
+            if let (Some(item), RefOr::T(utoipa::openapi::schema::Schema::Object(list))) =
+                (item, schema)
+                && known.iter().any(|k| k == item)
+            {
+                list.properties.insert(
+                    "items".to_owned(),
+                    utoipa::openapi::schema::ArrayBuilder::new()
+                        .items(Ref::from_schema_name(item))
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
+/// A list page's cursor to the next one.
+const NEXT: &str = "$response.body#/next_cursor";
+
+impl Modify for Links {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        for (from, status, name, to, parameter, expression) in Self::TABLE {
+            let response = operations(api)
+                .find(|op| op.operation_id.as_deref() == Some(from))
+                .and_then(|op| op.responses.responses.get_mut(status));
+            // As an extension holding the `links` object: utoipa's own `Link` serializes its
+            // operation id in snake case, which no tool reads.
+            if let Some(RefOr::T(response)) = response {
+                let links = response
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .entry("links".to_owned())
+                    .or_insert_with(|| serde_json::json!({}));
+                links[name] = serde_json::json!({
+                    "operationId": to,
+                    "parameters": {parameter: expression},
+                });
+            }
+        }
+    }
+}
+
+/// Every operation of the document.
+fn operations(api: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    api.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -258,7 +485,7 @@ details (application/problem+json). Unknown JSON fields are refused with 400. Li
 `limit` (1-500, default 50) and an opaque `cursor`. Device endpoints also accept the device \
 token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) need no credential."
     ),
-    modifiers(&Security, &ErrorResponses, &CrossFieldRules),
+    modifiers(&Security, &ErrorResponses, &CrossFieldRules, &Links, &ListItemRefs),
     paths(
         device_protocol::check, device_protocol::download, device_protocol::download_head,
         device_protocol::status,
