@@ -5,11 +5,19 @@
 //! the variable.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::http::Uri;
 use ota_http::config::{CommonConfig, Env};
+
+/// Seconds a client may take to send a request's headers (`OTA_HEADER_TIMEOUT_S`).
+const HEADER_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
+/// Seconds a request body may stall (`OTA_BODY_TIMEOUT_S`), and a connection idle between
+/// requests (`OTA_IDLE_TIMEOUT_S`).
+const BODY_AND_IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=3600;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +30,19 @@ pub struct Config {
     pub common: CommonConfig,
     /// Where metadata and firmware live.
     pub storage: Storage,
+    /// How long a connection may wait for what its client owes it.
+    pub timeouts: Timeouts,
+}
+
+/// The edge timeouts of docs/api.md §15.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From a request's first byte to the end of its headers (`OTA_HEADER_TIMEOUT_S`, 10).
+    pub header: Duration,
+    /// Between two reads of a request body that is still owed (`OTA_BODY_TIMEOUT_S`, 30).
+    pub body_stall: Duration,
+    /// A connection with no request under way (`OTA_IDLE_TIMEOUT_S`, 60).
+    pub idle: Duration,
 }
 
 /// The storage backend.
@@ -68,6 +89,11 @@ impl Config {
             public_url,
             common: CommonConfig::read(env)?,
             storage,
+            timeouts: Timeouts {
+                header: env.seconds("OTA_HEADER_TIMEOUT_S", 10, HEADER_TIMEOUT_S)?,
+                body_stall: env.seconds("OTA_BODY_TIMEOUT_S", 30, BODY_AND_IDLE_TIMEOUT_S)?,
+                idle: env.seconds("OTA_IDLE_TIMEOUT_S", 60, BODY_AND_IDLE_TIMEOUT_S)?,
+            },
         })
     }
 }
@@ -113,6 +139,38 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.storage, Storage::Embedded);
         assert_eq!(c.public_url, None);
+        assert_eq!(
+            c.timeouts,
+            Timeouts {
+                header: Duration::from_secs(10),
+                body_stall: Duration::from_secs(30),
+                idle: Duration::from_secs(60),
+            }
+        );
+    }
+
+    #[test]
+    fn timeouts_are_positive_and_bounded() {
+        let c = read(&[
+            ("OTA_HEADER_TIMEOUT_S", "1"),
+            ("OTA_BODY_TIMEOUT_S", "3600"),
+            ("OTA_IDLE_TIMEOUT_S", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.timeouts.header, Duration::from_secs(1));
+        assert_eq!(c.timeouts.body_stall, Duration::from_secs(3600));
+        assert_eq!(c.timeouts.idle, Duration::from_secs(2));
+        for (name, value, range) in [
+            ("OTA_HEADER_TIMEOUT_S", "0", "1 to 300"),
+            ("OTA_HEADER_TIMEOUT_S", "301", "1 to 300"),
+            ("OTA_BODY_TIMEOUT_S", "0", "1 to 3600"),
+            ("OTA_BODY_TIMEOUT_S", "-30", "1 to 3600"),
+            ("OTA_IDLE_TIMEOUT_S", "3601", "1 to 3600"),
+            ("OTA_IDLE_TIMEOUT_S", "1m", "1 to 3600"),
+        ] {
+            let e = refused(&[(name, value)]);
+            assert!(e.contains(name) && e.contains(range), "{name}={value}: {e}");
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! `ota-server`: every route of the OTA service in one process, on SQLite and local files (the
 //! default) or on a DynamoDB table and an S3 bucket (`OTA_TABLE`, `OTA_BUCKET`).
 
+mod body_stall_timeout;
 mod config;
+mod connection_timeouts;
 mod secret;
+mod serve;
 
 use std::sync::Arc;
 
@@ -97,10 +100,11 @@ async fn main() -> anyhow::Result<()> {
     if !config.common.device_auth {
         println!("warning: OTA_DEVICE_AUTH=off: device endpoints accept unauthenticated requests");
     }
-    axum::serve(listener, full_router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP")?;
+    let app = full_router(state).layer(axum::middleware::from_fn_with_state(
+        config.timeouts.body_stall,
+        body_stall_timeout::body_stall_timeout,
+    ));
+    serve::serve(listener, app, config.timeouts, shutdown()).await;
     Ok(())
 }
 
