@@ -597,6 +597,55 @@ async fn uploads_over_the_limit_are_413() {
     publish(&srv, "capped", "1.0.0").await; // 64 KB fits
 }
 
+/// Every part of the upload form counts, not only the file: a text part of megabytes is 413
+/// (naming it) once it passes its 64 KiB, long before the client is done sending it, and
+/// nothing is stored.
+#[tokio::test]
+async fn every_part_of_the_upload_form_counts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 256; // 16 MiB of release notes
+    let srv = Server::start().await;
+    let boundary = "edge-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"device_type\"\r\n\r\nnotes\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"release_notes\"\r\n\r\n"
+    );
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = sent.clone();
+    let chunks = std::iter::once(head.into_bytes())
+        .chain(std::iter::repeat_n(vec![b'n'; CHUNK], CHUNKS))
+        .map(move |c| {
+            counted.fetch_add(c.len(), Ordering::Relaxed);
+            Ok::<_, std::io::Error>(c)
+        });
+    let r = srv
+        .admin(Method::POST, "/api/ota/admin/upload")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .go()
+        .await;
+    let p = r.problem(413);
+    assert_eq!(r.error_fields(), ["release_notes"], "{p}");
+    assert!(
+        sent.load(Ordering::Relaxed) < CHUNK * CHUNKS / 2,
+        "the server read {} bytes of a refused form",
+        sent.load(Ordering::Relaxed)
+    );
+    assert!(
+        srv.stored_blobs().await.is_empty(),
+        "{:?}",
+        srv.stored_blobs().await
+    );
+}
+
 #[tokio::test]
 async fn list_is_newest_semver_first_paginated_and_filtered() {
     let srv = Server::start().await;

@@ -15,6 +15,7 @@ mod aws_faults;
 mod device_loop;
 mod devices;
 mod download;
+mod edges;
 mod errors;
 mod faults;
 mod firmware;

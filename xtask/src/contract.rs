@@ -24,9 +24,11 @@ fn start_server(root: &Path, unthrottled: bool) -> anyhow::Result<OtaServer> {
     crate::run(crate::cargo().args(["build", "--locked", "-p", "ota-server"]))?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let rate = if unthrottled { "0" } else { "600" };
     Ok(
         OtaServer::builder(Binary::at(target.join("debug/ota-server")))
             .data_prefix("ota-contract-")
+            .env("OTA_DEVICE_RATE_PER_MIN", rate)
             .start(),
     )
 }

@@ -1,12 +1,23 @@
 //! The server's configuration: environment variables of docs/api.md §Configuration, all optional,
 //! so that `cargo run --release -p ota-server` needs no setup. `OTA_TABLE` (with `OTA_BUCKET`)
-//! switches the storage from SQLite and local files to DynamoDB and S3.
+//! switches the storage from SQLite and local files to DynamoDB and S3. Every value is checked
+//! here, at start: one that would break requests later stops the process with a message naming
+//! the variable.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ota_http::config::{CommonConfig, var};
+use axum::http::Uri;
+use ota_http::config::{CommonConfig, Env};
+
+/// Seconds a client may take to send a request's headers (`OTA_HEADER_TIMEOUT_S`).
+const HEADER_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
+/// Seconds a request body may stall (`OTA_BODY_TIMEOUT_S`), and a connection idle between
+/// requests (`OTA_IDLE_TIMEOUT_S`).
+const BODY_AND_IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=3600;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -19,6 +30,19 @@ pub struct Config {
     pub common: CommonConfig,
     /// Where metadata and firmware live.
     pub storage: Storage,
+    /// How long a connection may wait for what its client owes it.
+    pub timeouts: Timeouts,
+}
+
+/// The edge timeouts of docs/api.md §15.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From a request's first byte to the end of its headers (`OTA_HEADER_TIMEOUT_S`, 10).
+    pub header: Duration,
+    /// Between two reads of a request body that is still owed (`OTA_BODY_TIMEOUT_S`, 30).
+    pub body_stall: Duration,
+    /// A connection with no request under way (`OTA_IDLE_TIMEOUT_S`, 60).
+    pub idle: Duration,
 }
 
 /// The storage backend.
@@ -27,19 +51,23 @@ pub enum Storage {
     /// SQLite and files in the data directory; the server signs its own capability URLs.
     Embedded,
     /// The DynamoDB table `OTA_TABLE` and the S3 bucket `OTA_BUCKET` (both read again by
-    /// `ota_store_aws::stores_from_env`, with the SDK's own `AWS_*` variables, and
-    /// `OTA_VIEW_CACHE_S` / `OTA_DYNAMODB_TIMEOUT_MS` by `DynamoOptions::from_env`); devices
-    /// get presigned S3 URLs.
+    /// `ota_store_aws::stores_from_env`, with the SDK's own `AWS_*` variables); devices get
+    /// presigned S3 URLs.
     Aws { table: String, bucket: String },
 }
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        let listen: SocketAddr = var("OTA_LISTEN")
+        Self::read(Env::process())
+    }
+
+    pub fn read(env: Env<'_>) -> anyhow::Result<Self> {
+        let listen: SocketAddr = env
+            .var("OTA_LISTEN")
             .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
             .parse()
             .context("OTA_LISTEN must be host:port, e.g. 127.0.0.1:8080")?;
-        let storage = match (var("OTA_TABLE"), var("OTA_BUCKET")) {
+        let storage = match (env.var("OTA_TABLE"), env.var("OTA_BUCKET")) {
             (None, None) => Storage::Embedded,
             (Some(table), Some(bucket)) => Storage::Aws { table, bucket },
             (Some(_), None) => bail!("OTA_TABLE is set, so OTA_BUCKET must be set too"),
@@ -48,12 +76,125 @@ impl Config {
                  the embedded SQLite + files storage)"
             ),
         };
+        let public_url = env
+            .var("OTA_PUBLIC_URL")
+            .map(|u| public_url(&u))
+            .transpose()?;
         Ok(Self {
             listen,
-            data_dir: PathBuf::from(var("OTA_DATA_DIR").unwrap_or_else(|| "./ota-data".to_owned())),
-            public_url: var("OTA_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            common: CommonConfig::from_env()?,
+            data_dir: PathBuf::from(
+                env.var("OTA_DATA_DIR")
+                    .unwrap_or_else(|| "./ota-data".to_owned()),
+            ),
+            public_url,
+            common: CommonConfig::read(env)?,
             storage,
+            timeouts: Timeouts {
+                header: env.seconds("OTA_HEADER_TIMEOUT_S", 10, HEADER_TIMEOUT_S)?,
+                body_stall: env.seconds("OTA_BODY_TIMEOUT_S", 30, BODY_AND_IDLE_TIMEOUT_S)?,
+                idle: env.seconds("OTA_IDLE_TIMEOUT_S", 60, BODY_AND_IDLE_TIMEOUT_S)?,
+            },
         })
+    }
+}
+
+/// `OTA_PUBLIC_URL` without its trailing `/`: an absolute `http` or `https` URL (a path prefix
+/// allowed, for a reverse proxy), since every capability URL is built on it.
+fn public_url(value: &str) -> anyhow::Result<String> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let usable = trimmed.parse::<Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|h| !h.is_empty())
+            && uri.query().is_none()
+    }) && !trimmed.contains('#');
+    if !usable {
+        bail!(
+            "OTA_PUBLIC_URL must be an absolute http:// or https:// URL without query or \
+             fragment, e.g. https://ota.example.com, got '{value}'"
+        );
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Config::read(Env::new(&lookup))
+    }
+
+    fn refused(vars: &[(&str, &str)]) -> String {
+        format!("{:#}", read(vars).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_need_no_variable() {
+        let c = read(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.storage, Storage::Embedded);
+        assert_eq!(c.public_url, None);
+        assert_eq!(
+            c.timeouts,
+            Timeouts {
+                header: Duration::from_secs(10),
+                body_stall: Duration::from_secs(30),
+                idle: Duration::from_secs(60),
+            }
+        );
+    }
+
+    #[test]
+    fn timeouts_are_positive_and_bounded() {
+        let c = read(&[
+            ("OTA_HEADER_TIMEOUT_S", "1"),
+            ("OTA_BODY_TIMEOUT_S", "3600"),
+            ("OTA_IDLE_TIMEOUT_S", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.timeouts.header, Duration::from_secs(1));
+        assert_eq!(c.timeouts.body_stall, Duration::from_secs(3600));
+        assert_eq!(c.timeouts.idle, Duration::from_secs(2));
+        for (name, value, range) in [
+            ("OTA_HEADER_TIMEOUT_S", "0", "1 to 300"),
+            ("OTA_HEADER_TIMEOUT_S", "301", "1 to 300"),
+            ("OTA_BODY_TIMEOUT_S", "0", "1 to 3600"),
+            ("OTA_BODY_TIMEOUT_S", "-30", "1 to 3600"),
+            ("OTA_IDLE_TIMEOUT_S", "3601", "1 to 3600"),
+            ("OTA_IDLE_TIMEOUT_S", "1m", "1 to 3600"),
+        ] {
+            let e = refused(&[(name, value)]);
+            assert!(e.contains(name) && e.contains(range), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn listen_storage_and_public_url_are_checked() {
+        assert!(refused(&[("OTA_LISTEN", "localhost")]).contains("OTA_LISTEN"));
+        assert!(refused(&[("OTA_TABLE", "t")]).contains("OTA_BUCKET"));
+        assert!(refused(&[("OTA_BUCKET", "b")]).contains("OTA_TABLE"));
+        let c = read(&[("OTA_PUBLIC_URL", "https://ota.example.com/fleet/")]).unwrap();
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://ota.example.com/fleet")
+        );
+        for bad in [
+            "ota.example.com",
+            "ftp://ota.example.com",
+            "https://",
+            "https://ota.example.com/?a=b",
+            "https://ota.example.com/#x",
+            "/relative",
+        ] {
+            let e = refused(&[("OTA_PUBLIC_URL", bad)]);
+            assert!(e.contains("OTA_PUBLIC_URL"), "{bad}: {e}");
+        }
+        // The shared settings are read by the same pass.
+        assert!(refused(&[("OTA_URL_TTL_S", "604801")]).contains("OTA_URL_TTL_S"));
     }
 }

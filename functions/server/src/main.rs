@@ -1,8 +1,11 @@
 //! `ota-server`: every route of the OTA service in one process, on SQLite and local files (the
 //! default) or on a DynamoDB table and an S3 bucket (`OTA_TABLE`, `OTA_BUCKET`).
 
+mod body_stall_timeout;
 mod config;
+mod connection_timeouts;
 mod secret;
+mod serve;
 
 use std::sync::Arc;
 
@@ -26,12 +29,13 @@ const TOKEN_FILE: &str = "admin-token";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
+    // A filter that does not parse is refused like any other setting, not silently replaced.
+    let filter = match ota_http::config::var("RUST_LOG") {
+        Some(directives) => tracing_subscriber::EnvFilter::try_new(&directives)
+            .with_context(|| format!("RUST_LOG is not a log filter: '{directives}'"))?,
+        None => tracing_subscriber::EnvFilter::new("info,tower_http=warn"),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let config = Config::from_env()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -96,10 +100,11 @@ async fn main() -> anyhow::Result<()> {
     if !config.common.device_auth {
         println!("warning: OTA_DEVICE_AUTH=off: device endpoints accept unauthenticated requests");
     }
-    axum::serve(listener, full_router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP")?;
+    let app = full_router(state).layer(axum::middleware::from_fn_with_state(
+        config.timeouts.body_stall,
+        body_stall_timeout::body_stall_timeout,
+    ));
+    serve::serve(listener, app, config.timeouts, shutdown()).await;
     Ok(())
 }
 
@@ -129,9 +134,12 @@ async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow
             ))
         }
         Storage::Aws { .. } => {
-            let options =
-                DynamoOptions::from_env(config.common.log_retention, config.common.audit_retention)
-                    .map_err(|e| anyhow::anyhow!(e))?;
+            let options = DynamoOptions {
+                view_cache: config.common.view_cache,
+                log_retention: config.common.log_retention,
+                audit_retention: config.common.audit_retention,
+                request_timeout: config.common.dynamodb_timeout,
+            };
             let (meta, blobs) = ota_store_aws::stores_from_env(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("configuring the AWS storage: {e}"))?;

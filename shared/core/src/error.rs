@@ -28,6 +28,9 @@ pub enum OpError {
     Unprocessable(String),
     #[error("the upload is larger than {0} bytes")]
     TooLarge(u64),
+    /// One part of a multipart form over its own limit (413).
+    #[error("{field} is larger than {limit} bytes")]
+    PartTooLarge { field: String, limit: u64 },
     #[error(transparent)]
     Store(StoreError),
 }

@@ -3,12 +3,17 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
 use firmware_samples::{ImageSpec, Target};
 use ota_core::access::Role;
 use ota_core::cmd::NewRelease;
 use ota_core::cmd::create_release::CreateRelease;
 use ota_core::cmd::edit_release::ReleaseChanges;
 use ota_core::cmd::put_device_type::PutDeviceType;
+use ota_core::cmd::upload_release::{MAX_TEXT_PART_BYTES, UploadForm, UploadPart};
 use ota_core::error::OpError;
 use ota_core::ids::{DeviceType, Version};
 use ota_core::ports::{BlobMeta, BlobStore, MetaStore};
@@ -163,6 +168,91 @@ async fn upload_forms_are_checked_field_by_field() {
             .await,
         Err(OpError::Forbidden(_))
     ));
+}
+
+/// A form whose one text part never ends (a client sending hundreds of megabytes as a
+/// description), counting what was pulled from it.
+struct EndlessText {
+    before: Vec<(String, Vec<u8>)>,
+    name: &'static str,
+    pulled: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl UploadForm for EndlessText {
+    async fn next_part(&mut self) -> Result<Option<UploadPart<'_>>, OpError> {
+        if !self.before.is_empty() {
+            let (name, value) = self.before.remove(0);
+            let bytes = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(value))]));
+            return Ok(Some(if name == "file" {
+                UploadPart::File(bytes)
+            } else {
+                UploadPart::Text { name, value: bytes }
+            }));
+        }
+        let pulled = self.pulled.clone();
+        let endless = futures_util::stream::repeat_with(move || {
+            pulled.fetch_add(1, Ordering::Relaxed);
+            Ok(bytes::Bytes::from_static(&[b'a'; 1024]))
+        });
+        Ok(Some(UploadPart::Text {
+            name: self.name.to_owned(),
+            value: Box::pin(endless),
+        }))
+    }
+}
+
+/// Every part counts: a text part over its limit is 413 as soon as it is over (not once it has
+/// been read), a field given twice is 400, and nothing of the refused form is stored.
+#[tokio::test]
+async fn text_parts_are_bounded_and_refused_as_soon_as_they_are_over() {
+    let w = World::new();
+    for before in [
+        vec![],
+        vec![("file".to_owned(), image(Target::Esp32c3, "1.0.0"))],
+    ] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let mut form = EndlessText {
+            before,
+            name: "description",
+            pulled: pulled.clone(),
+        };
+        assert_eq!(
+            w.ota.upload_release(&admin(), &mut form).await,
+            Err(OpError::PartTooLarge {
+                field: "description".into(),
+                limit: MAX_TEXT_PART_BYTES,
+            })
+        );
+        let limit_chunks = usize::try_from(MAX_TEXT_PART_BYTES / 1024).unwrap();
+        assert_eq!(pulled.load(Ordering::Relaxed), limit_chunks + 1);
+        assert!(w.blobs.keys().is_empty(), "{:?}", w.blobs.keys());
+    }
+    let text = |k: &str, v: &str| (k.to_owned(), v.as_bytes().to_vec());
+    let twice = vec![
+        ("file".to_owned(), image(Target::Esp32c3, "1.0.0")),
+        text("device_type", "demo"),
+        text("version", "1.0.0"),
+        text("release_notes", "first"),
+        text("release_notes", "second"),
+    ];
+    invalid(
+        w.ota.upload_release(&admin(), &mut Parts(twice)).await,
+        "release_notes",
+    );
+    assert!(w.blobs.keys().is_empty(), "{:?}", w.blobs.keys());
+    // A text part of exactly the limit is read (and then judged by its field's own rule).
+    let notes = "n".repeat(usize::try_from(MAX_TEXT_PART_BYTES).unwrap());
+    let at_limit = vec![
+        ("file".to_owned(), image(Target::Esp32c3, "1.0.0")),
+        text("device_type", "demo"),
+        text("version", "1.0.0"),
+        text("release_notes", &notes),
+    ];
+    invalid(
+        w.ota.upload_release(&admin(), &mut Parts(at_limit)).await,
+        "release_notes",
+    );
 }
 
 fn create(version: &str, bytes: &[u8]) -> CreateRelease {

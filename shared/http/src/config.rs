@@ -2,6 +2,7 @@
 //! server and each Lambda): credentials, URL lifetime, limits, retention. Deployment-specific names
 //! (`OTA_LISTEN`, `OTA_DATA_DIR`, `OTA_TABLE`, ...) stay with their binary.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,35 +14,138 @@ use crate::state::Settings;
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// A variable's value, `None` when unset or blank.
+/// A variable's value from the process environment, `None` when unset or blank.
 pub fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    Env::process().var(name)
 }
 
-/// A non-negative integer variable, `default` when unset.
-pub fn number(name: &str, default: u64) -> Result<u64, ConfigError> {
-    let Some(v) = var(name) else {
-        return Ok(default);
-    };
-    v.trim()
-        .parse()
-        .map_err(|_| ConfigError(format!("{name} must be a non-negative integer, got '{v}'")))
+/// Where settings come from: the process environment, or in tests any lookup, so that parsing
+/// is a pure function of the variables it is given.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
-/// A positive number of seconds.
-pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
-    match number(name, default)? {
-        0 => Err(ConfigError(format!("{name} must be positive"))),
-        s => Ok(Duration::from_secs(s)),
+/// The process environment's lookup.
+fn process_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl<'a> Env<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
+    pub fn process() -> Env<'static> {
+        Env {
+            lookup: &process_lookup,
+        }
+    }
+
+    /// A variable's value, `None` when unset or blank.
+    pub fn var(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// An integer within `range`, `default` when unset. The message names the variable and the
+    /// range, whatever is wrong with the value (not a number, negative, out of range).
+    pub fn number(
+        &self,
+        name: &str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = self.var(name) else {
+            return Ok(default);
+        };
+        v.trim()
+            .parse()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "{name} must be an integer from {} to {}, got '{v}'",
+                    range.start(),
+                    range.end()
+                ))
+            })
+    }
+
+    /// A number of seconds within `range`.
+    pub fn seconds(
+        &self,
+        name: &str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range).map(Duration::from_secs)
+    }
+
+    /// A number of milliseconds within `range`.
+    pub fn millis(
+        &self,
+        name: &str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range).map(Duration::from_millis)
+    }
+
+    /// A number of days within `range`.
+    pub fn days(
+        &self,
+        name: &str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range)
+            .map(|d| Duration::from_secs(d * 86_400))
+    }
+
+    /// One of `choices`, `default` when unset.
+    pub fn choice(
+        &self,
+        name: &str,
+        default: &'static str,
+        choices: &[&'static str],
+    ) -> Result<&'static str, ConfigError> {
+        let Some(v) = self.var(name) else {
+            return Ok(default);
+        };
+        choices
+            .iter()
+            .find(|c| **c == v.trim())
+            .copied()
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "{name} must be one of {}, got '{v}'",
+                    choices.join(", ")
+                ))
+            })
     }
 }
 
-/// A positive number of days.
-pub fn days(name: &str, default: u64) -> Result<Duration, ConfigError> {
-    match number(name, default)? {
-        0 => Err(ConfigError(format!("{name} must be at least 1 day"))),
-        d => Ok(Duration::from_secs(d.saturating_mul(86_400))),
-    }
+/// The limits of docs/api.md §15, one place: a value outside them starts nothing.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// S3 refuses to presign for longer than seven days (SigV4); capability URLs keep the same
+    /// bound so that both storages accept the same settings.
+    pub const URL_TTL_S: RangeInclusive<u64> = 1..=604_800;
+    /// An ESP image's sizes are 32-bit: no image is larger than 4 GiB.
+    pub const MAX_UPLOAD_BYTES: RangeInclusive<u64> = 1..=4 * 1024 * 1024 * 1024;
+    /// At most a year between polls.
+    pub const POLL_INTERVAL_S: RangeInclusive<u64> = 1..=31_536_000;
+    /// 0 = unlimited; above 1000 a second the limit means nothing.
+    pub const DEVICE_RATE_PER_MIN: RangeInclusive<u64> = 0..=60_000;
+    /// Up to a century (a retention in days must also stay a representable time).
+    pub const RETENTION_DAYS: RangeInclusive<u64> = 1..=36_500;
+    /// A release view older than an hour would hold rollouts back for longer than anyone waits.
+    pub const VIEW_CACHE_S: RangeInclusive<u64> = 0..=3600;
+    /// A request attempt longer than a minute outlives the device's and the Lambda's patience.
+    pub const DYNAMODB_TIMEOUT_MS: RangeInclusive<u64> = 1..=60_000;
+    /// RFC 7518 §3.2: an HS256 key has at least 256 bits.
+    pub const MIN_JWT_SECRET_BYTES: usize = 32;
 }
 
 /// The settings shared by every deployment, read from the environment.
@@ -67,35 +171,64 @@ pub struct CommonConfig {
     pub log_retention: Duration,
     /// `OTA_ADMIN_JWT_PUBLIC_KEY_FILE` with `OTA_ADMIN_JWT_ALG` (`ES256` unless set).
     pub admin_key: Option<(String, PathBuf)>,
+    /// `OTA_VIEW_CACHE_S` (5), for the DynamoDB store.
+    pub view_cache: Duration,
+    /// `OTA_DYNAMODB_TIMEOUT_MS` (2000), for the DynamoDB store.
+    pub dynamodb_timeout: Duration,
 }
 
 impl CommonConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let device_auth = match var("OTA_DEVICE_AUTH").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "OTA_DEVICE_AUTH must be 'on' or 'off', got '{other}'"
-                )));
+        Self::read(Env::process())
+    }
+
+    /// Every shared setting from `env`, each checked against docs/api.md §15, so that a value
+    /// that would break requests later stops the process at start instead.
+    pub fn read(env: Env<'_>) -> Result<Self, ConfigError> {
+        let device_auth = env.choice("OTA_DEVICE_AUTH", "on", &["on", "off"])? == "on";
+        let rate = env.number("OTA_DEVICE_RATE_PER_MIN", 600, limits::DEVICE_RATE_PER_MIN)?;
+        let jwt_secret = env.var("OTA_JWT_SECRET");
+        if let Some(secret) = &jwt_secret
+            && secret.len() < limits::MIN_JWT_SECRET_BYTES
+        {
+            return Err(ConfigError(format!(
+                "OTA_JWT_SECRET must be at least {} bytes (an HS256 key of 256 bits)",
+                limits::MIN_JWT_SECRET_BYTES
+            )));
+        }
+        let alg = env.choice("OTA_ADMIN_JWT_ALG", "ES256", &["ES256", "RS256"])?;
+        let admin_key = match env.var("OTA_ADMIN_JWT_PUBLIC_KEY_FILE") {
+            Some(path) => Some((alg.to_owned(), PathBuf::from(path))),
+            None if env.var("OTA_ADMIN_JWT_ALG").is_some() => {
+                return Err(ConfigError(
+                    "OTA_ADMIN_JWT_ALG is set without OTA_ADMIN_JWT_PUBLIC_KEY_FILE, the key it \
+                     is for"
+                        .to_owned(),
+                ));
             }
+            None => None,
         };
-        let rate = number("OTA_DEVICE_RATE_PER_MIN", 600)?;
         Ok(Self {
-            jwt_secret: var("OTA_JWT_SECRET"),
-            jwt_issuer: var("OTA_JWT_ISSUER"),
-            url_ttl: seconds("OTA_URL_TTL_S", 900)?,
+            jwt_secret,
+            jwt_issuer: env.var("OTA_JWT_ISSUER"),
+            url_ttl: env.seconds("OTA_URL_TTL_S", 900, limits::URL_TTL_S)?,
             device_auth,
-            max_upload_bytes: number("OTA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024)?,
-            poll_interval_s: number("OTA_POLL_INTERVAL_S", 86_400)?,
-            device_rate_per_min: u32::try_from(rate)
-                .map_err(|_| ConfigError("OTA_DEVICE_RATE_PER_MIN is too large".to_owned()))?,
-            audit_retention: days("OTA_AUDIT_RETENTION_DAYS", 365)?,
-            log_retention: days("OTA_LOG_RETENTION_DAYS", 90)?,
-            admin_key: var("OTA_ADMIN_JWT_PUBLIC_KEY_FILE").map(|path| {
-                let alg = var("OTA_ADMIN_JWT_ALG").unwrap_or_else(|| "ES256".to_owned());
-                (alg, PathBuf::from(path))
-            }),
+            max_upload_bytes: env.number(
+                "OTA_MAX_UPLOAD_BYTES",
+                64 * 1024 * 1024,
+                limits::MAX_UPLOAD_BYTES,
+            )?,
+            poll_interval_s: env.number("OTA_POLL_INTERVAL_S", 86_400, limits::POLL_INTERVAL_S)?,
+            device_rate_per_min: u32::try_from(rate).unwrap_or(u32::MAX),
+            audit_retention: env.days("OTA_AUDIT_RETENTION_DAYS", 365, limits::RETENTION_DAYS)?,
+            log_retention: env.days("OTA_LOG_RETENTION_DAYS", 90, limits::RETENTION_DAYS)?,
+            admin_key,
+            view_cache: env.seconds("OTA_VIEW_CACHE_S", 5, limits::VIEW_CACHE_S)?,
+            dynamodb_timeout: env.millis(
+                "OTA_DYNAMODB_TIMEOUT_MS",
+                2000,
+                limits::DYNAMODB_TIMEOUT_MS,
+            )?,
         })
     }
 
@@ -120,5 +253,130 @@ impl CommonConfig {
         let key = ExternalAdminKey::from_pem(alg, &pem)
             .map_err(|e| ConfigError(format!("{shown}: {e}")))?;
         Ok(auth.with_external_admin_key(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings from exactly these variables.
+    fn read(vars: &[(&str, &str)]) -> Result<CommonConfig, String> {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        CommonConfig::read(Env::new(&lookup)).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_need_no_variable() {
+        let c = read(&[]).unwrap();
+        assert_eq!(c.url_ttl, Duration::from_secs(900));
+        assert_eq!(c.max_upload_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.poll_interval_s, 86_400);
+        assert_eq!(c.device_rate_per_min, 600);
+        assert_eq!(c.log_retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.audit_retention, Duration::from_secs(365 * 86_400));
+        assert_eq!(c.view_cache, Duration::from_secs(5));
+        assert_eq!(c.dynamodb_timeout, Duration::from_millis(2000));
+        assert!(c.device_auth);
+        assert!(c.admin_key.is_none() && c.jwt_secret.is_none());
+        // Blank is unset.
+        assert_eq!(
+            read(&[("OTA_URL_TTL_S", "  ")]).unwrap().url_ttl,
+            Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        let c = read(&[
+            ("OTA_URL_TTL_S", "604800"),
+            ("OTA_MAX_UPLOAD_BYTES", "1"),
+            ("OTA_POLL_INTERVAL_S", "1"),
+            ("OTA_DEVICE_RATE_PER_MIN", "0"),
+            ("OTA_LOG_RETENTION_DAYS", "36500"),
+            ("OTA_AUDIT_RETENTION_DAYS", "1"),
+            ("OTA_VIEW_CACHE_S", "0"),
+            ("OTA_DYNAMODB_TIMEOUT_MS", " 60000 "),
+            ("OTA_DEVICE_AUTH", "off"),
+            ("OTA_JWT_SECRET", &"k".repeat(32)),
+            ("OTA_ADMIN_JWT_PUBLIC_KEY_FILE", "/keys/idp.pem"),
+            ("OTA_ADMIN_JWT_ALG", "RS256"),
+        ])
+        .unwrap();
+        assert_eq!(c.url_ttl, Duration::from_secs(604_800));
+        assert_eq!(c.device_rate_per_min, 0);
+        assert_eq!(c.view_cache, Duration::ZERO);
+        assert!(!c.device_auth);
+        assert_eq!(
+            c.admin_key,
+            Some(("RS256".to_owned(), PathBuf::from("/keys/idp.pem")))
+        );
+    }
+
+    /// Every numeric setting refuses zero where it means nothing, negatives, values past its
+    /// range and words, naming itself and its range.
+    #[test]
+    fn nonsense_is_refused_naming_the_variable_and_its_range() {
+        let cases: [(&str, &[&str], &str); 8] = [
+            (
+                "OTA_URL_TTL_S",
+                &["0", "604801", "-1", "15m"],
+                "1 to 604800",
+            ),
+            (
+                "OTA_MAX_UPLOAD_BYTES",
+                &["0", "4294967297", "64MiB"],
+                "1 to 4294967296",
+            ),
+            (
+                "OTA_POLL_INTERVAL_S",
+                &["0", "31536001", "-5"],
+                "1 to 31536000",
+            ),
+            (
+                "OTA_DEVICE_RATE_PER_MIN",
+                &["-1", "60001", "lots"],
+                "0 to 60000",
+            ),
+            (
+                "OTA_LOG_RETENTION_DAYS",
+                &["0", "36501", "1e9"],
+                "1 to 36500",
+            ),
+            (
+                "OTA_AUDIT_RETENTION_DAYS",
+                &["0", "18446744073709551616"],
+                "1 to 36500",
+            ),
+            ("OTA_VIEW_CACHE_S", &["-1", "3601", "5s"], "0 to 3600"),
+            (
+                "OTA_DYNAMODB_TIMEOUT_MS",
+                &["0", "60001", "2.5"],
+                "1 to 60000",
+            ),
+        ];
+        for (name, values, range) in cases {
+            for value in values {
+                let e = read(&[(name, value)]).unwrap_err();
+                assert!(
+                    e.contains(name) && e.contains(range) && e.contains(value),
+                    "{name}={value}: {e}"
+                );
+            }
+        }
+        for (name, value) in [
+            ("OTA_DEVICE_AUTH", "yes"),
+            ("OTA_ADMIN_JWT_ALG", "HS256"),
+            ("OTA_JWT_SECRET", "short"),
+        ] {
+            let e = read(&[(name, value)]).unwrap_err();
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
+        let e = read(&[("OTA_ADMIN_JWT_ALG", "RS256")]).unwrap_err();
+        assert!(e.contains("OTA_ADMIN_JWT_PUBLIC_KEY_FILE"), "{e}");
     }
 }

@@ -155,6 +155,11 @@ impl From<OpError> for Problem {
                 "too-large",
                 format!("the upload is larger than the limit of {limit} bytes"),
             ),
+            OpError::PartTooLarge { field, limit } => {
+                let message = format!("{field} is larger than the limit of {limit} bytes");
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", message.clone())
+                    .with_errors(vec![FieldError { field, message }])
+            }
             OpError::Store(StoreError::BadCursor) => {
                 Problem::bad_request("cursor", "the pagination cursor is not valid")
             }

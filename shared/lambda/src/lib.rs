@@ -38,8 +38,12 @@ impl From<ConfigError> for InitError {
 pub async fn state_from_env() -> Result<AppState, InitError> {
     let common = CommonConfig::from_env()?;
     let source = secret::SecretSource::from_env(common.jwt_secret.clone())?;
-    let options =
-        DynamoOptions::from_env(common.log_retention, common.audit_retention).map_err(InitError)?;
+    let options = DynamoOptions {
+        view_cache: common.view_cache,
+        log_retention: common.log_retention,
+        audit_retention: common.audit_retention,
+        request_timeout: common.dynamodb_timeout,
+    };
     let sdk = ota_store_aws::load_sdk_config().await;
     let secret = source.resolve(&sdk).await?;
     let (meta, blobs) = ota_store_aws::stores_from_sdk(&sdk, options).map_err(InitError)?;

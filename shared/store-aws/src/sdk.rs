@@ -17,10 +17,36 @@ impl AwsSettings {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| format!("{name} must be set"))
         };
-        Ok(Self {
-            table: get("OTA_TABLE")?,
-            bucket: get("OTA_BUCKET")?,
-        })
+        let table = get("OTA_TABLE")?;
+        // DynamoDB's table names, or a table's ARN.
+        let table_ok = table.starts_with("arn:")
+            || ((3..=255).contains(&table.len())
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')));
+        if !table_ok {
+            return Err(format!(
+                "OTA_TABLE must be a DynamoDB table name (3-255 characters of [A-Za-z0-9_.-]) or \
+                 ARN, got '{table}'"
+            ));
+        }
+        let bucket = get("OTA_BUCKET")?;
+        // S3's bucket names: lowercase, 3-63 characters, starting and ending alphanumeric.
+        let edge_ok =
+            |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+            && edge_ok(bucket.as_bytes().first())
+            && edge_ok(bucket.as_bytes().last());
+        if !bucket_ok {
+            return Err(format!(
+                "OTA_BUCKET must be an S3 bucket name (3-63 characters of [a-z0-9.-], starting \
+                 and ending with a letter or digit), got '{bucket}'"
+            ));
+        }
+        Ok(Self { table, bucket })
     }
 }
 

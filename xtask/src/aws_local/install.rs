@@ -2,7 +2,6 @@
 //! pinned version, as `crate::install` does every tool.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
 

@@ -1,10 +1,15 @@
 //! The one-shot upload (docs/api.md §Publishing): the image streams to blob storage as the form
 //! arrives, is validated by reading it back once, and only then is the release registered,
 //! directly `ready`. A refused upload deletes its bytes, so nothing is ever half-registered.
+//! Every part counts: the file against `OTA_MAX_UPLOAD_BYTES`, each text part against
+//! [`MAX_TEXT_PART_BYTES`], each field once, so that the whole form is bounded
+//! ([`form_limit`]) and a form over a limit is refused as soon as it is, not once it has been
+//! read.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 
 use crate::access::{Admin, Role};
 use crate::error::OpError;
@@ -15,12 +20,29 @@ use crate::service::Service;
 
 use super::{NewRelease, release_summary};
 
-/// One part of the upload form, as the edge reads it.
+/// The largest text part of the form (a description or release notes of 4096 characters is at
+/// most 16 KiB of UTF-8).
+pub const MAX_TEXT_PART_BYTES: u64 = 64 * 1024;
+
+/// What a form may hold besides its file: its text parts (each field once, at most
+/// [`MAX_TEXT_PART_BYTES`]), part headers and boundaries.
+const FORM_ALLOWANCE: u64 = 1024 * 1024;
+
+/// The most bytes a whole upload form may take, for the edge to bound the request body by, so
+/// that even what no part holds (a preamble, part headers) counts.
+pub fn form_limit(max_upload_bytes: u64) -> u64 {
+    max_upload_bytes.saturating_add(FORM_ALLOWANCE)
+}
+
+/// One part of the upload form, as the edge reads it: its bytes streamed as they arrive.
 pub enum UploadPart<'a> {
-    /// The image, streamed as it arrives.
+    /// The image.
     File(BorrowedByteStream<'a>),
-    /// A text field, read whole by the edge within its own bound.
-    Text { name: String, value: String },
+    /// A text field, read here within [`MAX_TEXT_PART_BYTES`].
+    Text {
+        name: String,
+        value: BorrowedByteStream<'a>,
+    },
 }
 
 /// The upload form, part by part, in the order the client sent them.
@@ -96,6 +118,10 @@ impl Service {
                     if !TEXT_FIELDS.contains(&name.as_str()) {
                         return Err(OpError::invalid(&name, format!("unknown field '{name}'")));
                     }
+                    if fields.contains_key(&name) {
+                        return Err(OpError::invalid(&name, format!("{name} is given twice")));
+                    }
+                    let value = read_text(&name, value).await?;
                     fields.insert(name, value);
                 }
             }
@@ -136,6 +162,23 @@ impl Service {
         self.meta.insert_release(&ready).await?;
         Ok(ready)
     }
+}
+
+/// A text part, refused as soon as it outgrows [`MAX_TEXT_PART_BYTES`].
+async fn read_text(name: &str, mut value: BorrowedByteStream<'_>) -> Result<String, OpError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = value.next().await {
+        let chunk =
+            chunk.map_err(|e| OpError::invalid(name, format!("malformed multipart body: {e}")))?;
+        if (buf.len() + chunk.len()) as u64 > MAX_TEXT_PART_BYTES {
+            return Err(OpError::PartTooLarge {
+                field: name.to_owned(),
+                limit: MAX_TEXT_PART_BYTES,
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| OpError::invalid(name, "must be UTF-8 text"))
 }
 
 /// A form field parsed with `f` (surrounding whitespace ignored); the error names the field.

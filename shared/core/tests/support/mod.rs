@@ -116,15 +116,11 @@ impl UploadForm for Parts {
             return Ok(None);
         }
         let (name, value) = self.0.remove(0);
+        let bytes = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(value))]));
         Ok(Some(if name == "file" {
-            UploadPart::File(Box::pin(futures_util::stream::iter([Ok(
-                bytes::Bytes::from(value),
-            )])))
+            UploadPart::File(bytes)
         } else {
-            UploadPart::Text {
-                name,
-                value: String::from_utf8(value).unwrap(),
-            }
+            UploadPart::Text { name, value: bytes }
         }))
     }
 }

@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use axum::Json;
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, State};
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use futures_util::TryStreamExt;
+use http_body_util::Limited;
 use ota_core::access::Admin;
 use ota_core::cmd::NewRelease;
 use ota_core::cmd::create_release::CreateRelease;
 use ota_core::cmd::edit_release::ReleaseChanges;
-use ota_core::cmd::upload_release::{UploadForm as Form, UploadPart};
+use ota_core::cmd::upload_release::{UploadForm as Form, UploadPart, form_limit};
 use ota_core::error::OpError;
 use ota_core::ids::{DeviceType, Version};
 use ota_core::release::{Release, ReleaseFilter, ReleaseState};
@@ -27,9 +28,6 @@ use crate::pagination::{ListResponse, PageQuery};
 use crate::problem::{ApiResult, Problem};
 use crate::schema::{Channel, Count, FileSize, Sha256Hex, Text};
 use crate::state::AppState;
-
-/// Multipart text fields are tiny; anything longer is refused before it is buffered.
-const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// Metadata of a new release (two-step flow).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -143,43 +141,33 @@ pub struct UploadForm {
     pub min_current_version: Option<Version>,
 }
 
-/// The multipart body as the command reads it: the `file` part streamed, every other part read
-/// as bounded UTF-8 text.
-struct MultipartForm(Multipart);
+/// The multipart body as the command reads it: every part streamed, the command bounding each.
+struct MultipartForm {
+    form: Multipart,
+    /// The bound of the whole body (`form_limit`), for the answer when it is what was exceeded.
+    limit: u64,
+}
 
 #[async_trait]
 impl Form for MultipartForm {
     async fn next_part(&mut self) -> Result<Option<UploadPart<'_>>, OpError> {
-        let field = self
-            .0
-            .next_field()
-            .await
-            .map_err(|e| OpError::invalid("body", format!("malformed multipart body: {e}")))?;
+        let limit = self.limit;
+        let field = self.form.next_field().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                OpError::TooLarge(limit)
+            } else {
+                OpError::invalid("body", format!("malformed multipart body: {e}"))
+            }
+        })?;
         let Some(field) = field else { return Ok(None) };
         let name = field.name().unwrap_or("").to_owned();
-        if name == "file" {
-            return Ok(Some(UploadPart::File(Box::pin(
-                field.map_err(std::io::Error::other),
-            ))));
-        }
-        let value = text_field(&name, field).await?;
-        Ok(Some(UploadPart::Text { name, value }))
+        let bytes = Box::pin(field.map_err(std::io::Error::other));
+        Ok(Some(if name == "file" {
+            UploadPart::File(bytes)
+        } else {
+            UploadPart::Text { name, value: bytes }
+        }))
     }
-}
-
-async fn text_field(name: &str, mut field: Field<'_>) -> Result<String, OpError> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| OpError::invalid(name, format!("malformed multipart body: {e}")))?
-    {
-        buf.extend_from_slice(&chunk);
-        if buf.len() > MAX_FIELD_BYTES {
-            return Err(OpError::invalid(name, "field too long"));
-        }
-    }
-    String::from_utf8(buf).map_err(|_| OpError::invalid(name, "must be UTF-8 text"))
 }
 
 /// Store, validate and register in one call. The file streams to storage; nothing is
@@ -193,18 +181,28 @@ async fn text_field(name: &str, mut field: Field<'_>) -> Result<String, OpError>
 pub async fn upload(
     State(state): State<AppState>,
     admin: Admin,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
-    let multipart = multipart.map_err(|_| {
-        Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "the body must be multipart/form-data",
-        )
-    })?;
+    // Every byte of the body counts, whatever part (or no part) it is in.
+    let limit = form_limit(state.ota.settings.max_upload_bytes);
+    let request = request.map(|body| {
+        Body::new(Limited::new(
+            body,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        ))
+    });
+    let form = Multipart::from_request(request, &state)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "the body must be multipart/form-data",
+            )
+        })?;
     let release = state
         .ota
-        .upload_release(&admin, &mut MultipartForm(multipart))
+        .upload_release(&admin, &mut MultipartForm { form, limit })
         .await?;
     Ok((StatusCode::CREATED, Json(release)))
 }

@@ -41,32 +41,6 @@ pub struct DynamoOptions {
     pub request_timeout: Duration,
 }
 
-impl DynamoOptions {
-    /// The options of docs/api.md's environment: `OTA_VIEW_CACHE_S` (default 5) and
-    /// `OTA_DYNAMODB_TIMEOUT_MS` (default 2000), with the retention the caller parsed.
-    pub fn from_env(log_retention: Duration, audit_retention: Duration) -> Result<Self, String> {
-        let number = |name: &str, default: u64| -> Result<u64, String> {
-            match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{name} must be a non-negative integer, got '{v}'")),
-                None => Ok(default),
-            }
-        };
-        let timeout_ms = number("OTA_DYNAMODB_TIMEOUT_MS", 2000)?;
-        if timeout_ms == 0 {
-            return Err("OTA_DYNAMODB_TIMEOUT_MS must be positive".into());
-        }
-        Ok(Self {
-            view_cache: Duration::from_secs(number("OTA_VIEW_CACHE_S", 5)?),
-            log_retention,
-            audit_retention,
-            request_timeout: Duration::from_millis(timeout_ms),
-        })
-    }
-}
-
 impl Default for DynamoOptions {
     fn default() -> Self {
         Self {
