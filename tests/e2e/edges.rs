@@ -154,26 +154,11 @@ fn upload_head(srv: &Server, content_length: usize) -> Vec<u8> {
 }
 
 fn form(version: &str, file: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in [("device_type", "edges"), ("version", version)] {
-        body.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n\
-                 {value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
-             filename=\"fw.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    body
+    ota_testkit::multipart::form(
+        BOUNDARY,
+        &[("device_type", "edges"), ("version", version)],
+        file,
+    )
 }
 
 /// An upload that declares a large body and stops sending is ended after the body timeout:

@@ -682,3 +682,25 @@ async fn integers_written_with_a_zero_fraction_are_integers() {
     r.problem(400);
     assert_eq!(r.error_fields(), ["secure_version"]);
 }
+
+#[tokio::test]
+async fn bodies_and_the_records_in_them_are_objects_not_arrays_of_their_fields() {
+    let srv = Server::start().await;
+    let r = srv
+        .device(Method::POST, "/api/ota/check", "d1", "t1")
+        .json(&json!(["d1", "t1", "1.0.0"]))
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["body"]);
+    let r = srv
+        .admin(Method::POST, "/api/ota/admin/rollouts")
+        .json(
+            &json!({"name": "r", "firmware_id": "f", "target_type": "specific",
+                      "target_filter": [["d1"], []]}),
+        )
+        .go()
+        .await;
+    r.problem(400);
+    assert_eq!(r.error_fields(), ["target_filter"]);
+}

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fields;
 pub mod ids;
 pub mod image_policy;
+pub mod map_only;
 pub mod metrics;
 pub mod ports;
 pub mod progress;

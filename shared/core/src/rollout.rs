@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ids::{DeviceId, DeviceType};
+use crate::map_only::MapOnly;
 pub use crate::rollout_lifecycle::RolloutState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -28,13 +29,32 @@ impl TargetType {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetFilter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_ids: Vec<DeviceId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for TargetFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename = "TargetFilter")]
+        struct Fields {
+            #[serde(default)]
+            device_ids: Vec<DeviceId>,
+            #[serde(default)]
+            groups: Vec<String>,
+        }
+        // Only from an object: see `map_only`.
+        let f = Fields::deserialize(MapOnly(d))?;
+        Ok(Self {
+            device_ids: f.device_ids,
+            groups: f.groups,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

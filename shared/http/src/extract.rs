@@ -76,17 +76,6 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     .with_errors(vec![FieldError { field, message }]))
 }
 
-/// For an object nested in a body (`#[serde(deserialize_with = "object")]`): serde would also
-/// read it from an array of its fields in order, which no client means.
-pub fn object<'de, D: serde::Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
-    use serde::de::{Deserialize, Error, Unexpected};
-    let value = serde_json::Value::deserialize(d)?;
-    if let serde_json::Value::Array(_) = value {
-        return Err(D::Error::invalid_type(Unexpected::Seq, &"an object"));
-    }
-    T::deserialize(value).map_err(D::Error::custom)
-}
-
 /// Turns every float with a zero fraction that an `i64` or `u64` holds into that integer;
 /// says whether it changed anything.
 fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {

@@ -52,7 +52,7 @@ impl Modify for Security {
 
 /// What can go wrong on every operation of a kind, whatever its handler says: a credential
 /// (401, and 403 for a role or device it does not cover), a body or a parameter (400, and
-/// 413/415 for bodies), a device over its budget (429), the storage (503). Every error is a
+/// 408/413/415 for bodies), a device over its budget (429), the storage (503). Every error is a
 /// problem document.
 struct ErrorResponses;
 
@@ -84,6 +84,10 @@ impl ErrorResponses {
         }
         if op.request_body.is_some() {
             add(400, "The body is not valid (the field is named)");
+            add(
+                408,
+                "The body stalled (ota-server: no byte for OTA_BODY_TIMEOUT_S)",
+            );
             add(413, "The body is too large");
             add(415, "The body has the wrong content type");
         }

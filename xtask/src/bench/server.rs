@@ -123,25 +123,11 @@ impl Server {
     /// Uploads `image` as release `RELEASE_VERSION` of `DEVICE_TYPE`; returns the firmware id.
     pub fn publish(&self, image: &[u8]) -> anyhow::Result<String> {
         let boundary = "xtask-bench-boundary-7d1f";
-        let mut body = Vec::new();
-        for (name, value) in [("device_type", DEVICE_TYPE), ("version", RELEASE_VERSION)] {
-            body.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n\
-                     {value}\r\n"
-                )
-                .as_bytes(),
-            );
-        }
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-                 filename=\"bench.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
+        let body = ota_testkit::multipart::form(
+            boundary,
+            &[("device_type", DEVICE_TYPE), ("version", RELEASE_VERSION)],
+            image,
         );
-        body.extend_from_slice(image);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let fw = self.admin(
             "POST",
             "/api/ota/admin/upload",

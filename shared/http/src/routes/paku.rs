@@ -192,7 +192,7 @@ pub struct LegacyCreateRolloutRequest {
     pub target_type: TargetType,
     #[schema(value_type = Option<Percent>)]
     pub rollout_percentage: Option<f64>,
-    #[serde(default, deserialize_with = "crate::extract::object")]
+    #[serde(default)]
     pub target_filter: TargetFilter,
     #[schema(value_type = Option<Percent>)]
     pub failure_threshold_percent: Option<f64>,

@@ -28,7 +28,7 @@ pub struct CreateRolloutRequest {
     /// 0-100, for `canary`; defaults to 100.
     #[schema(value_type = Option<Percent>)]
     pub rollout_percentage: Option<f64>,
-    #[serde(default, deserialize_with = "crate::extract::object")]
+    #[serde(default)]
     pub target_filter: TargetFilter,
     /// Pause automatically when failed/(failed+success) exceeds this percentage.
     #[schema(value_type = Option<Percent>)]
