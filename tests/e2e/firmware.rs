@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api::*;
-use crate::harness::{Go, Server};
+use crate::harness::{Go, Server, server_only};
 
 fn codes(problem: &Value) -> Vec<String> {
     problem["errors"]
@@ -603,6 +603,12 @@ async fn uploads_over_the_limit_are_413() {
 #[tokio::test]
 async fn every_part_of_the_upload_form_counts() {
     use std::sync::Arc;
+    if server_only(
+        "API Gateway hands a function the body whole and caps it itself (10 MB, its own 413); \
+         the emulator cuts it short instead",
+    ) {
+        return;
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const CHUNK: usize = 64 * 1024;
