@@ -19,6 +19,7 @@ pub const CHANNEL_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
 pub const GROUP_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,64}$";
 pub const SHA256_PATTERN: &str = "^[0-9A-Fa-f]{64}$";
 pub const OPAQUE_KEY_PATTERN: &str = "^[!-~]{1,128}$";
+pub const NONCE_PATTERN: &str = "^[0-9A-Fa-f]{16,64}$";
 /// Unanchored: a name has at least one character that is not blank (with its length bounded
 /// apart, by `MAX_ROLLOUT_NAME_CHARS`).
 pub const ROLLOUT_NAME_PATTERN: &str = "[^ \t\r\n]";
@@ -109,6 +110,21 @@ pub fn opaque_key(field: &str, value: &str) -> Result<(), OpError> {
     }
 }
 
+/// A device's nonce for a signed manifest (docs/api.md §3.1): 16–64 hex characters, so at least
+/// 64 bits a device can draw from its RNG, and short enough to echo in every manifest. Echoed as
+/// sent (the device compares it with what it sent, byte for byte).
+pub fn nonce(field: &str, value: Option<&str>) -> Result<(), OpError> {
+    match value {
+        Some(n) if !(16..=64).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Err(OpError::invalid(
+                field,
+                "nonce must be 16-64 hex characters",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A percentage: 0–100, finite.
 pub fn percentage(field: &str, p: f64) -> Result<f64, OpError> {
     if p.is_finite() && (0.0..=100.0).contains(&p) {
@@ -195,6 +211,12 @@ mod tests {
         assert_eq!(percentage("p", 100.0).unwrap(), 100.0);
         refused(percentage("p", 100.01), "p");
         refused(percentage("p", f64::NAN), "p");
+        assert!(nonce("n", None).is_ok());
+        assert!(nonce("n", Some(&"00AAbb11".repeat(2))).is_ok());
+        assert!(nonce("n", Some(&"a".repeat(64))).is_ok());
+        refused(nonce("n", Some(&"a".repeat(15))), "n");
+        refused(nonce("n", Some(&"a".repeat(65))), "n");
+        refused(nonce("n", Some(&"g".repeat(16))), "n");
     }
 
     #[test]
@@ -214,12 +236,13 @@ mod tests {
         /// The OpenAPI document's patterns accept exactly what the rules accept: near-misses
         /// (lengths around the limits, spaces, other punctuation, non-ASCII) included.
         #[test]
-        fn patterns_say_what_the_rules_do(s in "[A-Za-z0-9_.:-]{63,65}|[!-~]{127,129}|[ \t\r\na\u{85}]{0,3}|[a ]{199,201}|[A-Za-z0-9_.:!~ é-]{0,8}|\\PC{0,8}") {
+        fn patterns_say_what_the_rules_do(s in "[A-Za-z0-9_.:-]{63,65}|[!-~]{127,129}|[0-9A-Fa-fg]{15,17}|[0-9a-f]{63,65}|[ \t\r\na\u{85}]{0,3}|[a ]{199,201}|[A-Za-z0-9_.:!~ é-]{0,8}|\\PC{0,8}") {
             let matches = |pattern: &str| regex::Regex::new(pattern).unwrap().is_match(&s);
             proptest::prop_assert_eq!(matches(CHANNEL_PATTERN), channel("f", Some(s.clone())).is_ok());
             proptest::prop_assert_eq!(matches(GROUP_PATTERN), groups("f", vec![s.clone()]).is_ok());
             proptest::prop_assert_eq!(matches(SHA256_PATTERN), sha256_hex("f", &s).is_ok());
             proptest::prop_assert_eq!(matches(OPAQUE_KEY_PATTERN), opaque_key("f", &s).is_ok());
+            proptest::prop_assert_eq!(matches(NONCE_PATTERN), nonce("f", Some(&s)).is_ok());
             let name_fits = !s.is_empty() && s.chars().count() <= MAX_ROLLOUT_NAME_CHARS;
             proptest::prop_assert_eq!(
                 matches(ROLLOUT_NAME_PATTERN) && name_fits,

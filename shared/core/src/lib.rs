@@ -15,6 +15,8 @@ pub mod error;
 pub mod fields;
 pub mod ids;
 pub mod image_policy;
+pub mod manifest;
+pub mod manifest_keys;
 pub mod map_only;
 pub mod metrics;
 pub mod ports;

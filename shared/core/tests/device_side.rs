@@ -24,6 +24,7 @@ fn check(id: &str, version: &str) -> CheckInput {
         current_build: None,
         secure_version: None,
         channel: None,
+        nonce: None,
     }
 }
 
@@ -103,6 +104,22 @@ async fn check_refuses_a_bad_channel() {
     let mut input = check("d1", "1.0.0");
     input.channel = Some("no spaces".into());
     invalid(w.ota.check(input).await, "channel");
+}
+
+#[tokio::test]
+async fn check_refuses_a_bad_nonce_before_registering_the_device() {
+    let w = World::new();
+    let mut input = check("d1", "1.0.0");
+    input.nonce = Some("not hex at all!!".into());
+    invalid(w.ota.check(input).await, "nonce");
+    assert!(
+        w.ota
+            .meta
+            .get_device(&DeviceId::parse("d1").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]

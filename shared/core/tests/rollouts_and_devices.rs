@@ -321,6 +321,7 @@ fn check(id: &str) -> CheckInput {
         current_build: None,
         secure_version: None,
         channel: None,
+        nonce: None,
     }
 }
 

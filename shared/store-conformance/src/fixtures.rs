@@ -99,6 +99,7 @@ pub fn check_input(device: &str, device_type: &str, version: &str) -> CheckInput
         current_build: None,
         secure_version: None,
         channel: None,
+        nonce: None,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct CheckInput {
     pub secure_version: Option<u32>,
     /// Absent: `stable`.
     pub channel: Option<String>,
+    /// Asks for a signed manifest even without an offer, echoing it (`manifest.rs`).
+    pub nonce: Option<String>,
 }
 
 /// What to tell the device.
@@ -37,6 +39,8 @@ pub enum CheckAnswer {
 
 impl Service {
     pub async fn check(&self, input: CheckInput) -> Result<CheckAnswer, OpError> {
+        // Refused before anything is recorded: the answer could not be signed as asked.
+        fields::nonce("nonce", input.nonce.as_deref())?;
         let check_in = CheckIn {
             device_id: input.device_id,
             device_type: input.device_type,

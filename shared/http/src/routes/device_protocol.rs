@@ -127,6 +127,7 @@ pub async fn check(
         current_build: req.current_build,
         secure_version: req.secure_version,
         channel: req.channel,
+        nonce: None,
     };
     run_check(&state, input).await.map(Json)
 }

@@ -67,6 +67,7 @@ pub async fn check(
         current_build: None,
         secure_version: None,
         channel: q.channel,
+        nonce: None,
     };
     let check = run_check(&state, input).await?;
     Ok(Json(LegacyCheckResponse {
