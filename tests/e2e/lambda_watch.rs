@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use ota_core::manifest_keys::ManifestKeys;
 use ota_testkit::process::{Output, Process};
 use ota_testkit::server::{ADMIN_TOKEN_FILE, JWT_SECRET_FILE, Launch};
 use serde_json::json;
@@ -25,18 +26,23 @@ use crate::harness::{now, sign_with};
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Lifetime of the admin token kept in the data directory, as `ota-server`'s start token.
 const TOKEN_TTL_S: i64 = 30 * 24 * 3600;
+/// The manifest keys in the data directory, under `ota-server`'s name for them.
+const MANIFEST_KEYS_FILE: &str = "manifest-keys";
 
-/// The six functions under `cargo lambda watch` on a free port, with the JWT secret and an
-/// admin token kept in the data directory as `ota-server` keeps them (so restarts keep both).
+/// The six functions under `cargo lambda watch` on a free port, with the JWT secret, an admin
+/// token and the manifest keys kept in the data directory as `ota-server` keeps them (so
+/// restarts keep them; a test's own `OTA_MANIFEST_KEYS` wins).
 pub struct Functions;
 
 impl Launch for Functions {
     fn launch(&self, data: &Path, env: &[(String, String)], output: &Output) -> (Process, String) {
         let secret = credentials(data);
+        let keys = manifest_keys(data);
         for _ in 0..3 {
             let port = free_port();
             let mut cmd = command(port);
-            cmd.env("OTA_JWT_SECRET", &secret);
+            cmd.env("OTA_JWT_SECRET", &secret)
+                .env("OTA_MANIFEST_KEYS", &keys);
             // A group of its own, so that stopping it stops the functions too.
             let mut process = Process::spawn_group(cmd, env, output);
             match wait_until_serving(process.child(), port) {
@@ -82,6 +88,18 @@ fn credentials(dir: &Path) -> String {
     std::fs::write(&secret_file, &secret).expect("writing jwt-secret");
     std::fs::write(dir.join(ADMIN_TOKEN_FILE), token).expect("writing admin-token");
     secret
+}
+
+/// The manifest keys of this deployment, one key generated on first start and kept in `dir`, as
+/// `ota-server` generates and keeps its own.
+fn manifest_keys(dir: &Path) -> String {
+    let file = dir.join(MANIFEST_KEYS_FILE);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return text;
+    }
+    let text = format!("{}\n", ManifestKeys::generate_line());
+    std::fs::write(&file, &text).expect("writing manifest-keys");
+    text
 }
 
 fn free_port() -> u16 {

@@ -21,6 +21,7 @@ mod faults;
 mod firmware;
 mod fleet;
 mod logs;
+mod manifests;
 mod meta;
 mod metrics;
 mod restart;

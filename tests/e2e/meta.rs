@@ -49,6 +49,7 @@ const EXERCISED: &[(&str, &str)] = &[
     ("get", "/api/ota/admin/logs"),
     ("get", "/health"),
     ("get", "/api/ota/openapi.json"),
+    ("get", "/api/ota/keys"),
 ];
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The six Lambda functions served locally by `cargo lambda watch` on the local AWS stack: the
-//! table and bucket created, a JWT secret for the session, an admin token, one base URL that
-//! serves the paths of docs/api.md (the router in the workspace `Cargo.toml`). `docs/lambda.md`.
+//! table and bucket created, a JWT secret and a manifest key for the session, an admin token,
+//! one base URL that serves the paths of docs/api.md (the router in the workspace `Cargo.toml`).
+//! `docs/lambda.md`.
 
 use std::fs::File;
 use std::io::Read;
@@ -73,7 +74,7 @@ pub struct Session {
 }
 
 /// Builds the functions and the setup tool, creates the table and the bucket, generates the
-/// session's JWT secret and mints an admin token with it.
+/// session's JWT secret and manifest key and mints an admin token with it.
 pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
     let mut build = crate::cargo();
     // Selected by binary name at the workspace root, as the emulator's `cargo run --bin` does, so
@@ -91,6 +92,10 @@ pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
             ("OTA_TABLE", TABLE.to_owned()),
             ("OTA_BUCKET", BUCKET.to_owned()),
             ("OTA_JWT_SECRET", random_hex(32)?),
+            // A manifest key of this session. 32 random bytes are a valid P-256 scalar but for a
+            // chance of about 2^-32 (zero or past the curve order), which the functions would
+            // refuse at init, naming the variable.
+            ("OTA_MANIFEST_KEYS", random_hex(32)?),
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );

@@ -23,6 +23,8 @@ const BODY_AND_IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=3600;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `OTA_MANIFEST_KEYS_FILE`: the manifest keys elsewhere than `<data dir>/manifest-keys`.
+    pub manifest_keys_file: Option<PathBuf>,
     /// `OTA_PUBLIC_URL`; `None` means `http://<the address actually bound>` (which differs from
     /// `OTA_LISTEN` when that asks for an ephemeral port).
     pub public_url: Option<String>,
@@ -86,6 +88,7 @@ impl Config {
                 env.var("OTA_DATA_DIR")
                     .unwrap_or_else(|| "./ota-data".to_owned()),
             ),
+            manifest_keys_file: env.var("OTA_MANIFEST_KEYS_FILE").map(PathBuf::from),
             public_url,
             common: CommonConfig::read(env)?,
             storage,

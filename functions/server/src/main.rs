@@ -41,6 +41,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let (secret, generated) =
         secret::load_or_create(&config.data_dir, config.common.jwt_secret.as_deref())?;
+    let (manifest_keys, generated_keys) = secret::manifest_keys_or_create(
+        &config.data_dir,
+        config.common.manifest_keys.as_ref(),
+        config.manifest_keys_file.as_deref(),
+    )?;
 
     // Bound before anything hands out URLs: with port 0 only the bound address is reachable.
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -70,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         },
         auth: Arc::new(auth),
         capability,
+        manifest_keys: Arc::new(manifest_keys),
         throttle: Arc::new(DeviceThrottle::new(config.common.device_rate_per_min)),
     };
 
@@ -96,6 +102,12 @@ async fn main() -> anyhow::Result<()> {
         );
     } else {
         println!("admin token written to {}", token_path.display());
+    }
+    if let Some(path) = generated_keys {
+        println!(
+            "generated a manifest signing key in {} (published at /api/ota/keys)",
+            path.display()
+        );
     }
     if !config.common.device_auth {
         println!("warning: OTA_DEVICE_AUTH=off: device endpoints accept unauthenticated requests");

@@ -6,6 +6,8 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ota_core::manifest_keys::ManifestKeys;
+
 use crate::auth::{AuthConfig, ExternalAdminKey};
 use crate::state::Settings;
 
@@ -153,6 +155,9 @@ pub mod limits {
 pub struct CommonConfig {
     /// `OTA_JWT_SECRET`; whether it may be missing is the deployment's decision.
     pub jwt_secret: Option<String>,
+    /// `OTA_MANIFEST_KEYS`, the key ring's text itself; whether it may be missing (and where
+    /// else the keys come from) is the deployment's decision.
+    pub manifest_keys: Option<ManifestKeys>,
     pub jwt_issuer: Option<String>,
     /// `OTA_URL_TTL_S` (900).
     pub url_ttl: Duration,
@@ -196,6 +201,10 @@ impl CommonConfig {
                 limits::MIN_JWT_SECRET_BYTES
             )));
         }
+        let manifest_keys = env
+            .var("OTA_MANIFEST_KEYS")
+            .map(|text| manifest_keys("OTA_MANIFEST_KEYS", &text))
+            .transpose()?;
         let alg = env.choice("OTA_ADMIN_JWT_ALG", "ES256", &["ES256", "RS256"])?;
         let admin_key = match env.var("OTA_ADMIN_JWT_PUBLIC_KEY_FILE") {
             Some(path) => Some((alg.to_owned(), PathBuf::from(path))),
@@ -210,6 +219,7 @@ impl CommonConfig {
         };
         Ok(Self {
             jwt_secret,
+            manifest_keys,
             jwt_issuer: env.var("OTA_JWT_ISSUER"),
             url_ttl: env.seconds("OTA_URL_TTL_S", 900, limits::URL_TTL_S)?,
             device_auth,
@@ -256,6 +266,17 @@ impl CommonConfig {
     }
 }
 
+/// The manifest key ring from `text`, which came from `source` (a variable, a file, a secret):
+/// the error names the source and the line, never a key.
+pub fn manifest_keys(source: &str, text: &str) -> Result<ManifestKeys, ConfigError> {
+    ManifestKeys::parse(text).map_err(|e| {
+        ConfigError(format!(
+            "{source} must hold the manifest signing keys, one P-256 private key (64 hex \
+             characters) a line, the signing key first: {e}"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +303,7 @@ mod tests {
         assert_eq!(c.view_cache, Duration::from_secs(5));
         assert_eq!(c.dynamodb_timeout, Duration::from_millis(2000));
         assert!(c.device_auth);
-        assert!(c.admin_key.is_none() && c.jwt_secret.is_none());
+        assert!(c.admin_key.is_none() && c.jwt_secret.is_none() && c.manifest_keys.is_none());
         // Blank is unset.
         assert_eq!(
             read(&[("OTA_URL_TTL_S", "  ")]).unwrap().url_ttl,
@@ -303,6 +324,10 @@ mod tests {
             ("OTA_DYNAMODB_TIMEOUT_MS", " 60000 "),
             ("OTA_DEVICE_AUTH", "off"),
             ("OTA_JWT_SECRET", &"k".repeat(32)),
+            (
+                "OTA_MANIFEST_KEYS",
+                &format!("# rotated\n{}\n", "1".repeat(64)),
+            ),
             ("OTA_ADMIN_JWT_PUBLIC_KEY_FILE", "/keys/idp.pem"),
             ("OTA_ADMIN_JWT_ALG", "RS256"),
         ])
@@ -310,6 +335,7 @@ mod tests {
         assert_eq!(c.url_ttl, Duration::from_secs(604_800));
         assert_eq!(c.device_rate_per_min, 0);
         assert_eq!(c.view_cache, Duration::ZERO);
+        assert_eq!(c.manifest_keys.map(|k| k.jwks().keys.len()), Some(1));
         assert!(!c.device_auth);
         assert_eq!(
             c.admin_key,
@@ -372,6 +398,8 @@ mod tests {
             ("OTA_DEVICE_AUTH", "yes"),
             ("OTA_ADMIN_JWT_ALG", "HS256"),
             ("OTA_JWT_SECRET", "short"),
+            ("OTA_MANIFEST_KEYS", "# no key"),
+            ("OTA_MANIFEST_KEYS", "0123"),
         ] {
             let e = read(&[(name, value)]).unwrap_err();
             assert!(e.contains(name), "{name}={value}: {e}");

@@ -15,8 +15,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    blob, device_protocol, device_registry, device_types, health, logs, observe, paku, releases,
-    rollouts,
+    blob, device_protocol, device_registry, device_types, health, keys, logs, observe, paku,
+    releases, rollouts,
 };
 use crate::state::AppState;
 
@@ -492,7 +492,7 @@ token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) nee
     modifiers(&Security, &ErrorResponses, &CrossFieldRules, &Links, &ListItemRefs),
     paths(
         device_protocol::check, device_protocol::download, device_protocol::download_head,
-        device_protocol::status,
+        device_protocol::status, keys::keys,
         paku::check, paku::download, paku::download_head, paku::status,
         releases::upload, releases::create, releases::finalize, releases::list, releases::get,
         releases::patch, releases::deactivate,

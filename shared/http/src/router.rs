@@ -11,8 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::openapi;
 use crate::problem::Problem;
 use crate::routes::{
-    blob, device_protocol, device_registry, device_types, health, logs, observe, paku, releases,
-    rollouts,
+    blob, device_protocol, device_registry, device_types, health, keys, logs, observe, paku,
+    releases, rollouts,
 };
 use crate::state::AppState;
 
@@ -106,11 +106,12 @@ pub fn observe_routes() -> Router<AppState> {
         .route("/api/ota/admin/audit", get(observe::audit))
 }
 
-/// Health and the published contract.
+/// Health, the published contract and the manifest keys: what every function answers alike.
 pub fn meta_routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health::health))
         .route("/api/ota/openapi.json", get(openapi::serve))
+        .route("/api/ota/keys", get(keys::keys))
 }
 
 /// The embedded server's own capability endpoint (AWS mode uses presigned S3 URLs instead).

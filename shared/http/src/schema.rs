@@ -52,6 +52,12 @@ patterned!(
     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 );
 patterned!(
+    Nonce,
+    fields::NONCE_PATTERN,
+    "A device's nonce, echoed in the signed manifest: 16-64 hex characters.",
+    "8f14e45fceea167a5a36dedd4bea2543"
+);
+patterned!(
     EventId,
     fields::OPAQUE_KEY_PATTERN,
     "An idempotency key: 1-128 printable ASCII characters.",

@@ -1,11 +1,12 @@
 //! What every handler shares: the service the commands run on, and what only the HTTP edge
-//! needs (credentials, capability URLs, the device throttle), built once per process (or once
+//! needs (credentials, capability URLs, manifest keys, the device throttle), built once per process (or once
 //! per Lambda instance).
 
 use std::sync::Arc;
 
 use ota_core::capability::CapabilitySigner;
 use ota_core::ids::DeviceId;
+use ota_core::manifest_keys::ManifestKeys;
 use ota_core::service::Service;
 
 use crate::auth::AuthConfig;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub auth: Arc<AuthConfig>,
     /// Present when this process serves its own capability URLs (the embedded default).
     pub capability: Option<CapabilitySigner>,
+    /// Signs the manifests of check answers; published at `GET /api/ota/keys`.
+    pub manifest_keys: Arc<ManifestKeys>,
     pub throttle: Arc<DeviceThrottle>,
 }
 

@@ -7,8 +7,9 @@ use ota_http::router::{
     status_routes, upload_routes,
 };
 
-/// One Lambda function per endpoint group. Each also answers `/health` and the OpenAPI document
-/// (so that each can be probed on its own); API Gateway sends those two paths to `admin-metrics`.
+/// One Lambda function per endpoint group. Each also answers `/health`, the OpenAPI document and
+/// the manifest keys (so that each can be probed on its own); API Gateway sends those three paths
+/// to `admin-metrics`.
 /// No function serves the embedded server's `/api/ota/blob/` routes: devices and CI get
 /// presigned S3 URLs instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +168,12 @@ mod tests {
             },
             auth: Arc::new(AuthConfig::new(b"test-secret", None, true)),
             capability: None,
+            manifest_keys: Arc::new(
+                ota_core::manifest_keys::ManifestKeys::parse(
+                    &ota_core::manifest_keys::ManifestKeys::generate_line(),
+                )
+                .unwrap(),
+            ),
             throttle: Arc::new(DeviceThrottle::new(0)),
         }
     }
@@ -206,7 +213,7 @@ mod tests {
             );
             // And no other group claims it (the route groups partition the contract; meta
             // routes are in every function).
-            if !["/health", "/api/ota/openapi.json"].contains(&template.as_str()) {
+            if !["/health", "/api/ota/openapi.json", "/api/ota/keys"].contains(&template.as_str()) {
                 for other in Function::ALL.into_iter().filter(|f| *f != function) {
                     assert!(
                         !serves(other, &state, &method, &path).await,

@@ -32,12 +32,14 @@ impl From<ConfigError> for InitError {
 
 /// The state of one Lambda instance from its environment: `OTA_TABLE`, `OTA_BUCKET`, the AWS
 /// SDK's own variables, the JWT secret (`OTA_JWT_SECRET_ARN` in Secrets Manager, or `OTA_JWT_SECRET`; [`secret`]),
+/// the manifest keys (`OTA_MANIFEST_KEYS_ARN` or `OTA_MANIFEST_KEYS`, likewise),
 /// `OTA_VIEW_CACHE_S` (5) and the shared `OTA_*` settings of [`CommonConfig`]. Devices get
 /// presigned S3 URLs, so there is no capability signer. The device rate limit
 /// (`OTA_DEVICE_RATE_PER_MIN`) is kept per instance.
 pub async fn state_from_env() -> Result<AppState, InitError> {
     let common = CommonConfig::from_env()?;
     let source = secret::SecretSource::from_env(common.jwt_secret.clone())?;
+    let keys_source = secret::KeysSource::from_env(common.manifest_keys.clone())?;
     let options = DynamoOptions {
         view_cache: common.view_cache,
         log_retention: common.log_retention,
@@ -46,6 +48,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
     };
     let sdk = ota_store_aws::load_sdk_config().await;
     let secret = source.resolve(&sdk).await?;
+    let manifest_keys = keys_source.resolve(&sdk).await?;
     let (meta, blobs) = ota_store_aws::stores_from_sdk(&sdk, options).map_err(InitError)?;
     Ok(AppState {
         ota: Service {
@@ -56,6 +59,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
         },
         auth: Arc::new(common.auth(secret.as_bytes())?),
         capability: None,
+        manifest_keys: Arc::new(manifest_keys),
         throttle: Arc::new(DeviceThrottle::new(common.device_rate_per_min)),
     })
 }

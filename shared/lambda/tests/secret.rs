@@ -9,7 +9,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use ota_lambda::secret::{SecretSource, fetch};
+use ota_lambda::secret::{KeysSource, SecretSource, fetch};
 use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ota-jwt-AbCdEf";
@@ -62,7 +62,7 @@ async fn the_secret_string_is_the_jwt_secret() {
     ))
     .await;
     assert_eq!(
-        fetch(&client, ARN).await.unwrap(),
+        fetch(&client, ARN, "the JWT secret").await.unwrap(),
         "s3cr3t-from-the-manager"
     );
     let seen = seen.lock().unwrap();
@@ -79,8 +79,11 @@ async fn a_missing_secret_names_the_arn() {
                "message": "Secrets Manager can't find the specified secret."}),
     ))
     .await;
-    let e = fetch(&client, ARN).await.unwrap_err().to_string();
-    assert!(e.contains(ARN), "{e}");
+    let e = fetch(&client, ARN, "the manifest keys")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(ARN) && e.contains("the manifest keys"), "{e}");
     assert!(e.contains("ResourceNotFoundException"), "{e}");
 }
 
@@ -91,7 +94,10 @@ async fn a_binary_or_empty_secret_is_refused() {
         json!({"ARN": ARN, "SecretString": "  "}),
     ] {
         let (client, _) = secrets_manager((StatusCode::OK, body.clone())).await;
-        let e = fetch(&client, ARN).await.unwrap_err().to_string();
+        let e = fetch(&client, ARN, "the JWT secret")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no SecretString"), "{body}: {e}");
     }
 }
@@ -107,6 +113,7 @@ fn the_plain_secret_wins_and_one_of_the_two_is_needed() {
     #[allow(unsafe_code)] // changing the environment is unsafe; sound for the reason above
     unsafe {
         std::env::remove_var("OTA_JWT_SECRET_ARN");
+        std::env::remove_var("OTA_MANIFEST_KEYS_ARN");
     }
     let e = SecretSource::from_env(None).unwrap_err().to_string();
     assert!(
@@ -122,4 +129,19 @@ fn the_plain_secret_wins_and_one_of_the_two_is_needed() {
         SecretSource::from_env(None).unwrap(),
         SecretSource::SecretsManager(ARN.to_owned())
     );
+    // The manifest keys: the same precedence, the same refusal naming both variables.
+    let e = KeysSource::from_env(None).unwrap_err().to_string();
+    assert!(
+        e.contains("OTA_MANIFEST_KEYS_ARN") && e.contains("or OTA_MANIFEST_KEYS:"),
+        "{e}"
+    );
+    // SAFETY: as above.
+    #[allow(unsafe_code)] // as above
+    unsafe {
+        std::env::set_var("OTA_MANIFEST_KEYS_ARN", ARN);
+    }
+    assert!(matches!(
+        KeysSource::from_env(None).unwrap(),
+        KeysSource::SecretsManager(arn) if arn == ARN
+    ));
 }

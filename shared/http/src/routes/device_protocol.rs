@@ -10,6 +10,7 @@ use ota_core::cmd::check::{CheckAnswer, CheckInput};
 use ota_core::cmd::download::Wanted;
 use ota_core::cmd::report_status::{Reported, StatusInput};
 use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::manifest;
 use ota_core::ports::SignedUrl;
 use ota_core::release::Release;
 use ota_core::report_plan::StatusOutcome;
@@ -20,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiResult, Problem};
-use crate::schema::{Channel, Count, EventId, Text, U32};
+use crate::schema::{Channel, Count, EventId, Nonce, Text, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,6 +37,9 @@ pub struct CheckRequest {
     /// Defaults to `stable`.
     #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
+    /// Asks for a signed manifest even when no update is offered; echoed in it.
+    #[schema(value_type = Option<Nonce>)]
+    pub nonce: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -67,11 +71,18 @@ pub struct CheckResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_id: Option<String>,
     pub poll_interval_s: u64,
+    /// The answer signed (JWS compact, ES256; keys at `/api/ota/keys`): with every offer, and
+    /// with every answer to a check that sent a `nonce`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
-/// Asks the `check` command and says what it answered.
+/// Asks the `check` command and says what it answered, signed when core says so.
 pub(crate) async fn run_check(state: &AppState, input: CheckInput) -> ApiResult<CheckResponse> {
+    let asked = input.clone();
     let answer = state.ota.check(input).await?;
+    let claims = manifest::claims(&asked, &answer, state.ota.now(), state.ota.settings.url_ttl);
+    let manifest = claims.map(|c| state.manifest_keys.sign(&c));
     let poll_interval_s = state.ota.settings.poll_interval_s;
     Ok(match answer {
         CheckAnswer::UpToDate => CheckResponse {
@@ -87,6 +98,7 @@ pub(crate) async fn run_check(state: &AppState, input: CheckInput) -> ApiResult<
             release_notes: None,
             rollout_id: None,
             poll_interval_s,
+            manifest,
         },
         CheckAnswer::Update { option, url } => {
             let r = &option.release;
@@ -103,6 +115,7 @@ pub(crate) async fn run_check(state: &AppState, input: CheckInput) -> ApiResult<
                 release_notes: r.release_notes.clone(),
                 rollout_id: Some(option.rollout.id.clone()),
                 poll_interval_s,
+                manifest,
             }
         }
     })
@@ -127,7 +140,7 @@ pub async fn check(
         current_build: req.current_build,
         secure_version: req.secure_version,
         channel: req.channel,
-        nonce: None,
+        nonce: req.nonce,
     };
     run_check(&state, input).await.map(Json)
 }

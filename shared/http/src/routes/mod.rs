@@ -3,6 +3,7 @@ pub mod device_protocol;
 pub mod device_registry;
 pub mod device_types;
 pub mod health;
+pub mod keys;
 pub mod logs;
 pub mod observe;
 pub mod paku;

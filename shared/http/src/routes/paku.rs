@@ -23,7 +23,7 @@ use crate::problem::{ApiResult, Problem};
 use crate::routes::device_protocol::{
     CheckResponse, DownloadUrl, StatusResponse, head_answer, redirect, run_check,
 };
-use crate::schema::{Channel, Percent, RolloutName, Text, U32};
+use crate::schema::{Channel, Nonce, Percent, RolloutName, Text, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -35,6 +35,9 @@ pub struct LegacyCheckQuery {
     /// Defaults to `stable`.
     #[param(value_type = Option<Channel>)]
     pub channel: Option<String>,
+    /// Asks for a signed manifest even when no update is offered; echoed in it.
+    #[param(value_type = Option<Nonce>)]
+    pub nonce: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,7 +70,7 @@ pub async fn check(
         current_build: None,
         secure_version: None,
         channel: q.channel,
-        nonce: None,
+        nonce: q.nonce,
     };
     let check = run_check(&state, input).await?;
     Ok(Json(LegacyCheckResponse {
