@@ -57,6 +57,9 @@ pub enum Command {
     /// Offline credentials.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manifest signing keys (offline).
+    #[command(subcommand)]
+    Keys(KeysCmd),
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +305,13 @@ pub enum RoleArg {
     Viewer,
     Publisher,
     Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Print a new P-256 manifest signing key as a line of the key file (OTA_MANIFEST_KEYS,
+    /// OTA_MANIFEST_KEYS_FILE, the Secrets Manager secret): put it first to sign with it.
+    Generate,
 }
 
 #[derive(Debug, Subcommand)]

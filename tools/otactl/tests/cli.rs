@@ -951,3 +951,27 @@ fn a_16_mib_image_uploads_in_bounded_memory() {
         "peak RSS {peak_kib} KiB: the upload is not streaming"
     );
 }
+
+#[test]
+fn keys_generate_prints_a_new_manifest_key_line_offline() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(harness::otactl_bin())
+            .args(args)
+            .env_remove("OTA_SERVER")
+            .env_remove("OTA_TOKEN")
+            .env_remove("OTA_OUTPUT")
+            .output()
+            .expect("running otactl");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let line = run(&["keys", "generate"]);
+    let keys = ota_core::manifest_keys::ManifestKeys::parse(&line).expect("a key line");
+    let (key, comment) = line.trim().split_once("  # kid ").expect("key and kid");
+    assert_eq!(key.len(), 64);
+    assert_eq!(comment, keys.signing_kid());
+    let json: Value = serde_json::from_str(&run(&["-o", "json", "keys", "generate"])).unwrap();
+    assert_ne!(json["key"].as_str(), Some(key), "a new key each time");
+    let parsed = ota_core::manifest_keys::ManifestKeys::parse(json["key"].as_str().unwrap());
+    assert_eq!(json["kid"].as_str(), Some(parsed.unwrap().signing_kid()));
+}

@@ -2,6 +2,7 @@
 
 mod devices;
 mod firmware;
+mod keys;
 mod logs;
 mod publish;
 mod rollout;
@@ -20,6 +21,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Inspect { file } => return inspect(file, out).await,
         Command::Token(cmd) => return token::run(cmd, out),
+        Command::Keys(cmd) => {
+            keys::run(cmd, out);
+            return Ok(());
+        }
         _ => {}
     }
     let client = connect(&cli)?;
@@ -31,7 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Devices(cmd) => devices::run(&client, cmd, out).await,
         Command::Logs(args) => logs::run(&client, &args, out).await,
         Command::Metrics => metrics(&client, out).await,
-        Command::Inspect { .. } | Command::Token(_) => Ok(()),
+        Command::Inspect { .. } | Command::Token(_) | Command::Keys(_) => Ok(()),
     }
 }
 
