@@ -139,7 +139,7 @@ static bool copy_str(cJSON *obj, const char *key, char *dst, size_t cap)
 /* POST /api/ota/check. Returns ESP_OK with *available set, or an error. */
 static esp_err_t check(offer_t *o, bool *available)
 {
-    char resp[4096];
+    static char resp[4096];
     int code = 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "device_id", s_cfg.device_id);
@@ -181,7 +181,8 @@ static esp_err_t check(offer_t *o, bool *available)
 /* SHA-256 of the first len bytes of a partition, as lowercase hex. */
 static esp_err_t partition_sha256_hex(const esp_partition_t *p, size_t len, char hex[65])
 {
-    uint8_t buf[4096], digest[32];
+    static uint8_t buf[4096];  /* static: app_main runs on a small FreeRTOS task stack */
+    uint8_t digest[32];
     mbedtls_sha256_context ctx;
     mbedtls_sha256_init(&ctx);
     mbedtls_sha256_starts(&ctx, 0);
@@ -206,7 +207,7 @@ static esp_err_t dump_partition(const esp_partition_t *p, const char *path)
         ESP_LOGE(TAG, "cannot write %s", path);
         return ESP_FAIL;
     }
-    uint8_t buf[4096];
+    static uint8_t buf[4096];
     esp_err_t err = ESP_OK;
     for (size_t off = 0; off < p->size && err == ESP_OK; off += sizeof(buf)) {
         err = esp_partition_read(p, off, buf, sizeof(buf));
@@ -221,6 +222,15 @@ static esp_err_t dump_partition(const esp_partition_t *p, const char *path)
     return err;
 }
 
+/* Logs each download answer's Content-Range, showing how esp_https_ota's Range requests were served. */
+static esp_err_t download_events(esp_http_client_event_t *evt)
+{
+    if (evt->event_id == HTTP_EVENT_ON_HEADER && strcasecmp(evt->header_key, "Content-Range") == 0) {
+        ESP_LOGI(TAG, "download: Content-Range: %s", evt->header_value);
+    }
+    return ESP_OK;
+}
+
 /* Download, verify and select the offered image. Returns ESP_OK once the boot partition is set. */
 static esp_err_t install(const offer_t *o)
 {
@@ -228,6 +238,7 @@ static esp_err_t install(const offer_t *o)
         .url = o->download_url,  /* capability URL: no credential header on purpose */
         .timeout_ms = 15000,
         .keep_alive_enable = true,
+        .event_handler = download_events,
     };
     esp_https_ota_config_t cfg = {
         .http_config = &http,
@@ -249,22 +260,17 @@ static esp_err_t install(const offer_t *o)
     if (esp_https_ota_get_img_desc(h, &desc) == ESP_OK) {
         ESP_LOGI(TAG, "image: project %s, version %s", desc.project_name, desc.version);
     }
-    int requests = 1, last_len = 0;
     while ((err = esp_https_ota_perform(h)) == ESP_ERR_HTTPS_OTA_IN_PROGRESS) {
-        int len = esp_https_ota_get_image_len_read(h);
-        if (len / s_cfg.chunk != last_len / s_cfg.chunk) {
-            requests++;  /* crossed a chunk boundary: the next bytes come from a new Range request */
-        }
-        last_len = len;
     }
     int got = esp_https_ota_get_image_len_read(h);
+    int requests = (got + s_cfg.chunk - 1) / s_cfg.chunk;  /* esp_https_ota: one GET per chunk */
     if (err != ESP_OK || !esp_https_ota_is_complete_data_received(h)) {
         ESP_LOGE(TAG, "download failed after %d bytes: %s", got, esp_err_to_name(err));
         esp_https_ota_abort(h);
         report(o, "failed", got, 0, "download failed");
         return ESP_FAIL;
     }
-    ESP_LOGI(TAG, "downloaded %d bytes into %s in about %d range request(s)", got, staging->label, requests);
+    ESP_LOGI(TAG, "downloaded %d bytes into %s (HEAD + %d GET of <= %d bytes)", got, staging->label, requests, s_cfg.chunk);
 
     /* The server's file_size/file_hash are the authority: check what actually landed in flash. */
     char hex[65];
@@ -312,7 +318,7 @@ static void flash_file_teardown(void)
     if (keep_new) {
         /* copy before munmap removes the temporary file (mmap'd MAP_SHARED: the file is current) */
         FILE *in = fopen(used, "rb"), *out = fopen(s_cfg.flash_file, "wb");
-        char buf[65536];
+        static char buf[65536];  /* static: app_main runs on a small FreeRTOS task stack */
         size_t n;
         while (in && out && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
             fwrite(buf, 1, n, out);
