@@ -37,7 +37,8 @@ done
 [[ -x "$IDF_PYTHON" ]] || { echo "no python at $IDF_PYTHON (set IDF_PYTHON)" >&2; exit 1; }
 mkdir -p "$WORK"
 
-# ---- build
+# ---- build (sdkconfig regenerated from example/sdkconfig.defaults every time, so edits there apply)
+rm -f "$BUILD/sdkconfig"
 t0=$(date +%s.%N)
 cmake -S "$HERE/example" -B "$BUILD" -G Ninja -DIDF_TARGET=linux -DPYTHON="$IDF_PYTHON" \
       -DPYTHON_DEPS_CHECKED=1 -DSDKCONFIG="$BUILD/sdkconfig" >"$WORK/cmake.log" 2>&1 \
