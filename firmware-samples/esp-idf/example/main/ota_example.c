@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +40,7 @@
 #include "esp_https_ota.h"
 #include "esp_ota_ops.h"
 #include "esp_partition.h"
+#include "esp_random.h"
 #include "esp_private/partition_linux.h"
 #include "cJSON.h"
 #include "mbedtls/sha256.h"
@@ -53,6 +55,7 @@ typedef struct {
 typedef struct {
     char firmware_id[64], version[64], file_hash[65], download_url[1024];
     long long file_size;
+    uint32_t attempt;  /* random per update attempt, part of each report's event_id */
 } offer_t;
 
 static settings_t s_cfg;
@@ -94,12 +97,13 @@ static esp_err_t post_json(const char *path, const char *body, int *status, char
     return err;
 }
 
-/* POST /api/ota/status. event_id is derived from (device, release, status), so a retried report
- * is recorded once by the server. */
+/* POST /api/ota/status. event_id is (device, release, attempt, status): a retried report is
+ * recorded once by the server, while a new attempt at the same release (after a rollback, say)
+ * is not mistaken for a repeat of the old one. */
 static esp_err_t report(const offer_t *o, const char *status, long long bytes, int percent, const char *error)
 {
     char event_id[129], resp[1024];
-    snprintf(event_id, sizeof(event_id), "%s:%s:%s", s_cfg.device_id, o->firmware_id, status);
+    snprintf(event_id, sizeof(event_id), "%s:%s:%08" PRIx32 ":%s", s_cfg.device_id, o->firmware_id, o->attempt, status);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "device_id", s_cfg.device_id);
     cJSON_AddStringToObject(j, "firmware_id", o->firmware_id);
@@ -170,6 +174,7 @@ static esp_err_t check(offer_t *o, bool *available)
             err = ESP_FAIL;
         } else {
             o->file_size = (long long)size->valuedouble;
+            o->attempt = esp_random();
             /* Absolute as the server sends it; a relative URL is resolved against OTA_URL. */
             snprintf(o->download_url, sizeof(o->download_url), "%s%s", url[0] == '/' ? s_cfg.url : "", url);
         }
