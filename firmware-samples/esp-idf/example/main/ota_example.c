@@ -18,7 +18,7 @@
  *   OTA_DEVICE_TOKEN     device JWT                                             (required)
  *   OTA_CURRENT_VERSION  version the device claims to run                       (required)
  *   OTA_DUMP_PATH        file to receive the updated partition's bytes           (optional)
- *   OTA_CHUNK            bytes per Range request (default 16384)               (optional)
+ *   OTA_CHUNK            bytes per Range request, >= 1024 (default 16384)       (optional)
  *   OTA_FLASH_FILE       emulated flash image: used if it exists, else written at exit, so a
  *                        later run "reboots" into the selected partition        (optional)
  *
@@ -270,9 +270,11 @@ static esp_err_t install(const offer_t *o)
     int got = esp_https_ota_get_image_len_read(h);
     int requests = (got + s_cfg.chunk - 1) / s_cfg.chunk;  /* esp_https_ota: one GET per chunk */
     if (err != ESP_OK || !esp_https_ota_is_complete_data_received(h)) {
-        ESP_LOGE(TAG, "download failed after %d bytes: %s", got, esp_err_to_name(err));
+        char why[96];
+        snprintf(why, sizeof(why), "download failed after %d bytes: %s", got, esp_err_to_name(err));
+        ESP_LOGE(TAG, "%s", why);
         esp_https_ota_abort(h);
-        report(o, "failed", got, 0, "download failed");
+        report(o, "failed", got, 0, why);
         return ESP_FAIL;
     }
     ESP_LOGI(TAG, "downloaded %d bytes into %s (HEAD + %d GET of <= %d bytes)", got, staging->label, requests, s_cfg.chunk);
@@ -347,8 +349,14 @@ void app_main(void)
         .dump_path = getenv("OTA_DUMP_PATH"), .flash_file = getenv("OTA_FLASH_FILE"),
         .chunk = getenv("OTA_CHUNK") ? atoi(getenv("OTA_CHUNK")) : 16384,
     };
-    if (!s_cfg.url || !s_cfg.device_id || !s_cfg.device_type || !s_cfg.token || !s_cfg.current_version || s_cfg.chunk <= 0) {
+    if (!s_cfg.url || !s_cfg.device_id || !s_cfg.device_type || !s_cfg.token || !s_cfg.current_version) {
         fprintf(stderr, "set OTA_URL, OTA_DEVICE_ID, OTA_DEVICE_TYPE, OTA_DEVICE_TOKEN, OTA_CURRENT_VERSION\n");
+        exit(2);
+    }
+    /* esp_https_ota reads the image header (1024 bytes) from the first response: a smaller first
+     * Range answer fails with "Complete headers were not received". */
+    if (s_cfg.chunk < 1024) {
+        fprintf(stderr, "OTA_CHUNK must be >= 1024 (esp_https_ota reads a 1024-byte header from the first request)\n");
         exit(2);
     }
     /* esp_https_ota posts progress events to the default loop; without one it logs an error per event. */
