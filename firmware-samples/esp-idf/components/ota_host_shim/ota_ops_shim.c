@@ -79,7 +79,9 @@ static esp_err_t verify_image(const esp_partition_t *part, uint32_t *out_len)
         }
         for (uint32_t done = 0; done < seg.data_len;) {
             uint32_t n = seg.data_len - done < sizeof(buf) ? seg.data_len - done : sizeof(buf);
-            ESP_ERROR_CHECK_WITHOUT_ABORT(esp_partition_read(part, pos + done, buf, n));
+            if (esp_partition_read(part, pos + done, buf, n) != ESP_OK) {
+                return ESP_ERR_OTA_VALIDATE_FAILED;
+            }
             for (uint32_t i = 0; i < n; i++) {
                 checksum ^= buf[i];
             }
@@ -101,14 +103,16 @@ static esp_err_t verify_image(const esp_partition_t *part, uint32_t *out_len)
         mbedtls_sha256_starts(&ctx, 0);
         for (uint32_t done = 0; done < len;) {
             uint32_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-            esp_partition_read(part, done, buf, n);
+            if (esp_partition_read(part, done, buf, n) != ESP_OK) {
+                mbedtls_sha256_free(&ctx);
+                return ESP_ERR_OTA_VALIDATE_FAILED;
+            }
             mbedtls_sha256_update(&ctx, buf, n);
             done += n;
         }
         mbedtls_sha256_finish(&ctx, got);
         mbedtls_sha256_free(&ctx);
-        esp_partition_read(part, len, want, sizeof(want));
-        if (memcmp(want, got, sizeof(got)) != 0) {
+        if (esp_partition_read(part, len, want, sizeof(want)) != ESP_OK || memcmp(want, got, sizeof(got)) != 0) {
             ESP_LOGE(TAG, "%s: appended SHA-256 does not match the image", part->label);
             return ESP_ERR_OTA_VALIDATE_FAILED;
         }
