@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Host test of the ESP-IDF OTA client example against a real ota-server.
 #
-#   firmware-samples/esp-idf/run-host-test.sh [TARGET_DIR]      (default /tmp)
+#   firmware-samples/esp-idf/run-host-test.sh [TARGET_DIR]      (default /tmp; `cargo xtask test`
+#                                                               runs it with <repo>/target)
 #
 # Builds example/ for IDF_TARGET=linux under TARGET_DIR/esp-idf-host, starts a fresh ota-server on a
 # free port, publishes samples/demo-esp32c3-1.1.0.bin, rolls it out, mints a device token, runs the
@@ -9,8 +10,8 @@
 # bytes, and the server's OTA log shows downloading, installing, success.
 #
 # Environment (defaults in brackets):
-#   IDF_PATH     ESP-IDF tree trimmed for linux [/work/shared/esp-idf]
-#   IDF_PYTHON   python with esp-idf-kconfig==2.5.4 and cryptography [/tmp/idfspike/venv/bin/python]
+#   IDF_PATH     ESP-IDF tree for linux host builds [<repo>/../shared/esp-idf]
+#   IDF_PYTHON   python with xtask/requirements-esp-idf.txt [<repo>/target/esp-idf-venv/bin/python3]
 #   OTA_SERVER   ota-server binary [<repo>/target/debug/ota-server]
 #   ESPTOOL      optional; if executable, prints esptool image-info of the dumped image
 # Needs: cmake, ninja, gcc, libbsd-dev, curl, jq, python3.
@@ -21,9 +22,9 @@ REPO=$(cd "$HERE/../.." && pwd)
 TARGET_DIR=${1:-${TARGET:-/tmp}}
 WORK="$TARGET_DIR/esp-idf-host"
 BUILD="$WORK/build"
-export IDF_PATH=${IDF_PATH:-/work/shared/esp-idf}
+export IDF_PATH=${IDF_PATH:-$REPO/../shared/esp-idf}
 export IDF_COMPONENT_MANAGER=0
-IDF_PYTHON=${IDF_PYTHON:-/tmp/idfspike/venv/bin/python}
+IDF_PYTHON=${IDF_PYTHON:-$REPO/target/esp-idf-venv/bin/python3}
 OTA_SERVER=${OTA_SERVER:-$REPO/target/debug/ota-server}
 ESPTOOL=${ESPTOOL:-$REPO/target/xtask-venv/bin/esptool}
 IMAGE="$REPO/firmware-samples/samples/demo-esp32c3-1.1.0.bin"
