@@ -5,6 +5,7 @@ mod aws_local;
 mod bench;
 mod contract;
 mod deny;
+mod esp_idf;
 mod infra;
 mod install;
 mod lambda;
@@ -20,7 +21,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test                  install the test oracles and the local AWS stack if missing, start the
                         stack, then run every test of the workspace against it, schemathesis
-                        and a generated client against ota-server (tests/openapi/), the end-to-end
+                        and a generated client against ota-server (tests/openapi/), the ESP-IDF
+                        example updating itself on the host (firmware-samples/esp-idf/; skipped
+                        without an ESP-IDF tree: IDF_PATH or ../shared/esp-idf), the end-to-end
                         suite again on DynamoDB + S3, and the README walkthrough through the
                         Lambda functions (cargo lambda watch)
   lint                  cargo fmt --check, cargo clippy --all-targets -D warnings, cfn-lint on
@@ -108,6 +111,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .env("OTA_PYTHON", &python))?;
     contract::test(&root(), &python)?;
+    esp_idf::host_test(&root(), &python)?;
     e2e_on_aws(&aws, &python, None)?;
     let cargo_lambda = lambda_on_aws(&aws)?;
     e2e_on_aws(&aws, &python, Some(&cargo_lambda))?;
