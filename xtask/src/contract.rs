@@ -112,12 +112,11 @@ pub fn test(root: &Path, python: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&report)?;
     crate::run(
         Command::new(python.with_file_name("st"))
-            .current_dir(root)
-            .args([
-                "--config-file",
-                &format!("{CONFIG_DIR}/schemathesis.toml"),
-                "run",
-            ])
+            // From its report directory: schemathesis keeps a cache where it runs.
+            .current_dir(&report)
+            .arg("--config-file")
+            .arg(root.join(CONFIG_DIR).join("schemathesis.toml"))
+            .arg("run")
             .arg(format!("{}/api/ota/openapi.json", server.base()))
             // A fixed seed and no example database: a failure is reproduced by running again.
             .args(["--continue-on-failure", "--no-color", "--seed", "1"])
