@@ -308,6 +308,29 @@ impl Server {
         out
     }
 
+    /// Overwrites a stored object behind the service's back (a tampered bucket or disk).
+    pub async fn replace_blob(&self, key: &str, bytes: Vec<u8>) {
+        match &self.store {
+            Store::Embedded => {
+                let path = self.data_dir().join("blobs").join(key);
+                assert!(path.is_file(), "no stored object {}", path.display());
+                std::fs::write(&path, bytes).expect("overwriting the stored object");
+            }
+            Store::Aws { bucket, .. } => {
+                let sdk = aws_sdk_config().await;
+                ota_store_aws::S3Blobs::new(&sdk, bucket)
+                    .client()
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(bytes.into())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("PutObject {bucket}/{key}: {e:?}"));
+            }
+        }
+    }
+
     /// Asserts how a capability URL (download or upload) refused a request: on the embedded
     /// server a problem with this status, from S3 the status (its body is S3's XML error).
     #[track_caller]

@@ -8,6 +8,7 @@
 mod api;
 mod harness;
 mod lambda_watch;
+mod proxy;
 
 mod auth;
 mod auto_pause;
@@ -17,6 +18,7 @@ mod devices;
 mod download;
 mod edges;
 mod errors;
+mod esp_idf_device;
 mod faults;
 mod firmware;
 mod fleet;

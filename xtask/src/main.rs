@@ -105,20 +105,29 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let aws = aws_local::LocalAws::start(&root())
         .context("the local AWS stack (DynamoDB Local + s3s-fs) did not start")?;
     aws_local::smoke_check(&aws).context("the local AWS stack started but does not work")?;
-    run(aws
-        .apply(&mut cargo())
+    let device = esp_idf::build_host_device(&root(), &python)?;
+    let mut workspace = cargo();
+    aws.apply(&mut workspace)
         .args(["test", "--workspace", "--all-targets", "--locked"])
         .args(extra)
-        .env("OTA_PYTHON", &python))?;
+        .env("OTA_PYTHON", &python);
+    run(with_device(&mut workspace, device.as_ref()))?;
     contract::test(&root(), &python)?;
-    esp_idf::host_test(&root(), &python)?;
-    e2e_on_aws(&aws, &python, None)?;
+    e2e_on_aws(&aws, &python, device.as_ref(), None)?;
     let cargo_lambda = lambda_on_aws(&aws)?;
-    e2e_on_aws(&aws, &python, Some(&cargo_lambda))?;
+    e2e_on_aws(&aws, &python, device.as_ref(), Some(&cargo_lambda))?;
     // Doc tests are not part of --all-targets.
     run(aws
         .apply(&mut cargo())
         .args(["test", "--workspace", "--doc", "--locked"]))
+}
+
+/// Lets the end-to-end suite boot the ESP-IDF example as a device, when there is one.
+fn with_device<'a>(cmd: &'a mut Command, device: Option<&esp_idf::HostDevice>) -> &'a mut Command {
+    match device {
+        Some(device) => device.apply(cmd),
+        None => cmd,
+    }
 }
 
 /// The HTTP end-to-end suite again on the local AWS stack (the first run, inside `cargo test
@@ -130,6 +139,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 fn e2e_on_aws(
     aws: &aws_local::LocalAws,
     python: &Path,
+    device: Option<&esp_idf::HostDevice>,
     cargo_lambda: Option<&Path>,
 ) -> anyhow::Result<()> {
     let threads = std::env::var("OTA_E2E_AWS_THREADS").unwrap_or_else(|_| "2".to_owned());
@@ -159,7 +169,7 @@ fn e2e_on_aws(
         }
         None => "ota-server",
     };
-    run(&mut cmd)?;
+    run(with_device(&mut cmd, device))?;
     eprintln!(
         "xtask: end-to-end suite against {deployment} on DynamoDB + S3 passed in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -124,6 +124,38 @@ static esp_err_t verify_image(const esp_partition_t *part, uint32_t *out_len)
     return ESP_OK;
 }
 
+/* esp_partition.h's esp_partition_get_sha256(), which ESP-IDF implements only for chips. For an
+ * app partition, as bootloader_common_get_sha256_of_partition() does: the verified image's
+ * appended SHA-256 (the "validation hash" esptool prints), else the SHA-256 of the image. */
+esp_err_t esp_partition_get_sha256(const esp_partition_t *partition, uint8_t *sha_256)
+{
+    if (!partition || !sha_256 || partition->type != ESP_PARTITION_TYPE_APP) {
+        return ESP_ERR_NOT_SUPPORTED;
+    }
+    /* An empty slot (the host's factory partition) is not worth verify_image()'s error log. */
+    esp_image_header_t hdr;
+    esp_err_t err = esp_partition_read(partition, 0, &hdr, sizeof(hdr));
+    uint32_t len = 0;
+    if (err != ESP_OK || hdr.magic != ESP_IMAGE_HEADER_MAGIC || verify_image(partition, &len) != ESP_OK) {
+        return ESP_ERR_IMAGE_INVALID;
+    }
+    if (hdr.hash_appended) {
+        return esp_partition_read(partition, len - 32, sha_256, 32);
+    }
+    uint8_t buf[1024];
+    mbedtls_sha256_context ctx;
+    mbedtls_sha256_init(&ctx);
+    mbedtls_sha256_starts(&ctx, 0);
+    for (uint32_t done = 0; done < len && err == ESP_OK; done += sizeof(buf)) {
+        uint32_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
+        err = esp_partition_read(partition, done, buf, n);
+        mbedtls_sha256_update(&ctx, buf, n);
+    }
+    mbedtls_sha256_finish(&ctx, sha_256);
+    mbedtls_sha256_free(&ctx);
+    return err;
+}
+
 /* ---------------------------------------------------------------- otadata (boot selection) */
 
 static const esp_partition_t *otadata_partition(void)
