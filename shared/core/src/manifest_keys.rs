@@ -1,7 +1,7 @@
 //! The key ring that signs update manifests (docs/api.md §3.1, §3.5): ES256 (ECDSA P-256 with
 //! SHA-256) as a JWS compact serialization, so that a device verifies a manifest with mbedTLS
 //! alone. The first key signs; every key is published (`GET /api/ota/keys`), so that a rotation
-//! can add the new key first and keep the old one published until devices have the new one.
+//! can publish the next key (second) until devices have it, and only then put it first.
 //!
 //! The ring is kept as text, one key a line: the private scalar as 64 hex characters, with `#`
 //! starting a comment. The same text is the embedded server's `manifest-keys` file, the Lambda
