@@ -353,6 +353,31 @@ async fn a_new_image_that_fails_its_health_check_is_rolled_back_and_reported() {
 }
 
 #[tokio::test]
+async fn a_new_image_that_never_confirms_itself_is_rolled_back_by_the_bootloader() {
+    let Some(build) = host_build() else { return };
+    let srv = server(&build, 0, &[]).await;
+    let (_, rollout) = offer_sample(&srv).await;
+    let mut dev = Device::new(&build, &srv, "host-c3-crash", srv.base());
+    assert_eq!(dev.boot(&[]).await.code, Some(0));
+
+    // The new image dies before it can confirm itself (a crash loop on a chip).
+    let crashed = dev.boot(&[("OTA_CRASH_ON_BOOT", "1")]).await;
+    assert_eq!(crashed.code, Some(4), "{}", crashed.log);
+    patch_rollout(&srv, str_of(&rollout, "id"), json!({"state": "paused"}))
+        .await
+        .expect(200);
+
+    let back = dev.boot(&[]).await;
+    assert_eq!(back.code, Some(0), "{}", back.log);
+    let entries = logs(&srv, &[("device_id", &dev.id)]).await;
+    assert_eq!(entries[0]["status"], "rolled_back", "{entries:?}");
+    assert!(
+        str_of(&entries[0], "error_message").contains("never confirmed"),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test]
 async fn bytes_altered_in_storage_after_publishing_are_refused_and_reported_failed() {
     let Some(build) = host_build() else { return };
     let srv = server(&build, 0, &[]).await;

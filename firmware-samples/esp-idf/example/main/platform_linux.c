@@ -12,6 +12,8 @@
  *   OTA_MAX_CYCLES       exit 0 after this many poll cycles that did not install (default 1)
  *   OTA_POWER_CUT_AT     cut the power (_exit, no clean-up) once a download reaches this percent
  *   OTA_UNHEALTHY        when 1, the new image fails its health check (a rollback)
+ *   OTA_CRASH_ON_BOOT    when 1, the program dies before ota_client_boot (an image that never
+ *                        confirms itself: the next boot's bootloader goes back)
  *   OTA_CHUNK            bytes per Range request (default ota_client's 16384)
  *   OTA_DUMP_PATH        on install, the selected partition is copied here (for esptool)
  */
@@ -103,6 +105,11 @@ void platform_init(void)
     provision();
     const esp_partition_t *running = esp_ota_get_running_partition();
     ESP_LOGI(TAG, "booted %s", running ? running->label : "?");
+    const char *crash = getenv("OTA_CRASH_ON_BOOT");
+    if (crash && strcmp(crash, "1") == 0) {
+        ESP_LOGE(TAG, "crashing before the image could confirm itself");
+        _exit(4);
+    }
 }
 
 const char *platform_server_url(void)
