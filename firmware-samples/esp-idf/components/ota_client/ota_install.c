@@ -1,7 +1,7 @@
 /*
  * One offered update: download with ESP-IDF's esp_https_ota (partial download: a HEAD, then Range
- * requests of chunk_bytes), resumable after a power cut, then check what landed in flash against
- * the signed manifest before anything selects it for boot.
+ * requests of chunk_bytes; one resumable GET for S3 presigned URLs), resumable after a power cut,
+ * then check what landed in flash against the signed manifest before anything selects it for boot.
  *
  * NVS records (ota_state.c):
  *   dl_fw, dl_att, dl_part, dl_bytes, dl_tries  a download in progress; dl_fw is written last and
@@ -144,9 +144,13 @@ ota_install_result_t ota_install(const ota_manifest_t *m, const char *download_u
      * also carries one. */
     esp_http_client_config_t http = {.url = download_url};
     ota_http_base_config(&http);
+    /* An S3 presigned URL is signed for GET alone (SigV4 signs the method), so the HEAD that
+     * esp_https_ota's partial download starts with is refused (403). For those: one GET per
+     * attempt, resumed with `Range: bytes=<offset>-`. Elsewhere, Range requests of chunk_bytes. */
+    bool partial = strstr(download_url, "X-Amz-Signature=") == NULL;
     esp_https_ota_config_t cfg = {
         .http_config = &http,
-        .partial_http_download = true,
+        .partial_http_download = partial,
         .max_http_request_size = g_ota.cfg.chunk_bytes,
         /* esp_https_ota resumes only from a full first buffer (the image header) */
         .ota_resumption = from >= 1024,
@@ -157,8 +161,10 @@ ota_install_result_t ota_install(const ota_manifest_t *m, const char *download_u
     if (err != ESP_OK) {
         return retry(&a, NULL, from, err, why);
     }
-    /* The object's size (from the HEAD) must be the signed one: no endless data. */
-    if ((uint64_t)esp_https_ota_get_image_size(h) != m->file_size) {
+    /* The object's size must be the signed one: no endless data. A partial download's HEAD gives
+     * the whole size; a resumed GET's 206 the rest. */
+    uint64_t before = !partial && cfg.ota_resumption ? from : 0;
+    if (before + (uint64_t)esp_https_ota_get_image_size(h) != m->file_size) {
         return fail(&a, h, from, *why = "the download's size is not the manifest's file_size");
     }
     if (from == 0) {
