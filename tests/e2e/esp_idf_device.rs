@@ -190,6 +190,17 @@ async fn statuses(srv: &Server, device_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// `GET /api/ota/admin/devices/{id}`.
+async fn device_view(srv: &Server, device_id: &str) -> Value {
+    srv.admin(
+        reqwest::Method::GET,
+        &format!("/api/ota/admin/devices/{device_id}"),
+    )
+    .go()
+    .await
+    .expect(200)
+}
+
 /// esptool's verdict on the partition the device installed: a valid ESP32-C3 image.
 fn assert_esptool_accepts(build: &HostBuild, dump: &Path) {
     let Some(esptool) = &build.esptool else {
@@ -259,14 +270,7 @@ async fn the_device_updates_itself_and_confirms_the_new_image_after_rebooting() 
         statuses(&srv, &dev.id).await.last().map(String::as_str),
         Some("success")
     );
-    let device = srv
-        .admin(
-            reqwest::Method::GET,
-            &format!("/api/ota/admin/devices/{}", dev.id),
-        )
-        .go()
-        .await
-        .expect(200);
+    let device = device_view(&srv, &dev.id).await;
     assert_eq!(device["current_version"], "1.1.0", "{device}");
     assert_eq!(
         device["running_firmware_id"], fw,
@@ -312,22 +316,19 @@ async fn a_download_cut_by_power_loss_resumes_where_it_stopped() {
     );
 }
 
-#[tokio::test]
-async fn a_new_image_that_fails_its_health_check_is_rolled_back_and_reported() {
+/// Installs the sample, boots it once with `failing` (which must end that boot with `code`
+/// before the image is confirmed), then boots the device again: the old image reports
+/// `rolled_back` with a message containing `why`, and runs 1.0.0 again.
+async fn rolled_back_after(id: &str, failing: (&str, &str), code: i32, why: &str) {
     let Some(build) = host_build() else { return };
     let srv = server(&build, 0, &[]).await;
     let (_, rollout) = offer_sample(&srv).await;
-    let mut dev = Device::new(&build, &srv, "host-c3-rollback", srv.base());
+    let mut dev = Device::new(&build, &srv, id, srv.base());
     assert_eq!(dev.boot(&[]).await.code, Some(0));
 
-    // The new image boots, fails its self-test and marks itself invalid; the next boot is 1.0.0.
-    let unhealthy = dev.boot(&[("OTA_UNHEALTHY", "1")]).await;
-    assert_eq!(unhealthy.code, Some(0), "{}", unhealthy.log);
-    assert!(
-        unhealthy.events.is_empty(),
-        "it never polled: {}",
-        unhealthy.log
-    );
+    let failed = dev.boot(&[failing]).await;
+    assert_eq!(failed.code, Some(code), "{}", failed.log);
+    assert!(failed.events.is_empty(), "it never polled: {}", failed.log);
     // Keep the old image from being offered the release again straight away.
     patch_rollout(&srv, str_of(&rollout, "id"), json!({"state": "paused"}))
         .await
@@ -338,43 +339,35 @@ async fn a_new_image_that_fails_its_health_check_is_rolled_back_and_reported() {
     let entries = logs(&srv, &[("device_id", &dev.id)]).await;
     assert_eq!(entries[0]["status"], "rolled_back", "{entries:?}");
     assert!(
-        str_of(&entries[0], "error_message").contains("health check"),
+        str_of(&entries[0], "error_message").contains(why),
         "{entries:?}"
     );
-    let device = srv
-        .admin(
-            reqwest::Method::GET,
-            &format!("/api/ota/admin/devices/{}", dev.id),
-        )
-        .go()
-        .await
-        .expect(200);
+    let device = device_view(&srv, &dev.id).await;
     assert_eq!(device["current_version"], "1.0.0", "{device}");
 }
 
 #[tokio::test]
+async fn a_new_image_that_fails_its_health_check_is_rolled_back_and_reported() {
+    // It boots, fails its self-test and marks itself invalid (a reboot: exit 0).
+    rolled_back_after(
+        "host-c3-rollback",
+        ("OTA_UNHEALTHY", "1"),
+        0,
+        "health check",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_new_image_that_never_confirms_itself_is_rolled_back_by_the_bootloader() {
-    let Some(build) = host_build() else { return };
-    let srv = server(&build, 0, &[]).await;
-    let (_, rollout) = offer_sample(&srv).await;
-    let mut dev = Device::new(&build, &srv, "host-c3-crash", srv.base());
-    assert_eq!(dev.boot(&[]).await.code, Some(0));
-
-    // The new image dies before it can confirm itself (a crash loop on a chip).
-    let crashed = dev.boot(&[("OTA_CRASH_ON_BOOT", "1")]).await;
-    assert_eq!(crashed.code, Some(4), "{}", crashed.log);
-    patch_rollout(&srv, str_of(&rollout, "id"), json!({"state": "paused"}))
-        .await
-        .expect(200);
-
-    let back = dev.boot(&[]).await;
-    assert_eq!(back.code, Some(0), "{}", back.log);
-    let entries = logs(&srv, &[("device_id", &dev.id)]).await;
-    assert_eq!(entries[0]["status"], "rolled_back", "{entries:?}");
-    assert!(
-        str_of(&entries[0], "error_message").contains("never confirmed"),
-        "{entries:?}"
-    );
+    // It dies before it can confirm itself (a crash loop on a chip).
+    rolled_back_after(
+        "host-c3-crash",
+        ("OTA_CRASH_ON_BOOT", "1"),
+        4,
+        "never confirmed",
+    )
+    .await;
 }
 
 #[tokio::test]
