@@ -9,6 +9,7 @@
 #include <time.h>
 #include "cJSON.h"
 #include "esp_app_desc.h"
+#include "esp_idf_version.h"
 #include "esp_log.h"
 #include "esp_ota_ops.h"
 #include "esp_partition.h"
@@ -20,10 +21,13 @@
 
 static const char *TAG = "ota_client";
 
+#define MAX_POLL_S (30 * 86400)
+
 ota_ctx_t g_ota;
 static bool s_booted;
 static uint32_t s_failures;     /* consecutive cycles without a verified answer */
 static uint32_t s_poll_s;       /* the server's poll_interval_s, once it said */
+static bool s_installed;        /* an update waits for the application's reboot (manual_reboot) */
 
 void ota_emit(ota_client_event_t ev, const ota_client_event_data_t *data)
 {
@@ -41,8 +45,10 @@ static const char *reset_reason_name(esp_reset_reason_t r)
         [ESP_RST_SW] = "sw", [ESP_RST_PANIC] = "panic", [ESP_RST_INT_WDT] = "int_wdt",
         [ESP_RST_TASK_WDT] = "task_wdt", [ESP_RST_WDT] = "wdt", [ESP_RST_DEEPSLEEP] = "deepsleep",
         [ESP_RST_BROWNOUT] = "brownout", [ESP_RST_SDIO] = "sdio", [ESP_RST_USB] = "usb",
-        [ESP_RST_JTAG] = "jtag", [ESP_RST_EFUSE] = "efuse", [ESP_RST_PWR_GLITCH] = "pwr_glitch",
-        [ESP_RST_CPU_LOCKUP] = "cpu_lockup",
+        [ESP_RST_JTAG] = "jtag", [ESP_RST_EFUSE] = "efuse",
+#if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(5, 5, 0) /* newer reasons; not checked on older trees */
+        [ESP_RST_PWR_GLITCH] = "pwr_glitch", [ESP_RST_CPU_LOCKUP] = "cpu_lockup",
+#endif
     };
     return (unsigned)r < sizeof(names) / sizeof(names[0]) && names[r] ? names[r] : "unknown";
 }
@@ -51,7 +57,11 @@ static const char *reset_reason_name(esp_reset_reason_t r)
 static bool is_crash(esp_reset_reason_t r)
 {
     return r == ESP_RST_PANIC || r == ESP_RST_INT_WDT || r == ESP_RST_TASK_WDT || r == ESP_RST_WDT
-           || r == ESP_RST_BROWNOUT || r == ESP_RST_CPU_LOCKUP;
+           || r == ESP_RST_BROWNOUT
+#if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(5, 5, 0)
+           || r == ESP_RST_CPU_LOCKUP
+#endif
+        ;
 }
 
 static esp_err_t identity(const char *given, const char *key, char *dst, size_t cap)
@@ -164,6 +174,15 @@ static const char *running_version(const esp_partition_t *running, esp_app_desc_
     return esp_app_get_description()->version;
 }
 
+static uint32_t running_secure_version(const esp_partition_t *running)
+{
+    esp_app_desc_t desc;
+    if (running && esp_ota_get_partition_description(running, &desc) == ESP_OK) {
+        return desc.secure_version;
+    }
+    return esp_app_get_description()->secure_version;
+}
+
 static char *check_body(const char *nonce)
 {
     const esp_partition_t *running = esp_ota_get_running_partition();
@@ -172,6 +191,8 @@ static char *check_body(const char *nonce)
     cJSON_AddStringToObject(j, "device_id", g_ota.device_id);
     cJSON_AddStringToObject(j, "device_type", g_ota.device_type);
     cJSON_AddStringToObject(j, "current_version", running_version(running, &desc));
+    /* Rule 3 never offers less than this: the anti-rollback floor of the running image. */
+    cJSON_AddNumberToObject(j, "secure_version", running_secure_version(running));
     if (g_ota.cfg.channel) {
         cJSON_AddStringToObject(j, "channel", g_ota.cfg.channel);
     }
@@ -212,6 +233,13 @@ esp_err_t ota_client_poll_once(uint32_t *next_poll_s)
     if (!s_booted) {
         return ESP_ERR_INVALID_STATE;
     }
+    if (s_installed) {
+        /* Until the reboot the server still sees the old version and would offer the update
+         * again: only deliver what is queued. */
+        ota_report_flush();
+        *next_poll_s = g_ota.cfg.poll_interval_s;
+        return ESP_ERR_INVALID_STATE;
+    }
     ota_report_flush();
     uint8_t rnd[OTA_NONCE_HEX / 2];
     char nonce[OTA_NONCE_HEX + 1];
@@ -246,8 +274,10 @@ esp_err_t ota_client_poll_once(uint32_t *next_poll_s)
         ota_state_set_u32("crashes", 0);
     }
     const cJSON *poll = cJSON_GetObjectItemCaseSensitive(answer, "poll_interval_s");
-    s_poll_s = cJSON_IsNumber(poll) && poll->valuedouble >= 1 && poll->valuedouble <= 30 * 86400
-                   ? (uint32_t)poll->valuedouble : g_ota.cfg.poll_interval_s;
+    /* Unsigned, so bounded: a tampered answer may delay the next check by 30 days at most. */
+    s_poll_s = !cJSON_IsNumber(poll) || poll->valuedouble < 1 ? g_ota.cfg.poll_interval_s
+               : poll->valuedouble > MAX_POLL_S                ? MAX_POLL_S
+                                                                : (uint32_t)poll->valuedouble;
     *next_poll_s = ota_poll_jitter_s(s_poll_s);
     ota_client_event_data_t d = {.http_status = res.status, .update_available = m.update_available,
                                  .firmware_id = m.firmware_id, .version = m.version, .next_poll_s = *next_poll_s};
@@ -273,7 +303,8 @@ esp_err_t ota_client_poll_once(uint32_t *next_poll_s)
     d.reason = why;
     switch (r) {
     case OTA_INSTALL_DONE:
-        *next_poll_s = 0;
+        s_installed = true;
+        *next_poll_s = g_ota.cfg.poll_interval_s;
         ota_emit(OTA_CLIENT_EVENT_INSTALLED, &d);
         if (!g_ota.cfg.manual_reboot) {
             ESP_LOGI(TAG, "rebooting into %s", m.version);

@@ -15,6 +15,7 @@
 #include "esp_app_desc.h"
 #include "esp_http_client.h"
 #include "esp_https_ota.h"
+#include "esp_idf_version.h"
 #include "esp_log.h"
 #include "esp_ota_ops.h"
 #include "esp_partition.h"
@@ -84,7 +85,7 @@ static ota_install_result_t fail(const ota_attempt_t *a, esp_https_ota_handle_t 
         esp_https_ota_abort(h);
     }
     forget_download();
-    ota_report(a, "failed", got, 0, why);
+    ota_report(a, "failed", got, -1, why);
     return OTA_INSTALL_FAILED;
 }
 
@@ -152,9 +153,11 @@ ota_install_result_t ota_install(const ota_manifest_t *m, const char *download_u
         .http_config = &http,
         .partial_http_download = partial,
         .max_http_request_size = g_ota.cfg.chunk_bytes,
+#if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(5, 5, 0) /* older trees: not checked; they restart */
         /* esp_https_ota resumes only from a full first buffer (the image header) */
         .ota_resumption = from >= 1024,
         .ota_image_bytes_written = from,
+#endif
     };
     esp_https_ota_handle_t h = NULL;
     esp_err_t err = esp_https_ota_begin(&cfg, &h);
@@ -163,7 +166,12 @@ ota_install_result_t ota_install(const ota_manifest_t *m, const char *download_u
     }
     /* The object's size must be the signed one: no endless data. A partial download's HEAD gives
      * the whole size; a resumed GET's 206 the rest. */
+#if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(5, 5, 0)
     uint64_t before = !partial && cfg.ota_resumption ? from : 0;
+#else
+    uint64_t before = 0;
+    from = 0;
+#endif
     if (before + (uint64_t)esp_https_ota_get_image_size(h) != m->file_size) {
         return fail(&a, h, from, *why = "the download's size is not the manifest's file_size");
     }

@@ -153,9 +153,19 @@ static esp_err_t check_claims(const cJSON *c, const char *device_id, const char 
         *why = "manifest has no exp";
         return ESP_ERR_INVALID_RESPONSE;
     }
+    uint64_t iat = 0;
+    if (!uint_claim(c, "iat", 9007199254740991.0, &iat)) {
+        *why = "manifest has no iat";
+        return ESP_ERR_INVALID_RESPONSE;
+    }
     time_t now = time(NULL);
     if (now > CLOCK_KNOWN_AFTER && (uint64_t)now >= exp) {
         *why = "manifest expired";
+        return ESP_ERR_INVALID_RESPONSE;
+    }
+    /* A few minutes of skew between the device's SNTP time and the server's are normal. */
+    if (now > CLOCK_KNOWN_AFTER && iat > (uint64_t)now + 300) {
+        *why = "manifest issued in the future";
         return ESP_ERR_INVALID_RESPONSE;
     }
     out->exp = (int64_t)exp;

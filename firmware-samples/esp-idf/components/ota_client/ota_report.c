@@ -31,6 +31,8 @@ static char *report_body(const ota_attempt_t *a, const char *status, int64_t byt
     cJSON_AddStringToObject(j, "event_id", event_id);
     if (bytes >= 0) {
         cJSON_AddNumberToObject(j, "bytes_downloaded", (double)bytes);
+    }
+    if (bytes >= 0 && percent >= 0) {
         cJSON_AddNumberToObject(j, "progress_percent", percent);
     }
     if (error) {

@@ -1,5 +1,6 @@
 /*
- * ota_client: the device side of ota-server for ESP-IDF >= 5.1.
+ * ota_client: the device side of ota-server for ESP-IDF >= 5.1 (resumption after a power cut and
+ * the newest reset reasons need >= 5.5; built and tested with v5.5.4 only).
  *
  *   ota_client_boot()   once at start-up, after nvs_flash_init(): confirms a freshly installed
  *                       image (or rolls it back) and reports the outcome.
@@ -29,7 +30,8 @@ typedef struct {
 /* What the poll task tells the application, through ota_client_config_t.on_event. */
 typedef enum {
     OTA_CLIENT_EVENT_CHECKED,      /* a check was answered and its manifest verified */
-    OTA_CLIENT_EVENT_CHECK_FAILED, /* no usable answer (network, HTTP status, manifest refused) */
+    OTA_CLIENT_EVENT_CHECK_FAILED, /* no usable answer (network, HTTP status, manifest refused),
+                                    * or a download interrupted (kept for resumption) */
     OTA_CLIENT_EVENT_DOWNLOADING,  /* progress, at most every 10 % */
     OTA_CLIENT_EVENT_FAILED,       /* an offered update failed and was reported `failed` */
     OTA_CLIENT_EVENT_INSTALLED,    /* the new image is selected for boot; a reboot follows */

@@ -67,7 +67,7 @@ typedef struct {
 } ota_attempt_t;
 
 /* Sends a report now; a final one that cannot be sent is kept in NVS (one slot) for the next
- * cycle. bytes < 0 leaves bytes/percent out; error may be NULL. */
+ * cycle. bytes < 0 leaves bytes and percent out, percent < 0 percent alone; error may be NULL. */
 esp_err_t ota_report(const ota_attempt_t *a, const char *status, int64_t bytes, int percent, const char *error);
 /* Queues a report in NVS without sending it (at boot, before the network is up). */
 esp_err_t ota_report_queue(const ota_attempt_t *a, const char *status, const char *error);
