@@ -507,6 +507,29 @@ async fn manifests_that_do_not_verify_are_refused() {
     );
 }
 
+/// Answers every check with thousands of nested arrays: what a parser that recurses per level
+/// meets before any signature can be checked.
+struct Nested;
+impl Fault for Nested {
+    fn answer(&self, seen: &Seen, answer: &mut Answer) {
+        if seen.uri.starts_with("/api/ota/check") {
+            answer.body = Bytes::from(format!("{}{}", "[".repeat(3000), "]".repeat(3000)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_answer_is_refused_without_harm() {
+    let Some(build) = host_build() else { return };
+    let srv = server(&build, 0, &[]).await;
+    let boot = refused_through(&build, &srv, "host-c3-nested", Nested, "1").await;
+    assert!(
+        boot.reason("check_failed").contains("no manifest"),
+        "{}",
+        boot.log
+    );
+}
+
 #[tokio::test]
 async fn a_manifest_signed_by_a_key_the_device_does_not_know_is_refused() {
     let Some(build) = host_build() else { return };

@@ -111,7 +111,12 @@ pub fn build_host_device(root: &Path, python: &Path) -> anyhow::Result<Option<Ho
         "cmake (configuring the ESP-IDF example)",
     )?;
     crate::stdout_of(
-        Command::new("ninja").arg("-C").arg(&build),
+        // IDF_PATH again: ninja re-runs cmake when a CMakeLists.txt changed.
+        Command::new("ninja")
+            .arg("-C")
+            .arg(&build)
+            .env("IDF_PATH", &idf)
+            .env("IDF_COMPONENT_MANAGER", "0"),
         "ninja (building the ESP-IDF example)",
     )?;
     eprintln!(

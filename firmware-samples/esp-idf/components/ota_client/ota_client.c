@@ -109,9 +109,39 @@ static esp_err_t configure(const ota_client_config_t *config)
     return ESP_OK;
 }
 
-/* The installed image the last update left, compared with what booted. */
+/* A new image's first boot: the application's health check keeps it or sends it back. Any image
+ * still PENDING_VERIFY is judged, record or not: a power cut between selecting it and recording
+ * the install must not leave it to be rolled back at the next reset. Returns whether it stays. */
+static bool confirm_new_image(const esp_partition_t *running)
+{
+    esp_ota_img_states_t state;
+    if (!running || esp_ota_get_state_partition(running, &state) != ESP_OK || state != ESP_OTA_IMG_PENDING_VERIFY) {
+        return true;
+    }
+    bool healthy = g_ota.cfg.health_check ? g_ota.cfg.health_check(g_ota.cfg.health_ctx) : true;
+    if (!healthy) {
+        ESP_LOGE(TAG, "the new image failed its health check: rolling back");
+        ota_state_set_str("rb_why", "the new image failed its health check");
+        esp_ota_mark_app_invalid_rollback_and_reboot(); /* returns only if there is nothing to go back to */
+        ota_state_erase("rb_why");
+        ESP_LOGE(TAG, "no image to roll back to: keeping this one");
+    }
+    if (esp_ota_mark_app_valid_cancel_rollback() != ESP_OK) {
+        /* Not confirmed: the bootloader may still go back. Report nothing final yet; the next
+         * boot judges again. */
+        ESP_LOGE(TAG, "could not confirm the running image");
+        return false;
+    }
+    return true;
+}
+
+/* The installed image the last update left, compared with what booted (ota_install.c writes
+ * pend_* before selecting the image, pend_sel once it is selected). */
 static void settle_pending_update(const esp_partition_t *running, uint32_t *boots)
 {
+    if (!confirm_new_image(running)) {
+        return;
+    }
     char fw[OTA_ID_MAX + 1];
     if (ota_state_get_str("pend_fw", fw, sizeof(fw)) != ESP_OK) {
         return;
@@ -119,34 +149,29 @@ static void settle_pending_update(const esp_partition_t *running, uint32_t *boot
     ota_attempt_t a = {.attempt = ota_state_get_u32("pend_att", 0)};
     snprintf(a.firmware_id, sizeof(a.firmware_id), "%s", fw);
     if (running && running->address == ota_state_get_u32("pend_part", UINT32_MAX)) {
-        esp_ota_img_states_t state;
-        if (esp_ota_get_state_partition(running, &state) == ESP_OK && state == ESP_OTA_IMG_PENDING_VERIFY) {
-            bool healthy = g_ota.cfg.health_check ? g_ota.cfg.health_check(g_ota.cfg.health_ctx) : true;
-            if (!healthy) {
-                ESP_LOGE(TAG, "the new image failed its health check: rolling back");
-                ota_state_set_str("rb_why", "the new image failed its health check");
-                esp_ota_mark_app_invalid_rollback_and_reboot(); /* returns only if there is nothing to go back to */
-                ESP_LOGE(TAG, "no image to roll back to: keeping this one");
-            }
-            esp_ota_mark_app_valid_cancel_rollback();
-        }
         ESP_LOGI(TAG, "running the update %s: reporting success", fw);
         ota_report_queue(&a, "success", NULL);
         *boots = 1;
-    } else {
+    } else if (ota_state_get_u32("pend_sel", 0)) {
         char why[128];
         if (ota_state_get_str("rb_why", why, sizeof(why)) != ESP_OK) {
             snprintf(why, sizeof(why), "the new image never confirmed itself; the bootloader went back");
         }
         ESP_LOGW(TAG, "the update %s did not stay: %s", fw, why);
         ota_report_queue(&a, "rolled_back", why);
+    } else {
+        /* The power went before the image was selected: it never ran; the next check retries. */
+        ESP_LOGW(TAG, "the install of %s did not complete", fw);
     }
-    ota_state_erase("pend_fw");
     ota_state_erase("rb_why");
+    ota_state_erase("pend_fw");
 }
 
 esp_err_t ota_client_boot(const ota_client_config_t *config)
 {
+    if (s_booted) {
+        return ESP_ERR_INVALID_STATE; /* once per boot: the poll task may be using the config */
+    }
     esp_err_t err = configure(config);
     if (err != ESP_OK) {
         return err;
@@ -228,19 +253,88 @@ static esp_err_t check_failed(int status, uint32_t retry_after_s, const char *wh
     return err;
 }
 
+/* The server's poll interval from a verified answer. Unsigned, so bounded: a tampered answer may
+ * delay the next check by 30 days at most. */
+static uint32_t poll_interval(const cJSON *answer)
+{
+    const cJSON *poll = cJSON_GetObjectItemCaseSensitive(answer, "poll_interval_s");
+    if (!cJSON_IsNumber(poll) || poll->valuedouble < 1) {
+        return g_ota.cfg.poll_interval_s;
+    }
+    return poll->valuedouble > MAX_POLL_S ? MAX_POLL_S : (uint32_t)poll->valuedouble;
+}
+
+/* The offer's download_url, absolute (heap; NULL when unusable). It is not signed: what it serves
+ * is checked against the manifest. With TLS configured, a plain-http URL is refused: the bytes
+ * would still be checked, but the download would be visible to the network. */
+static char *download_url_of(const cJSON *answer)
+{
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(answer, "download_url");
+    if (!cJSON_IsString(url) || !url->valuestring[0]) {
+        return NULL;
+    }
+    const char *base = url->valuestring[0] == '/' ? g_ota.cfg.server_url : "";
+    size_t len = strlen(base) + strlen(url->valuestring) + 1;
+    char *out = malloc(len);
+    if (out) {
+        snprintf(out, len, "%s%s", base, url->valuestring);
+    }
+    bool tls = g_ota.cfg.cert_pem || g_ota.cfg.crt_bundle_attach;
+    if (out && tls && strncmp(out, "https://", 8) != 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/* Downloads and installs a verified offer; *next_poll_s is set for what follows. */
+static esp_err_t take_offer(const ota_manifest_t *m, const char *download_url, ota_client_event_data_t *d,
+                            uint32_t *next_poll_s)
+{
+    ESP_LOGI(TAG, "offer: %s (%s), %" PRIu64 " bytes", m->version, m->firmware_id, m->file_size);
+    const char *why = NULL;
+    ota_install_result_t r = ota_install(m, download_url, &why);
+    d->reason = why;
+    switch (r) {
+    case OTA_INSTALL_DONE:
+        s_installed = true;
+        *next_poll_s = g_ota.cfg.poll_interval_s;
+        ota_emit(OTA_CLIENT_EVENT_INSTALLED, d);
+        if (!g_ota.cfg.manual_reboot) {
+            ESP_LOGI(TAG, "rebooting into %s", m->version);
+            esp_restart();
+        }
+        return ESP_OK;
+    case OTA_INSTALL_RETRY:
+        /* The check succeeded, so s_failures says nothing here: the download's own tries do. */
+        *next_poll_s = ota_backoff_s(ota_state_get_u32("dl_tries", 1) + 1, g_ota.cfg.retry_min_s,
+                                     g_ota.cfg.retry_max_s, 0);
+        d->err = ESP_ERR_TIMEOUT;
+        d->next_poll_s = *next_poll_s;
+        ota_emit(OTA_CLIENT_EVENT_CHECK_FAILED, d);
+        return ESP_ERR_TIMEOUT;
+    case OTA_INSTALL_FAILED:
+    default:
+        d->err = ESP_FAIL;
+        ota_emit(OTA_CLIENT_EVENT_FAILED, d);
+        return ESP_FAIL;
+    }
+}
+
 esp_err_t ota_client_poll_once(uint32_t *next_poll_s)
 {
     if (!s_booted) {
         return ESP_ERR_INVALID_STATE;
     }
+    /* A decisive report still queued (rolled_back, failed) must not be overwritten by the next
+     * attempt's: until it is delivered, offers wait. */
+    bool queued = ota_report_flush() != ESP_OK;
     if (s_installed) {
         /* Until the reboot the server still sees the old version and would offer the update
          * again: only deliver what is queued. */
-        ota_report_flush();
         *next_poll_s = g_ota.cfg.poll_interval_s;
         return ESP_ERR_INVALID_STATE;
     }
-    ota_report_flush();
     uint8_t rnd[OTA_NONCE_HEX / 2];
     char nonce[OTA_NONCE_HEX + 1];
     esp_fill_random(rnd, sizeof(rnd));
@@ -248,17 +342,17 @@ esp_err_t ota_client_poll_once(uint32_t *next_poll_s)
         sprintf(nonce + 2 * i, "%02x", rnd[i]);
     }
     char *body = check_body(nonce);
-    static char resp[4096]; /* static: the poll task's stack stays small; one task uses it */
+    char *resp = NULL;
     ota_http_result_t res;
-    esp_err_t err = body ? ota_http_post("/api/ota/check", body, resp, sizeof(resp), &res) : ESP_ERR_NO_MEM;
+    esp_err_t err = body ? ota_http_post("/api/ota/check", body, OTA_ANSWER_MAX, &resp, &res) : ESP_ERR_NO_MEM;
     free(body);
-    if (err != ESP_OK) {
-        return check_failed(0, 0, "no answer", err, next_poll_s);
+    if (err != ESP_OK || res.status != 200) {
+        free(resp);
+        return err != ESP_OK ? check_failed(0, 0, "no answer", err, next_poll_s)
+                             : check_failed(res.status, res.retry_after_s, "refused", ESP_FAIL, next_poll_s);
     }
-    if (res.status != 200) {
-        return check_failed(res.status, res.retry_after_s, "refused", ESP_FAIL, next_poll_s);
-    }
-    cJSON *answer = cJSON_Parse(resp);
+    cJSON *answer = ota_json_parse(resp, strlen(resp));
+    free(resp);
     const cJSON *jws = cJSON_GetObjectItemCaseSensitive(answer, "manifest");
     ota_manifest_t m;
     const char *why = NULL;
@@ -273,52 +367,27 @@ esp_err_t ota_client_poll_once(uint32_t *next_poll_s)
     if (ota_state_get_u32("crashes", 0) != 0) {
         ota_state_set_u32("crashes", 0);
     }
-    const cJSON *poll = cJSON_GetObjectItemCaseSensitive(answer, "poll_interval_s");
-    /* Unsigned, so bounded: a tampered answer may delay the next check by 30 days at most. */
-    s_poll_s = !cJSON_IsNumber(poll) || poll->valuedouble < 1 ? g_ota.cfg.poll_interval_s
-               : poll->valuedouble > MAX_POLL_S                ? MAX_POLL_S
-                                                                : (uint32_t)poll->valuedouble;
+    s_poll_s = poll_interval(answer);
     *next_poll_s = ota_poll_jitter_s(s_poll_s);
+    char *download_url = m.update_available ? download_url_of(answer) : NULL;
+    cJSON_Delete(answer);
     ota_client_event_data_t d = {.http_status = res.status, .update_available = m.update_available,
                                  .firmware_id = m.firmware_id, .version = m.version, .next_poll_s = *next_poll_s};
     ota_emit(OTA_CLIENT_EVENT_CHECKED, &d);
     if (!m.update_available) {
-        cJSON_Delete(answer);
         return ESP_OK;
     }
-    /* The URL is not signed: what it serves is checked against the manifest. */
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(answer, "download_url");
-    char *download_url = malloc(OTA_URL_MAX);
-    if (!cJSON_IsString(url) || !download_url
-        || snprintf(download_url, OTA_URL_MAX, "%s%s", url->valuestring[0] == '/' ? g_ota.cfg.server_url : "",
-                    url->valuestring) >= OTA_URL_MAX) {
-        free(download_url);
-        cJSON_Delete(answer);
+    if (!download_url) {
         return check_failed(res.status, 0, "offer without a usable download_url", ESP_ERR_INVALID_RESPONSE, next_poll_s);
     }
-    cJSON_Delete(answer);
-    ESP_LOGI(TAG, "offer: %s (%s), %" PRIu64 " bytes", m.version, m.firmware_id, m.file_size);
-    ota_install_result_t r = ota_install(&m, download_url, &why);
-    free(download_url);
-    d.reason = why;
-    switch (r) {
-    case OTA_INSTALL_DONE:
-        s_installed = true;
-        *next_poll_s = g_ota.cfg.poll_interval_s;
-        ota_emit(OTA_CLIENT_EVENT_INSTALLED, &d);
-        if (!g_ota.cfg.manual_reboot) {
-            ESP_LOGI(TAG, "rebooting into %s", m.version);
-            esp_restart();
-        }
+    if (queued) {
+        ESP_LOGW(TAG, "a report is still queued: the offer waits for the next check");
+        free(download_url);
         return ESP_OK;
-    case OTA_INSTALL_RETRY:
-        return check_failed(res.status, 0, why, ESP_ERR_TIMEOUT, next_poll_s);
-    case OTA_INSTALL_FAILED:
-    default:
-        d.err = ESP_FAIL;
-        ota_emit(OTA_CLIENT_EVENT_FAILED, &d);
-        return ESP_FAIL;
     }
+    err = take_offer(&m, download_url, &d, next_poll_s);
+    free(download_url);
+    return err;
 }
 
 /* ---------------------------------------------------------------- task */
@@ -335,9 +404,11 @@ static void poll_task(void *arg)
 
 esp_err_t ota_client_start(void)
 {
-    if (!s_booted) {
-        ESP_LOGE(TAG, "call ota_client_boot() first");
+    static bool started;
+    if (!s_booted || started) {
+        ESP_LOGE(TAG, "%s", started ? "the poll task runs already" : "call ota_client_boot() first");
         return ESP_ERR_INVALID_STATE;
     }
-    return xTaskCreate(poll_task, "ota_client", 8192, NULL, 5, NULL) == pdPASS ? ESP_OK : ESP_ERR_NO_MEM;
+    started = xTaskCreate(poll_task, "ota_client", 8192, NULL, 5, NULL) == pdPASS;
+    return started ? ESP_OK : ESP_ERR_NO_MEM;
 }

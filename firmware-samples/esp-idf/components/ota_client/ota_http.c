@@ -33,13 +33,18 @@ static esp_err_t on_header(esp_http_client_event_t *evt)
     return ESP_OK;
 }
 
-esp_err_t ota_http_post(const char *path, const char *body, char *resp, size_t cap, ota_http_result_t *res)
+esp_err_t ota_http_post(const char *path, const char *body, size_t max, char **resp, ota_http_result_t *res)
 {
     *res = (ota_http_result_t) {0};
-    resp[0] = '\0';
+    *resp = calloc(1, max + 1);
+    if (!*resp) {
+        return ESP_ERR_NO_MEM;
+    }
     size_t url_len = strlen(g_ota.cfg.server_url) + strlen(path) + 1;
     char *url = malloc(url_len);
     if (!url) {
+        free(*resp);
+        *resp = NULL;
         return ESP_ERR_NO_MEM;
     }
     snprintf(url, url_len, "%s%s", g_ota.cfg.server_url, path);
@@ -53,6 +58,8 @@ esp_err_t ota_http_post(const char *path, const char *body, char *resp, size_t c
     esp_http_client_handle_t c = esp_http_client_init(&cfg);
     free(url);
     if (!c) {
+        free(*resp);
+        *resp = NULL;
         return ESP_ERR_NO_MEM;
     }
     esp_http_client_set_header(c, "Content-Type", "application/json");
@@ -67,8 +74,12 @@ esp_err_t ota_http_post(const char *path, const char *body, char *resp, size_t c
     }
     if (err == ESP_OK) {
         res->status = esp_http_client_get_status_code(c);
-        int n = esp_http_client_read_response(c, resp, cap - 1);
-        resp[n > 0 ? n : 0] = '\0';
+        int n = esp_http_client_read_response(c, *resp, max);
+        (*resp)[n > 0 ? n : 0] = '\0';
+        /* A body cut at `max` would parse as garbage, or not at all: say so instead. */
+        if (n >= (int)max && !esp_http_client_is_complete_data_received(c)) {
+            err = ESP_ERR_INVALID_SIZE;
+        }
     }
     esp_http_client_close(c);
     esp_http_client_cleanup(c);

@@ -62,7 +62,7 @@ static cJSON *json_part(const char *b64, size_t len)
     cJSON *j = NULL;
     if (n > 0) {
         raw[n] = '\0';
-        j = cJSON_ParseWithLength((const char *)raw, n);
+        j = ota_json_parse((const char *)raw, n);
     }
     free(raw);
     return j;

@@ -53,15 +53,20 @@ static bool retryable(esp_err_t err, int status)
 
 static esp_err_t send(const char *body, bool *retry)
 {
-    char resp[512];
+    char *resp = NULL;
     ota_http_result_t res;
-    esp_err_t err = ota_http_post("/api/ota/status", body, resp, sizeof(resp), &res);
-    *retry = retryable(err, res.status);
-    if (err == ESP_OK && res.status == 200) {
-        return ESP_OK;
+    /* The answer echoes the report: a few hundred bytes; a longer one is still a delivery. */
+    esp_err_t err = ota_http_post("/api/ota/status", body, 2048, &resp, &res);
+    if (err == ESP_ERR_INVALID_SIZE) {
+        err = ESP_OK;
     }
-    ESP_LOGW(TAG, "report refused or lost (HTTP %d, %s): %s", res.status, esp_err_to_name(err), resp);
-    return err == ESP_OK ? ESP_FAIL : err;
+    *retry = retryable(err, res.status);
+    if (err != ESP_OK || res.status != 200) {
+        ESP_LOGW(TAG, "report refused or lost (HTTP %d, %s): %s", res.status, esp_err_to_name(err), resp ? resp : "");
+        err = err == ESP_OK ? ESP_FAIL : err;
+    }
+    free(resp);
+    return err;
 }
 
 static bool decisive(const char *status)

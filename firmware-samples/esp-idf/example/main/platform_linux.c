@@ -176,8 +176,9 @@ void platform_on_event(ota_client_event_t event, const ota_client_event_data_t *
         ESP_LOGW(TAG, "power cut at %u %%", (unsigned)data->percent);
         _exit(3);
     }
-    if (event == OTA_CLIENT_EVENT_INSTALLED && getenv("OTA_DUMP_PATH")) {
-        dump_partition(esp_ota_get_boot_partition(), getenv("OTA_DUMP_PATH"));
+    const esp_partition_t *boot = esp_ota_get_boot_partition();
+    if (event == OTA_CLIENT_EVENT_INSTALLED && getenv("OTA_DUMP_PATH") && boot) {
+        dump_partition(boot, getenv("OTA_DUMP_PATH"));
     }
     bool cycle_over = event == OTA_CLIENT_EVENT_CHECK_FAILED || event == OTA_CLIENT_EVENT_FAILED
                       || (event == OTA_CLIENT_EVENT_CHECKED && !data->update_available);

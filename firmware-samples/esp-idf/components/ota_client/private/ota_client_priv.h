@@ -9,7 +9,8 @@
 
 #define OTA_ID_MAX 64      /* firmware and rollout ids, versions, chips: the server's are shorter */
 #define OTA_NONCE_HEX 32   /* 16 random bytes */
-#define OTA_URL_MAX 1024   /* presigned S3 URLs run to ~600 characters */
+#define OTA_ANSWER_MAX (32 * 1024) /* a check answer: release notes (4 KiB, escaped), manifest, URL */
+#define OTA_JSON_DEPTH 4           /* the deepest document the server sends (an object in an object) */
 
 /* The configuration in force: the caller's, completed with defaults and NVS identities. */
 typedef struct {
@@ -20,6 +21,11 @@ typedef struct {
 } ota_ctx_t;
 
 extern ota_ctx_t g_ota;
+
+/* ---- JSON (ota_json.c) */
+/* cJSON_ParseWithLength, refused (NULL) beyond OTA_JSON_DEPTH levels: cJSON recurses once per
+ * level (~100 bytes of stack), and the input comes from the network before anything verified it. */
+struct cJSON *ota_json_parse(const char *text, size_t len);
 
 /* ---- manifest (ota_manifest.c): an offer, as signed */
 typedef struct {
@@ -54,9 +60,9 @@ typedef struct {
     uint32_t retry_after_s; /* 0 when absent */
 } ota_http_result_t;
 
-/* POSTs `body` (JSON) to server_url + path with the device credential; the answer's body goes to
- * resp (NUL-terminated, truncated to cap - 1). */
-esp_err_t ota_http_post(const char *path, const char *body, char *resp, size_t cap, ota_http_result_t *res);
+/* POSTs `body` (JSON) to server_url + path with the device credential. The answer's body, at most
+ * `max` bytes, is returned in *resp (heap, NUL-terminated; free it); a longer one is an error. */
+esp_err_t ota_http_post(const char *path, const char *body, size_t max, char **resp, ota_http_result_t *res);
 /* The TLS and timeout settings of every request, download included. */
 void ota_http_base_config(void *esp_http_client_config);
 
