@@ -49,6 +49,12 @@ pub struct Release {
     pub chip: Option<String>,
     pub project_name: Option<String>,
     pub idf_version: Option<String>,
+    /// The image's validation hash: the SHA-256 appended to it (lowercase hex), which a device
+    /// running it reports as `running_image_sha256` (`esp_partition_get_sha256`). Set at
+    /// validation; null before, for an image without one, and for releases validated before
+    /// releases kept it (`default`).
+    #[serde(default)]
+    pub image_sha256: Option<String>,
     pub min_current_version: Option<Version>,
     pub description: Option<String>,
     pub release_notes: Option<String>,

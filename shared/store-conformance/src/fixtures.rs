@@ -46,6 +46,7 @@ pub fn release(device_type: &str, version: &str, state: ReleaseState) -> Release
         chip: Some("esp32c3".into()),
         project_name: Some("demo".into()),
         idf_version: Some("v5.4".into()),
+        image_sha256: None,
         min_current_version: None,
         description: None,
         release_notes: None,
@@ -86,6 +87,8 @@ pub fn check_in(device: &str, device_type: &str, version: &str) -> CheckIn {
         current_build: None,
         secure_version: 0,
         channel: "stable".into(),
+        running_image_sha256: None,
+        boot: None,
         at: now(),
     }
 }
@@ -100,6 +103,8 @@ pub fn check_input(device: &str, device_type: &str, version: &str) -> CheckInput
         secure_version: None,
         channel: None,
         nonce: None,
+        running_image_sha256: None,
+        boot: None,
     }
 }
 

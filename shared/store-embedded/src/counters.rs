@@ -1,18 +1,20 @@
 //! Counters maintained inside the transactions that change what they count: device versions
-//! per type, each rollout's progress, status reports per hour. Metrics read only these.
+//! per type, each rollout's progress, status reports per hour, each release's resets and
+//! crashes. Metrics read only these.
 
 use std::collections::BTreeMap;
 
-use ota_core::ids::{DeviceType, Version};
+use ota_core::device_health::{HealthDelta, ReleaseHealth};
+use ota_core::ids::{DeviceType, IdError, Version};
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
-use ota_core::ports::StoreResult;
+use ota_core::ports::{StoreError, StoreResult};
 use ota_core::progress::{RolloutProgress, StatusCounts};
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use crate::sql::{db_err, docs, from_doc, to_doc};
+use crate::sql::{db_err, docs, from_doc, sql_int, to_doc};
 
 fn add_version(tx: &Transaction<'_>, dt: &DeviceType, v: &Version, delta: i64) -> StoreResult<()> {
     tx.execute(
@@ -37,6 +39,67 @@ pub fn device_moved(
         add_version(tx, dt, v, -1)?;
     }
     add_version(tx, after.0, after.1, 1)
+}
+
+/// A check reported a new boot or crashes of a device running `delta`'s release.
+pub fn release_health_moved(tx: &Transaction<'_>, delta: &HealthDelta) -> StoreResult<()> {
+    if let Some(reason) = &delta.reset_reason {
+        tx.prepare_cached(
+            "INSERT INTO release_resets (firmware_id, reason, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (firmware_id, reason) DO UPDATE SET count = count + 1",
+        )
+        .and_then(|mut stmt| stmt.execute(params![delta.firmware_id, reason]))
+        .map_err(db_err)?;
+    }
+    if delta.crashes > 0 {
+        tx.prepare_cached(
+            "INSERT INTO release_crashes (firmware_id, count) VALUES (?1, ?2)
+             ON CONFLICT (firmware_id) DO UPDATE SET count = count + ?2",
+        )
+        .and_then(|mut stmt| stmt.execute(params![delta.firmware_id, sql_int(delta.crashes)]))
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Every release's counters, by release id.
+fn release_health(tx: &Transaction<'_>) -> StoreResult<Vec<ReleaseHealth>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT f.id, f.device_type, f.version, h.reason, h.count, 0 FROM release_resets h
+               JOIN firmware f ON f.id = h.firmware_id
+             UNION ALL
+             SELECT f.id, f.device_type, f.version, NULL, 0, h.count FROM release_crashes h
+               JOIN firmware f ON f.id = h.firmware_id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, u64>(4)?,
+                r.get::<_, u64>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut health: BTreeMap<String, ReleaseHealth> = BTreeMap::new();
+    for row in rows {
+        let (id, dt, v, reason, resets, crashes) = row.map_err(db_err)?;
+        let corrupt = |e: IdError| StoreError::Internal(format!("corrupt release {id}: {}", e.0));
+        let dt = DeviceType::parse(&dt).map_err(corrupt)?;
+        let v = Version::parse(&v).map_err(corrupt)?;
+        let h = health
+            .entry(id.clone())
+            .or_insert_with(|| ReleaseHealth::zero(&id, &dt, &v));
+        if let Some(reason) = reason {
+            h.resets_by_reason.insert(reason, resets);
+        }
+        h.crashes += crashes;
+    }
+    Ok(health.into_values().collect())
 }
 
 pub fn progress(tx: &Transaction<'_>, rollout_id: &str) -> StoreResult<RolloutProgress> {
@@ -156,5 +219,6 @@ pub fn fleet_metrics(tx: &Transaction<'_>, now: OffsetDateTime) -> StoreResult<F
         &[&RolloutState::Active.as_str()],
     )?;
     m.active_rollouts = with_progress(tx, active)?;
+    m.release_health = release_health(tx)?;
     Ok(m)
 }
