@@ -12,6 +12,7 @@ mod lambda_watch;
 mod auth;
 mod auto_pause;
 mod aws_faults;
+mod device_health;
 mod device_loop;
 mod devices;
 mod download;
