@@ -52,7 +52,8 @@ pub struct Release {
     /// The image's validation hash: the SHA-256 appended to it (lowercase hex), which a device
     /// running it reports as `running_image_sha256` (`esp_partition_get_sha256`). Set at
     /// validation; null before, for an image without one, and for releases validated before
-    /// releases kept it (`default`).
+    /// releases kept it.
+    // `default`: records stored before then read as null.
     #[serde(default)]
     pub image_sha256: Option<String>,
     pub min_current_version: Option<Version>,
