@@ -48,11 +48,7 @@ async fn checks_tell_the_release_a_device_runs_and_count_its_boots_and_crashes()
         "the release learnt its image's hash"
     );
     let id = str_of(&fw, "id");
-    let got = srv
-        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
-        .go()
-        .await
-        .expect(200);
+    let got = get_release(&srv, id).await;
     assert_eq!(got["image_sha256"], hash);
 
     // dev-1 sends the hash in upper case (stored lowercase) over two boots, polling in each.

@@ -81,11 +81,7 @@ async fn multipart_upload_registers_a_ready_release_with_what_the_image_says() {
         );
     }
     let id = str_of(&fw, "id");
-    let got = srv
-        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
-        .go()
-        .await
-        .expect(200);
+    let got = get_release(&srv, id).await;
     assert_eq!(got, fw);
 
     // The first image created the device type, with the chip read from the image.
@@ -143,11 +139,7 @@ async fn two_step_flow_create_put_finalize() {
 
     // Finalize before the bytes are there: 409, and the record stays pending.
     finalize(&srv, &id).await.problem(409);
-    let got = srv
-        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
-        .go()
-        .await
-        .expect(200);
+    let got = get_release(&srv, &id).await;
     assert_eq!(got["state"], "pending_upload");
 
     // The upload URL is a capability: no Authorization header.
@@ -270,11 +262,7 @@ async fn finalize_of_a_bad_image_lists_every_reason_and_rejects() {
             "{want} missing from {found:?}"
         );
     }
-    let got = srv
-        .admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
-        .go()
-        .await
-        .expect(200);
+    let got = get_release(&srv, &id).await;
     assert_eq!(got["state"], "rejected");
     let reasons: Vec<&str> = got["rejection_reasons"]
         .as_array()
