@@ -116,6 +116,11 @@ async fn checks_tell_the_release_a_device_runs_and_count_its_boots_and_crashes()
         expected,
         "a reset per new boot, not per poll; crashes summed"
     );
+    assert_eq!(
+        get_release(&srv, id).await["health"],
+        json!({"resets_by_reason": {"poweron": 1, "panic": 1, "unknown": 1}, "crashes": 2}),
+        "the release's own view"
+    );
 
     // A check without the hash says nothing of the image, and keeps the last boot.
     check(&srv, "dev-1", "health", "1.1.0").await;

@@ -101,37 +101,33 @@ pub fn health_delta(
     })
 }
 
-/// The counters of one release, as the metrics show them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ReleaseHealth {
-    pub firmware_id: String,
-    pub device_type: DeviceType,
-    pub version: Version,
+/// The counters of one release (zero before any check moves them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthCounts {
     /// Reset reason -> new boots reported with it by devices running the release.
     pub resets_by_reason: BTreeMap<String, u64>,
     /// The sum of the `crashes_since_last_check` its devices reported.
     pub crashes: u64,
 }
 
-impl ReleaseHealth {
-    /// No count yet: what a release's counters are before any report moves them.
-    pub fn zero(firmware_id: &str, device_type: &DeviceType, version: &Version) -> Self {
-        Self {
-            firmware_id: firmware_id.to_owned(),
-            device_type: device_type.clone(),
-            version: version.clone(),
-            resets_by_reason: BTreeMap::new(),
-            crashes: 0,
-        }
-    }
-
-    /// The counters after `delta` (whose release this is).
+impl HealthCounts {
+    /// The counters after `delta` (whose release these are).
     pub fn add(&mut self, delta: &HealthDelta) {
         if let Some(reason) = &delta.reset_reason {
             *self.resets_by_reason.entry(reason.clone()).or_default() += 1;
         }
         self.crashes += delta.crashes;
     }
+}
+
+/// The counters of one release with what names it, as the metrics list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseHealth {
+    pub firmware_id: String,
+    pub device_type: DeviceType,
+    pub version: Version,
+    #[serde(flatten)]
+    pub counts: HealthCounts,
 }
 
 #[cfg(test)]
@@ -263,9 +259,7 @@ mod tests {
 
     #[test]
     fn counters_add_deltas() {
-        let dt = DeviceType::parse("demo").unwrap();
-        let v = Version::parse("1.1.0").unwrap();
-        let mut h = ReleaseHealth::zero("fw", &dt, &v);
+        let mut h = HealthCounts::default();
         for (reason, crashes) in [(Some("panic"), 1), (None, 2), (Some("panic"), 0)] {
             h.add(&HealthDelta {
                 firmware_id: "fw".into(),

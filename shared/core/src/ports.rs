@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
+use crate::device_health::HealthCounts;
 use crate::device_type::DeviceTypePolicy;
 use crate::ids::{DeviceId, DeviceType, Version};
 use crate::metrics::FleetMetrics;
@@ -171,6 +172,8 @@ pub trait MetaStore: Send + Sync {
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
     /// The counters of one rollout (zero before any report).
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress>;
+    /// The health counters of one release (zero before any check moved them).
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts>;
     /// Fleet metrics from counters kept on write, release health included.
     async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics>;
 

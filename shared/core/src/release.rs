@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::device_health::HealthCounts;
 use crate::ids::{DeviceType, Version};
 use crate::image_policy::ImageProblem;
 
@@ -92,6 +93,16 @@ impl Release {
             self.updated_at + time::Duration::microseconds(1)
         };
     }
+}
+
+/// A release as its admin view shows it: the record and its devices' health counters
+/// (docs/api.md §5.2).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReleaseDetail {
+    #[serde(flatten)]
+    pub release: Release,
+    /// The resets and crashes reported by devices running it (§3.1).
+    pub health: HealthCounts,
 }
 
 pub fn blob_key(release_id: &str) -> String {

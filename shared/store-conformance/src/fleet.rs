@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::auto_pause::should_pause;
 use ota_core::device::{LogFilter, Offer};
-use ota_core::device_health::ReleaseHealth;
+use ota_core::device_health::{HealthCounts, ReleaseHealth};
 use ota_core::ports::{MetaStore, PageRequest};
 use ota_core::release::{Release, ReleaseState};
 use ota_core::rollout::{Rollout, RolloutState};
@@ -330,12 +330,27 @@ pub async fn release_health_counts_new_boots_and_crashes(s: Store) {
     )
     .await
     .unwrap();
-    let mut expected = ReleaseHealth::zero(&fw.id, &fw.device_type, &fw.version);
-    expected.resets_by_reason = [("poweron", 1), ("brownout", 1), ("panic", 1)]
-        .map(|(r, n)| (r.to_owned(), n))
-        .into();
-    expected.crashes = 3;
+    let mut expected = ReleaseHealth {
+        firmware_id: fw.id.clone(),
+        device_type: fw.device_type.clone(),
+        version: fw.version.clone(),
+        counts: HealthCounts {
+            resets_by_reason: [("poweron", 1), ("brownout", 1), ("panic", 1)]
+                .map(|(r, n)| (r.to_owned(), n))
+                .into(),
+            crashes: 3,
+        },
+    };
     assert_eq!(health().await, [expected.clone()]);
+    assert_eq!(
+        s.release_health(&fw.id).await.unwrap(),
+        expected.counts,
+        "one release's counters, as the metrics list them"
+    );
+    assert_eq!(
+        s.release_health("no-such-release").await.unwrap(),
+        HealthCounts::default()
+    );
     let d1 = s.get_device(&dev("d1")).await.unwrap().unwrap();
     let last = d1.last_boot.unwrap();
     assert_eq!(last.report, boot("panic", 2, 1, 3));
@@ -361,10 +376,11 @@ pub async fn release_health_counts_new_boots_and_crashes(s: Store) {
         t.await.unwrap();
     }
     *expected
+        .counts
         .resets_by_reason
         .entry("poweron".into())
         .or_default() += n;
-    expected.crashes += n;
+    expected.counts.crashes += n;
     assert_eq!(health().await, [expected]);
 }
 

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use ota_core::device_health::{HealthDelta, ReleaseHealth};
-use ota_core::ids::{DeviceType, IdError, Version};
+use ota_core::device_health::{HealthCounts, HealthDelta, ReleaseHealth};
+use ota_core::ids::{DeviceType, Version};
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
-use ota_core::ports::{StoreError, StoreResult};
+use ota_core::ports::StoreResult;
 use ota_core::progress::{RolloutProgress, StatusCounts};
+use ota_core::release::Release;
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -62,44 +63,53 @@ pub fn release_health_moved(tx: &Transaction<'_>, delta: &HealthDelta) -> StoreR
     Ok(())
 }
 
-/// Every release's counters, by release id.
-fn release_health(tx: &Transaction<'_>) -> StoreResult<Vec<ReleaseHealth>> {
+/// One release's counters (zero before any check moved them).
+pub fn release_counts(tx: &Transaction<'_>, firmware_id: &str) -> StoreResult<HealthCounts> {
+    let mut counts = HealthCounts::default();
     let mut stmt = tx
-        .prepare_cached(
-            "SELECT f.id, f.device_type, f.version, h.reason, h.count, 0 FROM release_resets h
-               JOIN firmware f ON f.id = h.firmware_id
-             UNION ALL
-             SELECT f.id, f.device_type, f.version, NULL, 0, h.count FROM release_crashes h
-               JOIN firmware f ON f.id = h.firmware_id",
-        )
+        .prepare_cached("SELECT reason, count FROM release_resets WHERE firmware_id = ?1")
         .map_err(db_err)?;
     let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, u64>(4)?,
-                r.get::<_, u64>(5)?,
-            ))
+        .query_map(params![firmware_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
         })
         .map_err(db_err)?;
-    let mut health: BTreeMap<String, ReleaseHealth> = BTreeMap::new();
     for row in rows {
-        let (id, dt, v, reason, resets, crashes) = row.map_err(db_err)?;
-        let corrupt = |e: IdError| StoreError::Internal(format!("corrupt release {id}: {}", e.0));
-        let dt = DeviceType::parse(&dt).map_err(corrupt)?;
-        let v = Version::parse(&v).map_err(corrupt)?;
-        let h = health
-            .entry(id.clone())
-            .or_insert_with(|| ReleaseHealth::zero(&id, &dt, &v));
-        if let Some(reason) = reason {
-            h.resets_by_reason.insert(reason, resets);
-        }
-        h.crashes += crashes;
+        let (reason, n) = row.map_err(db_err)?;
+        counts.resets_by_reason.insert(reason, n);
     }
-    Ok(health.into_values().collect())
+    counts.crashes = tx
+        .query_row(
+            "SELECT count FROM release_crashes WHERE firmware_id = ?1",
+            params![firmware_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?
+        .unwrap_or(0);
+    Ok(counts)
+}
+
+/// Every release's counters, by release id: the releases with any, then each one's.
+fn release_health(tx: &Transaction<'_>) -> StoreResult<Vec<ReleaseHealth>> {
+    let releases: Vec<Release> = docs(
+        tx,
+        "SELECT doc FROM firmware WHERE id IN
+           (SELECT firmware_id FROM release_resets UNION SELECT firmware_id FROM release_crashes)
+         ORDER BY id",
+        &[],
+    )?;
+    releases
+        .into_iter()
+        .map(|r| {
+            Ok(ReleaseHealth {
+                counts: release_counts(tx, &r.id)?,
+                firmware_id: r.id,
+                device_type: r.device_type,
+                version: r.version,
+            })
+        })
+        .collect()
 }
 
 pub fn progress(tx: &Transaction<'_>, rollout_id: &str) -> StoreResult<RolloutProgress> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer};
+use ota_core::device_health::HealthCounts;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::{FleetMetrics, OUTCOME_HOURS_KEPT};
@@ -769,6 +770,11 @@ impl MetaStore for SqliteMeta {
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
         let id = rollout_id.to_owned();
         self.tx(move |tx| counters::progress(tx, &id)).await
+    }
+
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
+        let id = firmware_id.to_owned();
+        self.tx(move |tx| counters::release_counts(tx, &id)).await
     }
 
     async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics> {

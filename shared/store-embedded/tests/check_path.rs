@@ -243,9 +243,8 @@ async fn a_poll_in_the_same_boot_waits_with_last_seen_and_a_restart_is_written_a
         Some(700),
         "a restart moves a counter: written at once"
     );
-    let health = s.fleet_metrics(now()).await.unwrap().release_health;
     assert_eq!(
-        health[0].resets_by_reason,
+        s.release_health(&fw.id).await.unwrap().resets_by_reason,
         [("panic".to_owned(), 1), ("poweron".to_owned(), 1)].into()
     );
 

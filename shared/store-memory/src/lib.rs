@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::cursor::{self, paginate};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
-use ota_core::device_health::ReleaseHealth;
+use ota_core::device_health::{HealthCounts, ReleaseHealth};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
@@ -325,10 +325,16 @@ impl MetaStore for MemoryMeta {
                     delta.firmware_id
                 )));
             };
-            let zero = ReleaseHealth::zero(&release.id, &release.device_type, &release.version);
+            let zero = ReleaseHealth {
+                firmware_id: release.id.clone(),
+                device_type: release.device_type.clone(),
+                version: release.version.clone(),
+                counts: HealthCounts::default(),
+            };
             s.health
                 .entry(delta.firmware_id.clone())
                 .or_insert(zero)
+                .counts
                 .add(delta);
         }
         let snapshot = s.snapshot(registration.device);
@@ -420,6 +426,14 @@ impl MetaStore for MemoryMeta {
             .progress
             .get(rollout_id)
             .copied()
+            .unwrap_or_default())
+    }
+
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
+        let s = self.lock()?;
+        Ok(s.health
+            .get(firmware_id)
+            .map(|h| h.counts.clone())
             .unwrap_or_default())
     }
 

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use futures_util::future::try_join_all;
-use ota_core::device_health::{HealthDelta, ReleaseHealth};
+use ota_core::device_health::{HealthCounts, HealthDelta, ReleaseHealth};
 use ota_core::ids::DeviceType;
 use ota_core::ports::StoreResult;
 
 use super::DynamoMeta;
-use super::item::{get_n, get_s, key, n, s};
+use super::item::{Item, get_n, get_s, key, n, s};
 use super::keys;
 use super::ops::{Query, Range, Take, update};
 
@@ -67,6 +67,14 @@ impl DynamoMeta {
         )
     }
 
+    /// One release's counters: one `GetItem` of its health item.
+    pub(super) async fn release_counts(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
+        let it = self
+            .get(&keys::release(firmware_id), keys::HEALTH_SK)
+            .await?;
+        Ok(it.as_ref().map(counts).unwrap_or_default())
+    }
+
     /// Every release's counters, by release id: one Query of the health partition, then the
     /// releases they count for (their type and version), read side by side.
     pub(super) async fn release_health(&self) -> StoreResult<Vec<ReleaseHealth>> {
@@ -87,22 +95,34 @@ impl DynamoMeta {
             async move { self.release_doc(&id).await }
         }))
         .await?;
-        let mut health = Vec::new();
-        for (it, release) in items.iter().zip(releases) {
-            // Counters of a release that is gone (none are ever deleted) are not shown.
-            let Some(release) = release else { continue };
-            let mut h = ReleaseHealth::zero(&release.id, &release.device_type, &release.version);
-            let count = |name: &str| u64::try_from(get_n(it, name).unwrap_or(0)).unwrap_or(0);
-            h.resets_by_reason = it
-                .keys()
-                .filter_map(|name| {
-                    let reason = name.strip_prefix(keys::RESET_PREFIX)?;
-                    Some((reason.to_owned(), count(name)))
+        // Counters of a release that is gone (none are ever deleted) are not shown.
+        Ok(items
+            .iter()
+            .zip(releases)
+            .filter_map(|(it, release)| {
+                let r = release?;
+                Some(ReleaseHealth {
+                    counts: counts(it),
+                    firmware_id: r.id,
+                    device_type: r.device_type,
+                    version: r.version,
                 })
-                .collect::<BTreeMap<_, _>>();
-            h.crashes = count("ncrash");
-            health.push(h);
-        }
-        Ok(health)
+            })
+            .collect())
+    }
+}
+
+/// The counters a health item holds.
+fn counts(it: &Item) -> HealthCounts {
+    let count = |name: &str| u64::try_from(get_n(it, name).unwrap_or(0)).unwrap_or(0);
+    HealthCounts {
+        resets_by_reason: it
+            .keys()
+            .filter_map(|name| {
+                let reason = name.strip_prefix(keys::RESET_PREFIX)?;
+                Some((reason.to_owned(), count(name)))
+            })
+            .collect::<BTreeMap<_, _>>(),
+        crashes: count("ncrash"),
     }
 }
