@@ -161,6 +161,14 @@ pub async fn publish_two_step(
         .expect(200)
 }
 
+/// `GET /api/ota/admin/firmware/{id}`: the release record.
+pub async fn get_release(srv: &Server, id: &str) -> Value {
+    srv.admin(Method::GET, &format!("/api/ota/admin/firmware/{id}"))
+        .go()
+        .await
+        .expect(200)
+}
+
 pub async fn create_rollout(srv: &Server, body: Value) -> Resp {
     srv.admin(Method::POST, "/api/ota/admin/rollouts")
         .json(&body)

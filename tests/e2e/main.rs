@@ -13,6 +13,7 @@ mod proxy;
 mod auth;
 mod auto_pause;
 mod aws_faults;
+mod device_health;
 mod device_loop;
 mod devices;
 mod download;

@@ -54,7 +54,7 @@ fn decision(c: &mut Criterion) {
     let view = view();
     let check_in = check_in("dev-bench-0042", "bench", "1.0.0");
     let snapshot = DeviceSnapshot {
-        device: Device::checked_in(None, &check_in),
+        device: Device::checked_in(None, &check_in, None).device,
         failures: Vec::new(),
         last_offer_status: None,
     };

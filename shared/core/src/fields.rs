@@ -20,6 +20,7 @@ pub const GROUP_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,64}$";
 pub const SHA256_PATTERN: &str = "^[0-9A-Fa-f]{64}$";
 pub const OPAQUE_KEY_PATTERN: &str = "^[!-~]{1,128}$";
 pub const NONCE_PATTERN: &str = "^[0-9A-Fa-f]{16,64}$";
+pub const RESET_REASON_PATTERN: &str = "^[a-z][a-z0-9_]{0,31}$";
 /// Unanchored: a name has at least one character that is not blank (with its length bounded
 /// apart, by `MAX_ROLLOUT_NAME_CHARS`).
 pub const ROLLOUT_NAME_PATTERN: &str = "[^ \t\r\n]";
@@ -125,6 +126,25 @@ pub fn nonce(field: &str, value: Option<&str>) -> Result<(), OpError> {
     }
 }
 
+/// A device's reset reason (docs/api.md §3.1): a lowercase token of 1-32 characters, so that
+/// ESP-IDF's names (`panic`, `int_wdt`) pass and so does one a newer ESP-IDF adds, without the
+/// server knowing it first; it is also a DynamoDB attribute name's tail and a SQL value.
+pub fn reset_reason(field: &str, value: Option<&str>) -> Result<(), OpError> {
+    let ok = |r: &str| {
+        let mut bytes = r.bytes();
+        r.len() <= 32
+            && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+            && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    match value {
+        Some(r) if !ok(r) => Err(OpError::invalid(
+            field,
+            "reset_reason must be 1-32 characters of [a-z0-9_], starting with a letter",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A percentage: 0–100, finite.
 pub fn percentage(field: &str, p: f64) -> Result<f64, OpError> {
     if p.is_finite() && (0.0..=100.0).contains(&p) {
@@ -217,6 +237,13 @@ mod tests {
         refused(nonce("n", Some(&"a".repeat(15))), "n");
         refused(nonce("n", Some(&"a".repeat(65))), "n");
         refused(nonce("n", Some(&"g".repeat(16))), "n");
+        assert!(reset_reason("r", None).is_ok());
+        assert!(reset_reason("r", Some("task_wdt")).is_ok());
+        assert!(reset_reason("r", Some(&"a".repeat(32))).is_ok());
+        refused(reset_reason("r", Some(&"a".repeat(33))), "r");
+        refused(reset_reason("r", Some("")), "r");
+        refused(reset_reason("r", Some("1st")), "r");
+        refused(reset_reason("r", Some("Panic")), "r");
     }
 
     #[test]
@@ -236,13 +263,17 @@ mod tests {
         /// The OpenAPI document's patterns accept exactly what the rules accept: near-misses
         /// (lengths around the limits, spaces, other punctuation, non-ASCII) included.
         #[test]
-        fn patterns_say_what_the_rules_do(s in "[A-Za-z0-9_.:-]{63,65}|[!-~]{127,129}|[0-9A-Fa-fg]{15,17}|[0-9a-f]{63,65}|[ \t\r\na\u{85}]{0,3}|[a ]{199,201}|[A-Za-z0-9_.:!~ é-]{0,8}|\\PC{0,8}") {
+        fn patterns_say_what_the_rules_do(s in "[A-Za-z0-9_.:-]{63,65}|[!-~]{127,129}|[0-9A-Fa-fg]{15,17}|[0-9a-f]{63,65}|[ \t\r\na\u{85}]{0,3}|[a ]{199,201}|[A-Za-z0-9_.:!~ é-]{0,8}|[a-z0-9_A]{31,33}|[_0-9aZ][a-z0-9_]{0,3}\n?|\\PC{0,8}") {
             let matches = |pattern: &str| regex::Regex::new(pattern).unwrap().is_match(&s);
             proptest::prop_assert_eq!(matches(CHANNEL_PATTERN), channel("f", Some(s.clone())).is_ok());
             proptest::prop_assert_eq!(matches(GROUP_PATTERN), groups("f", vec![s.clone()]).is_ok());
             proptest::prop_assert_eq!(matches(SHA256_PATTERN), sha256_hex("f", &s).is_ok());
             proptest::prop_assert_eq!(matches(OPAQUE_KEY_PATTERN), opaque_key("f", &s).is_ok());
             proptest::prop_assert_eq!(matches(NONCE_PATTERN), nonce("f", Some(&s)).is_ok());
+            proptest::prop_assert_eq!(
+                matches(RESET_REASON_PATTERN),
+                reset_reason("f", Some(&s)).is_ok()
+            );
             let name_fits = !s.is_empty() && s.chars().count() <= MAX_ROLLOUT_NAME_CHARS;
             proptest::prop_assert_eq!(
                 matches(ROLLOUT_NAME_PATTERN) && name_fits,

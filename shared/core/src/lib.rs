@@ -10,6 +10,7 @@ pub mod capability;
 pub mod cmd;
 pub mod cursor;
 pub mod device;
+pub mod device_health;
 pub mod device_type;
 pub mod error;
 pub mod fields;

@@ -112,6 +112,8 @@ pub(crate) mod tests {
             secure_version: None,
             channel: None,
             nonce: nonce.map(str::to_owned),
+            running_image_sha256: None,
+            boot: None,
         }
     }
 
@@ -132,6 +134,7 @@ pub(crate) mod tests {
             chip: Some("esp32c3".to_owned()),
             project_name: None,
             idf_version: None,
+            image_sha256: None,
             min_current_version: None,
             description: None,
             release_notes: None,

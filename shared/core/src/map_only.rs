@@ -3,11 +3,23 @@
 //! of this API means and which its contract does not allow: a record nested in a request reads
 //! through [`MapOnly`], whose every request is for a map.
 
-use serde::Deserializer;
 use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
 
 /// Wraps a deserializer so that whatever is asked of it, it reads a map.
 pub struct MapOnly<D>(pub D);
+
+/// For `#[serde(default, deserialize_with = "ota_core::map_only::option")]` on an optional
+/// record of a request: `null` or absent is None, anything else must be an object.
+pub fn option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    struct Record<T>(T);
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Record<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            T::deserialize(MapOnly(d)).map(Record)
+        }
+    }
+    Ok(Option::<Record<T>>::deserialize(d)?.map(|r| r.0))
+}
 
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for MapOnly<D> {
     type Error = D::Error;
@@ -39,5 +51,35 @@ mod tests {
             assert!(serde_json::from_str::<TargetFilter>(seq).is_err(), "{seq}");
         }
         assert!(serde_json::from_str::<TargetFilter>(r#"{"regions": []}"#).is_err());
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Holder {
+        #[serde(default, deserialize_with = "super::option")]
+        record: Option<Record>,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Record {
+        a: Option<u32>,
+    }
+
+    #[test]
+    fn an_optional_record_is_an_object_null_or_absent() {
+        let read = |json: &str| serde_json::from_str::<Holder>(json).map(|h| h.record);
+        assert_eq!(
+            read(r#"{"record": {"a": 1}}"#).unwrap(),
+            Some(Record { a: Some(1) })
+        );
+        assert_eq!(read(r#"{"record": {}}"#).unwrap(), Some(Record { a: None }));
+        assert_eq!(read(r#"{"record": null}"#).unwrap(), None);
+        assert_eq!(read("{}").unwrap(), None);
+        for bad in [
+            r#"{"record": [1]}"#,
+            r#"{"record": 1}"#,
+            r#"{"record": "a"}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 }

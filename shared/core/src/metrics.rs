@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::device_health::ReleaseHealth;
 use crate::progress::{RolloutProgress, StatusCounts};
 use crate::rollout::Rollout;
 
@@ -25,6 +26,9 @@ pub struct FleetMetrics {
     /// Status reports of the last 24 hours (hourly buckets), by status.
     pub outcomes_24h: StatusCounts,
     pub active_rollouts: Vec<RolloutWithProgress>,
+    /// The resets and crashes reported by devices running each release, for the releases with
+    /// any, by `firmware_id`.
+    pub release_health: Vec<ReleaseHealth>,
 }
 
 /// Seconds in an hour.

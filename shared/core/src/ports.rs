@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
+use crate::device_health::HealthCounts;
 use crate::device_type::DeviceTypePolicy;
 use crate::ids::{DeviceId, DeviceType, Version};
 use crate::metrics::FleetMetrics;
@@ -145,7 +146,11 @@ pub trait MetaStore: Send + Sync {
     /// any offer). The release `offer` picks from that snapshot, if any, is remembered in the
     /// same write, so that a check costs one read and one write of the device (the AWS store's
     /// request budget). `offer` may run more than once (a store retrying a lost race) and must
-    /// be pure.
+    /// be pure. The record is `Device::checked_in` of the stored one, given the release of the
+    /// device's type whose `image_sha256` is `check_in.image_to_match(stored)` when that asks
+    /// for one (one keyed read; the oldest such release, though validation makes it unique);
+    /// the `HealthDelta` it returns is added to that release's counters in the same atomic
+    /// write.
     async fn record_check(
         &self,
         check_in: &CheckIn,
@@ -167,7 +172,9 @@ pub trait MetaStore: Send + Sync {
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
     /// The counters of one rollout (zero before any report).
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress>;
-    /// Fleet metrics from counters kept on write.
+    /// The health counters of one release (zero before any check moved them).
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts>;
+    /// Fleet metrics from counters kept on write, release health included.
     async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics>;
 
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::device_health::HealthCounts;
 use crate::ids::{DeviceType, Version};
 use crate::image_policy::ImageProblem;
 
@@ -49,6 +50,13 @@ pub struct Release {
     pub chip: Option<String>,
     pub project_name: Option<String>,
     pub idf_version: Option<String>,
+    /// The image's validation hash: the SHA-256 appended to it (lowercase hex), which a device
+    /// running it reports as `running_image_sha256` (`esp_partition_get_sha256`). Set at
+    /// validation; null before, for an image without one, and for releases validated before
+    /// releases kept it.
+    // `default`: records stored before then read as null.
+    #[serde(default)]
+    pub image_sha256: Option<String>,
     pub min_current_version: Option<Version>,
     pub description: Option<String>,
     pub release_notes: Option<String>,
@@ -85,6 +93,16 @@ impl Release {
             self.updated_at + time::Duration::microseconds(1)
         };
     }
+}
+
+/// A release as its admin view shows it: the record and its devices' health counters
+/// (docs/api.md §5.2).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReleaseDetail {
+    #[serde(flatten)]
+    pub release: Release,
+    /// The resets and crashes reported by devices running it (§3.1).
+    pub health: HealthCounts,
 }
 
 pub fn blob_key(release_id: &str) -> String {

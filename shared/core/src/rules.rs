@@ -136,6 +136,7 @@ mod tests {
             chip: Some("esp32c3".into()),
             project_name: None,
             idf_version: None,
+            image_sha256: None,
             min_current_version: None,
             description: None,
             release_notes: None,
@@ -179,13 +180,15 @@ mod tests {
             current_build: None,
             secure_version: 1,
             channel: "stable".into(),
+            running_image_sha256: None,
+            boot: None,
             at: T0,
         }
     }
 
     fn device(c: &CheckIn) -> DeviceSnapshot {
         DeviceSnapshot {
-            device: Device::checked_in(None, c),
+            device: Device::checked_in(None, c, None).device,
             failures: Vec::new(),
             last_offer_status: None,
         }

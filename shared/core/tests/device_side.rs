@@ -25,6 +25,8 @@ fn check(id: &str, version: &str) -> CheckInput {
         secure_version: None,
         channel: None,
         nonce: None,
+        running_image_sha256: None,
+        boot: None,
     }
 }
 

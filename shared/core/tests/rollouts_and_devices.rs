@@ -322,6 +322,8 @@ fn check(id: &str) -> CheckInput {
         secure_version: None,
         channel: None,
         nonce: None,
+        running_image_sha256: None,
+        boot: None,
     }
 }
 

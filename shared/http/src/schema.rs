@@ -58,6 +58,12 @@ patterned!(
     "8f14e45fceea167a5a36dedd4bea2543"
 );
 patterned!(
+    ResetReason,
+    fields::RESET_REASON_PATTERN,
+    "A reset reason: ESP-IDF's `esp_reset_reason_t` name lowercased without `ESP_RST_` (`panic`, `int_wdt`), or another token of 1-32 characters of `[a-z0-9_]` starting with a letter.",
+    "panic"
+);
+patterned!(
     EventId,
     fields::OPAQUE_KEY_PATTERN,
     "An idempotency key: 1-128 printable ASCII characters.",

@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use ota_core::cmd::check::CheckAnswer;
+use ota_core::cmd::check::{CheckAnswer, CheckInput};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ports::MetaStore;
 use ota_core::release::ReleaseState;
 use ota_core::rollout::RolloutState;
 use ota_core::status::OtaStatus;
 use ota_store_aws::{DynamoMeta, DynamoOptions, S3Blobs};
-use ota_store_conformance::fixtures::{check_input, dt, now, release, report, rollout, service};
+use ota_store_conformance::fixtures::{
+    boot, check_input, dt, now, release, release_of_image, report, rollout, service,
+};
 
 /// Every DynamoDB request sent (retries included), by operation.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +114,34 @@ async fn check_costs_at_most_two_requests() {
     ];
     for (what, input) in cases {
         svc.check(input).await.unwrap();
+        let sent = requests.take();
+        assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
+        print_count(what, &sent);
+    }
+
+    // A device that reports the image it runs: one keyed read more when the hash is new to its
+    // record, none while it stays. A boot counted for the release is in the same one write (a
+    // transaction instead of a put).
+    let image = "ab".repeat(32);
+    meta.insert_release(&release_of_image("demo", "1.9.0", &image))
+        .await
+        .unwrap();
+    requests.take();
+    let runs = |uptime_s| CheckInput {
+        running_image_sha256: Some(image.clone()),
+        boot: Some(boot("poweron", 1, 0, uptime_s)),
+        ..check_input("d3", "demo", "1.9.0")
+    };
+    svc.check(runs(5)).await.unwrap();
+    let sent = requests.take();
+    assert_eq!(
+        sent.len(),
+        3,
+        "a new image: device read, the release's lookup, one write: {sent:?}"
+    );
+    print_count("new device running a known release, first boot", &sent);
+    for (what, uptime_s) in [("same image, same boot", 65), ("same image, new boot", 3)] {
+        svc.check(runs(uptime_s)).await.unwrap();
         let sent = requests.take();
         assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
         print_count(what, &sent);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ota_core::cmd::check::CheckInput;
 use ota_core::device::CheckIn;
+use ota_core::device_health::BootReport;
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
 use ota_core::ports::{BlobStore, MetaStore, SystemClock};
 use ota_core::release::{Release, ReleaseState};
@@ -46,6 +47,7 @@ pub fn release(device_type: &str, version: &str, state: ReleaseState) -> Release
         chip: Some("esp32c3".into()),
         project_name: Some("demo".into()),
         idf_version: Some("v5.4".into()),
+        image_sha256: None,
         min_current_version: None,
         description: None,
         release_notes: None,
@@ -86,7 +88,41 @@ pub fn check_in(device: &str, device_type: &str, version: &str) -> CheckIn {
         current_build: None,
         secure_version: 0,
         channel: "stable".into(),
+        running_image_sha256: None,
+        boot: None,
         at: now(),
+    }
+}
+
+/// `check_in` of a device that reports the validation hash of the app it runs and its boot.
+pub fn running(
+    device: &str,
+    device_type: &str,
+    image_sha256: Option<&str>,
+    boot: Option<BootReport>,
+) -> CheckIn {
+    CheckIn {
+        running_image_sha256: image_sha256.map(str::to_owned),
+        boot,
+        ..check_in(device, device_type, "1.0.0")
+    }
+}
+
+/// A boot report with every member.
+pub fn boot(reason: &str, boots_since_update: u32, crashes: u32, uptime_s: u64) -> BootReport {
+    BootReport {
+        reset_reason: Some(reason.to_owned()),
+        boots_since_update: Some(boots_since_update),
+        crashes_since_last_check: Some(crashes),
+        uptime_s: Some(uptime_s),
+    }
+}
+
+/// A ready release whose image has the validation hash `image_sha256`.
+pub fn release_of_image(device_type: &str, version: &str, image_sha256: &str) -> Release {
+    Release {
+        image_sha256: Some(image_sha256.to_owned()),
+        ..release(device_type, version, ReleaseState::Ready)
     }
 }
 
@@ -100,6 +136,8 @@ pub fn check_input(device: &str, device_type: &str, version: &str) -> CheckInput
         secure_version: None,
         channel: None,
         nonce: None,
+        running_image_sha256: None,
+        boot: None,
     }
 }
 

@@ -1,11 +1,12 @@
-//! Cases for the counters kept on write: rollout progress, the automatic pause, fleet metrics
-//! and the audit log.
+//! Cases for the counters kept on write: rollout progress, the automatic pause, fleet metrics,
+//! release health and the audit log.
 
 use std::sync::Arc;
 
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::auto_pause::should_pause;
 use ota_core::device::{LogFilter, Offer};
+use ota_core::device_health::{HealthCounts, ReleaseHealth};
 use ota_core::ports::{MetaStore, PageRequest};
 use ota_core::release::{Release, ReleaseState};
 use ota_core::rollout::{Rollout, RolloutState};
@@ -280,6 +281,107 @@ pub async fn metrics_agree_with_logs_and_devices(s: Store) {
         m.active_rollouts[0].progress,
         s.rollout_progress(&r.id).await.unwrap()
     );
+}
+
+pub async fn release_health_counts_new_boots_and_crashes(s: Store) {
+    let a = "aa".repeat(32);
+    let fw = release_of_image("demo", "1.0.0", &a);
+    s.insert_release(&fw).await.unwrap();
+    let health = || async {
+        let m = s.fleet_metrics(now()).await.unwrap();
+        m.release_health
+    };
+    assert_eq!(health().await, [], "nothing reported yet");
+    let reports = [
+        // The device's first report counts its boot.
+        boot("poweron", 1, 0, 5),
+        // Polling later in the same boot moves nothing.
+        boot("poweron", 1, 0, 100),
+        // An uptime below the last one: it restarted.
+        boot("brownout", 1, 0, 50),
+        // Crashes add up, within one boot too.
+        boot("brownout", 1, 2, 70),
+    ];
+    for b in reports {
+        s.record_check(&running("d1", "demo", Some(&a), Some(b)), &|_| None)
+            .await
+            .unwrap();
+    }
+    // A check that writes the device twice (completing an update) counts once.
+    let twice = running("d1", "demo", Some(&a), Some(boot("panic", 2, 1, 3)));
+    for _ in 0..2 {
+        s.record_check(&twice, &|_| None).await.unwrap();
+    }
+    // No known release, or no hash: nothing per release.
+    s.record_check(
+        &running(
+            "d2",
+            "demo",
+            Some(&"cc".repeat(32)),
+            Some(boot("panic", 1, 5, 1)),
+        ),
+        &|_| None,
+    )
+    .await
+    .unwrap();
+    s.record_check(
+        &running("d3", "demo", None, Some(boot("panic", 1, 5, 1))),
+        &|_| None,
+    )
+    .await
+    .unwrap();
+    let mut expected = ReleaseHealth {
+        firmware_id: fw.id.clone(),
+        device_type: fw.device_type.clone(),
+        version: fw.version.clone(),
+        counts: HealthCounts {
+            resets_by_reason: [("poweron", 1), ("brownout", 1), ("panic", 1)]
+                .map(|(r, n)| (r.to_owned(), n))
+                .into(),
+            crashes: 3,
+        },
+    };
+    assert_eq!(health().await, [expected.clone()]);
+    assert_eq!(
+        s.release_health(&fw.id).await.unwrap(),
+        expected.counts,
+        "one release's counters, as the metrics list them"
+    );
+    assert_eq!(
+        s.release_health("no-such-release").await.unwrap(),
+        HealthCounts::default()
+    );
+    let d1 = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    let last = d1.last_boot.unwrap();
+    assert_eq!(last.report, boot("panic", 2, 1, 3));
+    assert_eq!(last.received_at, twice.at);
+    assert_eq!(d1.running_firmware_id, Some(fw.id.clone()));
+
+    // Devices booting at once are each counted.
+    let n = 20;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (s, a) = (s.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = running(
+                &format!("e{i}"),
+                "demo",
+                Some(&a),
+                Some(boot("poweron", 1, 1, 4)),
+            );
+            s.record_check(&c, &|_| None).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    *expected
+        .counts
+        .resets_by_reason
+        .entry("poweron".into())
+        .or_default() += n;
+    expected.counts.crashes += n;
+    assert_eq!(health().await, [expected]);
 }
 
 pub async fn audit_listed_newest_first_and_purged(s: Store) {

@@ -29,6 +29,7 @@ macro_rules! meta_store_tests {
                 rollout_revisions,
                 release_view_holds_active_rollouts,
                 check_registers_and_refreshes,
+                check_finds_the_release_a_device_runs,
                 status_state_machine,
                 status_idempotent_by_event_id,
                 status_concurrent_reports,
@@ -48,6 +49,7 @@ macro_rules! meta_store_tests {
                 pause_fires_on_the_crossing_report,
                 concurrent_reports_pause_once,
                 metrics_agree_with_logs_and_devices,
+                release_health_counts_new_boots_and_crashes,
                 audit_listed_newest_first_and_purged,
             ]
         );

@@ -348,6 +348,79 @@ pub async fn check_registers_and_refreshes(s: Store) {
     assert_eq!(snap.last_offer_status, None);
 }
 
+/// The release `record_check` finds for device `d` of type `t` running the image `sha`.
+async fn runs(s: &Store, d: &str, t: &str, sha: Option<&str>) -> Option<String> {
+    let snapshot = s
+        .record_check(&running(d, t, sha, None), &|_| None)
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot.device.running_image_sha256.as_deref(),
+        sha,
+        "{d} {sha:?}"
+    );
+    snapshot.device.running_firmware_id
+}
+
+pub async fn check_finds_the_release_a_device_runs(s: Store) {
+    let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+    let fa = release_of_image("demo", "1.0.0", &a);
+    let fb = release_of_image("demo", "1.1.0", &b);
+    let other = release_of_image("other", "1.0.0", &a);
+    let no_image = release("demo", "0.9.0", ReleaseState::Ready);
+    for r in [&fa, &fb, &other, &no_image] {
+        s.insert_release(r).await.unwrap();
+    }
+    assert_eq!(
+        s.get_release(&fa.id).await.unwrap().unwrap().image_sha256,
+        Some(a.clone()),
+        "a release keeps its image's hash"
+    );
+    assert_eq!(
+        s.get_release(&no_image.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .image_sha256,
+        None
+    );
+    assert_eq!(runs(&s, "d1", "demo", Some(&a)).await, Some(fa.id.clone()));
+    assert_eq!(
+        runs(&s, "d1", "demo", Some(&a)).await,
+        Some(fa.id.clone()),
+        "the match stands"
+    );
+    assert_eq!(
+        runs(&s, "d2", "other", Some(&a)).await,
+        Some(other.id.clone()),
+        "the device's own type's release"
+    );
+    assert_eq!(
+        runs(&s, "d1", "demo", Some(&c)).await,
+        None,
+        "no release has it"
+    );
+    assert_eq!(runs(&s, "d1", "demo", Some(&b)).await, Some(fb.id.clone()));
+    let stored = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!(stored.running_image_sha256.as_deref(), Some(b.as_str()));
+    assert_eq!(stored.running_firmware_id.as_deref(), Some(fb.id.as_str()));
+    let listed = s
+        .list_devices(&DeviceFilter::default(), &page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0], stored, "the list shows the same record");
+    assert_eq!(
+        runs(&s, "d1", "demo", None).await,
+        None,
+        "nothing said, nothing known"
+    );
+    let stored = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.running_image_sha256, stored.running_firmware_id),
+        (None, None)
+    );
+}
+
 pub async fn status_state_machine(s: Store) {
     let f = release("demo", "1.0.0", ReleaseState::Ready);
     s.insert_release(&f).await.unwrap();

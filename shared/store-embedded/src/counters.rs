@@ -1,18 +1,21 @@
 //! Counters maintained inside the transactions that change what they count: device versions
-//! per type, each rollout's progress, status reports per hour. Metrics read only these.
+//! per type, each rollout's progress, status reports per hour, each release's resets and
+//! crashes. Metrics read only these.
 
 use std::collections::BTreeMap;
 
+use ota_core::device_health::{HealthCounts, HealthDelta, ReleaseHealth};
 use ota_core::ids::{DeviceType, Version};
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
 use ota_core::ports::StoreResult;
 use ota_core::progress::{RolloutProgress, StatusCounts};
+use ota_core::release::Release;
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use crate::sql::{db_err, docs, from_doc, to_doc};
+use crate::sql::{db_err, docs, from_doc, sql_int, to_doc};
 
 fn add_version(tx: &Transaction<'_>, dt: &DeviceType, v: &Version, delta: i64) -> StoreResult<()> {
     tx.execute(
@@ -37,6 +40,76 @@ pub fn device_moved(
         add_version(tx, dt, v, -1)?;
     }
     add_version(tx, after.0, after.1, 1)
+}
+
+/// A check reported a new boot or crashes of a device running `delta`'s release.
+pub fn release_health_moved(tx: &Transaction<'_>, delta: &HealthDelta) -> StoreResult<()> {
+    if let Some(reason) = &delta.reset_reason {
+        tx.prepare_cached(
+            "INSERT INTO release_resets (firmware_id, reason, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (firmware_id, reason) DO UPDATE SET count = count + 1",
+        )
+        .and_then(|mut stmt| stmt.execute(params![delta.firmware_id, reason]))
+        .map_err(db_err)?;
+    }
+    if delta.crashes > 0 {
+        tx.prepare_cached(
+            "INSERT INTO release_crashes (firmware_id, count) VALUES (?1, ?2)
+             ON CONFLICT (firmware_id) DO UPDATE SET count = count + ?2",
+        )
+        .and_then(|mut stmt| stmt.execute(params![delta.firmware_id, sql_int(delta.crashes)]))
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// One release's counters (zero before any check moved them).
+pub fn release_counts(tx: &Transaction<'_>, firmware_id: &str) -> StoreResult<HealthCounts> {
+    let mut counts = HealthCounts::default();
+    let mut stmt = tx
+        .prepare_cached("SELECT reason, count FROM release_resets WHERE firmware_id = ?1")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![firmware_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (reason, n) = row.map_err(db_err)?;
+        counts.resets_by_reason.insert(reason, n);
+    }
+    counts.crashes = tx
+        .query_row(
+            "SELECT count FROM release_crashes WHERE firmware_id = ?1",
+            params![firmware_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?
+        .unwrap_or(0);
+    Ok(counts)
+}
+
+/// Every release's counters, by release id: the releases with any, then each one's.
+fn release_health(tx: &Transaction<'_>) -> StoreResult<Vec<ReleaseHealth>> {
+    let releases: Vec<Release> = docs(
+        tx,
+        "SELECT doc FROM firmware WHERE id IN
+           (SELECT firmware_id FROM release_resets UNION SELECT firmware_id FROM release_crashes)
+         ORDER BY id",
+        &[],
+    )?;
+    releases
+        .into_iter()
+        .map(|r| {
+            Ok(ReleaseHealth {
+                counts: release_counts(tx, &r.id)?,
+                firmware_id: r.id,
+                device_type: r.device_type,
+                version: r.version,
+            })
+        })
+        .collect()
 }
 
 pub fn progress(tx: &Transaction<'_>, rollout_id: &str) -> StoreResult<RolloutProgress> {
@@ -156,5 +229,6 @@ pub fn fleet_metrics(tx: &Transaction<'_>, now: OffsetDateTime) -> StoreResult<F
         &[&RolloutState::Active.as_str()],
     )?;
     m.active_rollouts = with_progress(tx, active)?;
+    m.release_health = release_health(tx)?;
     Ok(m)
 }

@@ -3,9 +3,10 @@
 //!
 //! Exact, like the view cache: any insert, update or delete of a device's row or of one of its
 //! attempts (`watch`) drops that device's entry, inside the writing statement. The one write
-//! that does not is the batched `last_seen` (`quietly`): a check never reads `last_seen` from
-//! here, and dropping every device that polled in the last second would leave nothing cached
-//! for a fleet polling once a minute.
+//! that does not is the batched `last_seen` and `last_boot` (`quietly`): a check never reads
+//! `last_seen` from here, and its `last_boot` is put here by the check that noted it
+//! (`refresh`), since dropping every device that polled in the last second would leave nothing
+//! cached for a fleet polling once a minute.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,18 @@ impl DeviceCache {
                 snapshot.device.device_id.as_str().to_owned(),
                 snapshot.clone(),
             );
+        }
+    }
+
+    /// Replaces the entry `read` (a check read it, and its refresh of `last_seen` and
+    /// `last_boot` now waits to be written) with `refreshed`, unless a write dropped or replaced
+    /// it meanwhile: then what is cached, if anything, is newer than both.
+    pub(crate) fn refresh(&self, read: &DeviceSnapshot, refreshed: &DeviceSnapshot) {
+        if let Ok(mut entries) = self.inner.entries.lock()
+            && let Some(entry) = entries.get_mut(read.device.device_id.as_str())
+            && entry == read
+        {
+            entry.clone_from(refreshed);
         }
     }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter, Offer};
+use ota_core::device_health::HealthCounts;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::{FleetMetrics, OUTCOME_HOURS_KEPT};
@@ -122,9 +123,14 @@ impl SqliteMeta {
         .await
     }
 
-    /// The steady-state check: a known device saying what it said before. Returns its
-    /// snapshot when the check changes nothing but `last_seen`, None when it must be written.
-    async fn unchanged_check_in(&self, c: &CheckIn) -> StoreResult<Option<DeviceSnapshot>> {
+    /// The steady-state check: a known device saying what it said before. Returns the
+    /// snapshot it was read as and the one after the check when the check changes nothing but
+    /// `last_seen` and `last_boot` (the same image, no counter to move), None when it must be
+    /// written.
+    async fn unchanged_check_in(
+        &self,
+        c: &CheckIn,
+    ) -> StoreResult<Option<(DeviceSnapshot, DeviceSnapshot)>> {
         let stored = match self.db.devices.get(&c.device_id) {
             Some(hit) => hit,
             None => {
@@ -143,17 +149,28 @@ impl SqliteMeta {
                 }
             }
         };
-        let mut after = Device::checked_in(Some(stored.device.clone()), c);
-        // Compared with `last_seen` as stored: the one field a steady-state poll may move.
+        if c.image_to_match(Some(&stored.device)).is_some() {
+            return Ok(None);
+        }
+        let registration = Device::checked_in(Some(stored.device.clone()), c, None);
+        if registration.health.is_some() {
+            return Ok(None);
+        }
+        let mut after = registration.device;
+        let (seen, boot) = (after.last_seen, after.last_boot.take());
+        // Compared with what is stored of the fields a steady-state poll may move.
         after.last_seen = stored.device.last_seen;
+        after.last_boot.clone_from(&stored.device.last_boot);
         if after != stored.device {
             return Ok(None);
         }
-        after.last_seen = c.at;
-        Ok(Some(DeviceSnapshot {
+        after.last_seen = seen;
+        after.last_boot = boot;
+        let refreshed = DeviceSnapshot {
             device: after,
-            ..stored
-        }))
+            ..stored.clone()
+        };
+        Ok(Some((stored, refreshed)))
     }
 
     /// Registers or refreshes the device in one transaction; the snapshot `check` reads.
@@ -168,9 +185,16 @@ impl SqliteMeta {
                     .map(|d| (&d.device_type, &d.current_version)),
                 (&c.device_type, &c.current_version),
             )?;
-            let device = Device::checked_in(before, &c);
-            write_device(tx, &device)?;
-            device_snapshot(tx, device)
+            let matched = match c.image_to_match(before.as_ref()) {
+                Some(sha) => release_by_image(tx, &c.device_type, sha)?,
+                None => None,
+            };
+            let registration = Device::checked_in(before, &c, matched);
+            if let Some(delta) = &registration.health {
+                counters::release_health_moved(tx, delta)?;
+            }
+            write_device(tx, &registration.device)?;
+            device_snapshot(tx, registration.device)
         })
         .await
     }
@@ -186,6 +210,25 @@ impl SqliteMeta {
         })
         .await
     }
+}
+
+/// The id of the oldest release of `device_type` whose image has the validation hash `sha`, by
+/// the index `firmware_by_image`.
+fn release_by_image(
+    tx: &Connection,
+    device_type: &DeviceType,
+    sha: &str,
+) -> StoreResult<Option<String>> {
+    tx.prepare_cached(
+        "SELECT id FROM firmware
+         WHERE device_type = ?1 AND json_extract(doc, '$.image_sha256') = ?2
+         ORDER BY id LIMIT 1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![device_type.as_str(), sha], |r| r.get(0))
+            .optional()
+    })
+    .map_err(db_err)
 }
 
 fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
@@ -587,10 +630,12 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn record_check(&self, c: &CheckIn, offer: &OfferFn<'_>) -> StoreResult<DeviceSnapshot> {
-        if let Some(snapshot) = self.unchanged_check_in(c).await?
+        if let Some((read, snapshot)) = self.unchanged_check_in(c).await?
             && offer(&snapshot).is_none()
         {
-            if self.db.seen.note(&c.device_id, c.at) {
+            let boot = snapshot.device.last_boot.clone();
+            self.db.devices.refresh(&read, &snapshot);
+            if self.db.seen.note(&c.device_id, c.at, boot) {
                 self.read(|conn, db| db.write_seen(conn)).await?;
             }
             return Ok(snapshot);
@@ -725,6 +770,11 @@ impl MetaStore for SqliteMeta {
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
         let id = rollout_id.to_owned();
         self.tx(move |tx| counters::progress(tx, &id)).await
+    }
+
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
+        let id = firmware_id.to_owned();
+        self.tx(move |tx| counters::release_counts(tx, &id)).await
     }
 
     async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics> {

@@ -3,8 +3,7 @@
 
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 1;
-
+/// The schema as first released (version 1).
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS device_types (
     name TEXT PRIMARY KEY,
@@ -97,6 +96,29 @@ CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
 CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target_id, seq);
 "#;
 
+/// Version 2: what devices report of the image they run and their boots (`device_health.rs`).
+const DEVICE_HEALTH: &str = r#"
+-- The release a device runs, found by (type, validation hash) when its hash changes. On the
+-- doc itself: releases stored before they had `image_sha256` need no rewrite (they have none).
+CREATE INDEX IF NOT EXISTS firmware_by_image
+    ON firmware (device_type, json_extract(doc, '$.image_sha256'));
+-- Counters kept on write by the checks of devices running each release.
+CREATE TABLE IF NOT EXISTS release_resets (
+    firmware_id TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (firmware_id, reason)
+);
+CREATE TABLE IF NOT EXISTS release_crashes (
+    firmware_id TEXT PRIMARY KEY,
+    count       INTEGER NOT NULL
+);
+"#;
+
+/// Each step takes a database from the version before it to its own (its index plus one, kept
+/// in `user_version`), so that a file of any earlier version is brought up to date at open.
+const MIGRATIONS: [&str; 2] = [SCHEMA, DEVICE_HEALTH];
+
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     // WAL lets readers run beside the writer; NORMAL sync keeps every committed transaction
@@ -106,11 +128,13 @@ pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version < SCHEMA_VERSION {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(SCHEMA)?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        tx.commit()?;
+    for (to, step) in (1_i64..).zip(MIGRATIONS) {
+        if version < to {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", to)?;
+            tx.commit()?;
+        }
     }
     Ok(conn)
 }

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ota_core::audit::AuditEvent;
-use ota_core::device::Offer;
+use ota_core::device::{Device, Offer};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ports::{MetaStore, StoreError};
 use ota_core::release::{Release, ReleaseState};
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
-use ota_store_conformance::fixtures::{check_in, dev, dt, now, release, report, rollout};
+use ota_store_conformance::fixtures::{
+    boot, check_in, dev, dt, now, release, release_of_image, report, rollout, running,
+};
 use ota_store_embedded::SqliteMeta;
 use time::OffsetDateTime;
 
@@ -29,8 +31,8 @@ fn policy(chip: &str) -> DeviceTypePolicy {
     }
 }
 
-/// What the file says, read through a connection of its own, as after a crash.
-fn stored_last_seen(db: &Path, device: &str) -> OffsetDateTime {
+/// What the file says of a device, read through a connection of its own, as after a crash.
+fn stored_device(db: &Path, device: &str) -> Device {
     let conn = rusqlite::Connection::open(db).unwrap();
     let doc: String = conn
         .query_row(
@@ -39,12 +41,16 @@ fn stored_last_seen(db: &Path, device: &str) -> OffsetDateTime {
             |r| r.get(0),
         )
         .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
-    OffsetDateTime::parse(
-        v["last_seen"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap()
+    serde_json::from_str(&doc).unwrap()
+}
+
+fn stored_last_seen(db: &Path, device: &str) -> OffsetDateTime {
+    stored_device(db, device).last_seen
+}
+
+/// The uptime of the last boot report the file holds for a device.
+fn stored_uptime(db: &Path, device: &str) -> Option<u64> {
+    stored_device(db, device).last_boot?.report.uptime_s
 }
 
 async fn view_ids(s: &SqliteMeta) -> Vec<String> {
@@ -186,6 +192,71 @@ async fn a_poll_that_changes_nothing_but_last_seen_is_written_later_in_a_batch()
     moved.at = c.at + Duration::from_secs(30);
     s.record_check(&moved, &|_| None).await.unwrap();
     assert_eq!(stored_last_seen(&db, "d1"), moved.at);
+}
+
+#[tokio::test]
+async fn a_poll_in_the_same_boot_waits_with_last_seen_and_a_restart_is_written_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let s = SqliteMeta::open(&db).unwrap();
+    let image = "ab".repeat(32);
+    let fw = release_of_image("demo", "1.0.0", &image);
+    s.insert_release(&fw).await.unwrap();
+    let poll = |seconds: u64, report| {
+        let mut c = running("d1", "demo", Some(&image), Some(report));
+        c.at += Duration::from_secs(seconds);
+        c
+    };
+    s.record_check(&poll(0, boot("poweron", 1, 0, 5)), &|_| None)
+        .await
+        .unwrap();
+    assert_eq!(stored_uptime(&db, "d1"), Some(5), "its first boot, at once");
+
+    let later = poll(30, boot("poweron", 1, 0, 600));
+    let answer = s.record_check(&later, &|_| None).await.unwrap();
+    let last = answer.device.last_boot.clone().unwrap();
+    assert_eq!(
+        (last.report.uptime_s, last.received_at),
+        (Some(600), later.at)
+    );
+    assert_eq!(
+        stored_uptime(&db, "d1"),
+        Some(5),
+        "the same boot, polling later: nothing written yet"
+    );
+    assert_eq!(
+        s.get_device(&dev("d1")).await.unwrap().unwrap().last_boot,
+        answer.device.last_boot,
+        "a read sees the waiting refresh"
+    );
+    assert_eq!(stored_uptime(&db, "d1"), Some(600), "and it is on disk now");
+
+    // Served from memory, the next poll compares with the refreshed uptime, not the first one.
+    s.record_check(&poll(60, boot("poweron", 1, 0, 900)), &|_| None)
+        .await
+        .unwrap();
+    s.record_check(&poll(90, boot("panic", 1, 0, 700)), &|_| None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_uptime(&db, "d1"),
+        Some(700),
+        "a restart moves a counter: written at once"
+    );
+    assert_eq!(
+        s.release_health(&fw.id).await.unwrap().resets_by_reason,
+        [("panic".to_owned(), 1), ("poweron".to_owned(), 1)].into()
+    );
+
+    s.record_check(&poll(120, boot("panic", 1, 0, 730)), &|_| None)
+        .await
+        .unwrap();
+    drop(s);
+    assert_eq!(
+        stored_uptime(&db, "d1"),
+        Some(730),
+        "written when the store closed"
+    );
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::cursor::{self, paginate};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
+use ota_core::device_health::{HealthCounts, ReleaseHealth};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
@@ -44,6 +45,8 @@ struct State {
     audit: Vec<AuditEvent>,
     /// Stored reports per (hour, status).
     outcome_hours: BTreeMap<(i64, &'static str), u64>,
+    /// By release id.
+    health: BTreeMap<String, ReleaseHealth>,
 }
 
 /// The metadata store in memory. Clones share one store.
@@ -75,6 +78,14 @@ impl State {
         self.releases
             .values()
             .find(|r| r.device_type == *device_type && r.version.sort_key() == key)
+    }
+
+    /// The oldest release of `device_type` whose image has the validation hash `sha`.
+    fn release_by_image(&self, device_type: &DeviceType, sha: &str) -> Option<&Release> {
+        self.releases
+            .values()
+            .filter(|r| r.device_type == *device_type && r.image_sha256.as_deref() == Some(sha))
+            .min_by(|a, b| a.id.cmp(&b.id))
     }
 
     fn snapshot(&self, device: Device) -> DeviceSnapshot {
@@ -301,7 +312,32 @@ impl MetaStore for MemoryMeta {
     ) -> StoreResult<DeviceSnapshot> {
         let mut s = self.lock()?;
         let before = s.devices.get(check_in.device_id.as_str()).cloned();
-        let snapshot = s.snapshot(Device::checked_in(before, check_in));
+        let matched = check_in
+            .image_to_match(before.as_ref())
+            .and_then(|sha| s.release_by_image(&check_in.device_type, sha))
+            .map(|r| r.id.clone());
+        let registration = Device::checked_in(before, check_in, matched);
+        if let Some(delta) = &registration.health {
+            // The release exists: its id came from the releases, now or at an earlier check.
+            let Some(release) = s.releases.get(&delta.firmware_id) else {
+                return Err(StoreError::Internal(format!(
+                    "release {} of a device's check is gone",
+                    delta.firmware_id
+                )));
+            };
+            let zero = ReleaseHealth {
+                firmware_id: release.id.clone(),
+                device_type: release.device_type.clone(),
+                version: release.version.clone(),
+                counts: HealthCounts::default(),
+            };
+            s.health
+                .entry(delta.firmware_id.clone())
+                .or_insert(zero)
+                .counts
+                .add(delta);
+        }
+        let snapshot = s.snapshot(registration.device);
         let mut stored = snapshot.device.clone();
         if let Some(o) = offer(&snapshot) {
             stored.last_offer = Some(o);
@@ -393,6 +429,14 @@ impl MetaStore for MemoryMeta {
             .unwrap_or_default())
     }
 
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
+        let s = self.lock()?;
+        Ok(s.health
+            .get(firmware_id)
+            .map(|h| h.counts.clone())
+            .unwrap_or_default())
+    }
+
     async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics> {
         let s = self.lock()?;
         let mut m = FleetMetrics::default();
@@ -429,6 +473,7 @@ impl MetaStore for MemoryMeta {
                 progress: s.progress.get(&r.id).copied().unwrap_or_default(),
             })
             .collect();
+        m.release_health = s.health.values().cloned().collect();
         Ok(m)
     }
 

@@ -57,7 +57,7 @@ pub enum Command {
     /// Offline credentials.
     #[command(subcommand)]
     Token(TokenCmd),
-    /// Manifest signing keys (offline).
+    /// Manifest keys: a new signing key (offline), the public keys for firmware.
     #[command(subcommand)]
     Keys(KeysCmd),
 }
@@ -312,6 +312,18 @@ pub enum KeysCmd {
     /// Print a new P-256 manifest signing key as a line of the key file (OTA_MANIFEST_KEYS,
     /// OTA_MANIFEST_KEYS_FILE, the Secrets Manager secret): put it first to sign with it.
     Generate,
+    /// Print the public manifest keys for firmware to compile in: from the server's
+    /// GET /api/ota/keys (no token needed), or from a key file with --keys-file.
+    Export {
+        /// As the C header of the ESP-IDF client component (OTA_MANIFEST_KEYS of
+        /// ota_client_key_t); the one format so far.
+        #[arg(long, required = true)]
+        c_header: bool,
+        /// Read the private key file (the text of OTA_MANIFEST_KEYS_FILE) instead of asking the
+        /// server: offline, e.g. at a factory. Only the public keys are printed.
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,12 +16,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Client {
     base: String,
-    token: String,
+    /// None for the routes that need no credential.
+    token: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
     pub fn new(server: &str, token: &str) -> Result<Self> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(Error::usage("the token is empty (--token or OTA_TOKEN)"));
+        }
+        Self::build(server, Some(token.to_owned()))
+    }
+
+    /// A client that sends no credential, for the routes that need none (`GET /api/ota/keys`).
+    pub fn anonymous(server: &str) -> Result<Self> {
+        Self::build(server, None)
+    }
+
+    fn build(server: &str, token: Option<String>) -> Result<Self> {
         let base = server.trim().trim_end_matches('/').to_owned();
         let parsed = reqwest::Url::parse(&base)
             .map_err(|e| Error::usage(format!("--server '{server}' is not a URL: {e}")))?;
@@ -30,20 +44,12 @@ impl Client {
                 "--server '{server}' must be an http:// or https:// URL"
             )));
         }
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(Error::usage("the token is empty (--token or OTA_TOKEN)"));
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("otactl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::failed(format!("cannot set up HTTP: {e}")))?;
-        Ok(Self {
-            base,
-            token: token.to_owned(),
-            http,
-        })
+        Ok(Self { base, token, http })
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -51,10 +57,14 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
+        let req = self
+            .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .timeout(CALL_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {

@@ -975,3 +975,150 @@ fn keys_generate_prints_a_new_manifest_key_line_offline() {
     let parsed = ota_core::manifest_keys::ManifestKeys::parse(json["key"].as_str().unwrap());
     assert_eq!(json["kid"].as_str(), Some(parsed.unwrap().signing_kid()));
 }
+
+/// The keys a C header from `keys export --c-header` holds: each entry's kid and its bytes.
+fn header_keys(header: &str) -> Vec<(String, Vec<u8>)> {
+    let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in header.lines().map(str::trim) {
+        if let Some(kid) = line
+            .strip_prefix(".kid = \"")
+            .and_then(|l| l.strip_suffix("\","))
+        {
+            keys.push((kid.to_owned(), Vec::new()));
+        } else if line.starts_with("0x") {
+            let bytes = &mut keys.last_mut().expect("bytes after a kid").1;
+            for b in line.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+                let hex = b.strip_prefix("0x").expect("0x%02x");
+                assert_eq!(hex.len(), 2, "{b}");
+                bytes.push(u8::from_str_radix(hex, 16).expect("hex"));
+            }
+        }
+    }
+    keys
+}
+
+/// What a JWK set says the header must hold: kid and 0x04 || x || y, in order.
+fn jwks_keys(jwks: &Value) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(v.as_str().expect("coordinate"))
+            .expect("base64url")
+    };
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| {
+            let mut point = vec![0x04];
+            point.extend(b64(&k["x"]));
+            point.extend(b64(&k["y"]));
+            (k["kid"].as_str().expect("kid").to_owned(), point)
+        })
+        .collect()
+}
+
+/// The parts of the header the ESP-IDF component relies on, by name.
+fn assert_c_header(header: &str) {
+    let lines: Vec<&str> = header.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "/* Manifest verification keys of ota-server, from `otactl keys export --c-header`.",
+            " * The first key signs today; every key listed is accepted. Regenerate after a rotation. */",
+            "#pragma once",
+            "#include \"ota_client.h\"",
+            "",
+            "static const ota_client_key_t OTA_MANIFEST_KEYS[] = {",
+        ],
+        "{header}"
+    );
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            "};",
+            "#define OTA_MANIFEST_KEYS_COUNT (sizeof(OTA_MANIFEST_KEYS) / sizeof(OTA_MANIFEST_KEYS[0]))",
+        ],
+        "{header}"
+    );
+}
+
+#[test]
+fn keys_export_prints_the_servers_keys_as_a_c_header_without_a_token() {
+    let server = Server::start();
+    let jwks: Value = block(async {
+        server
+            .http()
+            .get(server.url("/api/ota/keys"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let out = server.otactl_with(&["keys", "export", "--c-header"], &[("OTA_TOKEN", "")]);
+    out.ok();
+    assert_c_header(&out.stdout);
+    let keys = header_keys(&out.stdout);
+    assert_eq!(keys, jwks_keys(&jwks));
+    assert!(keys.iter().all(|(_, point)| point.len() == 65));
+
+    let json = server
+        .otactl(&["-o", "json", "keys", "export", "--c-header"])
+        .json();
+    assert_eq!(json["c_header"].as_str(), Some(out.stdout.as_str()));
+    assert_eq!(json["kids"], json!([jwks["keys"][0]["kid"]]));
+}
+
+#[test]
+fn keys_export_reads_a_key_file_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (
+        ota_core::manifest_keys::ManifestKeys::generate_line(),
+        ota_core::manifest_keys::ManifestKeys::generate_line(),
+    );
+    let text = format!("# signs now\n{first}\n\n{second}  # the next one\n");
+    let file = dir.path().join("manifest-keys");
+    std::fs::write(&file, &text).unwrap();
+    let otactl = |args: &[&str]| {
+        harness::Run::from(
+            std::process::Command::new(harness::otactl_bin())
+                .args(args)
+                .env_remove("OTA_SERVER")
+                .env_remove("OTA_TOKEN")
+                .env_remove("OTA_OUTPUT")
+                .output()
+                .expect("running otactl"),
+        )
+    };
+    let out = otactl(&["keys", "export", "--c-header", "--keys-file", s(&file)]);
+    out.ok();
+    assert_c_header(&out.stdout);
+    let ring = ota_core::manifest_keys::ManifestKeys::parse(&text).unwrap();
+    let published = serde_json::to_value(ring.jwks()).unwrap();
+    let keys = header_keys(&out.stdout);
+    assert_eq!(
+        keys,
+        jwks_keys(&published),
+        "both keys, the signing one first"
+    );
+    assert_eq!(keys[0].0, ring.signing_kid());
+    for secret in [&first, &second] {
+        assert!(
+            !out.stdout.contains(secret.as_str()),
+            "no private key printed"
+        );
+    }
+
+    std::fs::write(&file, "# no key yet\n").unwrap();
+    let refused = otactl(&["keys", "export", "--c-header", "--keys-file", s(&file)]).refused();
+    assert!(refused.contains("no key"), "{refused}");
+    let missing = dir.path().join("missing");
+    let refused = otactl(&["keys", "export", "--c-header", "--keys-file", s(&missing)]).refused();
+    assert!(refused.contains("reading"), "{refused}");
+    let usage = otactl(&["keys", "export", "--c-header"]);
+    assert_eq!(usage.code, 2, "no server and no file: {usage:?}");
+    let usage = otactl(&["keys", "export", "--keys-file", s(&file)]);
+    assert_eq!(usage.code, 2, "the format is required: {usage:?}");
+}

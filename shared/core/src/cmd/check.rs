@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::device::{CheckIn, DeviceSnapshot, Offer};
+use crate::device_health::BootReport;
 use crate::error::OpError;
 use crate::fields;
 use crate::ids::{DeviceId, DeviceType, Version};
@@ -25,6 +26,9 @@ pub struct CheckInput {
     pub channel: Option<String>,
     /// Asks for a signed manifest even without an offer, echoing it (`manifest.rs`).
     pub nonce: Option<String>,
+    /// The validation hash of the running app, as `esp_partition_get_sha256` gives it.
+    pub running_image_sha256: Option<String>,
+    pub boot: Option<BootReport>,
 }
 
 /// What to tell the device.
@@ -41,6 +45,10 @@ impl Service {
     pub async fn check(&self, input: CheckInput) -> Result<CheckAnswer, OpError> {
         // Refused before anything is recorded: the answer could not be signed as asked.
         fields::nonce("nonce", input.nonce.as_deref())?;
+        let running_image_sha256 = input
+            .running_image_sha256
+            .map(|h| fields::sha256_hex("running_image_sha256", &h))
+            .transpose()?;
         let check_in = CheckIn {
             device_id: input.device_id,
             device_type: input.device_type,
@@ -48,6 +56,8 @@ impl Service {
             current_build: fields::stored_integer("current_build", input.current_build)?,
             secure_version: input.secure_version.unwrap_or(0),
             channel: fields::channel("channel", input.channel)?,
+            running_image_sha256,
+            boot: input.boot.map(BootReport::validated).transpose()?,
             at: self.now(),
         };
         let check_in = &check_in;

@@ -112,6 +112,7 @@ impl NewRelease {
             chip: None,
             project_name: None,
             idf_version: None,
+            image_sha256: None,
             min_current_version: self.min_current_version,
             description: fields::text("description", self.description, fields::MAX_TEXT_CHARS)?,
             release_notes: fields::text(

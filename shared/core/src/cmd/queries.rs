@@ -10,7 +10,7 @@ use crate::fields;
 use crate::ids::{DeviceId, DeviceType};
 use crate::metrics::{FleetMetrics, RolloutWithProgress};
 use crate::ports::{Page, PageRequest, StoreResult};
-use crate::release::{Release, ReleaseFilter};
+use crate::release::{Release, ReleaseDetail, ReleaseFilter};
 use crate::rollout::{Rollout, RolloutFilter};
 use crate::service::Service;
 
@@ -40,9 +40,14 @@ impl Service {
         Ok(self.meta.list_releases(filter, page).await?)
     }
 
-    pub async fn get_release(&self, admin: &Admin, id: &str) -> Result<Release, OpError> {
+    /// A release with its devices' health counters.
+    pub async fn get_release(&self, admin: &Admin, id: &str) -> Result<ReleaseDetail, OpError> {
         admin.require(Role::Viewer)?;
-        self.load_release(id).await
+        let release = self.load_release(id).await?;
+        Ok(ReleaseDetail {
+            health: self.meta.release_health(id).await?,
+            release,
+        })
     }
 
     pub async fn list_device_types(

@@ -94,6 +94,7 @@ impl Service {
         ready.chip = Some(info.chip.name().to_owned());
         ready.project_name = Some(info.app.project_name.clone());
         ready.idf_version = Some(info.app.idf_version.clone());
+        ready.image_sha256 = info.validation_hash;
         ready.rejection_reasons.clear();
         ready.touch(now);
         ready.released_at = Some(now);

@@ -9,6 +9,7 @@ use ota_core::access::DeviceGrant;
 use ota_core::cmd::check::{CheckAnswer, CheckInput};
 use ota_core::cmd::download::Wanted;
 use ota_core::cmd::report_status::{Reported, StatusInput};
+use ota_core::device_health::BootReport;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::manifest;
 use ota_core::ports::SignedUrl;
@@ -21,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiResult, Problem};
-use crate::schema::{Channel, Count, EventId, Nonce, Text, U32};
+use crate::schema::{Channel, Count, EventId, Nonce, ResetReason, Sha256Hex, Text, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,6 +41,42 @@ pub struct CheckRequest {
     /// Asks for a signed manifest even when no update is offered; echoed in it.
     #[schema(value_type = Option<Nonce>)]
     pub nonce: Option<String>,
+    /// The validation hash of the running app: the SHA-256 appended to its image, as
+    /// `esp_partition_get_sha256` gives it for the running partition (stored lowercase).
+    #[schema(value_type = Option<Sha256Hex>)]
+    pub running_image_sha256: Option<String>,
+    /// What the device knows of its current boot.
+    #[serde(default, deserialize_with = "ota_core::map_only::option")]
+    pub boot: Option<BootRequest>,
+}
+
+/// A check's `boot` object (docs/api.md §3.1): every member optional.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootRequest {
+    /// `esp_reset_reason()` of this boot, lowercased without `ESP_RST_`.
+    #[schema(value_type = Option<ResetReason>)]
+    pub reset_reason: Option<String>,
+    /// Boots since the device last installed an update.
+    #[schema(value_type = Option<U32>)]
+    pub boots_since_update: Option<u32>,
+    /// Crashes counted since the last successful check (the device then starts again at 0).
+    #[schema(value_type = Option<U32>)]
+    pub crashes_since_last_check: Option<u32>,
+    /// Seconds since this boot.
+    #[schema(value_type = Option<Count>)]
+    pub uptime_s: Option<u64>,
+}
+
+impl From<BootRequest> for BootReport {
+    fn from(b: BootRequest) -> Self {
+        BootReport {
+            reset_reason: b.reset_reason,
+            boots_since_update: b.boots_since_update,
+            crashes_since_last_check: b.crashes_since_last_check,
+            uptime_s: b.uptime_s,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -141,6 +178,8 @@ pub async fn check(
         secure_version: req.secure_version,
         channel: req.channel,
         nonce: req.nonce,
+        running_image_sha256: req.running_image_sha256,
+        boot: req.boot.map(BootReport::from),
     };
     run_check(&state, input).await.map(Json)
 }

@@ -71,6 +71,9 @@ pub async fn check(
         secure_version: None,
         channel: q.channel,
         nonce: q.nonce,
+        // The paku dialect's query carries neither.
+        running_image_sha256: None,
+        boot: None,
     };
     let check = run_check(&state, input).await?;
     Ok(Json(LegacyCheckResponse {

@@ -18,7 +18,7 @@ use ota_core::cmd::edit_release::ReleaseChanges;
 use ota_core::cmd::upload_release::{UploadForm as Form, UploadPart, form_limit};
 use ota_core::error::OpError;
 use ota_core::ids::{DeviceType, Version};
-use ota_core::release::{Release, ReleaseFilter, ReleaseState};
+use ota_core::release::{Release, ReleaseDetail, ReleaseFilter, ReleaseState};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -252,12 +252,12 @@ pub async fn list(
 
 /// One release.
 #[utoipa::path(get, path = "/api/ota/admin/firmware/{id}", tag = "firmware", operation_id = "get_release", params(("id" = String, Path)),
-    responses((status = 200, body = Release), (status = 404, body = Problem)), security(("admin_token" = [])))]
+    responses((status = 200, body = ReleaseDetail), (status = 404, body = Problem)), security(("admin_token" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Release>> {
+) -> ApiResult<Json<ReleaseDetail>> {
     Ok(Json(state.ota.get_release(&admin, &id).await?))
 }
 

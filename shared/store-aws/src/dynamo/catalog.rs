@@ -57,20 +57,23 @@ impl StoredView {
 
 fn release_item(f: &Release) -> StoreResult<Item> {
     let order = keys::release_order(&f.version.sort_key(), f.build_number, &f.id);
-    item(
-        keys::release(&f.id),
-        keys::RELEASE_SK,
-        f,
-        [
-            // `state` is a reserved word in expressions.
-            ("fst", s(f.state.as_str())),
-            ("upd", n(micros(f.updated_at))),
-            ("GSI1PK", s(keys::ALL_RELEASES)),
-            ("GSI1SK", s(order.clone())),
-            ("GSI2PK", s(keys::releases_of_type(f.device_type.as_str()))),
-            ("GSI2SK", s(order)),
-        ],
-    )
+    let mut attrs = vec![
+        // `state` is a reserved word in expressions.
+        ("fst", s(f.state.as_str())),
+        ("upd", n(micros(f.updated_at))),
+        ("GSI1PK", s(keys::ALL_RELEASES)),
+        ("GSI1SK", s(order.clone())),
+        ("GSI2PK", s(keys::releases_of_type(f.device_type.as_str()))),
+        ("GSI2SK", s(order)),
+    ];
+    if let Some(sha) = &f.image_sha256 {
+        attrs.push((
+            "GSI3PK",
+            s(keys::release_image(f.device_type.as_str(), sha)),
+        ));
+        attrs.push(("GSI3SK", s(&f.id)));
+    }
+    item(keys::release(&f.id), keys::RELEASE_SK, f, attrs)
 }
 
 impl DynamoMeta {

@@ -116,6 +116,7 @@ impl DynamoMeta {
             moves.push(update(
                 key(&pk, keys::fleet_version(dt.as_str(), v)),
                 "ADD ndev :d SET fdt = :dt, fver = :v",
+                &[],
                 &[
                     (":d", n(delta)),
                     (":dt", s(dt.as_str())),
@@ -132,18 +133,36 @@ impl DynamoMeta {
         c: &CheckIn,
         offer: &OfferFn<'_>,
     ) -> StoreResult<DeviceSnapshot> {
+        // The release of the running image, looked up once whatever rounds follow: the hash
+        // is the check's, and a release's image never changes.
+        let mut matched: Option<Option<String>> = None;
         for round in 0..retry::ROUNDS {
             let state = self.device_state(&c.device_id).await?;
             let before = state.device.as_ref().map(|(d, _)| d.clone());
             let revision = state.device.as_ref().map(|(_, r)| *r);
-            let moves = self.fleet_moves(
+            let mut moves = self.fleet_moves(
                 &c.device_id,
                 before
                     .as_ref()
                     .map(|d| (&d.device_type, &d.current_version)),
                 (&c.device_type, &c.current_version),
             )?;
-            let device = Device::checked_in(before, c);
+            let running = match (c.image_to_match(before.as_ref()), &matched) {
+                (Some(_), Some(found)) => found.clone(),
+                (Some(sha), None) => {
+                    let found = self.release_by_image(&c.device_type, sha).await?;
+                    matched = Some(found.clone());
+                    found
+                }
+                (None, _) => None,
+            };
+            let registration = Device::checked_in(before, c, running);
+            if let Some(delta) = &registration.health {
+                // In the device's transaction, which is conditioned on the device's revision:
+                // a boot or a crash is counted once however checks race.
+                moves.push(self.health_write(delta)?);
+            }
+            let device = registration.device;
             let snapshot = state.snapshot(device.clone());
             let mut stored = device;
             if let Some(o) = offer(&snapshot) {

@@ -29,6 +29,18 @@ pub fn release_order(sort_key: &str, build: u64, id: &str) -> String {
     format!("{sort_key} {build:020} {id}")
 }
 
+/// The sparse index partition of the releases of a type whose image has a validation hash:
+/// the one a device reporting that hash runs.
+pub fn release_image(device_type: &str, image_sha256: &str) -> String {
+    format!("IMG#{device_type}#{image_sha256}")
+}
+/// A release's health counters, in the release's partition.
+pub const HEALTH_SK: &str = "HEALTH";
+/// Sparse index partition: the health items, so that metrics list them without a scan.
+pub const ALL_HEALTH: &str = "RHEALTH";
+/// Prefix of a health item's counter of one reset reason (`rst_panic`).
+pub const RESET_PREFIX: &str = "rst_";
+
 pub fn rollout(id: &str) -> String {
     format!("RO#{id}")
 }

@@ -4,6 +4,7 @@
 mod catalog;
 mod devices;
 mod error;
+mod health;
 mod item;
 mod keys;
 mod observe;

@@ -163,6 +163,7 @@ impl DynamoMeta {
                 rollout,
             });
         }
+        m.release_health = self.release_health().await?;
         Ok(m)
     }
 

@@ -68,9 +68,11 @@ pub fn put(
         .build())
 }
 
+/// An update; `names` binds the expression's `#names`, `values` its `:names`.
 pub fn update(
     key: Item,
     expression: &str,
+    names: &[(&str, String)],
     values: &[(&str, AttributeValue)],
     table: &str,
 ) -> StoreResult<TransactWriteItem> {
@@ -78,6 +80,9 @@ pub fn update(
         .table_name(table)
         .set_key(Some(key))
         .update_expression(expression);
+    for (k, name) in names {
+        u = u.expression_attribute_names(*k, name);
+    }
     for (k, v) in values {
         u = u.expression_attribute_values(*k, v.clone());
     }

@@ -233,6 +233,7 @@ impl DynamoMeta {
                 keys::outcome_hour(outcome_hour(r.at), r.status.as_str()),
             ),
             "ADD cnt :one SET st = :st, expires_at = :exp",
+            &[],
             &[
                 (":one", n(1)),
                 (":st", s(r.status.as_str())),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, LogFilter};
+use ota_core::device_health::HealthCounts;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::FleetMetrics;
@@ -149,6 +150,10 @@ impl MetaStore for DynamoMeta {
 
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
         Ok(self.read_progress(rollout_id).await?.progress)
+    }
+
+    async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
+        self.release_counts(firmware_id).await
     }
 
     async fn fleet_metrics(&self, now: OffsetDateTime) -> StoreResult<FleetMetrics> {

@@ -17,14 +17,11 @@ use crate::{image, output};
 
 pub async fn run(cli: Cli) -> Result<()> {
     let out = cli.output;
-    // The offline commands need neither a server nor a token.
+    // The offline commands need no token, and no server but to read public keys.
     match &cli.command {
         Command::Inspect { file } => return inspect(file, out).await,
         Command::Token(cmd) => return token::run(cmd, out),
-        Command::Keys(cmd) => {
-            keys::run(cmd, out);
-            return Ok(());
-        }
+        Command::Keys(cmd) => return keys::run(cmd, cli.server.as_deref(), out).await,
         _ => {}
     }
     let client = connect(&cli)?;
@@ -40,12 +37,15 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn connect(cli: &Cli) -> Result<Client> {
-    let server = cli
-        .server
-        .as_deref()
+/// The server's base URL as given, or the usage error of its absence.
+fn server(server: Option<&str>) -> Result<&str> {
+    server
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| Error::usage("no server: pass --server URL or set OTA_SERVER"))?;
+        .ok_or_else(|| Error::usage("no server: pass --server URL or set OTA_SERVER"))
+}
+
+fn connect(cli: &Cli) -> Result<Client> {
+    let server = server(cli.server.as_deref())?;
     let token = cli
         .token
         .as_deref()

@@ -1,0 +1,288 @@
+//! What a device says on a check about the image it runs and its boots (docs/api.md §3.1), and
+//! what the server keeps of it: the device's last boot and the release it really runs (on the
+//! device record), and per release the resets and crashes its devices reported, counted on
+//! write (never by reading the fleet).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::error::OpError;
+use crate::fields;
+use crate::ids::{DeviceType, Version};
+
+/// The reason counted for a new boot whose report has none (ESP-IDF's `ESP_RST_UNKNOWN`).
+pub const UNKNOWN_RESET_REASON: &str = "unknown";
+
+/// The `boot` object of a check: what the device knows of its current boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BootReport {
+    /// `esp_reset_reason()` of this boot, lowercased without `ESP_RST_` (`panic`, `poweron`).
+    pub reset_reason: Option<String>,
+    /// Boots since the device last installed an update.
+    pub boots_since_update: Option<u32>,
+    /// Crashes the device counted since its last successful check (it then starts again at 0).
+    pub crashes_since_last_check: Option<u32>,
+    /// Seconds since this boot.
+    pub uptime_s: Option<u64>,
+}
+
+impl BootReport {
+    /// The report as sent, refused (naming the member) when a value is out of its rule.
+    pub fn validated(self) -> Result<Self, OpError> {
+        fields::reset_reason("boot.reset_reason", self.reset_reason.as_deref())?;
+        Ok(Self {
+            uptime_s: fields::stored_integer("boot.uptime_s", self.uptime_s)?,
+            ..self
+        })
+    }
+
+    /// Whether this report is of another boot than `last` (the device's last stored report):
+    /// there is none, the uptime went down (the device restarted), or `boots_since_update`
+    /// changed (a restart the uptime cannot show, when the device checked late in the new boot).
+    pub fn is_new_boot(&self, last: Option<&BootReport>) -> bool {
+        let Some(last) = last else {
+            return true;
+        };
+        let restarted = matches!(
+            (self.uptime_s, last.uptime_s),
+            (Some(now), Some(before)) if now < before
+        );
+        restarted || self.boots_since_update != last.boots_since_update
+    }
+}
+
+/// The last boot report a device sent, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LastBoot {
+    #[serde(flatten)]
+    pub report: BootReport,
+    /// When the check that sent it was received.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// What one check adds to the counters of the release its device runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthDelta {
+    pub firmware_id: String,
+    /// The reset reason of a boot reported for the first time; None for a boot already counted.
+    pub reset_reason: Option<String>,
+    pub crashes: u64,
+}
+
+/// What a check-in reports of the device's health, given the device's last boot report: the
+/// counters it moves for the release the device runs (`running`), if any. None when nothing is
+/// new (the same boot and no crash), so that a steady poll writes no counter. `at` is the
+/// check's time: a check-in already recorded (the stored report has its time, as when a check
+/// writes the device twice) adds nothing again.
+pub fn health_delta(
+    running: Option<&str>,
+    boot: Option<&BootReport>,
+    last: Option<&LastBoot>,
+    at: OffsetDateTime,
+) -> Option<HealthDelta> {
+    let (firmware_id, boot) = (running?, boot?);
+    if last.is_some_and(|l| l.received_at == at) {
+        return None;
+    }
+    let reset_reason = boot.is_new_boot(last.map(|l| &l.report)).then(|| {
+        boot.reset_reason
+            .clone()
+            .unwrap_or_else(|| UNKNOWN_RESET_REASON.to_owned())
+    });
+    let crashes = u64::from(boot.crashes_since_last_check.unwrap_or(0));
+    (reset_reason.is_some() || crashes > 0).then(|| HealthDelta {
+        firmware_id: firmware_id.to_owned(),
+        reset_reason,
+        crashes,
+    })
+}
+
+/// The counters of one release (zero before any check moves them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthCounts {
+    /// Reset reason -> new boots reported with it by devices running the release.
+    pub resets_by_reason: BTreeMap<String, u64>,
+    /// The sum of the `crashes_since_last_check` its devices reported.
+    pub crashes: u64,
+}
+
+impl HealthCounts {
+    /// The counters after `delta` (whose release these are).
+    pub fn add(&mut self, delta: &HealthDelta) {
+        if let Some(reason) = &delta.reset_reason {
+            *self.resets_by_reason.entry(reason.clone()).or_default() += 1;
+        }
+        self.crashes += delta.crashes;
+    }
+}
+
+/// The counters of one release with what names it, as the metrics list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseHealth {
+    pub firmware_id: String,
+    pub device_type: DeviceType,
+    pub version: Version,
+    #[serde(flatten)]
+    pub counts: HealthCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+
+    fn boot(reason: &str, boots: u32, crashes: u32, uptime: u64) -> BootReport {
+        BootReport {
+            reset_reason: Some(reason.to_owned()),
+            boots_since_update: Some(boots),
+            crashes_since_last_check: Some(crashes),
+            uptime_s: Some(uptime),
+        }
+    }
+
+    fn stored(report: BootReport, at: OffsetDateTime) -> LastBoot {
+        LastBoot {
+            report,
+            received_at: at,
+        }
+    }
+
+    #[test]
+    fn a_boot_is_new_without_a_last_one_after_a_lower_uptime_or_another_boot_count() {
+        let last = boot("poweron", 1, 0, 600);
+        assert!(boot("poweron", 1, 0, 600).is_new_boot(None));
+        assert!(!boot("poweron", 1, 0, 600).is_new_boot(Some(&last)));
+        assert!(
+            !boot("poweron", 1, 0, 4200).is_new_boot(Some(&last)),
+            "the same boot, polling later"
+        );
+        assert!(
+            boot("panic", 1, 1, 30).is_new_boot(Some(&last)),
+            "uptime down"
+        );
+        assert!(
+            boot("panic", 2, 1, 9000).is_new_boot(Some(&last)),
+            "a restart the device reported late in its new boot"
+        );
+        let bare = BootReport {
+            reset_reason: None,
+            boots_since_update: None,
+            crashes_since_last_check: None,
+            uptime_s: None,
+        };
+        assert!(!bare.is_new_boot(Some(&bare)), "nothing says it restarted");
+        assert!(
+            bare.is_new_boot(Some(&last)),
+            "the boot count is no longer sent"
+        );
+    }
+
+    #[test]
+    fn a_new_boot_counts_its_reason_once_and_crashes_add_up() {
+        let later = T0 + time::Duration::minutes(1);
+        let first = boot("poweron", 1, 0, 5);
+        assert_eq!(
+            health_delta(Some("fw"), Some(&first), None, T0),
+            Some(HealthDelta {
+                firmware_id: "fw".into(),
+                reset_reason: Some("poweron".into()),
+                crashes: 0,
+            }),
+            "the first report of a boot"
+        );
+        let last = stored(first.clone(), T0);
+        assert_eq!(
+            health_delta(
+                Some("fw"),
+                Some(&boot("poweron", 1, 0, 65)),
+                Some(&last),
+                later
+            ),
+            None,
+            "a steady poll moves nothing"
+        );
+        assert_eq!(
+            health_delta(
+                Some("fw"),
+                Some(&boot("poweron", 1, 2, 65)),
+                Some(&last),
+                later
+            ),
+            Some(HealthDelta {
+                firmware_id: "fw".into(),
+                reset_reason: None,
+                crashes: 2,
+            }),
+            "crashes of the same boot"
+        );
+        assert_eq!(
+            health_delta(
+                Some("fw"),
+                Some(&boot("panic", 2, 1, 3)),
+                Some(&last),
+                later
+            ),
+            Some(HealthDelta {
+                firmware_id: "fw".into(),
+                reset_reason: Some("panic".into()),
+                crashes: 1,
+            })
+        );
+        let no_reason = BootReport {
+            reset_reason: None,
+            ..boot("x", 2, 0, 3)
+        };
+        assert_eq!(
+            health_delta(Some("fw"), Some(&no_reason), Some(&last), later)
+                .and_then(|d| d.reset_reason),
+            Some(UNKNOWN_RESET_REASON.to_owned())
+        );
+    }
+
+    #[test]
+    fn nothing_is_counted_without_a_known_release_a_boot_or_twice_for_one_check() {
+        let report = boot("panic", 2, 1, 3);
+        assert_eq!(health_delta(None, Some(&report), None, T0), None);
+        assert_eq!(health_delta(Some("fw"), None, None, T0), None);
+        let recorded = stored(report.clone(), T0);
+        assert_eq!(
+            health_delta(Some("fw"), Some(&report), Some(&recorded), T0),
+            None,
+            "the same check-in written again"
+        );
+    }
+
+    #[test]
+    fn counters_add_deltas() {
+        let mut h = HealthCounts::default();
+        for (reason, crashes) in [(Some("panic"), 1), (None, 2), (Some("panic"), 0)] {
+            h.add(&HealthDelta {
+                firmware_id: "fw".into(),
+                reset_reason: reason.map(str::to_owned),
+                crashes,
+            });
+        }
+        assert_eq!(h.resets_by_reason, BTreeMap::from([("panic".into(), 2)]));
+        assert_eq!(h.crashes, 3);
+    }
+
+    #[test]
+    fn reports_are_validated_naming_the_member() {
+        let ok = boot("pwr_glitch", 1, 0, crate::fields::MAX_STORED_INTEGER);
+        assert_eq!(ok.clone().validated(), Ok(ok));
+        for (bad, field) in [
+            (boot("ESP_RST_PANIC", 1, 0, 1), "boot.reset_reason"),
+            (boot("panic", 1, 0, u64::MAX), "boot.uptime_s"),
+        ] {
+            match bad.validated() {
+                Err(OpError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}
