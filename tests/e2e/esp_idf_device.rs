@@ -276,6 +276,31 @@ async fn the_device_updates_itself_and_confirms_the_new_image_after_rebooting() 
         device["running_firmware_id"], fw,
         "the server knows the image it runs: {device}"
     );
+    let image_sha256 = get_release(&srv, fw).await["image_sha256"].clone();
+    assert!(
+        image_sha256.is_string(),
+        "the release knows its image's hash"
+    );
+    assert_eq!(device["running_image_sha256"], image_sha256, "{device}");
+    assert_eq!(device["last_boot"]["reset_reason"], "poweron", "{device}");
+    assert_eq!(device["last_boot"]["boots_since_update"], 1, "{device}");
+    assert_eq!(
+        device["last_boot"]["crashes_since_last_check"], 0,
+        "{device}"
+    );
+
+    // Another boot of the same image: a new boot for the release's health, counted once.
+    let third = dev.boot(&[]).await;
+    assert_eq!(third.code, Some(0), "{}", third.log);
+    let device = device_view(&srv, &dev.id).await;
+    assert_eq!(device["last_boot"]["boots_since_update"], 2, "{device}");
+    let health = &get_release(&srv, fw).await["health"];
+    assert_eq!(
+        health["resets_by_reason"],
+        json!({"poweron": 2}),
+        "{health}"
+    );
+    assert_eq!(health["crashes"], 0, "{health}");
 }
 
 #[tokio::test]

@@ -119,6 +119,8 @@ impl Device {
             running_firmware_id.as_deref(),
             c.boot.as_ref(),
             device.last_boot.as_ref(),
+            c.running_image_sha256.is_some()
+                && device.running_image_sha256 != c.running_image_sha256,
             c.at,
         );
         device.device_type = c.device_type.clone();

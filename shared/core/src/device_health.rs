@@ -77,18 +77,22 @@ pub struct HealthDelta {
 /// counters it moves for the release the device runs (`running`), if any. None when nothing is
 /// new (the same boot and no crash), so that a steady poll writes no counter. `at` is the
 /// check's time: a check-in already recorded (the stored report has its time, as when a check
-/// writes the device twice) adds nothing again.
+/// writes the device twice) adds nothing again. `image_changed`: the device reports another
+/// running image than its last check did, which it cannot do without restarting (a boot that
+/// neither its uptime nor its boot count shows, as when an update resets the count to 1).
 pub fn health_delta(
     running: Option<&str>,
     boot: Option<&BootReport>,
     last: Option<&LastBoot>,
+    image_changed: bool,
     at: OffsetDateTime,
 ) -> Option<HealthDelta> {
     let (firmware_id, boot) = (running?, boot?);
     if last.is_some_and(|l| l.received_at == at) {
         return None;
     }
-    let reset_reason = boot.is_new_boot(last.map(|l| &l.report)).then(|| {
+    let new_boot = image_changed || boot.is_new_boot(last.map(|l| &l.report));
+    let reset_reason = new_boot.then(|| {
         boot.reset_reason
             .clone()
             .unwrap_or_else(|| UNKNOWN_RESET_REASON.to_owned())
@@ -187,7 +191,7 @@ mod tests {
         let later = T0 + time::Duration::minutes(1);
         let first = boot("poweron", 1, 0, 5);
         assert_eq!(
-            health_delta(Some("fw"), Some(&first), None, T0),
+            health_delta(Some("fw"), Some(&first), None, false, T0),
             Some(HealthDelta {
                 firmware_id: "fw".into(),
                 reset_reason: Some("poweron".into()),
@@ -201,6 +205,7 @@ mod tests {
                 Some("fw"),
                 Some(&boot("poweron", 1, 0, 65)),
                 Some(&last),
+                false,
                 later
             ),
             None,
@@ -211,6 +216,7 @@ mod tests {
                 Some("fw"),
                 Some(&boot("poweron", 1, 2, 65)),
                 Some(&last),
+                false,
                 later
             ),
             Some(HealthDelta {
@@ -225,6 +231,7 @@ mod tests {
                 Some("fw"),
                 Some(&boot("panic", 2, 1, 3)),
                 Some(&last),
+                false,
                 later
             ),
             Some(HealthDelta {
@@ -238,20 +245,38 @@ mod tests {
             ..boot("x", 2, 0, 3)
         };
         assert_eq!(
-            health_delta(Some("fw"), Some(&no_reason), Some(&last), later)
+            health_delta(Some("fw"), Some(&no_reason), Some(&last), false, later)
                 .and_then(|d| d.reset_reason),
             Some(UNKNOWN_RESET_REASON.to_owned())
         );
     }
 
     #[test]
+    fn another_running_image_is_another_boot_whatever_the_uptime_and_count_say() {
+        // An update resets boots_since_update to 1: the same count and a higher uptime as the
+        // old image's last report.
+        let last = stored(boot("poweron", 1, 0, 5), T0);
+        let later = T0 + time::Duration::minutes(1);
+        let same_looking = boot("poweron", 1, 0, 9);
+        assert_eq!(
+            health_delta(Some("fw"), Some(&same_looking), Some(&last), false, later),
+            None
+        );
+        assert_eq!(
+            health_delta(Some("fw"), Some(&same_looking), Some(&last), true, later)
+                .and_then(|d| d.reset_reason),
+            Some("poweron".to_owned())
+        );
+    }
+
+    #[test]
     fn nothing_is_counted_without_a_known_release_a_boot_or_twice_for_one_check() {
         let report = boot("panic", 2, 1, 3);
-        assert_eq!(health_delta(None, Some(&report), None, T0), None);
-        assert_eq!(health_delta(Some("fw"), None, None, T0), None);
+        assert_eq!(health_delta(None, Some(&report), None, false, T0), None);
+        assert_eq!(health_delta(Some("fw"), None, None, false, T0), None);
         let recorded = stored(report.clone(), T0);
         assert_eq!(
-            health_delta(Some("fw"), Some(&report), Some(&recorded), T0),
+            health_delta(Some("fw"), Some(&report), Some(&recorded), false, T0),
             None,
             "the same check-in written again"
         );

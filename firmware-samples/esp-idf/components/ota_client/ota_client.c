@@ -28,6 +28,8 @@ static bool s_booted;
 static uint32_t s_failures;     /* consecutive cycles without a verified answer */
 static uint32_t s_poll_s;       /* the server's poll_interval_s, once it said */
 static bool s_installed;        /* an update waits for the application's reboot (manual_reboot) */
+static time_t s_boot_mono;      /* CLOCK_MONOTONIC at ota_client_boot: the host's counts from the
+                                 * machine's start, a chip's from its own (the same there) */
 
 void ota_emit(ota_client_event_t ev, const ota_client_event_data_t *data)
 {
@@ -176,6 +178,9 @@ esp_err_t ota_client_boot(const ota_client_config_t *config)
     if (err != ESP_OK) {
         return err;
     }
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    s_boot_mono = mono.tv_sec;
     esp_reset_reason_t reason = esp_reset_reason();
     if (is_crash(reason)) {
         ota_state_set_u32("crashes", ota_state_get_u32("crashes", 0) + 1);
@@ -236,7 +241,7 @@ static char *check_body(const char *nonce)
     cJSON_AddStringToObject(boot, "reset_reason", reset_reason_name(esp_reset_reason()));
     cJSON_AddNumberToObject(boot, "boots_since_update", ota_state_get_u32("boots", 1));
     cJSON_AddNumberToObject(boot, "crashes_since_last_check", ota_state_get_u32("crashes", 0));
-    cJSON_AddNumberToObject(boot, "uptime_s", (double)up.tv_sec);
+    cJSON_AddNumberToObject(boot, "uptime_s", (double)(up.tv_sec - s_boot_mono));
     char *body = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return body;
