@@ -88,13 +88,17 @@ async fn checks_tell_the_release_a_device_runs_and_count_its_boots_and_crashes()
     assert_eq!(d1["running_firmware_id"], fw["id"]);
     let last = &d1["last_boot"];
     assert_eq!(
-        (
-            &last["reset_reason"],
-            &last["boots_since_update"],
-            &last["crashes_since_last_check"],
-            &last["uptime_s"]
-        ),
-        (&json!("panic"), &json!(2), &json!(0), &json!(64)),
+        (&last["reset_reason"], &last["boots_since_update"]),
+        (&json!("panic"), &json!(2)),
+        "{d1}"
+    );
+    // The last poll only refreshed the boot it reported (same boot, no crash): SQLite stores
+    // it, DynamoDB once the record is `OTA_LAST_SEEN_PRECISION_S` old (docs/api.md §5.5).
+    assert!(
+        [(0, 64), (2, 4)].contains(&(
+            last["crashes_since_last_check"].as_u64().unwrap_or(99),
+            last["uptime_s"].as_u64().unwrap_or(0)
+        )),
         "{d1}"
     );
     assert!(last["received_at"].is_string(), "{d1}");

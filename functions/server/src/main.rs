@@ -151,6 +151,7 @@ async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow
                 log_retention: config.common.log_retention,
                 audit_retention: config.common.audit_retention,
                 request_timeout: config.common.dynamodb_timeout,
+                last_seen_precision: config.common.last_seen_precision,
             };
             let (meta, blobs) = ota_store_aws::stores_from_env(options)
                 .await

@@ -69,11 +69,15 @@ pub struct Device {
     /// device really runs; null when none has.
     #[serde(default)]
     pub running_firmware_id: Option<String>,
-    /// The last `boot` a check sent, with when it was received.
+    /// The last `boot` a check sent, with when it was received; a later report of the same boot
+    /// without a crash is stored as `last_seen` is (docs/api.md §5.5).
     #[serde(default)]
     pub last_boot: Option<LastBoot>,
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
+    /// The device's last check, to within a second on SQLite storage and to within
+    /// `OTA_LAST_SEEN_PRECISION_S` (6 hours unless configured) on DynamoDB storage, where a
+    /// check that changes nothing else is stored only that often (docs/api.md §5.5).
     #[serde(with = "time::serde::rfc3339")]
     pub last_seen: OffsetDateTime,
 }

@@ -39,20 +39,42 @@ impl BootReport {
         })
     }
 
-    /// Whether this report is of another boot than `last` (the device's last stored report):
-    /// there is none, the uptime went down (the device restarted), or `boots_since_update`
-    /// changed (a restart the uptime cannot show, when the device checked late in the new boot).
-    pub fn is_new_boot(&self, last: Option<&BootReport>) -> bool {
+    /// Whether this report, received at `at`, is of another boot than `last` (the device's
+    /// last stored report): there is none; the uptime shows a restart, being lower than then,
+    /// or lower than then plus the time since by more than [`UPTIME_SLACK_S`] and 1 % (the
+    /// stored report may be hours old: the AWS store refreshes it only as often as `last_seen`,
+    /// so a restart must show against its age, not only against its value); or
+    /// `boots_since_update` or the reset reason changed (a restart the uptime cannot show, when
+    /// the device checked late in the new boot; one boot has one reason).
+    pub fn is_new_boot(&self, at: OffsetDateTime, last: Option<&LastBoot>) -> bool {
         let Some(last) = last else {
             return true;
         };
-        let restarted = matches!(
-            (self.uptime_s, last.uptime_s),
-            (Some(now), Some(before)) if now < before
-        );
-        restarted || self.boots_since_update != last.boots_since_update
+        let elapsed = u64::try_from((at - last.received_at).whole_seconds()).unwrap_or(0);
+        let restarted = match (self.uptime_s, last.report.uptime_s) {
+            (Some(now), Some(before)) => {
+                now < before
+                    || now + UPTIME_SLACK_S + elapsed / 100 < before.saturating_add(elapsed)
+            }
+            _ => false,
+        };
+        restarted
+            || self.boots_since_update != last.report.boots_since_update
+            || self.reset_reason != last.report.reset_reason
+    }
+
+    /// The same boot as `last` says, with nothing to count: no crash since the last check.
+    pub fn only_refreshes(&self, at: OffsetDateTime, last: Option<&LastBoot>) -> bool {
+        self.crashes_since_last_check.unwrap_or(0) == 0
+            && last.is_some()
+            && !self.is_new_boot(at, last)
     }
 }
+
+/// How far a device's uptime may run behind the server's clock between two reports of one boot
+/// (request latency, a check's retries) before the difference counts as a restart; 1 % of the
+/// time between them is allowed on top for clock drift (crystals drift by tens of ppm).
+pub const UPTIME_SLACK_S: u64 = 60;
 
 /// The last boot report a device sent, as its record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -91,7 +113,7 @@ pub fn health_delta(
     if last.is_some_and(|l| l.received_at == at) {
         return None;
     }
-    let new_boot = image_changed || boot.is_new_boot(last.map(|l| &l.report));
+    let new_boot = image_changed || boot.is_new_boot(at, last);
     let reset_reason = new_boot.then(|| {
         boot.reset_reason
             .clone()
@@ -158,20 +180,25 @@ mod tests {
 
     #[test]
     fn a_boot_is_new_without_a_last_one_after_a_lower_uptime_or_another_boot_count() {
-        let last = boot("poweron", 1, 0, 600);
-        assert!(boot("poweron", 1, 0, 600).is_new_boot(None));
-        assert!(!boot("poweron", 1, 0, 600).is_new_boot(Some(&last)));
+        let last = stored(boot("poweron", 1, 0, 600), T0);
+        let hour = T0 + time::Duration::hours(1);
+        assert!(boot("poweron", 1, 0, 600).is_new_boot(T0, None));
+        assert!(!boot("poweron", 1, 0, 600).is_new_boot(T0, Some(&last)));
         assert!(
-            !boot("poweron", 1, 0, 4200).is_new_boot(Some(&last)),
-            "the same boot, polling later"
+            !boot("poweron", 1, 0, 4200).is_new_boot(hour, Some(&last)),
+            "the same boot, polling an hour later"
         );
         assert!(
-            boot("panic", 1, 1, 30).is_new_boot(Some(&last)),
+            boot("panic", 1, 1, 30).is_new_boot(hour, Some(&last)),
             "uptime down"
         );
         assert!(
-            boot("panic", 2, 1, 9000).is_new_boot(Some(&last)),
+            boot("panic", 2, 1, 9000).is_new_boot(hour, Some(&last)),
             "a restart the device reported late in its new boot"
+        );
+        assert!(
+            boot("brownout", 1, 0, 4200).is_new_boot(hour, Some(&last)),
+            "one boot has one reset reason"
         );
         let bare = BootReport {
             reset_reason: None,
@@ -179,11 +206,52 @@ mod tests {
             crashes_since_last_check: None,
             uptime_s: None,
         };
-        assert!(!bare.is_new_boot(Some(&bare)), "nothing says it restarted");
         assert!(
-            bare.is_new_boot(Some(&last)),
+            !bare.is_new_boot(hour, Some(&stored(bare.clone(), T0))),
+            "nothing says it restarted"
+        );
+        assert!(
+            bare.is_new_boot(hour, Some(&last)),
             "the boot count is no longer sent"
         );
+    }
+
+    #[test]
+    fn a_restart_shows_against_the_age_of_a_stale_report_within_the_slack() {
+        // Stored six hours ago at an uptime of 600 s; the device restarted two hours ago and
+        // does not send a boot count, so only the uptime can tell.
+        let report = |uptime| BootReport {
+            boots_since_update: None,
+            ..boot("poweron", 1, 0, uptime)
+        };
+        let last = stored(report(600), T0);
+        let six_hours = T0 + time::Duration::hours(6);
+        assert!(report(7200).is_new_boot(six_hours, Some(&last)));
+        // The same boot, its uptime up to the slack (60 s + 1 % of 6 h = 276 s) behind the
+        // server's clock: not a restart; past it, one.
+        let expected = 600 + 6 * 3600;
+        assert!(!report(expected).is_new_boot(six_hours, Some(&last)));
+        assert!(!report(expected - 276).is_new_boot(six_hours, Some(&last)));
+        assert!(report(expected - 277).is_new_boot(six_hours, Some(&last)));
+        // A clock ahead of the server's is the same boot.
+        assert!(!report(expected + 500).is_new_boot(six_hours, Some(&last)));
+    }
+
+    #[test]
+    fn a_report_only_refreshes_the_stored_one_when_it_is_the_same_boot_without_crashes() {
+        let last = stored(boot("poweron", 1, 0, 600), T0);
+        let hour = T0 + time::Duration::hours(1);
+        assert!(boot("poweron", 1, 0, 4200).only_refreshes(hour, Some(&last)));
+        assert!(!boot("poweron", 1, 0, 4200).only_refreshes(hour, None));
+        assert!(
+            !boot("poweron", 1, 1, 4200).only_refreshes(hour, Some(&last)),
+            "a crash to count"
+        );
+        assert!(
+            !boot("brownout", 1, 0, 4200).only_refreshes(hour, Some(&last)),
+            "another reason"
+        );
+        assert!(!boot("poweron", 2, 0, 4200).only_refreshes(hour, Some(&last)));
     }
 
     #[test]

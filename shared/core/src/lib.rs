@@ -16,6 +16,7 @@ pub mod error;
 pub mod fields;
 pub mod ids;
 pub mod image_policy;
+pub mod last_seen_precision;
 pub mod manifest;
 pub mod manifest_keys;
 pub mod map_only;

@@ -144,6 +144,9 @@ pub mod limits {
     pub const RETENTION_DAYS: RangeInclusive<u64> = 1..=36_500;
     /// A release view older than an hour would hold rollouts back for longer than anyone waits.
     pub const VIEW_CACHE_S: RangeInclusive<u64> = 0..=3600;
+    /// A `last_seen` coarser than a week would hide a silent device for longer than anyone
+    /// looks for one.
+    pub const LAST_SEEN_PRECISION_S: RangeInclusive<u64> = 0..=604_800;
     /// A request attempt longer than a minute outlives the device's and the Lambda's patience.
     pub const DYNAMODB_TIMEOUT_MS: RangeInclusive<u64> = 1..=60_000;
     /// RFC 7518 §3.2: an HS256 key has at least 256 bits.
@@ -180,6 +183,8 @@ pub struct CommonConfig {
     pub view_cache: Duration,
     /// `OTA_DYNAMODB_TIMEOUT_MS` (2000), for the DynamoDB store.
     pub dynamodb_timeout: Duration,
+    /// `OTA_LAST_SEEN_PRECISION_S` (21600), for the DynamoDB store.
+    pub last_seen_precision: Duration,
 }
 
 impl CommonConfig {
@@ -238,6 +243,11 @@ impl CommonConfig {
                 "OTA_DYNAMODB_TIMEOUT_MS",
                 2000,
                 limits::DYNAMODB_TIMEOUT_MS,
+            )?,
+            last_seen_precision: env.seconds(
+                "OTA_LAST_SEEN_PRECISION_S",
+                21_600,
+                limits::LAST_SEEN_PRECISION_S,
             )?,
         })
     }
@@ -302,6 +312,7 @@ mod tests {
         assert_eq!(c.audit_retention, Duration::from_secs(365 * 86_400));
         assert_eq!(c.view_cache, Duration::from_secs(5));
         assert_eq!(c.dynamodb_timeout, Duration::from_millis(2000));
+        assert_eq!(c.last_seen_precision, Duration::from_secs(21_600));
         assert!(c.device_auth);
         assert!(c.admin_key.is_none() && c.jwt_secret.is_none() && c.manifest_keys.is_none());
         // Blank is unset.
@@ -322,6 +333,7 @@ mod tests {
             ("OTA_AUDIT_RETENTION_DAYS", "1"),
             ("OTA_VIEW_CACHE_S", "0"),
             ("OTA_DYNAMODB_TIMEOUT_MS", " 60000 "),
+            ("OTA_LAST_SEEN_PRECISION_S", "0"),
             ("OTA_DEVICE_AUTH", "off"),
             ("OTA_JWT_SECRET", &"k".repeat(32)),
             (
@@ -335,6 +347,7 @@ mod tests {
         assert_eq!(c.url_ttl, Duration::from_secs(604_800));
         assert_eq!(c.device_rate_per_min, 0);
         assert_eq!(c.view_cache, Duration::ZERO);
+        assert_eq!(c.last_seen_precision, Duration::ZERO);
         assert_eq!(c.manifest_keys.map(|k| k.jwks().keys.len()), Some(1));
         assert!(!c.device_auth);
         assert_eq!(
@@ -347,7 +360,7 @@ mod tests {
     /// range and words, naming itself and its range.
     #[test]
     fn nonsense_is_refused_naming_the_variable_and_its_range() {
-        let cases: [(&str, &[&str], &str); 8] = [
+        let cases: [(&str, &[&str], &str); 9] = [
             (
                 "OTA_URL_TTL_S",
                 &["0", "604801", "-1", "15m"],
@@ -379,6 +392,11 @@ mod tests {
                 "1 to 36500",
             ),
             ("OTA_VIEW_CACHE_S", &["-1", "3601", "5s"], "0 to 3600"),
+            (
+                "OTA_LAST_SEEN_PRECISION_S",
+                &["-1", "604801", "6h"],
+                "0 to 604800",
+            ),
             (
                 "OTA_DYNAMODB_TIMEOUT_MS",
                 &["0", "60001", "2.5"],

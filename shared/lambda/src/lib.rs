@@ -45,6 +45,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
         log_retention: common.log_retention,
         audit_retention: common.audit_retention,
         request_timeout: common.dynamodb_timeout,
+        last_seen_precision: common.last_seen_precision,
     };
     let sdk = ota_store_aws::load_sdk_config().await;
     let secret = source.resolve(&sdk).await?;

@@ -1,7 +1,9 @@
-//! `check` costs at most two DynamoDB requests (issue 4): counted on the wire by an SDK
-//! interceptor, against DynamoDB Local, through the real `check` use case.
+//! `check` costs at most two DynamoDB requests (issue 4), and the steady poll one read and no
+//! write (issue 16): counted on the wire by an SDK interceptor, against DynamoDB Local, through
+//! the real `check` use case.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -51,7 +53,7 @@ impl Intercept for Requests {
 }
 
 #[tokio::test]
-async fn check_costs_at_most_two_requests() {
+async fn check_costs_one_read_when_nothing_changed_and_at_most_two_requests() {
     assert!(
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()),
         "AWS_ENDPOINT_URL_DYNAMODB is not set: run with `cargo xtask test`"
@@ -104,18 +106,23 @@ async fn check_costs_at_most_two_requests() {
 
     let cases = [
         // A new device offered the release (registration, counter move and offer in one write).
-        ("new device, offered", check_input("d1", "demo", "1.0.0")),
-        // The same device asking again: already offered, one read and one write.
-        ("offered again", check_input("d1", "demo", "1.0.0")),
-        ("new device, up to date", check_input("d2", "demo", "2.0.0")),
-        ("up to date again", check_input("d2", "demo", "2.0.0")),
+        ("new device, offered", check_input("d1", "demo", "1.0.0"), 2),
+        // The same device asking again, already offered: nothing to write but `last_seen`,
+        // which is not yet `last_seen_precision` old (the steady poll: one read).
+        ("offered again", check_input("d1", "demo", "1.0.0"), 1),
+        (
+            "new device, up to date",
+            check_input("d2", "demo", "2.0.0"),
+            2,
+        ),
+        ("up to date again", check_input("d2", "demo", "2.0.0"), 1),
         // Another version moves the fleet counters in the same transaction.
-        ("version moved", check_input("d2", "demo", "1.5.0")),
+        ("version moved", check_input("d2", "demo", "1.5.0"), 2),
     ];
-    for (what, input) in cases {
+    for (what, input, expected) in cases {
         svc.check(input).await.unwrap();
         let sent = requests.take();
-        assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
+        assert_eq!(sent.len(), expected, "{what}: {sent:?}");
         print_count(what, &sent);
     }
 
@@ -140,10 +147,13 @@ async fn check_costs_at_most_two_requests() {
         "a new image: device read, the release's lookup, one write: {sent:?}"
     );
     print_count("new device running a known release, first boot", &sent);
-    for (what, uptime_s) in [("same image, same boot", 65), ("same image, new boot", 3)] {
+    for (what, uptime_s, expected) in [
+        ("same image, same boot", 65, 1),
+        ("same image, new boot", 3, 2),
+    ] {
         svc.check(runs(uptime_s)).await.unwrap();
         let sent = requests.take();
-        assert!(sent.len() <= 2, "{what}: {} requests: {sent:?}", sent.len());
+        assert_eq!(sent.len(), expected, "{what}: {sent:?}");
         print_count(what, &sent);
     }
 
@@ -168,8 +178,37 @@ async fn check_costs_at_most_two_requests() {
     let answer = svc.check(check_input("d1", "demo", "1.0.0")).await.unwrap();
     assert_eq!(answer, CheckAnswer::UpToDate, "three strikes");
     let sent = requests.take();
-    assert!(sent.len() <= 2, "after three failures: {sent:?}");
+    assert_eq!(sent.len(), 1, "after three failures: {sent:?}");
     print_count("after three failures, up to date", &sent);
+
+    // With `last_seen` kept exactly (precision 0) the steady poll writes again: the read and a
+    // put of the device.
+    let exact = Arc::new(DynamoMeta::from_client(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        ),
+        &table,
+        DynamoOptions {
+            last_seen_precision: Duration::ZERO,
+            ..DynamoOptions::default()
+        },
+    ));
+    let exact_svc = service(exact, Arc::new(S3Blobs::new(&sdk, "unused")));
+    exact_svc
+        .check(check_input("d2", "demo", "1.5.0"))
+        .await
+        .unwrap();
+    let sent = requests.take();
+    assert_eq!(sent.len(), 3, "cold view, read, put: {sent:?}");
+    exact_svc
+        .check(check_input("d2", "demo", "1.5.0"))
+        .await
+        .unwrap();
+    let sent = requests.take();
+    assert_eq!(sent.len(), 2, "read and put: {sent:?}");
+    print_count("up to date again, OTA_LAST_SEEN_PRECISION_S=0", &sent);
 
     // The download redirect's one store call (`Service::download`), for the cost table.
     meta.get_release(&fw.id).await.unwrap().unwrap();

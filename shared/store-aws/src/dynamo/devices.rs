@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use ota_core::cursor;
 use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot};
 use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::last_seen_precision;
 use ota_core::ports::{OfferFn, Page, PageRequest, StoreError, StoreResult};
 use ota_core::report_plan::Attempt;
 use ota_core::status::OtaStatus;
@@ -167,6 +168,17 @@ impl DynamoMeta {
             let mut stored = device;
             if let Some(o) = offer(&snapshot) {
                 stored.last_offer = Some(o);
+            }
+            let stored_before = state.device.as_ref().map(|(d, _)| d);
+            if moves.is_empty()
+                && !last_seen_precision::write_is_due(
+                    stored_before,
+                    &stored,
+                    self.options.last_seen_precision,
+                )
+            {
+                // The steady poll: one read, no write.
+                return Ok(snapshot);
             }
             let it = device_item(&stored, revision.unwrap_or(0) + 1)?;
             let (cond, values) = match revision {

@@ -24,6 +24,11 @@ use ota_core::ports::ReleaseView;
 
 pub use table::{INDEXES, KeyPair, TTL_ATTRIBUTE, TableDefinition, create_table, table_definition};
 
+/// The default of `OTA_LAST_SEEN_PRECISION_S`, 6 hours: a fleet polling hourly writes one
+/// check in six, and `last_seen` stays far finer than the days over which a silent device is
+/// looked for (docs/aws-keys.md §Access patterns).
+pub const LAST_SEEN_PRECISION_S: u64 = 6 * 3600;
+
 /// Settings of the DynamoDB store beyond the table name.
 #[derive(Debug, Clone)]
 pub struct DynamoOptions {
@@ -40,6 +45,10 @@ pub struct DynamoOptions {
     /// `Unavailable` (503 with `Retry-After`): a device's HTTP client gives up after seconds,
     /// so a hung table must not hold its request longer.
     pub request_timeout: Duration,
+    /// How stale a device's stored `last_seen` may be before a check that changes nothing else
+    /// writes it (`OTA_LAST_SEEN_PRECISION_S`, `ota_core::last_seen_precision`): the steady
+    /// poll then makes one read and no write. Zero writes on every check.
+    pub last_seen_precision: Duration,
 }
 
 impl Default for DynamoOptions {
@@ -49,6 +58,7 @@ impl Default for DynamoOptions {
             log_retention: Duration::from_secs(90 * 86_400),
             audit_retention: Duration::from_secs(365 * 86_400),
             request_timeout: Duration::from_secs(2),
+            last_seen_precision: Duration::from_secs(LAST_SEEN_PRECISION_S),
         }
     }
 }
