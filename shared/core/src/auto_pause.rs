@@ -3,6 +3,9 @@
 //! `min_reports` final reports and its failure rate exceeds the threshold. `report_plan`
 //! evaluates it on the counters the report itself writes, inside the atomic step in which a
 //! store records the report, so concurrent reports can neither skip the pause nor pause twice.
+//! A store whose counters are sharded (DynamoDB) has no such step: it evaluates
+//! [`after_final_report`] on the totals it reads after the report's commit and writes the
+//! pause conditioned on the rollout's revision, still once (docs/aws-keys.md).
 
 use time::OffsetDateTime;
 

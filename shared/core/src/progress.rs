@@ -73,9 +73,48 @@ impl RolloutProgress {
         *slot = slot.saturating_sub(1);
     }
 
+    /// `other`'s counters added to these: the whole of a store's sharded counters (each
+    /// device's attempt is counted in one shard only).
+    pub fn add(&mut self, other: &RolloutProgress) {
+        for status in OtaStatus::ALL {
+            *self.devices.slot(status) += other.devices.get(status);
+        }
+        self.success_reports += other.success_reports;
+        self.failure_reports += other.failure_reports;
+    }
+
     /// failed / (failed + success), in percent; None before any final report.
     pub fn failure_rate_percent(&self) -> Option<f64> {
         let total = self.success_reports + self.failure_reports;
         (total > 0).then(|| self.failure_reports as f64 * 100.0 / total as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_add_up_to_the_counters_of_one() {
+        let moves = [
+            (None, OtaStatus::Downloading),
+            (Some(OtaStatus::Downloading), OtaStatus::Success),
+            (None, OtaStatus::Installing),
+            (Some(OtaStatus::Installing), OtaStatus::Failed),
+            (None, OtaStatus::RolledBack),
+        ];
+        let mut whole = RolloutProgress::default();
+        let mut shards = [RolloutProgress::default(); 2];
+        for (i, (from, to)) in moves.into_iter().enumerate() {
+            whole.attempt_moved(from, to);
+            // A device's moves stay in its shard: the pairs above are one device each.
+            shards[(i / 2) % 2].attempt_moved(from, to);
+        }
+        let mut sum = RolloutProgress::default();
+        for s in &shards {
+            sum.add(s);
+        }
+        assert_eq!(sum, whole);
+        assert_eq!(sum.failure_reports, 2);
     }
 }

@@ -48,6 +48,7 @@ macro_rules! meta_store_tests {
                 progress_follows_attempts,
                 pause_fires_on_the_crossing_report,
                 concurrent_reports_pause_once,
+                concurrent_failures_pause_within_the_reports_in_flight,
                 metrics_agree_with_logs_and_devices,
                 release_health_counts_new_boots_and_crashes,
                 audit_listed_newest_first_and_purged,

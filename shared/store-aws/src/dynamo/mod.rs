@@ -78,8 +78,8 @@ pub struct DynamoMeta {
     table: String,
     options: DynamoOptions,
     views: Mutex<HashMap<String, CachedView>>,
-    /// Reports moving one rollout's progress take turns within this process: they would
-    /// otherwise all race for the progress item's condition, and every loser redo its reads.
+    /// Reports moving one shard of a rollout's progress take turns within this process: they
+    /// would otherwise race for the shard's condition, and every loser redo its reads.
     /// Across processes (Lambda instances) the condition still decides.
     progress_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The last commit time handed out (µs), so that this process's commits never tie.
@@ -119,10 +119,10 @@ impl DynamoMeta {
         }
     }
 
-    /// Waits for this process's turn at the progress of `rollouts` (in a fixed order, so two
+    /// Waits for this process's turn at the progress items `shards` (in a fixed order, so two
     /// reports never hold one each while waiting for the other).
-    async fn progress_turn(&self, rollouts: &[&str]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let mut ids: Vec<&str> = rollouts.to_vec();
+    async fn progress_turn(&self, shards: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut ids: Vec<&str> = shards.iter().map(String::as_str).collect();
         ids.sort_unstable();
         ids.dedup();
         let locks: Vec<_> = match self.progress_turns.lock() {

@@ -159,7 +159,7 @@ impl DynamoMeta {
         m.outcomes_24h = outcomes;
         for rollout in self.active_rollouts().await? {
             m.active_rollouts.push(RolloutWithProgress {
-                progress: self.read_progress(&rollout.id).await?.progress,
+                progress: self.read_progress(&rollout.id).await?,
                 rollout,
             });
         }

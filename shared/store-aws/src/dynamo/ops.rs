@@ -3,8 +3,11 @@
 //! which condition lost.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use ota_core::ports::{StoreError, StoreResult};
+use ota_core::retry;
 
 use super::DynamoMeta;
 use super::error::store_error;
@@ -118,6 +121,53 @@ impl DynamoMeta {
             .await
             .map(|out| out.item)
             .map_err(|e| store_error("GetItem", &e))
+    }
+
+    /// Strongly consistent `BatchGetItem`s of `keys` (at most 100 a request), the items found
+    /// in no particular order. Keys DynamoDB leaves unprocessed (throttling) are asked for
+    /// again, a bounded number of times, then the read is `Unavailable`.
+    pub(super) async fn batch_get(&self, keys: &[(String, String)]) -> StoreResult<Vec<Item>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut wanted = KeysAndAttributes::builder().consistent_read(true);
+            for (pk, sk) in chunk {
+                wanted = wanted.keys(HashMap::from([
+                    ("PK".to_owned(), s(pk)),
+                    ("SK".to_owned(), s(sk)),
+                ]));
+            }
+            let mut pending = Some(wanted.build().map_err(internal)?);
+            for round in 0..retry::ROUNDS {
+                let Some(ask) = pending.take() else {
+                    break;
+                };
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ask)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", &e))?;
+                if let Some(mut items) = out.responses
+                    && let Some(items) = items.remove(&self.table)
+                {
+                    found.extend(items);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+                if pending.is_some() {
+                    retry::backoff(round).await;
+                }
+            }
+            if pending.is_some() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB left keys of a batch read unprocessed; retry".into(),
+                ));
+            }
+        }
+        Ok(found)
     }
 
     /// A `PutItem`; a lost condition is `Conflict`.

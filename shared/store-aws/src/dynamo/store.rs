@@ -149,7 +149,7 @@ impl MetaStore for DynamoMeta {
     }
 
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
-        Ok(self.read_progress(rollout_id).await?.progress)
+        self.read_progress(rollout_id).await
     }
 
     async fn release_health(&self, firmware_id: &str) -> StoreResult<HealthCounts> {
