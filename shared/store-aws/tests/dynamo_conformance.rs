@@ -31,3 +31,74 @@ async fn fresh() -> (Arc<dyn MetaStore>, ()) {
 }
 
 ota_store_conformance::meta_store_tests!(fresh);
+
+/// Expired log entries and audit events are not listed, though TTL has not deleted them yet
+/// (DynamoDB Local never runs TTL; in AWS it can lag by days).
+#[tokio::test]
+async fn expired_log_entries_and_audit_events_are_not_listed() {
+    use std::time::Duration;
+
+    use ota_core::audit::{AuditEvent, AuditFilter};
+    use ota_core::device::LogFilter;
+    use ota_core::ports::PageRequest;
+    use ota_core::release::ReleaseState;
+    use ota_core::status::OtaStatus;
+    use ota_store_conformance::fixtures::{now, release, report};
+
+    let sdk = sdk_config().await;
+    let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    ota_store_aws::create_table(&client, &table).await.unwrap();
+    let open = |retention| {
+        DynamoMeta::from_client(
+            client.clone(),
+            &table,
+            DynamoOptions {
+                log_retention: retention,
+                audit_retention: retention,
+                ..DynamoOptions::default()
+            },
+        )
+    };
+    // Written one after the other: the older two expire after a second, the newer two keep.
+    let short = open(Duration::from_secs(1));
+    let long = open(Duration::from_secs(3600));
+    let fw = release("demo", "1.0.0", ReleaseState::Ready);
+    long.insert_release(&fw).await.unwrap();
+    let audit = |id: &str| {
+        AuditEvent::new(
+            "admin",
+            "test.action",
+            "release",
+            id,
+            serde_json::json!({}),
+            now(),
+        )
+    };
+    short
+        .record_status(&report("d1", &fw, OtaStatus::Downloading, "old"))
+        .await
+        .unwrap();
+    short.record_audit(&audit("old")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    long.record_status(&report("d2", &fw, OtaStatus::Downloading, "new"))
+        .await
+        .unwrap();
+    long.record_audit(&audit("new")).await.unwrap();
+
+    let page = PageRequest::default();
+    let logs = long.list_logs(&LogFilter::default(), &page).await.unwrap();
+    let events: Vec<&str> = logs.items.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(events, ["new"]);
+    let d1 = LogFilter {
+        device_id: Some(ota_store_conformance::fixtures::dev("d1")),
+        ..LogFilter::default()
+    };
+    assert!(long.list_logs(&d1, &page).await.unwrap().items.is_empty());
+    let audited = long
+        .list_audit(&AuditFilter::default(), &page)
+        .await
+        .unwrap();
+    let targets: Vec<&str> = audited.items.iter().map(|e| e.target_id.as_str()).collect();
+    assert_eq!(targets, ["new"]);
+}

@@ -17,11 +17,11 @@ use time::OffsetDateTime;
 
 use ota_core::retry;
 
-use super::DynamoMeta;
 use super::error::store_error;
 use super::item::{Item, doc, get_n, get_s, key, micros};
 use super::keys;
 use super::ops::{Query, Range, Take};
+use super::{DynamoMeta, TTL_ATTRIBUTE};
 
 /// DynamoDB's limit of one `BatchWriteItem`.
 const BATCH: usize = 25;
@@ -29,7 +29,10 @@ const BATCH: usize = 25;
 impl DynamoMeta {
     /// One page of an index partition read in descending sort-key order (newest release,
     /// rollout, log entry or audit event first), the records `keep` rejects skipped: the cursor
-    /// is the last sort key returned; `since` (for `time_key` sort keys) ends the walk.
+    /// is the last sort key returned; `since` (for `time_key` sort keys) ends the walk, and so
+    /// does the first item past its `expires_at`: TTL deletes expired log entries and audit
+    /// events only eventually (days, at worst), and the items sort by the time they expire
+    /// from, so everything after the first expired one is expired too.
     pub(super) async fn newest_first<T: DeserializeOwned>(
         &self,
         index: &'static str,
@@ -40,6 +43,7 @@ impl DynamoMeta {
     ) -> StoreResult<Page<T>> {
         let before: Option<String> = cursor::decode(page.cursor.as_deref())?;
         let floor = since.map(|t| format!("{:020}", micros(t).max(0)));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
         let sk = format!("{index}SK");
         let items = self
             .query(
@@ -52,7 +56,9 @@ impl DynamoMeta {
                 page.limit as usize + 1,
                 |it| {
                     let order = get_s(it, &sk).unwrap_or_default();
-                    if floor.as_deref().is_some_and(|f| order < f) {
+                    if floor.as_deref().is_some_and(|f| order < f)
+                        || get_n(it, TTL_ATTRIBUTE).is_some_and(|t| t <= now)
+                    {
                         return Take::Stop;
                     }
                     match doc::<T>(it) {
