@@ -85,6 +85,12 @@ pub struct ReleaseView {
     pub options: Vec<Arc<ReleaseOption>>,
 }
 
+/// How old a cached release view may be when a check answers with an offer from it
+/// ([`MetaStore::release_view_to_offer`]): a second, so that a paused rollout stops reaching
+/// devices within about that, while the steady poll (which offers nothing) keeps reusing its
+/// view for the whole of the store's cache time.
+pub const OFFER_VIEW_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// What a check offers a device given its snapshot: None keeps the last offer as it is.
 pub type OfferFn<'a> = dyn Fn(&DeviceSnapshot) -> Option<crate::device::Offer> + Send + Sync + 'a;
 
@@ -141,6 +147,16 @@ pub trait MetaStore: Send + Sync {
     /// The active rollouts of a device type with their releases, and the type's chip. Shared,
     /// because stores serve it from a cache on the check path.
     async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>>;
+    /// The release view an answer that offers a release is made from: at most
+    /// [`OFFER_VIEW_MAX_AGE`] old, so that a rollout paused anywhere (by rule 4 in another
+    /// instance, by an admin) stops being offered by every instance within that. A store whose
+    /// view is never stale (SQLite's cache is dropped on write) has nothing more to do.
+    async fn release_view_to_offer(
+        &self,
+        device_type: &DeviceType,
+    ) -> StoreResult<Arc<ReleaseView>> {
+        self.release_view(device_type).await
+    }
 
     /// Registers or refreshes the device and returns it as `check` needs it (as it was before
     /// any offer). The release `offer` picks from that snapshot, if any, is remembered in the

@@ -225,3 +225,68 @@ fn print_count(case: &str, ops: &[String]) {
         serde_json::json!({ "case": case, "requests": ops.len(), "operations": ops })
     );
 }
+
+/// Two instances on one table (as two Lambda instances are): a rollout paused through one is
+/// offered by the other no more once its cached view is `OFFER_VIEW_MAX_AGE` old, though that
+/// instance keeps the view for `OTA_VIEW_CACHE_S` (5 s) for polls that offer nothing, which
+/// read no view meanwhile.
+#[tokio::test]
+async fn a_pause_stops_offers_from_every_instance_within_a_second() {
+    let sdk = ota_store_aws::load_sdk_config().await;
+    let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
+    let plain = aws_sdk_dynamodb::Client::new(&sdk);
+    ota_store_aws::create_table(&plain, &table).await.unwrap();
+    let requests = Requests::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let a = Arc::new(DynamoMeta::from_client(
+        counted,
+        &table,
+        DynamoOptions::default(),
+    ));
+    let b = Arc::new(DynamoMeta::from_client(
+        plain,
+        &table,
+        DynamoOptions::default(),
+    ));
+    let svc = service(a.clone(), Arc::new(S3Blobs::new(&sdk, "unused")));
+    let fw = release("demo", "2.0.0", ReleaseState::Ready);
+    b.insert_release(&fw).await.unwrap();
+    let r = rollout(&fw, RolloutState::Active);
+    b.insert_rollout(&r).await.unwrap();
+
+    let offered = |answer: &CheckAnswer| matches!(answer, CheckAnswer::Update { .. });
+    assert!(offered(
+        &svc.check(check_input("d0", "demo", "1.0.0")).await.unwrap()
+    ));
+    svc.check(check_input("up", "demo", "2.0.0")).await.unwrap();
+    let cached_at = std::time::Instant::now();
+    let mut paused = r.clone();
+    paused.state = RolloutState::Paused;
+    paused.revision += 1;
+    b.update_rollout(&paused, r.revision).await.unwrap();
+
+    tokio::time::sleep(
+        ota_core::ports::OFFER_VIEW_MAX_AGE.saturating_sub(cached_at.elapsed())
+            + Duration::from_millis(50),
+    )
+    .await;
+    requests.take();
+    // The steady poll: still from the cached view (5 s), one read.
+    svc.check(check_input("up", "demo", "2.0.0")).await.unwrap();
+    let sent = requests.take();
+    assert_eq!(sent, ["Query"], "the device's read only");
+    // A device the cached view would offer the paused rollout to: the view is read again, and
+    // nothing is offered.
+    let answer = svc.check(check_input("d1", "demo", "1.0.0")).await.unwrap();
+    assert_eq!(answer, CheckAnswer::UpToDate, "a paused rollout offered");
+    let sent = requests.take();
+    assert_eq!(
+        sent.iter().filter(|op| *op == "Query").count(),
+        2,
+        "the device and the view: {sent:?}"
+    );
+}

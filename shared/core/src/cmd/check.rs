@@ -112,7 +112,17 @@ impl Service {
                     .await?;
             }
         }
-        let Some(option) = rules::decide(&view, check_in, &snapshot) else {
+        if rules::decide(&view, check_in, &snapshot).is_none() {
+            return Ok(CheckAnswer::UpToDate);
+        }
+        // An offer only from a view at most `OFFER_VIEW_MAX_AGE` old: a rollout paused since
+        // this instance cached its view is offered no more. (An offer remembered above from
+        // the older view stays unanswered; it is only ever completed by a device running it.)
+        let fresh = self
+            .meta
+            .release_view_to_offer(&check_in.device_type)
+            .await?;
+        let Some(option) = rules::decide(&fresh, check_in, &snapshot) else {
             return Ok(CheckAnswer::UpToDate);
         };
         let url = self

@@ -3,7 +3,7 @@
 //! offers) rewrites the view in the same transaction, conditioned on the view's revision.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use ota_core::audit::AuditEvent;
@@ -122,9 +122,12 @@ impl DynamoMeta {
         }
     }
 
+    /// The type's release view from this instance's cache when it was read less than
+    /// `max_age` ago, else read (and cached, unless caching is off).
     pub(super) async fn release_view_cached(
         &self,
         device_type: &DeviceType,
+        max_age: Duration,
     ) -> StoreResult<Arc<ReleaseView>> {
         let ttl = self.options.view_cache;
         let mut generation = 0;
@@ -132,7 +135,7 @@ impl DynamoMeta {
             let entry = views.entry(device_type.to_string()).or_default();
             generation = entry.generation;
             if let Some((at, view)) = &entry.read
-                && at.elapsed() < ttl
+                && at.elapsed() < max_age
             {
                 return Ok(view.clone());
             }

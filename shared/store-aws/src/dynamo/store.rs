@@ -10,7 +10,7 @@ use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::metrics::FleetMetrics;
 use ota_core::ports::{
-    MetaStore, OfferFn, Page, PageRequest, ReleaseView, StoreError, StoreResult,
+    MetaStore, OFFER_VIEW_MAX_AGE, OfferFn, Page, PageRequest, ReleaseView, StoreError, StoreResult,
 };
 use ota_core::progress::RolloutProgress;
 use ota_core::release::{Release, ReleaseFilter};
@@ -117,7 +117,16 @@ impl MetaStore for DynamoMeta {
     }
 
     async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>> {
-        self.release_view_cached(device_type).await
+        self.release_view_cached(device_type, self.options.view_cache)
+            .await
+    }
+
+    async fn release_view_to_offer(
+        &self,
+        device_type: &DeviceType,
+    ) -> StoreResult<Arc<ReleaseView>> {
+        let max_age = self.options.view_cache.min(OFFER_VIEW_MAX_AGE);
+        self.release_view_cached(device_type, max_age).await
     }
 
     async fn record_check(
