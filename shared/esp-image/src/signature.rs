@@ -4,6 +4,8 @@
 //! read: RSA-3072-PSS (version 2) and ECDSA (version 3) over P-192, P-256 (both SHA-256) or
 //! P-384 (SHA-384). All big numbers are stored little-endian.
 
+use std::cell::LazyCell;
+
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use rsa::BigUint;
 use serde::Serialize;
@@ -95,10 +97,12 @@ pub struct SignatureBlock {
     pub signature_valid: bool,
 }
 
-/// Digests of `file[0..sector_offset]`.
-pub(crate) struct ImageDigests {
+/// Digests of `file[0..sector_offset]`. Only a P-384 block needs the SHA-384, which costs about
+/// three times the SHA-256 on x86 (SHA-NI speeds up SHA-256 only), so it is computed on first
+/// use.
+pub(crate) struct ImageDigests<'a> {
     pub sha256: [u8; 32],
-    pub sha384: [u8; 48],
+    pub sha384: LazyCell<[u8; 48], Box<dyn FnOnce() -> [u8; 48] + 'a>>,
 }
 
 /// Parses and verifies every block of `sector`, pushing a reason for each problem.
@@ -221,7 +225,7 @@ fn check_block(
     let (d0, d1) = scheme.digest_range();
     let stored_digest = slice(block, d0, d1);
     let actual: &[u8] = if scheme == SignatureScheme::EcdsaP384 {
-        &digests.sha384
+        digests.sha384.as_slice()
     } else {
         &digests.sha256
     };
@@ -406,10 +410,10 @@ mod tests {
         [0xFF; SECTOR_SIZE]
     }
 
-    fn digests() -> ImageDigests {
+    fn digests() -> ImageDigests<'static> {
         ImageDigests {
             sha256: [0; 32],
-            sha384: [0; 48],
+            sha384: LazyCell::new(Box::new(|| [0; 48])),
         }
     }
 

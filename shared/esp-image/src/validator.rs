@@ -12,6 +12,8 @@
 //! before the checksum are *not* a reason: neither the bootloader nor esptool reads them, and
 //! the appended hash, when present, covers them.
 
+use std::cell::LazyCell;
+
 use sha2::{Digest, Sha256, Sha384};
 
 use crate::app_desc::{APP_DESC_LEN, AppDesc};
@@ -66,8 +68,10 @@ pub struct Validator {
     /// Over every byte before the signature sector: its prefix up to the checksum is the
     /// appended hash, the whole is the digest a signature covers.
     sha256: Sha256,
-    /// P-384 signatures sign a SHA-384 digest, and which scheme signs is only known at the end.
-    sha384: Sha384,
+    /// P-384 signatures sign a SHA-384 digest, and which scheme signs is only known at the end,
+    /// when streamed bytes are gone: so a stream is hashed as it goes. `None` in [`validate`],
+    /// which holds the whole file and hashes it only if a P-384 block asks.
+    sha384: Option<Sha384>,
     computed_hash: Option<[u8; HASH_LEN]>,
     stored_checksum: Option<u8>,
     stored_hash: Option<[u8; HASH_LEN]>,
@@ -96,7 +100,7 @@ impl Validator {
             checksum: CHECKSUM_SEED,
             app: Vec::new(),
             sha256: Sha256::new(),
-            sha384: Sha384::new(),
+            sha384: Some(Sha384::new()),
             computed_hash: None,
             stored_checksum: None,
             stored_hash: None,
@@ -127,7 +131,9 @@ impl Validator {
         let piece = chunk.get(..n).unwrap_or_default();
         if self.hashing() {
             self.sha256.update(piece);
-            self.sha384.update(piece);
+            if let Some(sha384) = &mut self.sha384 {
+                sha384.update(piece);
+            }
         }
         self.consume(piece);
         n
@@ -294,7 +300,15 @@ impl Validator {
         self.stage = Stage::Trailer { sector_start };
     }
 
-    pub fn finish(self) -> Result<ImageInfo, Rejection> {
+    pub fn finish(mut self) -> Result<ImageInfo, Rejection> {
+        // `new` always sets it: only `validate` leaves it out, and that concludes on its own.
+        let sha384 = self.sha384.take().unwrap_or_default();
+        self.conclude(move |_| sha384.finalize().into())
+    }
+
+    /// The verdict; `sha384_of(len)` gives the SHA-384 of the file's first `len` bytes, asked
+    /// only when a P-384 signature block needs it.
+    fn conclude(self, sha384_of: impl FnOnce(u64) -> [u8; 48]) -> Result<ImageInfo, Rejection> {
         let mut reasons = self.reasons;
         let file_len = self.pos;
         let Some(header) = self.header else {
@@ -441,7 +455,7 @@ impl Validator {
                 if let Some(sector) = self.sector.first_chunk::<SECTOR_SIZE>() {
                     let digests = ImageDigests {
                         sha256: self.sha256.finalize().into(),
-                        sha384: self.sha384.finalize().into(),
+                        sha384: LazyCell::new(Box::new(move || sha384_of(sector_start))),
                     };
                     signature = Some(signature::check_sector(
                         sector,
@@ -499,9 +513,17 @@ impl Validator {
 
 /// Validates a whole file held in memory; same result as streaming it through [`Validator`].
 pub fn validate(bytes: &[u8]) -> Result<ImageInfo, Rejection> {
-    let mut v = Validator::new();
+    let mut v = Validator {
+        sha384: None,
+        ..Validator::new()
+    };
     v.push(bytes);
-    v.finish()
+    v.conclude(|len| {
+        // Asked only once the whole signature sector was read after `len` bytes, so they are all
+        // in `bytes`.
+        let signed = usize::try_from(len).ok().and_then(|len| bytes.get(..len));
+        Sha384::digest(signed.unwrap_or_default()).into()
+    })
 }
 
 #[cfg(test)]

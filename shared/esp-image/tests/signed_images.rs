@@ -1,7 +1,7 @@
 //! Secure Boot V2 signatures made by the independent generator (the esptool cross-check lives
 //! in `firmware-samples/tests/esptool_oracle.rs`).
 
-use esp_image::{Chip, SignatureScheme, code, validate};
+use esp_image::{Chip, SignatureScheme, Validator, code, validate};
 use firmware_samples::{ImageSpec, RSA3072_SEED1_PEM, Scheme, SigningKey, Target};
 
 fn rsa() -> SigningKey {
@@ -110,4 +110,25 @@ fn a_signature_moved_to_another_image_does_not_cover_it() {
         rejection.map(|r| r.codes()),
         Some(vec![code::SIGNATURE_DIGEST_MISMATCH])
     );
+}
+
+#[test]
+fn p384_digests_agree_whole_and_streamed() {
+    // `validate` hashes SHA-384 only once a P-384 block asks for it; a stream hashes as it goes.
+    let good = signed(
+        Target::Esp32c5,
+        &SigningKey::from_seed(Scheme::EcdsaP384, 4),
+        false,
+    );
+    let mut tampered = good.clone();
+    tampered[0x30] ^= 1;
+    for bytes in [&good, &tampered] {
+        let mut v = Validator::new();
+        for chunk in bytes.chunks(4093) {
+            v.push(chunk);
+        }
+        assert_eq!(v.finish(), validate(bytes));
+    }
+    let codes = validate(&tampered).err().map(|r| r.codes());
+    assert!(codes.is_some_and(|c| c.contains(&code::SIGNATURE_DIGEST_MISMATCH)));
 }
