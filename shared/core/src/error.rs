@@ -50,6 +50,7 @@ impl From<StoreError> for OpError {
             StoreError::NotFound => OpError::NotFound("not found".into()),
             StoreError::Conflict(m) => OpError::Conflict(m),
             StoreError::TooLarge { limit } => OpError::TooLarge(limit),
+            StoreError::ItemTooLarge(m) => OpError::Unprocessable(m),
             other => OpError::Store(other),
         }
     }

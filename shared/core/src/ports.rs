@@ -34,6 +34,10 @@ pub enum StoreError {
     BadCursor,
     #[error("the upload is larger than {limit} bytes")]
     TooLarge { limit: u64 },
+    /// A record would be larger than the backend stores in one item (DynamoDB's 400 KB): the
+    /// request asks for more than can be kept, and nothing of it was stored (422).
+    #[error("{0}")]
+    ItemTooLarge(String),
     /// The backend is down or throttling; the caller may retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

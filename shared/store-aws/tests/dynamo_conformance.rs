@@ -102,3 +102,35 @@ async fn expired_log_entries_and_audit_events_are_not_listed() {
     let targets: Vec<&str> = audited.items.iter().map(|e| e.target_id.as_str()).collect();
     assert_eq!(targets, ["new"]);
 }
+
+/// Rollouts whose named devices no longer fit an item (DynamoDB's 400 KB) are refused as too
+/// large, never a storage failure, and nothing of them is stored.
+#[tokio::test]
+async fn a_rollout_too_large_for_an_item_is_refused_and_stores_nothing() {
+    use ota_core::ids::DeviceId;
+    use ota_core::ports::StoreError;
+    use ota_core::release::ReleaseState;
+    use ota_core::rollout::{RolloutState, TargetType};
+    use ota_store_conformance::fixtures::{dt, release, rollout};
+
+    let (s, ()) = fresh().await;
+    let fw = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&fw).await.unwrap();
+    let named = |n: usize, tag: &str| {
+        let mut r = rollout(&fw, RolloutState::Active);
+        r.target_type = TargetType::Specific;
+        r.target_filter.device_ids = (0..n)
+            .map(|i| DeviceId::parse(&format!("{tag}-device-{i:06}")).unwrap())
+            .collect();
+        r
+    };
+    // 19,000 ids of 17 bytes: ~380 KB of JSON, in the rollout's item and the type's view.
+    let first = named(19_000, "a");
+    s.insert_rollout(&first).await.unwrap();
+    let second = named(19_000, "b");
+    let err = s.insert_rollout(&second).await.unwrap_err();
+    assert!(matches!(err, StoreError::ItemTooLarge(_)), "{err:?}");
+    assert_eq!(s.get_rollout(&second.id).await.unwrap(), None);
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    assert_eq!(view.options.len(), 1, "the first rollout only");
+}

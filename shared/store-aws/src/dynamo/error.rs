@@ -22,6 +22,14 @@ const THROTTLED: [&str; 5] = [
     "InternalServerError",
 ];
 
+/// What a client is told when a write would exceed DynamoDB's item size (400 KB). The records
+/// that grow with a request are a rollout (its named devices) and the device type's release
+/// view, which holds every active rollout of the type.
+const ITEM_TOO_LARGE: &str = "the change would store a record larger than DynamoDB's 400 KB item \
+     limit: a rollout's target_filter is stored whole, and a device type's active rollouts \
+     together; name fewer devices (target a group instead), or complete or abort other \
+     rollouts of the type";
+
 pub fn store_error<E>(op: &str, err: &SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -35,6 +43,13 @@ where
             StoreError::Unavailable(text)
         }
         _ if code == "ConditionalCheckFailedException" => StoreError::Conflict(text),
+        _ if code == "ValidationException"
+            && err
+                .message()
+                .is_some_and(|m| m.contains("exceeded the maximum allowed size")) =>
+        {
+            StoreError::ItemTooLarge(ITEM_TOO_LARGE.to_owned())
+        }
         _ => StoreError::Internal(text),
     }
 }
