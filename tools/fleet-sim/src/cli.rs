@@ -16,6 +16,11 @@ pub struct Args {
     /// Base URL of the service, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     pub base_url: String,
+    /// Base URLs the devices' requests are spread over, each device always to the same one
+    /// (repeatable): several `ota-server` processes on one DynamoDB table stand in for Lambda
+    /// instances. Admin requests go to `--base-url`, which is also the default.
+    #[arg(long = "device-url")]
+    pub device_urls: Vec<String>,
     /// File holding an admin token (the embedded server writes `<data dir>/admin-token`).
     #[arg(long)]
     pub admin_token_file: PathBuf,

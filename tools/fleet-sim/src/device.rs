@@ -21,7 +21,8 @@ use crate::tokens::Credentials;
 /// What every device shares.
 pub struct Fleet {
     pub http: reqwest::Client,
-    pub base: String,
+    /// Where device requests go: one of them per device (`--device-url`), never empty.
+    pub device_bases: Vec<String>,
     pub device_type: String,
     pub from_version: String,
     pub chunk_size: u64,
@@ -76,6 +77,20 @@ struct Session<'a> {
     device: &'a SimDevice,
     token: &'a str,
     run: DeviceRun,
+}
+
+impl Session<'_> {
+    /// The base URL of this device's requests: the same for the device every time.
+    fn base(&self) -> &str {
+        let bases = &self.fleet.device_bases;
+        let index = usize::from(
+            self.device
+                .id
+                .bytes()
+                .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b))),
+        );
+        &bases[index % bases.len()]
+    }
 }
 
 /// Runs one device's turn; never fails, the outcome says what went wrong.
@@ -150,7 +165,7 @@ impl Session<'_> {
         self.report("downloading", Some(0), Some(0), None).await?;
         let redirecting;
         let url = if self.fleet.via_download_endpoint {
-            redirecting = format!("{}/api/ota/download/{id}", self.fleet.base);
+            redirecting = format!("{}/api/ota/download/{id}", self.base());
             redirecting.as_str()
         } else {
             url
@@ -203,7 +218,7 @@ impl Session<'_> {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<crate::http::Answer> {
-        let url = format!("{}{path}", self.fleet.base);
+        let url = format!("{}{path}", self.base());
         let (http, token) = (&self.fleet.http, self.token);
         exchange(
             endpoint,

@@ -68,9 +68,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     } else {
         "minted"
     };
+    let device_bases = if args.device_urls.is_empty() {
+        vec![base.clone()]
+    } else {
+        args.device_urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect()
+    };
     let fleet = Arc::new(Fleet {
         http: client,
-        base,
+        device_bases,
         device_type: args.device_type.clone(),
         from_version: args.from_version.clone(),
         chunk_size: args.chunk_size,
