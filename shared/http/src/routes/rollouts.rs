@@ -143,7 +143,8 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 #[utoipa::path(patch, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", operation_id = "patch_rollout", params(("id" = String, Path)),
     request_body = PatchRolloutRequest,
     responses((status = 200, body = RolloutWithProgress), (status = 400, body = Problem), (status = 404, body = Problem),
-              (status = 409, body = Problem, description = "stale revision, or a move out of aborted/completed")),
+              (status = 409, body = Problem, description = "stale revision, or a move out of aborted/completed"),
+              (status = 422, body = Problem, description = "on DynamoDB, a re-activation whose rollouts would exceed the 400 KB item")),
     security(("admin_token" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
