@@ -1,4 +1,5 @@
-//! `BlobStore` on S3: presigned GET/PUT URLs for devices and CI, and server-side streaming
+//! `BlobStore` on S3: download URLs for devices (signed CloudFront URLs when a distribution is
+//! configured, else presigned S3 GETs), presigned PUT URLs for CI, and server-side streaming
 //! uploads (the one-shot multipart route) that commit all or nothing.
 //!
 //! Commit rule for `put` and `put_exact`: the bytes are counted and hashed while they stream, and
@@ -31,6 +32,8 @@ use ota_core::ports::{
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::CloudFrontSigner;
+
 /// Size of a multipart part (S3 wants at least 5 MiB for all but the last) and of the largest
 /// body held in memory for a single `PutObject`. ESP32 images are a few MiB: most uploads take
 /// the single-request path.
@@ -41,6 +44,8 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 pub struct S3Blobs {
     client: Client,
     bucket: String,
+    /// Devices download through this distribution when set; uploads always go to S3.
+    cloudfront: Option<CloudFrontSigner>,
 }
 
 impl S3Blobs {
@@ -65,7 +70,16 @@ impl S3Blobs {
         Self {
             client,
             bucket: bucket.into(),
+            cloudfront: None,
         }
+    }
+
+    /// Download URLs signed for `signer`'s distribution instead of presigned S3 GETs (the bucket
+    /// is then private to the distribution: infra/template.yaml, `CloudFront=enabled`).
+    #[must_use]
+    pub fn with_cloudfront(mut self, signer: CloudFrontSigner) -> Self {
+        self.cloudfront = Some(signer);
+        self
     }
 
     /// The underlying client, e.g. for tests that create buckets.
@@ -300,6 +314,9 @@ where
 #[async_trait]
 impl BlobStore for S3Blobs {
     async fn download_url(&self, key: &str, ttl: Duration) -> StoreResult<SignedUrl> {
+        if let Some(cloudfront) = &self.cloudfront {
+            return cloudfront.download_url(key, ttl);
+        }
         let (config, expires_at) = presigning(ttl)?;
         let req = self
             .client
