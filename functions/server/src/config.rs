@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::http::Uri;
-use ota_http::config::{CommonConfig, Env};
+use ota_http::config::{CloudFrontConfig, CommonConfig, Env};
+use ota_store_aws::{CloudFrontKey, CloudFrontSigner};
 
 /// Seconds a client may take to send a request's headers (`OTA_HEADER_TIMEOUT_S`).
 const HEADER_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
@@ -32,6 +33,8 @@ pub struct Config {
     pub common: CommonConfig,
     /// Where metadata and firmware live.
     pub storage: Storage,
+    /// `OTA_CLOUDFRONT_*` (AWS storage only): devices download through this distribution.
+    pub cloudfront: Option<CloudFrontSigner>,
     /// How long a connection may wait for what its client owes it.
     pub timeouts: Timeouts,
 }
@@ -82,6 +85,12 @@ impl Config {
             .var("OTA_PUBLIC_URL")
             .map(|u| public_url(&u))
             .transpose()?;
+        let common = CommonConfig::read(env)?;
+        let cloudfront = common
+            .cloudfront
+            .as_ref()
+            .map(|c| cloudfront(c, &storage))
+            .transpose()?;
         Ok(Self {
             listen,
             data_dir: PathBuf::from(
@@ -90,8 +99,9 @@ impl Config {
             ),
             manifest_keys_file: env.var("OTA_MANIFEST_KEYS_FILE").map(PathBuf::from),
             public_url,
-            common: CommonConfig::read(env)?,
+            common,
             storage,
+            cloudfront,
             timeouts: Timeouts {
                 header: env.seconds("OTA_HEADER_TIMEOUT_S", 10, HEADER_TIMEOUT_S)?,
                 body_stall: env.seconds("OTA_BODY_TIMEOUT_S", 30, BODY_AND_IDLE_TIMEOUT_S)?,
@@ -99,6 +109,31 @@ impl Config {
             },
         })
     }
+}
+
+/// The signer of `OTA_CLOUDFRONT_*`: only over S3, with its private key in
+/// `OTA_CLOUDFRONT_PRIVATE_KEY` (the server reads no Secrets Manager), checked now.
+fn cloudfront(config: &CloudFrontConfig, storage: &Storage) -> anyhow::Result<CloudFrontSigner> {
+    if *storage == Storage::Embedded {
+        bail!(
+            "OTA_CLOUDFRONT_DOMAIN is set on the embedded storage: a distribution serves the S3 \
+             bucket of the AWS storage (OTA_TABLE, OTA_BUCKET); unset the OTA_CLOUDFRONT_* \
+             variables, or set those two"
+        );
+    }
+    let Some(pem) = &config.private_key else {
+        bail!(
+            "OTA_CLOUDFRONT_DOMAIN is set, so OTA_CLOUDFRONT_PRIVATE_KEY must be set too: the PEM \
+             private key that signs the download URLs (ota-server reads no Secrets Manager)"
+        );
+    };
+    let key = CloudFrontKey::from_pem(pem)
+        .map_err(|e| anyhow::anyhow!("OTA_CLOUDFRONT_PRIVATE_KEY must hold {e}"))?;
+    Ok(CloudFrontSigner::new(
+        &config.domain,
+        &config.key_pair_id,
+        key,
+    ))
 }
 
 /// `OTA_PUBLIC_URL` without its trailing `/`: an absolute `http` or `https` URL (a path prefix
@@ -199,5 +234,35 @@ mod tests {
         }
         // The shared settings are read by the same pass.
         assert!(refused(&[("OTA_URL_TTL_S", "604801")]).contains("OTA_URL_TTL_S"));
+    }
+
+    #[test]
+    fn cloudfront_needs_the_aws_storage_and_a_plain_key() {
+        let distribution = [
+            ("OTA_CLOUDFRONT_DOMAIN", "d111111abcdef8.cloudfront.net"),
+            ("OTA_CLOUDFRONT_KEY_PAIR_ID", "K2JCJMDEHXQW5F"),
+        ];
+        let aws = [("OTA_TABLE", "ota"), ("OTA_BUCKET", "ota-firmware")];
+        let e = refused(&distribution);
+        assert!(
+            e.contains("embedded storage") && e.contains("OTA_TABLE"),
+            "{e}"
+        );
+        let e = refused(&[distribution.as_slice(), &aws].concat());
+        assert!(e.contains("OTA_CLOUDFRONT_PRIVATE_KEY must be set"), "{e}");
+        let e = refused(
+            &[
+                distribution.as_slice(),
+                &aws,
+                &[("OTA_CLOUDFRONT_PRIVATE_KEY", "-----BEGIN PUBLIC KEY-----")],
+            ]
+            .concat(),
+        );
+        assert!(
+            e.starts_with("OTA_CLOUDFRONT_PRIVATE_KEY must hold") && e.contains("a public key"),
+            "{e}"
+        );
+        // Without the variables, S3 presigns as before.
+        assert!(read(&aws).unwrap().cloudfront.is_none());
     }
 }

@@ -91,6 +91,13 @@ async fn main() -> anyhow::Result<()> {
     if let Storage::Aws { table, bucket, .. } = &config.storage {
         println!("storage: DynamoDB table {table}, S3 bucket {bucket}");
     }
+    if let Some(signer) = &config.cloudfront {
+        println!(
+            "downloads: signed CloudFront URLs of https://{}/ (key {})",
+            signer.domain(),
+            signer.key_pair_id()
+        );
+    }
     if generated {
         println!(
             "generated a new JWT secret in {}",
@@ -127,7 +134,8 @@ type Stores = (
 );
 
 /// The metadata and blob stores, and the signer of this process's own capability URLs (only
-/// the embedded storage serves blobs itself; S3 hands out presigned URLs).
+/// the embedded storage serves blobs itself; on S3 devices get signed CloudFront URLs when a
+/// distribution is configured, else presigned S3 URLs).
 async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow::Result<Stores> {
     match &config.storage {
         Storage::Embedded => {
@@ -153,9 +161,12 @@ async fn open_stores(config: &Config, secret: &[u8], public_url: &str) -> anyhow
                 request_timeout: config.common.dynamodb_timeout,
                 last_seen_precision: config.common.last_seen_precision,
             };
-            let (meta, blobs) = ota_store_aws::stores_from_env(options)
+            let (meta, mut blobs) = ota_store_aws::stores_from_env(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("configuring the AWS storage: {e}"))?;
+            if let Some(signer) = &config.cloudfront {
+                blobs = blobs.with_cloudfront(signer.clone());
+            }
             Ok((Arc::new(meta), Arc::new(blobs), None))
         }
     }

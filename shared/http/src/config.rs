@@ -151,6 +151,95 @@ pub mod limits {
     pub const DYNAMODB_TIMEOUT_MS: RangeInclusive<u64> = 1..=60_000;
     /// RFC 7518 §3.2: an HS256 key has at least 256 bits.
     pub const MIN_JWT_SECRET_BYTES: usize = 32;
+    /// A DNS name (RFC 1035): at most 253 characters, labels of at most 63.
+    pub const MAX_DOMAIN_CHARS: usize = 253;
+    pub const MAX_DOMAIN_LABEL_CHARS: usize = 63;
+    /// CloudFront's public key ids are 14 characters (`K2JCJMDEHXQW5F`), legacy account key
+    /// pairs' 20 (`APKA...`); 64 leaves room and keeps nonsense out of every URL.
+    pub const MAX_KEY_PAIR_ID_CHARS: usize = 64;
+}
+
+/// `OTA_CLOUDFRONT_*`: devices download through a CloudFront distribution, with URLs signed by a
+/// key of its trusted key group, instead of presigned S3 URLs (AWS storage only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudFrontConfig {
+    /// `OTA_CLOUDFRONT_DOMAIN`: the distribution's host name (`d111111abcdef8.cloudfront.net`, or
+    /// an alternate domain name it serves).
+    pub domain: String,
+    /// `OTA_CLOUDFRONT_KEY_PAIR_ID`: the id CloudFront gave the public key.
+    pub key_pair_id: String,
+    /// `OTA_CLOUDFRONT_PRIVATE_KEY`, the PEM text itself (parsed by the deployment, which may
+    /// also take it from elsewhere).
+    pub private_key: Option<String>,
+}
+
+impl CloudFrontConfig {
+    /// The three variables; `None` when none is set. Any of them without the domain, or the
+    /// domain without the key's id, is refused naming the missing variable.
+    fn read(env: Env<'_>) -> Result<Option<Self>, ConfigError> {
+        let domain = env.var("OTA_CLOUDFRONT_DOMAIN");
+        let key_pair_id = env.var("OTA_CLOUDFRONT_KEY_PAIR_ID");
+        let private_key = env.var("OTA_CLOUDFRONT_PRIVATE_KEY");
+        let Some(domain) = domain else {
+            let orphan = [
+                ("OTA_CLOUDFRONT_KEY_PAIR_ID", key_pair_id.is_some()),
+                ("OTA_CLOUDFRONT_PRIVATE_KEY", private_key.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(name, set)| set.then_some(name));
+            return match orphan {
+                Some(name) => Err(ConfigError(format!(
+                    "{name} is set without OTA_CLOUDFRONT_DOMAIN, the distribution it signs for"
+                ))),
+                None => Ok(None),
+            };
+        };
+        let domain = domain.trim().to_owned();
+        if !is_domain(&domain) {
+            return Err(ConfigError(format!(
+                "OTA_CLOUDFRONT_DOMAIN must be the distribution's host name without scheme, port                  or path (e.g. d111111abcdef8.cloudfront.net: labels of letters, digits and '-',                  at most {} characters), got '{domain}'",
+                limits::MAX_DOMAIN_CHARS
+            )));
+        }
+        let Some(key_pair_id) = key_pair_id else {
+            return Err(ConfigError(
+                "OTA_CLOUDFRONT_DOMAIN is set, so OTA_CLOUDFRONT_KEY_PAIR_ID must be set too: the \
+                 id of the public key (in the distribution's trusted key group) that checks the \
+                 download URLs"
+                    .to_owned(),
+            ));
+        };
+        let key_pair_id = key_pair_id.trim().to_owned();
+        let id_ok = (1..=limits::MAX_KEY_PAIR_ID_CHARS).contains(&key_pair_id.len())
+            && key_pair_id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !id_ok {
+            return Err(ConfigError(format!(
+                "OTA_CLOUDFRONT_KEY_PAIR_ID must be a CloudFront public key id (1 to {} uppercase \
+                 letters and digits, e.g. K2JCJMDEHXQW5F), got '{key_pair_id}'",
+                limits::MAX_KEY_PAIR_ID_CHARS
+            )));
+        }
+        Ok(Some(Self {
+            domain,
+            key_pair_id,
+            private_key,
+        }))
+    }
+}
+
+/// A DNS host name: dot-separated labels of ASCII letters, digits and inner hyphens.
+fn is_domain(name: &str) -> bool {
+    (1..=limits::MAX_DOMAIN_CHARS).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=limits::MAX_DOMAIN_LABEL_CHARS).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// The settings shared by every deployment, read from the environment.
@@ -185,6 +274,9 @@ pub struct CommonConfig {
     pub dynamodb_timeout: Duration,
     /// `OTA_LAST_SEEN_PRECISION_S` (21600), for the DynamoDB store.
     pub last_seen_precision: Duration,
+    /// `OTA_CLOUDFRONT_*`, for the S3 store: whether (and where else) the private key may come
+    /// from is the deployment's decision.
+    pub cloudfront: Option<CloudFrontConfig>,
 }
 
 impl CommonConfig {
@@ -249,6 +341,7 @@ impl CommonConfig {
                 21_600,
                 limits::LAST_SEEN_PRECISION_S,
             )?,
+            cloudfront: CloudFrontConfig::read(env)?,
         })
     }
 
@@ -315,6 +408,10 @@ mod tests {
         assert_eq!(c.last_seen_precision, Duration::from_secs(21_600));
         assert!(c.device_auth);
         assert!(c.admin_key.is_none() && c.jwt_secret.is_none() && c.manifest_keys.is_none());
+        assert_eq!(
+            c.cloudfront, None,
+            "presigned S3 unless a distribution is named"
+        );
         // Blank is unset.
         assert_eq!(
             read(&[("OTA_URL_TTL_S", "  ")]).unwrap().url_ttl,
@@ -424,5 +521,78 @@ mod tests {
         }
         let e = read(&[("OTA_ADMIN_JWT_ALG", "RS256")]).unwrap_err();
         assert!(e.contains("OTA_ADMIN_JWT_PUBLIC_KEY_FILE"), "{e}");
+    }
+
+    #[test]
+    fn cloudfront_needs_its_domain_and_key_id_and_checks_both() {
+        let c = read(&[
+            ("OTA_CLOUDFRONT_DOMAIN", " d111111abcdef8.cloudfront.net "),
+            ("OTA_CLOUDFRONT_KEY_PAIR_ID", "K2JCJMDEHXQW5F"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.cloudfront,
+            Some(CloudFrontConfig {
+                domain: "d111111abcdef8.cloudfront.net".to_owned(),
+                key_pair_id: "K2JCJMDEHXQW5F".to_owned(),
+                private_key: None,
+            })
+        );
+        let pem = "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----";
+        let c = read(&[
+            ("OTA_CLOUDFRONT_DOMAIN", "cdn.example.com"),
+            ("OTA_CLOUDFRONT_KEY_PAIR_ID", "APKA9ONS7QCOWEXAMPLE"),
+            ("OTA_CLOUDFRONT_PRIVATE_KEY", pem),
+        ])
+        .unwrap();
+        assert_eq!(c.cloudfront.unwrap().private_key.as_deref(), Some(pem));
+
+        // Each missing piece is named.
+        let e = read(&[("OTA_CLOUDFRONT_DOMAIN", "cdn.example.com")]).unwrap_err();
+        assert!(e.contains("OTA_CLOUDFRONT_KEY_PAIR_ID must be set"), "{e}");
+        for orphan in ["OTA_CLOUDFRONT_KEY_PAIR_ID", "OTA_CLOUDFRONT_PRIVATE_KEY"] {
+            let e = read(&[(orphan, "K2JCJMDEHXQW5F")]).unwrap_err();
+            assert!(
+                e.starts_with(orphan) && e.contains("without OTA_CLOUDFRONT_DOMAIN"),
+                "{e}"
+            );
+        }
+        // Values that would make broken URLs.
+        let long_label = format!("{}.cloudfront.net", "a".repeat(64));
+        let long_name = format!("{}cloudfront.net", "abcdefghi.".repeat(25));
+        for bad in [
+            "https://d111111abcdef8.cloudfront.net",
+            "d111111abcdef8.cloudfront.net/",
+            "d111111abcdef8.cloudfront.net:443",
+            "cdn..example.com",
+            "-cdn.example.com",
+            "cdn_1.example.com",
+            &long_label,
+            &long_name,
+        ] {
+            let e = read(&[
+                ("OTA_CLOUDFRONT_DOMAIN", bad),
+                ("OTA_CLOUDFRONT_KEY_PAIR_ID", "K2JCJMDEHXQW5F"),
+            ])
+            .unwrap_err();
+            assert!(e.contains("OTA_CLOUDFRONT_DOMAIN must be"), "{bad}: {e}");
+        }
+        let long_id = "K".repeat(65);
+        for bad in [
+            "k2jcjmdehxqw5f",
+            "K2JC JMDE",
+            "K2JCJMDEHXQW5F&x=1",
+            &long_id,
+        ] {
+            let e = read(&[
+                ("OTA_CLOUDFRONT_DOMAIN", "cdn.example.com"),
+                ("OTA_CLOUDFRONT_KEY_PAIR_ID", bad),
+            ])
+            .unwrap_err();
+            assert!(
+                e.contains("OTA_CLOUDFRONT_KEY_PAIR_ID must be") && e.contains("1 to 64"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

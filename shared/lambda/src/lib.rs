@@ -13,7 +13,7 @@ use ota_core::service::Service;
 use ota_http::AppState;
 use ota_http::config::{CommonConfig, ConfigError};
 use ota_http::throttle::DeviceThrottle;
-use ota_store_aws::DynamoOptions;
+use ota_store_aws::{CloudFrontSigner, DynamoOptions};
 
 pub use function::Function;
 /// The error a function's `main` returns.
@@ -33,13 +33,15 @@ impl From<ConfigError> for InitError {
 /// The state of one Lambda instance from its environment: `OTA_TABLE`, `OTA_BUCKET`, the AWS
 /// SDK's own variables, the JWT secret (`OTA_JWT_SECRET_ARN` in Secrets Manager, or `OTA_JWT_SECRET`; [`secret`]),
 /// the manifest keys (`OTA_MANIFEST_KEYS_ARN` or `OTA_MANIFEST_KEYS`, likewise),
-/// `OTA_VIEW_CACHE_S` (5) and the shared `OTA_*` settings of [`CommonConfig`]. Devices get
-/// presigned S3 URLs, so there is no capability signer. The device rate limit
-/// (`OTA_DEVICE_RATE_PER_MIN`) is kept per instance.
+/// `OTA_VIEW_CACHE_S` (5) and the shared `OTA_*` settings of [`CommonConfig`]. Devices get signed
+/// CloudFront URLs with `OTA_CLOUDFRONT_DOMAIN` (its key from `OTA_CLOUDFRONT_KEY_ARN` or
+/// `OTA_CLOUDFRONT_PRIVATE_KEY`, likewise), else presigned S3 URLs, so there is no capability
+/// signer. The device rate limit (`OTA_DEVICE_RATE_PER_MIN`) is kept per instance.
 pub async fn state_from_env() -> Result<AppState, InitError> {
     let common = CommonConfig::from_env()?;
     let source = secret::SecretSource::from_env(common.jwt_secret.clone())?;
     let keys_source = secret::KeysSource::from_env(common.manifest_keys.clone())?;
+    let cloudfront_source = secret::CloudFrontKeySource::from_env(common.cloudfront.as_ref())?;
     let options = DynamoOptions {
         view_cache: common.view_cache,
         log_retention: common.log_retention,
@@ -50,7 +52,16 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
     let sdk = ota_store_aws::load_sdk_config().await;
     let secret = source.resolve(&sdk).await?;
     let manifest_keys = keys_source.resolve(&sdk).await?;
-    let (meta, blobs) = ota_store_aws::stores_from_sdk(&sdk, options).map_err(InitError)?;
+    let (meta, mut blobs) = ota_store_aws::stores_from_sdk(&sdk, options).map_err(InitError)?;
+    // There is a key source exactly when a distribution is configured (`from_env`).
+    if let (Some(config), Some(key_source)) = (&common.cloudfront, cloudfront_source) {
+        let key = key_source.resolve(&sdk).await?;
+        blobs = blobs.with_cloudfront(CloudFrontSigner::new(
+            &config.domain,
+            &config.key_pair_id,
+            key,
+        ));
+    }
     Ok(AppState {
         ota: Service {
             meta: Arc::new(meta),
