@@ -9,7 +9,12 @@
 //!   a method a path lacks gets the function's problem+json 405, an unknown path the `$default`
 //!   function's problem+json 404);
 //! - the table: keys, attribute definitions, indexes, projection, billing mode and TTL are those
-//!   of `ota_store_aws::table_definition` (what `create_table` creates).
+//!   of `ota_store_aws::table_definition` (what `create_table` creates);
+//! - the downloads: with `CloudFront=enabled` (the default) a distribution reads the private
+//!   bucket through origin access control, trusts the key group of the signing key, and the bucket
+//!   policy lets only that distribution read `firmware/*`; the signing key's secret is readable by
+//!   the two functions that mint download URLs (`check`, `download`) and no other, and they alone
+//!   get the `OTA_CLOUDFRONT_*` variables.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -356,4 +361,261 @@ fn the_template_table_is_the_store_table() {
     let ttl = &p["TimeToLiveSpecification"];
     assert_eq!(ttl["AttributeName"].as_str(), Some(def.ttl_attribute));
     assert_eq!(ttl["Enabled"].as_bool(), Some(true), "TTL enabled");
+}
+
+/// `!<tag> <value>` (or `{Fn::<tag>: <value>}`, `{Ref: <value>}`): the value.
+fn intrinsic<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
+    match v {
+        Value::Tagged(t) if t.tag == tag => Some(&t.value),
+        Value::Mapping(m) if m.len() == 1 => {
+            let long = if tag == "Ref" {
+                tag.to_owned()
+            } else {
+                format!("Fn::{tag}")
+            };
+            m.get(long.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// `!If [<condition>, <then>, <else>]`: the three parts.
+fn if_parts(v: &Value) -> Option<(&str, &Value, &Value)> {
+    let parts = intrinsic(v, "If")?.as_sequence()?;
+    match parts.as_slice() {
+        [condition, then, otherwise] => Some((condition.as_str()?, then, otherwise)),
+        _ => None,
+    }
+}
+
+/// The only resource of `kind`, by logical id, and that it exists only with `condition`.
+fn only<'a>(t: &'a Value, kind: &str, condition: &str) -> (&'a str, &'a Value) {
+    let found = resources(t, kind);
+    assert_eq!(found.len(), 1, "one {kind}: {:?}", found.keys());
+    let (id, r) = found.into_iter().next().unwrap();
+    assert_eq!(
+        r["Condition"].as_str(),
+        Some(condition),
+        "{id}: only with {condition}"
+    );
+    (id, r)
+}
+
+/// The statements of every inline policy of `role`, each `!If` branch as a statement of its own
+/// (`AWS::NoValue` left out).
+fn role_statements(role: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for policy in role["Properties"]["Policies"].as_sequence().unwrap() {
+        for statement in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            match if_parts(statement) {
+                Some((_, then, otherwise)) => out.extend(
+                    [then, otherwise]
+                        .into_iter()
+                        .filter(|s| !is_ref(s, "AWS::NoValue")),
+                ),
+                None => out.push(statement),
+            }
+        }
+    }
+    out
+}
+
+/// The CloudFront managed cache policy `CachingOptimized`.
+const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
+
+#[test]
+fn downloads_go_through_cloudfront_by_default_and_the_bucket_stays_private() {
+    let t = template();
+    let p = &t["Parameters"]["CloudFront"];
+    assert_eq!(p["Default"].as_str(), Some("enabled"), "on by default");
+    assert_eq!(
+        p["AllowedValues"].as_sequence().unwrap(),
+        &[Value::from("enabled"), Value::from("disabled")]
+    );
+    let use_cloudfront = intrinsic(&t["Conditions"]["UseCloudFront"], "And")
+        .and_then(Value::as_sequence)
+        .expect("UseCloudFront: !And");
+    let equals = intrinsic(&use_cloudfront[0], "Equals")
+        .and_then(Value::as_sequence)
+        .expect("UseCloudFront: CloudFront = enabled first");
+    assert!(is_ref(&equals[0], "CloudFront") && equals[1].as_str() == Some("enabled"));
+
+    // The bucket: public access blocked as before.
+    let (bucket, b) = resources(&t, "AWS::S3::Bucket").into_iter().next().unwrap();
+    let block = &b["Properties"]["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{bucket}: {setting}");
+    }
+
+    // The origin access control, used by the distribution's one origin, the bucket.
+    let (oac, o) = only(&t, "AWS::CloudFront::OriginAccessControl", "UseCloudFront");
+    let oc = &o["Properties"]["OriginAccessControlConfig"];
+    assert_eq!(oc["OriginAccessControlOriginType"].as_str(), Some("s3"));
+    assert_eq!(oc["SigningProtocol"].as_str(), Some("sigv4"));
+    assert_eq!(oc["SigningBehavior"].as_str(), Some("always"));
+    let (distribution, d) = only(&t, "AWS::CloudFront::Distribution", "UseCloudFront");
+    let dc = &d["Properties"]["DistributionConfig"];
+    let origins = dc["Origins"].as_sequence().unwrap();
+    assert_eq!(origins.len(), 1, "one origin");
+    let getatt = |v: &Value| {
+        intrinsic(v, "GetAtt")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        getatt(&origins[0]["OriginAccessControlId"]),
+        Some(format!("{oac}.Id")),
+        "the origin signs its requests with the origin access control"
+    );
+    assert_eq!(
+        getatt(&origins[0]["DomainName"]),
+        Some(format!("{bucket}.RegionalDomainName"))
+    );
+    let behavior = &dc["DefaultCacheBehavior"];
+    assert_eq!(
+        behavior["ViewerProtocolPolicy"].as_str(),
+        Some("https-only")
+    );
+    assert_eq!(behavior["CachePolicyId"].as_str(), Some(CACHING_OPTIMIZED));
+    assert_eq!(
+        behavior["TargetOriginId"].as_str(),
+        origins[0]["Id"].as_str()
+    );
+
+    // The key group is trusted, and holds the template's public keys.
+    let (group, g) = only(&t, "AWS::CloudFront::KeyGroup", "UseCloudFront");
+    let trusted = behavior["TrustedKeyGroups"].as_sequence().unwrap();
+    assert!(
+        trusted.len() == 1 && is_ref(&trusted[0], group),
+        "the distribution trusts {group}: {trusted:?}"
+    );
+    let keys = resources(&t, "AWS::CloudFront::PublicKey");
+    let items = g["Properties"]["KeyGroupConfig"]["Items"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(items.len(), keys.len());
+    for (item, (id, key)) in items.iter().zip(&keys) {
+        let (condition, then, otherwise) = if_parts(item).expect("a key group item: !If");
+        assert_eq!(key["Condition"].as_str(), Some(condition), "{id}");
+        assert!(
+            is_ref(then, id) && is_ref(otherwise, "AWS::NoValue"),
+            "{id}"
+        );
+        let encoded = &key["Properties"]["PublicKeyConfig"]["EncodedKey"];
+        let parameter = intrinsic(encoded, "Ref").and_then(Value::as_str).unwrap();
+        assert!(
+            parameter.starts_with("CloudFrontPublicKeyPem"),
+            "{id}: the key of a template parameter, got {parameter}"
+        );
+    }
+
+    // The bucket policy: every earlier statement kept, plus the distribution's read of
+    // firmware/*, conditioned on its ARN; nothing else is allowed to anyone.
+    let policies = resources(&t, "AWS::S3::BucketPolicy");
+    let statements = policies.values().next().unwrap()["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Sid"].as_str() == Some("DenyInsecureTransport")),
+        "the TLS-only statement stays"
+    );
+    let allows: Vec<&Value> = statements
+        .iter()
+        .filter_map(if_parts)
+        .map(|(condition, then, otherwise)| {
+            assert_eq!(condition, "UseCloudFront");
+            assert!(is_ref(otherwise, "AWS::NoValue"));
+            then
+        })
+        .collect();
+    assert_eq!(allows.len(), 1, "one statement for the distribution");
+    let allow = allows[0];
+    assert_eq!(allow["Effect"].as_str(), Some("Allow"));
+    assert_eq!(
+        allow["Principal"]["Service"].as_str(),
+        Some("cloudfront.amazonaws.com")
+    );
+    assert_eq!(allow["Action"].as_str(), Some("s3:GetObject"));
+    assert_eq!(
+        intrinsic(&allow["Resource"], "Sub").and_then(Value::as_str),
+        Some(format!("${{{bucket}.Arn}}/firmware/*").as_str())
+    );
+    let source = intrinsic(&allow["Condition"]["StringEquals"]["AWS:SourceArn"], "Sub")
+        .and_then(Value::as_str)
+        .expect("AWS:SourceArn: a !Sub");
+    assert!(
+        source.starts_with("arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/")
+            && source.ends_with(&format!("/${{{distribution}}}")),
+        "the distribution's ARN: {source}"
+    );
+    for s in statements.iter().filter(|s| if_parts(s).is_none()) {
+        assert_eq!(s["Effect"].as_str(), Some("Deny"), "{s:?}");
+    }
+
+    // The signing key's secret: read by the roles of check and download, no other, and the
+    // variables only there.
+    let role_of: BTreeMap<String, String> = template_functions(&t)
+        .into_iter()
+        .map(|(binary, f)| {
+            let role = getatt(&t["Resources"][f.logical_id.as_str()]["Properties"]["Role"])
+                .expect("Role: !GetAtt <role>.Arn");
+            (role.trim_end_matches(".Arn").to_owned(), binary)
+        })
+        .collect();
+    let mut readers = BTreeSet::new();
+    for (id, role) in resources(&t, "AWS::IAM::Role") {
+        for statement in role_statements(role) {
+            if is_ref(&statement["Resource"], "CloudFrontKeySecretArn") {
+                assert_eq!(
+                    statement["Action"].as_str(),
+                    Some("secretsmanager:GetSecretValue"),
+                    "{id}"
+                );
+                readers.insert(role_of[id].as_str());
+            }
+        }
+    }
+    assert_eq!(readers, BTreeSet::from(["check", "download"]));
+    assert!(
+        t["Globals"]["Function"]["Environment"]["Variables"]
+            .get("OTA_CLOUDFRONT_KEY_ARN")
+            .is_none()
+    );
+    let mut configured = BTreeSet::new();
+    for (binary, f) in template_functions(&t) {
+        let vars = &t["Resources"][f.logical_id.as_str()]["Properties"]["Environment"]["Variables"];
+        let names = [
+            "OTA_CLOUDFRONT_DOMAIN",
+            "OTA_CLOUDFRONT_KEY_PAIR_ID",
+            "OTA_CLOUDFRONT_KEY_ARN",
+        ];
+        let set: Vec<bool> = names.iter().map(|n| vars.get(*n).is_some()).collect();
+        assert!(
+            set.iter().all(|s| *s == set[0]),
+            "{binary}: all of {names:?} or none"
+        );
+        if set[0] {
+            for name in names {
+                let (condition, _, otherwise) = if_parts(&vars[name]).expect("!If");
+                assert_eq!(condition, "UseCloudFront", "{binary}: {name}");
+                assert!(is_ref(otherwise, "AWS::NoValue"), "{binary}: {name}");
+            }
+            configured.insert(binary);
+        }
+    }
+    assert_eq!(
+        configured,
+        BTreeSet::from(["check".to_owned(), "download".to_owned()])
+    );
+    assert_eq!(
+        t["Outputs"]["CloudFrontDomain"]["Condition"].as_str(),
+        Some("UseCloudFront")
+    );
 }
