@@ -36,6 +36,8 @@ pub struct Prices {
     s3_get_per_k: f64,
     transfer_per_gb: f64,
     logs_per_gb: f64,
+    cloudfront_transfer_per_gb: f64,
+    cloudfront_https_per_10k: f64,
 }
 
 impl Prices {
@@ -43,6 +45,11 @@ impl Prices {
         let path = root.join("infra/README.md");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    /// The prices of the "Prices assumed" table in `text`: each row's `$` amounts, in order.
+    fn parse(text: &str) -> anyhow::Result<Prices> {
         let row = |item: &str, n: usize| -> anyhow::Result<Vec<f64>> {
             let line = text
                 .lines()
@@ -69,6 +76,7 @@ impl Prices {
         let dynamo = row("DynamoDB on-demand", 2)?;
         let s3 = row("S3", 2)?;
         let logs = row("CloudWatch Logs", 1)?;
+        let cloudfront = row("CloudFront", 2)?;
         Ok(Prices {
             lambda_gb_s: lambda[0],
             lambda_per_m_requests: lambda[1],
@@ -78,6 +86,8 @@ impl Prices {
             s3_get_per_k: s3[0],
             transfer_per_gb: s3[1],
             logs_per_gb: logs[0],
+            cloudfront_transfer_per_gb: cloudfront[0],
+            cloudfront_https_per_10k: cloudfront[1],
         })
     }
 }
@@ -135,7 +145,10 @@ fn table(lines: &[(String, f64)]) -> Value {
 }
 
 /// Cost per million of each measured check case, of a download redirect with the image fetch,
-/// and of the image fetch alone (the `download_url` of a check answer).
+/// and of the image fetch alone (the `download_url` of a check answer), the fetch from S3
+/// (`CloudFront=disabled`) and through CloudFront (the template's default). Through CloudFront
+/// the S3 GETs are origin fetches on cache misses only (free of transfer charges), left out: a
+/// fleet fetches a few images many times.
 pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
     let ops = |c: &Value| -> Vec<String> {
         c["operations"]
@@ -166,12 +179,87 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
             IMAGE_MB * MILLION / 1000.0 * p.transfer_per_gb,
         ),
     ];
+    let cloudfront_fetch = vec![
+        (
+            "CloudFront HTTPS requests".to_owned(),
+            p.cloudfront_https_per_10k * MILLION / 10_000.0,
+        ),
+        (
+            format!("CloudFront transfer out ({IMAGE_MB} MB image)"),
+            IMAGE_MB * MILLION / 1000.0 * p.cloudfront_transfer_per_gb,
+        ),
+    ];
     let mut redirect = request_lines(p, DOWNLOAD_BILLED_S);
     redirect.push(dynamodb_line(p, &download_ops));
-    redirect.extend(fetch.clone());
+    let redirect_to = |fetch: &[(String, f64)]| {
+        let mut lines = redirect.clone();
+        lines.extend_from_slice(fetch);
+        table(&lines)
+    };
     json!({
         "checks": checks,
-        "download_via_redirect": table(&redirect),
+        "download_via_redirect": redirect_to(&fetch),
         "download_via_check_url": table(&fetch),
+        "download_via_redirect_cloudfront": redirect_to(&cloudfront_fetch),
+        "download_via_check_url_cloudfront": table(&cloudfront_fetch),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readme_prices() -> Prices {
+        Prices::from_readme(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).unwrap()
+    }
+
+    #[test]
+    fn the_readme_table_parses_with_cloudfront_beside_s3() {
+        let p = readme_prices();
+        assert!(p.s3_get_per_k > 0.0 && p.transfer_per_gb > 0.0);
+        assert!(p.cloudfront_transfer_per_gb > 0.0 && p.cloudfront_https_per_10k > 0.0);
+        // A row with another number of amounts is refused, naming the row.
+        let text = "| CloudFront | $0.085 per GB |\n";
+        let e = Prices::parse(text).unwrap_err().to_string();
+        assert!(e.contains("'Lambda, arm64'"), "{e}");
+    }
+
+    /// The download lines, priced from a table of round numbers.
+    #[test]
+    fn downloads_through_cloudfront_replace_the_s3_fetch_only() {
+        let table = "\
+| Lambda, arm64 | $0.00001 per GB-second; $0.20 per million requests |
+| API Gateway HTTP API | $1.00 per million requests |
+| DynamoDB on-demand | $0.5 per million WRU; $0.1 per million RRU |
+| S3 | $0.0004 per 1,000 GET requests; data transfer out $0.09 per GB |
+| CloudWatch Logs | $0.50 per GB ingested |
+| CloudFront | data transfer out $0.08 per GB; $0.01 per 10,000 HTTPS requests |
+";
+        let p = Prices::parse(table).unwrap();
+        let cost = per_million(
+            &p,
+            &[json!({"case": "download redirect", "operations": ["GetItem"]})],
+        );
+        let total = |key: &str| cost[key]["total_usd"].as_f64().unwrap();
+        // 1.5 TB at $0.08 per GB, and a million HTTPS requests at $0.01 per 10,000.
+        assert_eq!(total("download_via_check_url_cloudfront"), 121.0);
+        // S3: 1.5 TB at $0.09 per GB, and a million GETs at $0.0004 per 1,000.
+        assert_eq!(total("download_via_check_url"), 135.4);
+        // The redirect's own lines (API, Lambda, DynamoDB, logs) are the same either way.
+        let redirect = total("download_via_redirect") - total("download_via_check_url");
+        let redirect_cf =
+            total("download_via_redirect_cloudfront") - total("download_via_check_url_cloudfront");
+        assert!(
+            (redirect - redirect_cf).abs() < 0.011,
+            "{redirect} {redirect_cf}"
+        );
+        let items: Vec<&str> = cost["download_via_redirect_cloudfront"]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["item"].as_str().unwrap())
+            .collect();
+        assert!(items.contains(&"CloudFront HTTPS requests"), "{items:?}");
+        assert!(!items.contains(&"S3 GET"), "{items:?}");
+    }
 }

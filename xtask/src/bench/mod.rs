@@ -356,6 +356,14 @@ fn print_summary(r: &Value) {
             "cost per million downloads (check's URL, 1.5 MB fetch)    ${}",
             r["cost_per_million"]["download_via_check_url"]["total_usd"]
         );
+        println!(
+            "cost per million downloads through CloudFront (redirect)  ${}",
+            r["cost_per_million"]["download_via_redirect_cloudfront"]["total_usd"]
+        );
+        println!(
+            "cost per million downloads through CloudFront (check's URL) ${}",
+            r["cost_per_million"]["download_via_check_url_cloudfront"]["total_usd"]
+        );
     }
     let f = &r["fleet_sim"];
     match &f["summary"] {
