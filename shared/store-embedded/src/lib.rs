@@ -7,6 +7,7 @@ mod counters;
 mod device_cache;
 mod last_seen;
 mod meta;
+mod reports;
 mod schema;
 mod sql;
 mod view_cache;

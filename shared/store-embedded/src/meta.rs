@@ -1,12 +1,14 @@
 //! `MetaStore` on SQLite. One connection behind a mutex, used from the blocking pool: SQLite
 //! has one writer at a time anyway, and a single connection makes every method one transaction.
+//! Status reports are the exception: a thread of their own writes them in batches, one
+//! transaction for all the reports waiting (`reports`).
 //! What a check reads is served from memory while nothing it was read from changes (release
 //! views in `view_cache`, devices in `device_cache`), and a check that changes nothing but
 //! `last_seen` writes nothing at once (`last_seen`): a device polling again costs no SQLite
 //! call and no hand-off to the blocking pool.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use ota_core::audit::{AuditEvent, AuditFilter};
@@ -20,7 +22,7 @@ use ota_core::ports::{
 };
 use ota_core::progress::RolloutProgress;
 use ota_core::release::{Release, ReleaseFilter, ReleaseState};
-use ota_core::report_plan::{self, Attempt, Seen, StatusOutcome, StatusReport};
+use ota_core::report_plan::{Attempt, StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 use ota_core::status::OtaStatus;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -30,6 +32,7 @@ use crate::audit;
 use crate::counters;
 use crate::device_cache::DeviceCache;
 use crate::last_seen::LastSeen;
+use crate::reports::ReportWriter;
 use crate::schema;
 use crate::sql::{
     db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, sql_int, to_doc,
@@ -41,19 +44,43 @@ use ota_core::cursor::{self, paginate};
 pub struct SqliteMeta {
     db: Arc<Db>,
     views: Arc<ViewCache>,
+    reports: Arc<ReportWriter>,
 }
 
 /// The connection, the devices read through it and the `last_seen` times waiting for it.
-struct Db {
+pub(crate) struct Db {
     conn: Mutex<Connection>,
     devices: DeviceCache,
     seen: LastSeen,
 }
 
 impl Db {
+    /// Holds the connection: no one else reads or writes through it until the guard drops.
+    pub(crate) fn lock(&self) -> StoreResult<MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Internal("database mutex poisoned".into()))
+    }
+
     /// Writes the waiting `last_seen` times; `conn` is this Db's, held by the caller.
     fn write_seen(&self, conn: &mut Connection) -> StoreResult<()> {
         self.devices.quietly(|| self.seen.flush(conn))
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on `conn` (this Db's, held by the caller), after
+    /// writing the waiting `last_seen` times so that `f` reads and rewrites devices as they are.
+    pub(crate) fn transaction<T>(
+        &self,
+        conn: &mut Connection,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.write_seen(conn)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
     }
 }
 
@@ -75,12 +102,14 @@ impl SqliteMeta {
         views.watch(&conn).map_err(db_err)?;
         let devices = DeviceCache::default();
         devices.watch(&conn).map_err(db_err)?;
+        let db = Arc::new(Db {
+            conn: Mutex::new(conn),
+            devices,
+            seen: LastSeen::default(),
+        });
         Ok(Self {
-            db: Arc::new(Db {
-                conn: Mutex::new(conn),
-                devices,
-                seen: LastSeen::default(),
-            }),
+            reports: Arc::new(ReportWriter::start(db.clone())?),
+            db,
             views: Arc::new(views),
         })
     }
@@ -93,34 +122,18 @@ impl SqliteMeta {
         F: FnOnce(&mut Connection, &Db) -> StoreResult<T> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = db
-                .conn
-                .lock()
-                .map_err(|_| StoreError::Internal("database mutex poisoned".into()))?;
-            f(&mut guard, &db)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+        tokio::task::spawn_blocking(move || f(&mut *db.lock()?, &db))
+            .await
+            .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on the blocking pool, after writing the waiting
-    /// `last_seen` times so that `f` reads and rewrites devices as they are.
+    /// Runs `f` in one transaction (`Db::transaction`) on the blocking pool.
     async fn tx<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.read(move |conn, db| {
-            db.write_seen(conn)?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(db_err)?;
-            Ok(out)
-        })
-        .await
+        self.read(move |conn, db| db.transaction(conn, f)).await
     }
 
     /// The steady-state check: a known device saying what it said before. Returns the
@@ -212,6 +225,14 @@ impl SqliteMeta {
     }
 }
 
+#[cfg(test)]
+impl SqliteMeta {
+    /// Runs `f` on the store's own connection: for tests that watch or bend what it does.
+    pub(crate) fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.db.lock().expect("the connection"))
+    }
+}
+
 /// The id of the oldest release of `device_type` whose image has the validation hash `sha`, by
 /// the index `firmware_by_image`.
 fn release_by_image(
@@ -229,27 +250,6 @@ fn release_by_image(
             .optional()
     })
     .map_err(db_err)
-}
-
-fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
-    let row: Option<(String, u32, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT status, failures, rollout_id FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![device, firmware], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
-        })
-        .map_err(db_err)?;
-    Ok(row.and_then(|(s, failures, rollout_id)| {
-        OtaStatus::parse(&s).map(|status| Attempt {
-            status,
-            failures,
-            rollout_id,
-        })
-    }))
 }
 
 fn device_snapshot(tx: &Connection, device: Device) -> StoreResult<DeviceSnapshot> {
@@ -307,22 +307,12 @@ fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
     Ok(())
 }
 
-fn load_device(tx: &Connection, id: &str) -> StoreResult<Option<Device>> {
+pub(crate) fn load_device(tx: &Connection, id: &str) -> StoreResult<Option<Device>> {
     one_doc(tx, "SELECT doc FROM devices WHERE device_id = ?1", &[&id])
 }
 
-fn load_rollout(tx: &Connection, id: &str) -> StoreResult<Option<Rollout>> {
+pub(crate) fn load_rollout(tx: &Connection, id: &str) -> StoreResult<Option<Rollout>> {
     one_doc(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&id])
-}
-
-/// Rewrites a rollout read in the same transaction.
-fn write_rollout(tx: &Transaction<'_>, r: &Rollout) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1",
-        params![r.id, r.state.as_str(), sql_int(r.revision), to_doc(r)?],
-    )
-    .map_err(db_err)?;
-    Ok(())
 }
 
 #[async_trait]
@@ -691,80 +681,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome> {
-        let r = report.clone();
-        // Every read and write of `report_plan` in one transaction: concurrent reports are
-        // serialised, so rule 4 reads the counters this report itself writes.
-        self.tx(move |tx| {
-            if let Some(stored) = one_doc::<LogEntry>(
-                tx,
-                "SELECT doc FROM ota_log WHERE device_id = ?1 AND event_id = ?2",
-                &[&r.device_id.as_str(), &r.event_id],
-            )? {
-                return Ok(report_plan::duplicate(stored));
-            }
-            let device = r.device_id.as_str();
-            let last_offer = load_device(tx, device)?.and_then(|d| d.last_offer);
-            let seen = Seen::new(
-                attempt(tx, device, &r.firmware_id)?,
-                last_offer.as_ref(),
-                &r.firmware_id,
-            );
-            let attribution = seen
-                .attribute(&r)
-                .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            let mut counters = Vec::new();
-            for id in attribution.counters() {
-                counters.push((id.to_owned(), counters::progress(tx, id)?));
-            }
-            let rollout = match attribution.pause_candidate(&r) {
-                Some(id) => load_rollout(tx, id)?,
-                None => None,
-            };
-            let plan = attribution.plan(
-                &r,
-                |id| {
-                    counters
-                        .iter()
-                        .find(|(c, _)| c == id)
-                        .map_or_else(RolloutProgress::default, |(_, p)| *p)
-                },
-                rollout.as_ref(),
-            );
-            let entry = &plan.entry;
-            tx.execute(
-                "INSERT INTO ota_log (id, event_id, device_id, firmware_id, status, created_at, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    entry.id,
-                    entry.event_id,
-                    device,
-                    entry.firmware_id,
-                    entry.status.as_str(),
-                    micros(entry.created_at),
-                    to_doc(entry)?
-                ],
-            )
-            .map_err(db_err)?;
-            counters::report_stored(tx, r.at, r.status)?;
-            if let Some(a) = &plan.attempt {
-                tx.execute(
-                    "INSERT INTO attempts (device_id, firmware_id, status, failures, rollout_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (device_id, firmware_id) DO UPDATE SET status = ?3, failures = ?4, rollout_id = ?5",
-                    params![device, r.firmware_id, a.status.as_str(), a.failures, a.rollout_id],
-                )
-                .map_err(db_err)?;
-            }
-            for (id, progress) in &plan.progress {
-                counters::save_progress(tx, id, progress)?;
-            }
-            if let Some(pause) = &plan.pause {
-                write_rollout(tx, &pause.rollout)?;
-                audit::insert(tx, &pause.audit)?;
-            }
-            Ok(plan.outcome())
-        })
-        .await
+        self.reports.record(report.clone()).await
     }
 
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
