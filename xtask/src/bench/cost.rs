@@ -21,6 +21,10 @@ const LOG_BYTES_PER_REQUEST: f64 = 1300.0;
 const RRU_PER_READ: f64 = 1.0;
 const WRU_PER_WRITE: f64 = 3.0;
 const WRU_PER_TRANSACTION: f64 = 10.0;
+/// The steady poll writes the device only once its `last_seen` is `OTA_LAST_SEEN_PRECISION_S`
+/// (6 h) old: a device polling hourly pays that put on one poll in six.
+const STEADY_POLL_CASE: &str = "up to date again";
+const REFRESH_SHARE: f64 = 1.0 / 6.0;
 /// The image of the download rows, as in infra/README.md's example.
 const IMAGE_MB: f64 = 1.5;
 const MILLION: f64 = 1e6;
@@ -171,6 +175,16 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
         let mut lines = request_lines(p, CHECK_BILLED_S);
         lines.push(dynamodb_line(p, &ops(case)));
         checks.push(json!({ "case": name, "cost": table(&lines) }));
+        if name == STEADY_POLL_CASE {
+            lines.push((
+                "DynamoDB last_seen refresh (a PutItem on one poll in 6)".to_owned(),
+                REFRESH_SHARE * WRU_PER_WRITE * p.wru_per_m,
+            ));
+            checks.push(json!({
+                "case": format!("{name}, polling hourly (the 6-hour refresh included)"),
+                "cost": table(&lines),
+            }));
+        }
     }
     let fetch = vec![
         ("S3 GET".to_owned(), p.s3_get_per_k * 1000.0),
@@ -225,6 +239,22 @@ mod tests {
     }
 
     /// The download lines, priced from a table of round numbers.
+    #[test]
+    fn the_steady_poll_is_also_priced_with_its_refresh_one_poll_in_six() {
+        let cases = [json!({"case": STEADY_POLL_CASE, "operations": ["Query"]})];
+        let costs = per_million(&readme_prices(), &cases);
+        let total = |i: usize| costs["checks"][i]["cost"]["total_usd"].as_f64().unwrap();
+        let p = readme_prices();
+        let refresh = round2(WRU_PER_WRITE * p.wru_per_m / 6.0);
+        assert!((total(1) - total(0) - refresh).abs() < 0.011, "{costs}");
+        assert!(
+            costs["checks"][1]["case"]
+                .as_str()
+                .unwrap()
+                .contains("hourly")
+        );
+    }
+
     #[test]
     fn downloads_through_cloudfront_replace_the_s3_fetch_only() {
         let table = "\
