@@ -52,29 +52,63 @@ impl Intercept for Requests {
     }
 }
 
+/// A new table on the local stack, and the requests of the stores [`Self::counted`] opens.
+struct Bench {
+    sdk: aws_config::SdkConfig,
+    table: String,
+    requests: Requests,
+}
+
+impl Bench {
+    async fn new() -> Self {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()),
+            "AWS_ENDPOINT_URL_DYNAMODB is not set: run with `cargo xtask test`"
+        );
+        let sdk = ota_store_aws::load_sdk_config().await;
+        let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
+        ota_store_aws::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+            .await
+            .unwrap();
+        Self {
+            sdk,
+            table,
+            requests: Requests::default(),
+        }
+    }
+
+    /// A store on the table (as one Lambda instance) whose every request is counted.
+    fn counted(&self, options: DynamoOptions) -> Arc<DynamoMeta> {
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+                .interceptor(self.requests.clone())
+                .build(),
+        );
+        Arc::new(DynamoMeta::from_client(client, &self.table, options))
+    }
+
+    /// A store on the table whose requests are not counted (another instance).
+    fn uncounted(&self) -> Arc<DynamoMeta> {
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        Arc::new(DynamoMeta::from_client(
+            client,
+            &self.table,
+            DynamoOptions::default(),
+        ))
+    }
+
+    /// The `check` use case on `meta`. Presigning needs no request; the bucket need not exist.
+    fn service(&self, meta: Arc<DynamoMeta>) -> ota_core::service::Service {
+        service(meta, Arc::new(S3Blobs::new(&self.sdk, "unused")))
+    }
+}
+
 #[tokio::test]
 async fn check_costs_one_read_when_nothing_changed_and_at_most_two_requests() {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()),
-        "AWS_ENDPOINT_URL_DYNAMODB is not set: run with `cargo xtask test`"
-    );
-    let sdk = ota_store_aws::load_sdk_config().await;
-    let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
-    let plain = aws_sdk_dynamodb::Client::new(&sdk);
-    ota_store_aws::create_table(&plain, &table).await.unwrap();
-    let requests = Requests::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(requests.clone())
-            .build(),
-    );
-    let meta = Arc::new(DynamoMeta::from_client(
-        counted,
-        &table,
-        DynamoOptions::default(),
-    ));
-    // Presigning needs no request; the bucket need not exist.
-    let svc = service(meta.clone(), Arc::new(S3Blobs::new(&sdk, "unused")));
+    let bench = Bench::new().await;
+    let requests = &bench.requests;
+    let meta = bench.counted(DynamoOptions::default());
+    let svc = bench.service(meta.clone());
 
     let fw = release("demo", "2.0.0", ReleaseState::Ready);
     meta.create_device_type_if_absent(&DeviceTypePolicy {
@@ -183,19 +217,10 @@ async fn check_costs_one_read_when_nothing_changed_and_at_most_two_requests() {
 
     // With `last_seen` kept exactly (precision 0) the steady poll writes again: the read and a
     // put of the device.
-    let exact = Arc::new(DynamoMeta::from_client(
-        aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .interceptor(requests.clone())
-                .build(),
-        ),
-        &table,
-        DynamoOptions {
-            last_seen_precision: Duration::ZERO,
-            ..DynamoOptions::default()
-        },
-    ));
-    let exact_svc = service(exact, Arc::new(S3Blobs::new(&sdk, "unused")));
+    let exact_svc = bench.service(bench.counted(DynamoOptions {
+        last_seen_precision: Duration::ZERO,
+        ..DynamoOptions::default()
+    }));
     exact_svc
         .check(check_input("d2", "demo", "1.5.0"))
         .await
@@ -232,27 +257,10 @@ fn print_count(case: &str, ops: &[String]) {
 /// read no view meanwhile.
 #[tokio::test]
 async fn a_pause_stops_offers_from_every_instance_within_a_second() {
-    let sdk = ota_store_aws::load_sdk_config().await;
-    let table = format!("ota-test-{}", uuid::Uuid::new_v4().simple());
-    let plain = aws_sdk_dynamodb::Client::new(&sdk);
-    ota_store_aws::create_table(&plain, &table).await.unwrap();
-    let requests = Requests::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(requests.clone())
-            .build(),
-    );
-    let a = Arc::new(DynamoMeta::from_client(
-        counted,
-        &table,
-        DynamoOptions::default(),
-    ));
-    let b = Arc::new(DynamoMeta::from_client(
-        plain,
-        &table,
-        DynamoOptions::default(),
-    ));
-    let svc = service(a.clone(), Arc::new(S3Blobs::new(&sdk, "unused")));
+    let bench = Bench::new().await;
+    let requests = &bench.requests;
+    let svc = bench.service(bench.counted(DynamoOptions::default()));
+    let b = bench.uncounted();
     let fw = release("demo", "2.0.0", ReleaseState::Ready);
     b.insert_release(&fw).await.unwrap();
     let r = rollout(&fw, RolloutState::Active);

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::cmd::check::CheckInput;
 use ota_core::device::CheckIn;
 use ota_core::device_health::BootReport;
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
-use ota_core::ports::{BlobStore, MetaStore, SystemClock};
+use ota_core::ports::{BlobStore, MetaStore, PageRequest, SystemClock};
 use ota_core::release::{Release, ReleaseState};
 use ota_core::report_plan::StatusReport;
 use ota_core::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
@@ -164,4 +165,19 @@ pub fn report(device: &str, fw: &Release, status: OtaStatus, event_id: &str) -> 
         error_message: None,
         at: now(),
     }
+}
+
+/// The audit events of automatic pauses (rule 4), newest first (one page: the cases pause a
+/// rollout or two).
+pub async fn auto_pauses(s: &dyn MetaStore) -> Vec<AuditEvent> {
+    s.list_audit(
+        &AuditFilter {
+            action: Some("rollout.auto_pause".into()),
+            ..AuditFilter::default()
+        },
+        &PageRequest::default(),
+    )
+    .await
+    .unwrap()
+    .items
 }

@@ -272,13 +272,12 @@ mod tests {
 
     use futures_util::future::join_all;
     use futures_util::poll;
-    use ota_core::audit::AuditFilter;
     use ota_core::device::Offer;
-    use ota_core::ports::{MetaStore, PageRequest};
+    use ota_core::ports::MetaStore;
     use ota_core::release::{Release, ReleaseState};
     use ota_core::rollout::RolloutState;
     use ota_core::status::OtaStatus::{Downloading, Failed, Installing, Success};
-    use ota_store_conformance::fixtures::{check_in, now, release, report, rollout};
+    use ota_store_conformance::fixtures::{auto_pauses, check_in, now, release, report, rollout};
 
     use super::*;
     use crate::SqliteMeta;
@@ -557,20 +556,10 @@ mod tests {
         let stored = f.store.get_rollout(&f.rollout.id).await.unwrap().unwrap();
         assert_eq!(stored.state, RolloutState::Paused);
         assert_eq!(stored.revision, f.rollout.revision + 1);
-        let audit = f
-            .store
-            .list_audit(
-                &AuditFilter {
-                    action: Some("rollout.auto_pause".into()),
-                    ..AuditFilter::default()
-                },
-                &PageRequest::default(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(audit.items.len(), 1);
-        assert_eq!(audit.items[0].details["failure_reports"], 3);
-        assert_eq!(audit.items[0].details["success_reports"], 5);
+        let audit = auto_pauses(&f.store).await;
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].details["failure_reports"], 3);
+        assert_eq!(audit[0].details["success_reports"], 5);
         let p = f.store.rollout_progress(&f.rollout.id).await.unwrap();
         assert_eq!((p.success_reports, p.failure_reports), (6, 6));
     }
