@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use firmware_samples::{ImageSpec, Target};
+use firmware_samples::{ImageSpec, Scheme, SigningKey, Target};
 use ota_core::access::Role;
 use ota_core::cmd::NewRelease;
 use ota_core::cmd::create_release::CreateRelease;
@@ -18,7 +18,7 @@ use ota_core::error::OpError;
 use ota_core::ids::{DeviceType, Version};
 use ota_core::ports::{BlobMeta, BlobStore, MetaStore};
 use ota_core::release::ReleaseState;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384};
 use support::{Parts, World, admin, caller, form, invalid};
 
 fn image(chip: Target, version: &str) -> Vec<u8> {
@@ -474,6 +474,58 @@ async fn device_type_policies_keep_their_chip_and_need_a_key_to_require_signatur
             .await,
         Err(OpError::Forbidden(_))
     ));
+}
+
+/// The upload is read once with SHA-256 only; a P-384 block signs a SHA-384, which the use case
+/// gets by reading the signed range of the stored object again.
+#[tokio::test]
+async fn a_p384_signature_is_checked_against_the_stored_bytes() {
+    let w = World::new();
+    let key = SigningKey::from_seed(Scheme::EcdsaP384, 4);
+    let signed = |version: &str| {
+        ImageSpec {
+            hash_appended: false,
+            signing: Some(key.clone()),
+            ..ImageSpec::new(Target::Esp32c5, version)
+        }
+        .build()
+    };
+    let policy = PutDeviceType {
+        name: DeviceType::parse("signed").unwrap(),
+        chip: "esp32c5".into(),
+        max_image_size: None,
+        require_signature: true,
+        signing_key_digests: vec![hex::encode(key.key_digest())],
+    };
+    w.ota.put_device_type(&admin(), policy).await.unwrap();
+    let good = w
+        .ota
+        .upload_release(&admin(), &mut form("signed", "1.0.0", signed("1.0.0")))
+        .await
+        .unwrap();
+    assert_eq!(good.state, ReleaseState::Ready);
+
+    let mut tampered = signed("1.1.0");
+    tampered[4] ^= 1; // the entry point: covered by the signature only
+    let sector = tampered.len() - 4096;
+    let expected = hex::encode(Sha384::digest(&tampered[..sector]));
+    match w
+        .ota
+        .upload_release(&admin(), &mut form("signed", "1.1.0", tampered))
+        .await
+    {
+        Err(OpError::ImageRejected(problems)) => {
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].code, "signature_digest_mismatch");
+            assert!(
+                problems[0]
+                    .message
+                    .ends_with(&format!("the image's digest is {expected}")),
+                "{problems:?}"
+            );
+        }
+        other => panic!("expected a rejected image, got {other:?}"),
+    }
 }
 
 #[tokio::test]

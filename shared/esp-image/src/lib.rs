@@ -8,11 +8,24 @@
 //!
 //! ```
 //! # fn upload_chunks() -> Vec<Vec<u8>> { Vec::new() }
+//! # fn sha384_of_stored(range: std::ops::Range<u64>) -> [u8; 48] { [0; 48] }
+//! use esp_image::Finish;
+//!
 //! let mut validator = esp_image::Validator::new();
 //! for chunk in upload_chunks() {
 //!     validator.push(&chunk);
 //! }
-//! match validator.finish() {
+//! let file_sha256 = hex::encode(validator.file_sha256());
+//! let verdict = match validator.finish() {
+//!     Finish::Done(verdict) => verdict,
+//!     // A P-384 signature signs the SHA-384 of the bytes before it: read them again.
+//!     Finish::NeedsSha384(needs) => {
+//!         let digest = sha384_of_stored(needs.range());
+//!         needs.finish(digest)
+//!     }
+//! };
+//! println!("sha256 {file_sha256}");
+//! match verdict {
 //!     Ok(info) => println!("{} {} for {}", info.app.project_name, info.app.version, info.chip),
 //!     Err(rejection) => {
 //!         for reason in &rejection.reasons {
@@ -53,4 +66,4 @@ pub use info::{ImageInfo, PartialInfo};
 pub use reason::{Reason, Rejection, code};
 pub use segments::Segment;
 pub use signature::{SignatureBlock, SignatureInfo, SignatureScheme};
-pub use validator::{Validator, validate};
+pub use validator::{Finish, NeedsSha384, Validator, validate};

@@ -4,8 +4,6 @@
 //! read: RSA-3072-PSS (version 2) and ECDSA (version 3) over P-192, P-256 (both SHA-256) or
 //! P-384 (SHA-384). All big numbers are stored little-endian.
 
-use std::cell::LazyCell;
-
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use rsa::BigUint;
 use serde::Serialize;
@@ -97,12 +95,36 @@ pub struct SignatureBlock {
     pub signature_valid: bool,
 }
 
-/// Digests of `file[0..sector_offset]`. Only a P-384 block needs the SHA-384, which costs about
-/// three times the SHA-256 on x86 (SHA-NI speeds up SHA-256 only), so it is computed on first
-/// use.
-pub(crate) struct ImageDigests<'a> {
+/// Digests of `file[0..sector_offset]`. Only a P-384 block reads the SHA-384, which costs about
+/// three times the SHA-256 on x86 (SHA-NI speeds up SHA-256 only): it is `None` when
+/// [`needs_sha384`] says no block will.
+pub(crate) struct ImageDigests {
     pub sha256: [u8; 32],
-    pub sha384: LazyCell<[u8; 48], Box<dyn FnOnce() -> [u8; 48] + 'a>>,
+    pub sha384: Option<[u8; 48]>,
+}
+
+/// Whether [`check_sector`] compares the image's SHA-384 with a block: one of the blocks it
+/// reads is intact (good CRC) and P-384.
+pub(crate) fn needs_sha384(sector: &[u8; SECTOR_SIZE]) -> bool {
+    blocks(sector).any(|block| {
+        let (stored, computed) = crcs(block);
+        stored == computed && scheme_of(block) == Some(SignatureScheme::EcdsaP384)
+    })
+}
+
+/// The blocks the bootloader reads: from the start of the sector, while they have the magic.
+fn blocks(sector: &[u8; SECTOR_SIZE]) -> impl Iterator<Item = &[u8; BLOCK_LEN]> {
+    sector
+        .chunks_exact(BLOCK_LEN)
+        .take(MAX_BLOCKS)
+        .filter_map(|block| <&[u8; BLOCK_LEN]>::try_from(block).ok())
+        .take_while(|block| block[0] == BLOCK_MAGIC)
+}
+
+/// The CRC-32 stored in the block, and the one its bytes give.
+fn crcs(block: &[u8; BLOCK_LEN]) -> (u32, u32) {
+    let stored = u32::from_le_bytes(array(block, CRC_OFFSET));
+    (stored, crc32fast::hash(slice(block, 0, CRC_OFFSET)))
 }
 
 /// Parses and verifies every block of `sector`, pushing a reason for each problem.
@@ -113,36 +135,26 @@ pub(crate) fn check_sector(
     digests: &ImageDigests,
     reasons: &mut Vec<Reason>,
 ) -> SignatureInfo {
-    let mut blocks = Vec::new();
-    let mut used = 0;
-    for index in 0..MAX_BLOCKS {
-        let start = index * BLOCK_LEN;
-        let Some(block) = sector
-            .get(start..start + BLOCK_LEN)
-            .and_then(|s| <&[u8; BLOCK_LEN]>::try_from(s).ok())
-        else {
-            break;
+    let mut checked = Vec::new();
+    if sector[0] != BLOCK_MAGIC {
+        reasons.push(Reason::new(
+            code::BAD_SIGNATURE_MAGIC,
+            format!(
+                "the 4 KB after the image (at {sector_offset:#x}) should be a Secure Boot V2 \
+                 signature sector but starts with {:#04x}, not {BLOCK_MAGIC:#04x}",
+                sector[0]
+            ),
+        ));
+        return SignatureInfo {
+            sector_offset,
+            blocks: checked,
         };
-        if block[0] != BLOCK_MAGIC {
-            if index == 0 {
-                reasons.push(Reason::new(
-                    code::BAD_SIGNATURE_MAGIC,
-                    format!(
-                        "the 4 KB after the image (at {sector_offset:#x}) should be a Secure \
-                         Boot V2 signature sector but starts with {:#04x}, not {BLOCK_MAGIC:#04x}",
-                        block[0]
-                    ),
-                ));
-                return SignatureInfo {
-                    sector_offset,
-                    blocks,
-                };
-            }
-            break;
-        }
-        used = start + BLOCK_LEN;
+    }
+    let mut used = 0;
+    for (index, block) in blocks(sector).enumerate() {
+        used = (index + 1) * BLOCK_LEN;
         if let Some(b) = check_block(index, block, chip, digests, reasons) {
-            blocks.push(b);
+            checked.push(b);
         }
     }
     // Nothing reads the rest of the sector, so anything but erased flash there is data that
@@ -157,7 +169,7 @@ pub(crate) fn check_sector(
     }
     SignatureInfo {
         sector_offset,
-        blocks,
+        blocks: checked,
     }
 }
 
@@ -174,8 +186,7 @@ fn check_block(
             format!("signature block {index}: its last 16 bytes must be zero"),
         ));
     }
-    let stored_crc = u32::from_le_bytes(array(block, CRC_OFFSET));
-    let crc = crc32fast::hash(slice(block, 0, CRC_OFFSET));
+    let (stored_crc, crc) = crcs(block);
     if crc != stored_crc {
         reasons.push(Reason::new(
             code::BAD_SIGNATURE_CRC,
@@ -224,10 +235,12 @@ fn check_block(
 
     let (d0, d1) = scheme.digest_range();
     let stored_digest = slice(block, d0, d1);
-    let actual: &[u8] = if scheme == SignatureScheme::EcdsaP384 {
-        digests.sha384.as_slice()
-    } else {
-        &digests.sha256
+    let actual: &[u8] = match (scheme, &digests.sha384) {
+        (SignatureScheme::EcdsaP384, Some(sha384)) => sha384,
+        // `needs_sha384` walks the same blocks, so a P-384 block that gets here always has its
+        // digest; should they ever disagree, an empty digest fails the block instead of passing it.
+        (SignatureScheme::EcdsaP384, None) => &[],
+        _ => &digests.sha256,
     };
     let image_digest_matches = stored_digest == actual;
     if !image_digest_matches {
@@ -410,10 +423,10 @@ mod tests {
         [0xFF; SECTOR_SIZE]
     }
 
-    fn digests() -> ImageDigests<'static> {
+    fn digests() -> ImageDigests {
         ImageDigests {
             sha256: [0; 32],
-            sha384: LazyCell::new(Box::new(|| [0; 48])),
+            sha384: Some([0; 48]),
         }
     }
 

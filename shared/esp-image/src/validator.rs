@@ -11,8 +11,17 @@
 //! either checked by the device or by this validator. Non-zero bytes in the zero padding
 //! before the checksum are *not* a reason: neither the bootloader nor esptool reads them, and
 //! the appended hash, when present, covers them.
+//!
+//! # Hashing
+//! Bytes are hashed once, with SHA-256: a prefix of that stream is the appended hash, the part
+//! before the signature sector is what RSA and P-192/P-256 blocks sign, and the whole is the
+//! file's SHA-256 ([`Validator::file_sha256`]) callers bind uploads to. P-384 blocks sign a
+//! SHA-384 instead, which costs about three times as much per byte (SHA-NI speeds up SHA-256
+//! only), and whether one follows is known only after the image, when streamed bytes are gone:
+//! so it is not computed as the bytes go by. [`Validator::finish`] asks for it instead, in a
+//! continuation ([`NeedsSha384`]) the caller answers by hashing the signed range again.
 
-use std::cell::LazyCell;
+use std::ops::Range;
 
 use sha2::{Digest, Sha256, Sha384};
 
@@ -26,6 +35,7 @@ use crate::signature::{self, ImageDigests, SECTOR_SIZE};
 /// The seed of the checksum, an XOR over all segment data.
 const CHECKSUM_SEED: u8 = 0xEF;
 const HASH_LEN: usize = 32;
+const SHA384_LEN: usize = 48;
 /// Size of the scratch buffer for fixed-size fields (the largest being the hash).
 const SCRATCH_LEN: usize = HASH_LEN;
 
@@ -53,7 +63,8 @@ enum Stage {
 }
 
 /// Streaming validator: feed the file in chunks of any size, in order, then call
-/// [`Validator::finish`]. Feeding the same bytes in any chunking gives the same result.
+/// [`Validator::finish`]. Feeding the same bytes in any chunking gives the same result, and
+/// the same as [`validate`] on the whole file.
 #[derive(Debug, Clone)]
 pub struct Validator {
     pos: u64,
@@ -65,14 +76,12 @@ pub struct Validator {
     checksum: u8,
     /// Start of the first segment's data, where the app description lives.
     app: Vec<u8>,
-    /// Over every byte before the signature sector: its prefix up to the checksum is the
-    /// appended hash, the whole is the digest a signature covers.
+    /// Over every byte pushed: its prefix up to the checksum is the appended hash, up to the
+    /// signature sector the digest a signature covers, the whole the file's SHA-256.
     sha256: Sha256,
-    /// P-384 signatures sign a SHA-384 digest, and which scheme signs is only known at the end,
-    /// when streamed bytes are gone: so a stream is hashed as it goes. `None` in [`validate`],
-    /// which holds the whole file and hashes it only if a P-384 block asks.
-    sha384: Option<Sha384>,
     computed_hash: Option<[u8; HASH_LEN]>,
+    /// SHA-256 of the bytes before the signature sector, once a byte of the sector came in.
+    signed_sha256: Option<[u8; HASH_LEN]>,
     stored_checksum: Option<u8>,
     stored_hash: Option<[u8; HASH_LEN]>,
     image_len: Option<u64>,
@@ -100,8 +109,8 @@ impl Validator {
             checksum: CHECKSUM_SEED,
             app: Vec::new(),
             sha256: Sha256::new(),
-            sha384: Some(Sha384::new()),
             computed_hash: None,
+            signed_sha256: None,
             stored_checksum: None,
             stored_hash: None,
             image_len: None,
@@ -129,14 +138,20 @@ impl Validator {
         let wanted = self.wanted().max(1);
         let n = usize::try_from(wanted).map_or(chunk.len(), |w| w.min(chunk.len()));
         let piece = chunk.get(..n).unwrap_or_default();
-        if self.hashing() {
-            self.sha256.update(piece);
-            if let Some(sha384) = &mut self.sha384 {
-                sha384.update(piece);
-            }
+        // Pieces stop at the sector start (`wanted`), so the first byte of the sector begins a
+        // piece, and the hash holds exactly the signed bytes here.
+        if matches!(self.stage, Stage::Trailer { sector_start } if sector_start == self.pos) {
+            self.signed_sha256 = Some(self.sha256.clone().finalize().into());
         }
+        self.sha256.update(piece);
         self.consume(piece);
         n
+    }
+
+    /// SHA-256 of every byte pushed so far: the whole file's once it all went in, so that
+    /// callers need no hash of their own beside the validator.
+    pub fn file_sha256(&self) -> [u8; HASH_LEN] {
+        self.sha256.clone().finalize().into()
     }
 
     /// How many bytes the current stage still expects (`u64::MAX` for "any number").
@@ -151,14 +166,6 @@ impl Validator {
             Stage::Hash => scratch_left(HASH_LEN),
             Stage::Trailer { sector_start } if self.pos < sector_start => sector_start - self.pos,
             Stage::Trailer { .. } => u64::MAX,
-        }
-    }
-
-    /// Signatures cover everything before the signature sector.
-    fn hashing(&self) -> bool {
-        match self.stage {
-            Stage::Trailer { sector_start } => self.pos < sector_start,
-            _ => true,
         }
     }
 
@@ -300,15 +307,32 @@ impl Validator {
         self.stage = Stage::Trailer { sector_start };
     }
 
-    pub fn finish(mut self) -> Result<ImageInfo, Rejection> {
-        // `new` always sets it: only `validate` leaves it out, and that concludes on its own.
-        let sha384 = self.sha384.take().unwrap_or_default();
-        self.conclude(move |_| sha384.finalize().into())
+    /// The verdict, once every byte was pushed; or, when a P-384 signature block must be checked,
+    /// a continuation that gives it for the SHA-384 of the signed range.
+    pub fn finish(self) -> Finish {
+        match self.p384_signed_range() {
+            Some(range) => Finish::NeedsSha384(NeedsSha384 {
+                validator: self,
+                range,
+            }),
+            None => Finish::Done(self.conclude(None)),
+        }
     }
 
-    /// The verdict; `sha384_of(len)` gives the SHA-384 of the file's first `len` bytes, asked
-    /// only when a P-384 signature block needs it.
-    fn conclude(self, sha384_of: impl FnOnce(u64) -> [u8; 48]) -> Result<ImageInfo, Rejection> {
+    /// The bytes a P-384 block signs, when `conclude` will check one: the file ends with exactly
+    /// one signature sector after the image, holding an intact P-384 block.
+    fn p384_signed_range(&self) -> Option<Range<u64>> {
+        let Stage::Trailer { sector_start } = self.stage else {
+            return None;
+        };
+        let sector = self.sector.first_chunk::<SECTOR_SIZE>()?;
+        let sector_is_last = self.pos == sector_start + SECTOR_SIZE as u64;
+        (sector_is_last && signature::needs_sha384(sector)).then_some(0..sector_start)
+    }
+
+    /// The verdict; `sha384` is the SHA-384 of the signed range, given whenever
+    /// `p384_signed_range` asks for it.
+    fn conclude(self, sha384: Option<[u8; SHA384_LEN]>) -> Result<ImageInfo, Rejection> {
         let mut reasons = self.reasons;
         let file_len = self.pos;
         let Some(header) = self.header else {
@@ -452,11 +476,10 @@ impl Validator {
                         ),
                     ));
                 }
-                if let Some(sector) = self.sector.first_chunk::<SECTOR_SIZE>() {
-                    let digests = ImageDigests {
-                        sha256: self.sha256.finalize().into(),
-                        sha384: LazyCell::new(Box::new(move || sha384_of(sector_start))),
-                    };
+                if let (Some(sector), Some(sha256)) =
+                    (self.sector.first_chunk::<SECTOR_SIZE>(), self.signed_sha256)
+                {
+                    let digests = ImageDigests { sha256, sha384 };
                     signature = Some(signature::check_sector(
                         sector,
                         sector_start,
@@ -511,19 +534,58 @@ impl Validator {
     }
 }
 
+/// What [`Validator::finish`] gives. Only [`NeedsSha384::finish`] turns the second case into
+/// a verdict, so a caller cannot skip the P-384 check.
+#[derive(Debug)]
+#[must_use = "the verdict, or the SHA-384 it still needs"]
+pub enum Finish {
+    Done(Result<ImageInfo, Rejection>),
+    NeedsSha384(NeedsSha384),
+}
+
+impl Finish {
+    /// The verdict, for callers that hold the `file` that was pushed: its signed range is
+    /// hashed when asked.
+    pub fn with_file(self, file: &[u8]) -> Result<ImageInfo, Rejection> {
+        match self {
+            Finish::Done(verdict) => verdict,
+            Finish::NeedsSha384(needs) => {
+                // The range ends before the signature sector that was pushed, so within `file`.
+                let end = usize::try_from(needs.range.end).ok();
+                let signed = end.and_then(|end| file.get(..end)).unwrap_or_default();
+                needs.finish(Sha384::digest(signed).into())
+            }
+        }
+    }
+}
+
+/// A validation waiting for the SHA-384 of [`NeedsSha384::range`], which a P-384 signature
+/// block signs: the caller reads those bytes again (they are the file's first
+/// `range().end`) and hands the digest to [`NeedsSha384::finish`].
+#[derive(Debug)]
+#[must_use = "the verdict needs the SHA-384 of the signed range"]
+pub struct NeedsSha384 {
+    validator: Validator,
+    range: Range<u64>,
+}
+
+impl NeedsSha384 {
+    /// The signed bytes: from the start of the file to the signature sector.
+    pub fn range(&self) -> Range<u64> {
+        self.range.clone()
+    }
+
+    /// The verdict, given the SHA-384 of the bytes in [`NeedsSha384::range`].
+    pub fn finish(self, sha384: [u8; SHA384_LEN]) -> Result<ImageInfo, Rejection> {
+        self.validator.conclude(Some(sha384))
+    }
+}
+
 /// Validates a whole file held in memory; same result as streaming it through [`Validator`].
 pub fn validate(bytes: &[u8]) -> Result<ImageInfo, Rejection> {
-    let mut v = Validator {
-        sha384: None,
-        ..Validator::new()
-    };
+    let mut v = Validator::new();
     v.push(bytes);
-    v.conclude(|len| {
-        // Asked only once the whole signature sector was read after `len` bytes, so they are all
-        // in `bytes`.
-        let signed = usize::try_from(len).ok().and_then(|len| bytes.get(..len));
-        Sha384::digest(signed.unwrap_or_default()).into()
-    })
+    v.finish().with_file(bytes)
 }
 
 #[cfg(test)]
@@ -622,7 +684,9 @@ mod tests {
                     v.push(chunk);
                     v.push(&[]);
                 }
-                assert_eq!(v.finish(), whole, "chunk size {size}");
+                assert_eq!(v.file_sha256(), <[u8; 32]>::from(Sha256::digest(&bytes)));
+                let streamed = v.finish().with_file(&bytes);
+                assert_eq!(streamed, whole, "chunk size {size}");
             }
         }
     }

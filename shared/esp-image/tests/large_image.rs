@@ -17,7 +17,10 @@ fn sixteen_megabytes_stream_through() {
     // The validator's own state: fixed buffers, hashers and a few small vectors; the segment
     // list and the 4 KB signature sector are its only heap growth.
     assert!(std::mem::size_of::<Validator>() < 1024);
-    let info = v.finish().unwrap_or_else(|r| panic!("{r}"));
+    let info = v
+        .finish()
+        .with_file(&bytes)
+        .unwrap_or_else(|r| panic!("{r}"));
     assert_eq!(info.file_len, bytes.len() as u64);
     assert_eq!(info.app.version, "9.9.9");
 }

@@ -25,7 +25,7 @@ fn validate_chunked(bytes: &[u8], cuts: &[usize]) -> Result<ImageInfo, Rejection
     for pair in points.windows(2) {
         v.push(&bytes[pair[0]..pair[1]]);
     }
-    v.finish()
+    v.finish().with_file(bytes)
 }
 
 struct Base {

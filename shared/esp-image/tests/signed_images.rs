@@ -1,8 +1,9 @@
 //! Secure Boot V2 signatures made by the independent generator (the esptool cross-check lives
 //! in `firmware-samples/tests/esptool_oracle.rs`).
 
-use esp_image::{Chip, SignatureScheme, Validator, code, validate};
+use esp_image::{Chip, Finish, SignatureScheme, Validator, code, validate};
 use firmware_samples::{ImageSpec, RSA3072_SEED1_PEM, Scheme, SigningKey, Target};
+use sha2::{Digest, Sha256, Sha384};
 
 fn rsa() -> SigningKey {
     SigningKey::from_pkcs8_pem(RSA3072_SEED1_PEM).unwrap_or_else(|e| panic!("{e}"))
@@ -113,13 +114,15 @@ fn a_signature_moved_to_another_image_does_not_cover_it() {
 }
 
 #[test]
-fn p384_digests_agree_whole_and_streamed() {
-    // `validate` hashes SHA-384 only once a P-384 block asks for it; a stream hashes as it goes.
+fn p384_is_checked_from_the_digest_the_caller_supplies() {
+    // A stream is hashed with SHA-256 only: when a P-384 block follows, `finish` asks for the
+    // SHA-384 of the signed range, which the caller computes by reading those bytes again.
     let good = signed(
         Target::Esp32c5,
         &SigningKey::from_seed(Scheme::EcdsaP384, 4),
         false,
     );
+    let sector = good.len() - 4096;
     let mut tampered = good.clone();
     tampered[0x30] ^= 1;
     for bytes in [&good, &tampered] {
@@ -127,8 +130,59 @@ fn p384_digests_agree_whole_and_streamed() {
         for chunk in bytes.chunks(4093) {
             v.push(chunk);
         }
-        assert_eq!(v.finish(), validate(bytes));
+        assert_eq!(v.file_sha256(), <[u8; 32]>::from(Sha256::digest(bytes)));
+        let Finish::NeedsSha384(needs) = v.finish() else {
+            panic!("a P-384 signature needs the SHA-384");
+        };
+        assert_eq!(needs.range(), 0..sector as u64);
+        let deferred = needs.finish(Sha384::digest(&bytes[..sector]).into());
+        assert_eq!(deferred, validate(bytes));
     }
-    let codes = validate(&tampered).err().map(|r| r.codes());
-    assert!(codes.is_some_and(|c| c.contains(&code::SIGNATURE_DIGEST_MISMATCH)));
+
+    let info = validate(&good).unwrap_or_else(|r| panic!("{r}"));
+    let block = &info.signature.unwrap_or_else(|| panic!("unsigned?")).blocks[0];
+    assert!(block.image_digest_matches && block.signature_valid);
+    // The digest the rejection prints is the SHA-384 of the signed range.
+    let rejection = validate(&tampered).err();
+    let mismatch = rejection.as_ref().and_then(|r| {
+        r.reasons
+            .iter()
+            .find(|r| r.code == code::SIGNATURE_DIGEST_MISMATCH)
+    });
+    let expected = hex(&Sha384::digest(&tampered[..sector]));
+    assert!(
+        mismatch.is_some_and(|r| r
+            .message
+            .ends_with(&format!("the image's digest is {expected}"))),
+        "{rejection:?}"
+    );
+}
+
+#[test]
+fn only_an_intact_p384_block_asks_for_the_sha384() {
+    let finish = |bytes: &[u8]| {
+        let mut v = Validator::new();
+        v.push(bytes);
+        v.finish()
+    };
+    let p384 = signed(
+        Target::Esp32c5,
+        &SigningKey::from_seed(Scheme::EcdsaP384, 4),
+        true,
+    );
+    assert!(matches!(finish(&p384), Finish::NeedsSha384(_)));
+    let p256 = signed(
+        Target::Esp32c6,
+        &SigningKey::from_seed(Scheme::EcdsaP256, 1),
+        true,
+    );
+    let unsigned = ImageSpec::new(Target::Esp32c5, "4.0.0").build();
+    let mut bad_crc = p384.clone();
+    let sector = bad_crc.len() - 4096;
+    bad_crc[sector + 100] ^= 1;
+    let mut trailing = p384.clone();
+    trailing.push(0xFF);
+    for bytes in [p256, unsigned, bad_crc, trailing] {
+        assert!(matches!(finish(&bytes), Finish::Done(_)));
+    }
 }

@@ -1,12 +1,16 @@
 //! Reading an image file once, streaming: its SHA-256 and size (what the server binds the upload
-//! to) and the verdict of the same validator the server runs at finalize.
+//! to) and the verdict of the same validator the server runs at finalize. A P-384-signed image
+//! has its signed range read a second time, for the SHA-384 its signature covers (see
+//! `esp_image::Finish`).
 
+use std::ops::Range;
 use std::path::Path;
 
-use esp_image::{ImageInfo, Rejection, Validator};
+use esp_image::{Finish, ImageInfo, Rejection, Validator};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use sha2::{Digest, Sha256, Sha384};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{Error, Result};
 use crate::table::fields;
@@ -22,7 +26,7 @@ pub struct LocalImage {
 }
 
 pub async fn read(path: &Path) -> Result<LocalImage> {
-    let mut file = tokio::fs::File::open(path)
+    let mut file = File::open(path)
         .await
         .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))?;
     let mut buf = vec![0u8; CHUNK];
@@ -30,10 +34,7 @@ pub async fn read(path: &Path) -> Result<LocalImage> {
     let mut validator = Validator::new();
     let mut size = 0u64;
     loop {
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| Error::failed(format!("cannot read {}: {e}", path.display())))?;
+        let n = read_some(&mut file, &mut buf, path).await?;
         if n == 0 {
             break;
         }
@@ -42,11 +43,52 @@ pub async fn read(path: &Path) -> Result<LocalImage> {
         validator.push(chunk);
         size += n as u64;
     }
+    let sha256 = hex::encode(hasher.finalize());
+    let verdict = match validator.finish() {
+        Finish::Done(verdict) => verdict,
+        Finish::NeedsSha384(needs) => {
+            let digest = sha384_of(&mut file, &mut buf, needs.range(), path).await?;
+            needs.finish(digest)
+        }
+    };
     Ok(LocalImage {
         size,
-        sha256: hex::encode(hasher.finalize()),
-        verdict: validator.finish(),
+        sha256,
+        verdict,
     })
+}
+
+/// SHA-384 of `range` of the file, read again.
+async fn sha384_of(
+    file: &mut File,
+    buf: &mut [u8],
+    range: Range<u64>,
+    path: &Path,
+) -> Result<[u8; 48]> {
+    file.seek(std::io::SeekFrom::Start(range.start))
+        .await
+        .map_err(|e| Error::failed(format!("cannot read {}: {e}", path.display())))?;
+    let mut hasher = Sha384::new();
+    let mut left = range.end - range.start;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        let n = read_some(file, buf.get_mut(..want).unwrap_or_default(), path).await?;
+        if n == 0 {
+            return Err(Error::failed(format!(
+                "{} got shorter while it was being read",
+                path.display()
+            )));
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+        left -= n as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
+async fn read_some(file: &mut File, buf: &mut [u8], path: &Path) -> Result<usize> {
+    file.read(buf)
+        .await
+        .map_err(|e| Error::failed(format!("cannot read {}: {e}", path.display())))
 }
 
 impl LocalImage {
@@ -116,5 +158,36 @@ impl LocalImage {
             }
         }
         fields(&pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use firmware_samples::{ImageSpec, Scheme, SigningKey, Target};
+
+    use super::*;
+
+    /// A P-384 signature needs the SHA-384 of the signed range, which `read` gets by reading the
+    /// file again; the answer is the one of validating the bytes in memory.
+    #[tokio::test]
+    async fn a_p384_signed_file_reads_like_the_bytes_in_memory() {
+        let good = ImageSpec {
+            size: 3 * CHUNK + 100,
+            signing: Some(SigningKey::from_seed(Scheme::EcdsaP384, 4)),
+            ..ImageSpec::new(Target::Esp32c5, "1.0.0")
+        }
+        .build();
+        let mut tampered = good.clone();
+        tampered[4] ^= 1;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [("good.bin", good), ("tampered.bin", tampered)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let local = read(&path).await.unwrap();
+            assert_eq!(local.size, bytes.len() as u64);
+            assert_eq!(local.sha256, hex::encode(Sha256::digest(&bytes)));
+            assert_eq!(local.verdict.is_ok(), name == "good.bin");
+            assert_eq!(local.verdict, esp_image::validate(&bytes), "{name}");
+        }
     }
 }

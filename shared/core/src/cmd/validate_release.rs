@@ -1,19 +1,22 @@
 //! The step both ways of publishing share (the one-shot upload and the two-step finalize):
 //! reading the stored bytes once, streaming, as an ESP image (docs/esp-image.md), checking them
 //! against what the release declared and its device type's policy, and turning the record into
-//! a ready release.
+//! a ready release. A P-384-signed image has its signed range read a second time, for the
+//! SHA-384 its signature covers (see `esp_image::Finish`).
+
+use std::ops::Range;
 
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384};
 use time::OffsetDateTime;
 
 use crate::device_type::DeviceTypePolicy;
 use crate::error::OpError;
 use crate::image_policy::{self, ImageProblem};
-use crate::ports::StoreError;
+use crate::ports::{ByteRange, StoreError};
 use crate::release::{Release, ReleaseState};
 use crate::service::Service;
-use esp_image::{ImageInfo, Validator};
+use esp_image::{Finish, ImageInfo, Validator};
 
 /// Reads the stored object once, streaming, and checks it against the record and the device
 /// type's policy. Returns the parsed image, or every problem found.
@@ -22,16 +25,13 @@ async fn inspect(
     release: &Release,
     policy: Option<&DeviceTypePolicy>,
 ) -> Result<Result<ImageInfo, Vec<ImageProblem>>, OpError> {
-    let mut stream = service.blobs.get(&release.blob_key(), None).await?;
+    let key = release.blob_key();
+    let mut stream = service.blobs.get(&key, None).await?;
     let mut validator = Validator::new();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            OpError::Store(StoreError::Unavailable(format!(
-                "reading the stored image: {e}"
-            )))
-        })?;
+        let chunk = chunk.map_err(|e| reading_failed(&e))?;
         size += chunk.len() as u64;
         hasher.update(&chunk);
         validator.push(&chunk);
@@ -39,7 +39,14 @@ async fn inspect(
     let sha = hex::encode(hasher.finalize());
     let mut problems =
         image_policy::check_declared_bytes(release.file_size, &release.file_hash, size, &sha);
-    match validator.finish() {
+    let verdict = match validator.finish() {
+        Finish::Done(verdict) => verdict,
+        Finish::NeedsSha384(needs) => {
+            let digest = sha384_of_stored(service, &key, needs.range()).await?;
+            needs.finish(digest)
+        }
+    };
+    match verdict {
         Ok(info) => {
             problems.extend(image_policy::check_policy(&info, &release.version, policy));
             Ok(if problems.is_empty() {
@@ -53,6 +60,42 @@ async fn inspect(
             Ok(Err(problems))
         }
     }
+}
+
+/// SHA-384 of `range` of the stored object, read again. The bytes are the ones the first read
+/// saw: an object is only ever stored whole, under a key of its own release, and an upload URL
+/// accepts only bytes of the declared size and SHA-256.
+async fn sha384_of_stored(
+    service: &Service,
+    key: &str,
+    range: Range<u64>,
+) -> Result<[u8; 48], OpError> {
+    // The range starts at 0 and ends at the signature sector, after at least one image byte.
+    let bytes = ByteRange {
+        start: range.start,
+        end: range.end.saturating_sub(1),
+    };
+    let mut stream = service.blobs.get(key, Some(bytes)).await?;
+    let mut hasher = Sha384::new();
+    let mut read = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| reading_failed(&e))?;
+        read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    if read != range.end - range.start {
+        return Err(OpError::Store(StoreError::Unavailable(format!(
+            "reading the stored image again gave {read} bytes of the {} signed ones",
+            range.end - range.start
+        ))));
+    }
+    Ok(hasher.finalize().into())
+}
+
+fn reading_failed(e: &std::io::Error) -> OpError {
+    OpError::Store(StoreError::Unavailable(format!(
+        "reading the stored image: {e}"
+    )))
 }
 
 impl Service {
