@@ -348,22 +348,23 @@ fn print_summary(r: &Value) {
                 c["cost"]["total_usd"]
             );
         }
-        println!(
-            "cost per million downloads (redirect + 1.5 MB fetch)      ${}",
-            r["cost_per_million"]["download_via_redirect"]["total_usd"]
-        );
-        println!(
-            "cost per million downloads (check's URL, 1.5 MB fetch)    ${}",
-            r["cost_per_million"]["download_via_check_url"]["total_usd"]
-        );
-        println!(
-            "cost per million downloads through CloudFront (redirect)  ${}",
-            r["cost_per_million"]["download_via_redirect_cloudfront"]["total_usd"]
-        );
-        println!(
-            "cost per million downloads through CloudFront (check's URL) ${}",
-            r["cost_per_million"]["download_via_check_url_cloudfront"]["total_usd"]
-        );
+        for (what, key) in [
+            ("(redirect + 1.5 MB fetch)", "download_via_redirect"),
+            ("(check's URL, 1.5 MB fetch)", "download_via_check_url"),
+            (
+                "through CloudFront (redirect)",
+                "download_via_redirect_cloudfront",
+            ),
+            (
+                "through CloudFront (check's URL)",
+                "download_via_check_url_cloudfront",
+            ),
+        ] {
+            println!(
+                "cost per million downloads {what:<34} ${}",
+                r["cost_per_million"][key]["total_usd"]
+            );
+        }
     }
     let f = &r["fleet_sim"];
     match &f["summary"] {
