@@ -4,6 +4,7 @@
 //! into a response.
 
 pub mod auth;
+pub mod changed_state;
 pub mod config;
 pub mod extract;
 pub mod openapi;
@@ -16,5 +17,6 @@ pub mod schema;
 pub mod state;
 pub mod throttle;
 
+pub use changed_state::ChangedState;
 pub use router::full_router;
 pub use state::{AppState, Settings};

@@ -2,8 +2,10 @@
 //! the environment, JSON logs, EMF metrics, and serving a function's routes through
 //! `lambda_http`. Each function's `main` is one call: `ota_lambda::run(Function::Check)`.
 
+pub mod access_log;
 pub mod emf;
 mod function;
+pub mod request_log;
 pub mod secret;
 
 use std::sync::Arc;
@@ -77,7 +79,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
 }
 
 /// JSON logs, one line per event, with the fields of the current span (the `request` span of
-/// [`emf::EmfLayer`] carries the Lambda request id). `RUST_LOG` filters (default `info`).
+/// [`request_log::RequestLogLayer`] carries the Lambda request id). `RUST_LOG` filters (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
@@ -97,8 +99,12 @@ pub fn init_logging() {
 /// in the log.
 pub async fn run(function: Function) -> Result<(), Error> {
     init_logging();
-    let state = match state_from_env().await {
-        Ok(state) => state,
+    let started = async {
+        let log = request_log::RequestLogLayer::from_env(function.name())?;
+        Ok::<_, InitError>((log, state_from_env().await?))
+    };
+    let (log, state) = match started.await {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!(function = function.name(), error = %e, "cannot start");
             return Err(e.into());
@@ -106,7 +112,7 @@ pub async fn run(function: Function) -> Result<(), Error> {
     };
     tracing::info!(function = function.name(), "ready");
     let service = tower::ServiceBuilder::new()
-        .layer(emf::EmfLayer::new(function.name()))
+        .layer(log)
         .service(function.router(state));
     lambda_http::run(service).await
 }

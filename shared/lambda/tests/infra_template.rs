@@ -619,3 +619,51 @@ fn downloads_go_through_cloudfront_by_default_and_the_bucket_stays_private() {
         Some("UseCloudFront")
     );
 }
+
+#[test]
+fn logs_are_json_sampled_and_lambdas_own_lines_left_out_by_default() {
+    let t = template();
+    let g = &t["Globals"]["Function"];
+    let logging = &g["LoggingConfig"];
+    assert_eq!(logging["LogFormat"].as_str(), Some("JSON"));
+    assert!(is_ref(&logging["SystemLogLevel"], "LambdaSystemLogLevel"));
+    let level = &t["Parameters"]["LambdaSystemLogLevel"];
+    assert_eq!(
+        level["Default"].as_str(),
+        Some("WARN"),
+        "no START/END/REPORT lines"
+    );
+    assert!(is_ref(
+        &g["Environment"]["Variables"]["OTA_ACCESS_LOG_SAMPLE"],
+        "AccessLogSample"
+    ));
+    assert_eq!(
+        t["Parameters"]["AccessLogSample"]["Default"].as_u64(),
+        Some(ota_lambda::access_log::DEFAULT_SAMPLE)
+    );
+    // Each function names its own log group; Globals gives the rest of the map.
+    for (binary, f) in template_functions(&t) {
+        let own = &t["Resources"][f.logical_id.as_str()]["Properties"]["LoggingConfig"];
+        let keys: Vec<&str> = own
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(keys, ["LogGroup"], "{binary}");
+    }
+    // API Gateway's own access log (a line per request) only when asked for.
+    assert_eq!(
+        t["Parameters"]["ApiAccessLog"]["Default"].as_str(),
+        Some("disabled")
+    );
+    let (condition, enabled, disabled) =
+        if_parts(&t["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]).unwrap();
+    assert_eq!(condition, "HasApiAccessLog");
+    assert!(enabled.get("DestinationArn").is_some());
+    assert!(is_ref(disabled, "AWS::NoValue"));
+    assert_eq!(
+        t["Resources"]["ApiAccessLogs"]["Condition"].as_str(),
+        Some("HasApiAccessLog")
+    );
+}

@@ -1,10 +1,10 @@
 //! What devices call (docs/api.md §Device endpoints): check, download and status, translated to
 //! the commands of `ota_core::cmd` and back.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use ota_core::access::DeviceGrant;
 use ota_core::cmd::check::{CheckAnswer, CheckInput};
 use ota_core::cmd::download::Wanted;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::changed_state::ChangedState;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiResult, Problem};
 use crate::schema::{Channel, Count, EventId, Nonce, ResetReason, Sha256Hex, Text, U32};
@@ -167,7 +168,7 @@ pub async fn check(
     State(state): State<AppState>,
     grant: DeviceGrant,
     ApiJson(req): ApiJson<CheckRequest>,
-) -> ApiResult<Json<CheckResponse>> {
+) -> ApiResult<(Extension<ChangedState>, Json<CheckResponse>)> {
     grant.check_device(&req.device_id, Some(&req.device_type))?;
     state.admit_device(&req.device_id)?;
     let input = CheckInput {
@@ -181,7 +182,13 @@ pub async fn check(
         running_image_sha256: req.running_image_sha256,
         boot: req.boot.map(BootReport::from),
     };
-    run_check(&state, input).await.map(Json)
+    let check = run_check(&state, input).await?;
+    Ok(marked(check.update_available, check))
+}
+
+/// A check's answer with whether it offered: its one decision worth a log line.
+pub(crate) fn marked<T>(offered: bool, answer: T) -> (Extension<ChangedState>, Json<T>) {
+    (Extension(ChangedState(offered)), Json(answer))
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

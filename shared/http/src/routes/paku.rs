@@ -2,10 +2,10 @@
 //! that client name a release by version and their type as `device_model`, and its admin tools
 //! create rollouts the same way. Each alias runs the same command as its `/api/ota` route.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::{Extension, Json};
 use ota_core::access::{Admin, DeviceGrant};
 use ota_core::cmd::check::CheckInput;
 use ota_core::cmd::create_rollout::{CreateRollout, RolloutOf};
@@ -18,10 +18,11 @@ use ota_core::status::OtaStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::changed_state::ChangedState;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::device_protocol::{
-    CheckResponse, DownloadUrl, StatusResponse, head_answer, redirect, run_check,
+    CheckResponse, DownloadUrl, StatusResponse, head_answer, marked, redirect, run_check,
 };
 use crate::schema::{Channel, Nonce, Percent, RolloutName, Text, U32};
 use crate::state::AppState;
@@ -59,7 +60,7 @@ pub async fn check(
     State(state): State<AppState>,
     grant: DeviceGrant,
     ApiQuery(q): ApiQuery<LegacyCheckQuery>,
-) -> ApiResult<Json<LegacyCheckResponse>> {
+) -> ApiResult<(Extension<ChangedState>, Json<LegacyCheckResponse>)> {
     grant.check_device(&q.device_id, Some(&q.device_model))?;
     state.admit_device(&q.device_id)?;
     let current_version = q.current_version.to_string();
@@ -76,12 +77,15 @@ pub async fn check(
         boot: None,
     };
     let check = run_check(&state, input).await?;
-    Ok(Json(LegacyCheckResponse {
-        latest_version: check.version.clone(),
-        checksum_sha256: check.file_hash.clone(),
-        current_version,
-        check,
-    }))
+    Ok(marked(
+        check.update_available,
+        LegacyCheckResponse {
+            latest_version: check.version.clone(),
+            checksum_sha256: check.file_hash.clone(),
+            current_version,
+            check,
+        },
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
