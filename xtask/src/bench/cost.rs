@@ -13,8 +13,17 @@ const FUNCTION_GB: f64 = 0.25;
 /// Billed time of a check (two DynamoDB round trips and a presign) and of a download redirect.
 const CHECK_BILLED_S: f64 = 0.025;
 const DOWNLOAD_BILLED_S: f64 = 0.015;
-/// Log bytes per request (EMF line, START/END/REPORT, access log line).
-const LOG_BYTES_PER_REQUEST: f64 = 1300.0;
+/// Log bytes per request (docs/lambda.md, "Logs and metrics"): its share of a batched EMF line
+/// (~11 B, and the 26 B that CloudWatch Logs counts per event, over 100 requests), and an access
+/// line (~200-225 B, and those 26 B) for a check that offered (or any request that changed
+/// state or failed), else for one request in `OTA_ACCESS_LOG_SAMPLE` (100). Lambda's own lines
+/// (`LambdaSystemLogLevel=WARN`) and API Gateway's access log (`ApiAccessLog=disabled`) are left
+/// out, as the template does by default; each would add ~350 B to every request.
+const EMF_BYTES_PER_REQUEST: f64 = 11.26;
+const ACCESS_LINE_BYTES: f64 = 250.0;
+const ACCESS_LOG_SAMPLE: f64 = 100.0;
+/// The `check_budget` cases whose answer is an offer (an access line each) say so in their name.
+const OFFER_MARK: &str = "offered";
 /// Capacity units per request: reads of items under 4 KB, strongly consistent; a `PutItem` or
 /// `UpdateItem` of a device (table + GSI1 + GSI2, projection ALL); a check's transaction (device
 /// and fleet counters, each item counted twice).
@@ -111,8 +120,11 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The lines common to every request through API Gateway and a function.
-fn request_lines(p: &Prices, billed_s: f64) -> Vec<(String, f64)> {
+/// The lines common to every request through API Gateway and a function; `logged`: the request
+/// has its access line (else one in [`ACCESS_LOG_SAMPLE`] has).
+fn request_lines(p: &Prices, billed_s: f64, logged: bool) -> Vec<(String, f64)> {
+    let access_share = if logged { 1.0 } else { 1.0 / ACCESS_LOG_SAMPLE };
+    let log_bytes = EMF_BYTES_PER_REQUEST + access_share * ACCESS_LINE_BYTES;
     vec![
         ("HTTP API".into(), p.http_api_per_m),
         (
@@ -120,8 +132,8 @@ fn request_lines(p: &Prices, billed_s: f64) -> Vec<(String, f64)> {
             p.lambda_per_m_requests + FUNCTION_GB * billed_s * MILLION * p.lambda_gb_s,
         ),
         (
-            "CloudWatch Logs".into(),
-            LOG_BYTES_PER_REQUEST * MILLION / 1e9 * p.logs_per_gb,
+            format!("CloudWatch Logs ({log_bytes:.1} B a request)"),
+            log_bytes * MILLION / 1e9 * p.logs_per_gb,
         ),
     ]
 }
@@ -172,7 +184,7 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
             download_ops = ops(case);
             continue;
         }
-        let mut lines = request_lines(p, CHECK_BILLED_S);
+        let mut lines = request_lines(p, CHECK_BILLED_S, name.contains(OFFER_MARK));
         lines.push(dynamodb_line(p, &ops(case)));
         checks.push(json!({ "case": name, "cost": table(&lines) }));
         if name == STEADY_POLL_CASE {
@@ -203,7 +215,7 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
             IMAGE_MB * MILLION / 1000.0 * p.cloudfront_transfer_per_gb,
         ),
     ];
-    let mut redirect = request_lines(p, DOWNLOAD_BILLED_S);
+    let mut redirect = request_lines(p, DOWNLOAD_BILLED_S, false);
     redirect.push(dynamodb_line(p, &download_ops));
     let redirect_to = |fetch: &[(String, f64)]| {
         let mut lines = redirect.clone();
@@ -252,6 +264,36 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("hourly")
+        );
+    }
+
+    #[test]
+    fn an_offer_pays_for_its_access_line_a_steady_poll_for_a_hundredth_of_one() {
+        let cases = [
+            json!({"case": STEADY_POLL_CASE, "operations": ["Query"]}),
+            json!({"case": "new device, offered", "operations": ["Query"]}),
+        ];
+        let costs = per_million(&readme_prices(), &cases);
+        let logs = |i: usize| -> (String, f64) {
+            let line = costs["checks"][i]["cost"]["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["item"].as_str().unwrap().starts_with("CloudWatch Logs"))
+                .unwrap();
+            (
+                line["item"].as_str().unwrap().to_owned(),
+                line["usd"].as_f64().unwrap(),
+            )
+        };
+        // $0.50 per GB: 13.8 B a steady poll, 261.3 B an offer.
+        assert_eq!(
+            logs(0),
+            ("CloudWatch Logs (13.8 B a request)".to_owned(), 0.01)
+        );
+        assert_eq!(
+            logs(2),
+            ("CloudWatch Logs (261.3 B a request)".to_owned(), 0.13)
         );
     }
 
