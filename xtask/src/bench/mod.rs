@@ -1,10 +1,11 @@
 //! `cargo xtask bench`: the load comparison of issue 7 in one run. ota-server (release, embedded
 //! default) against nginx serving the same bytes statically, on this machine, with wrk; peak RSS;
-//! Lambda bootstrap sizes; DynamoDB requests per check on the local stack and the cost table
+//! Lambda bootstrap sizes and init times; DynamoDB requests per check on the local stack and the cost table
 //! derived from them; the fleet simulator. Everything measured goes to target/bench/results.json
 //! and a summary table is printed. Goals that are not met are reported, not failed.
 
 mod aws;
+mod bootstraps;
 mod cost;
 mod fleet;
 mod nginx;
@@ -22,12 +23,18 @@ use server::Server;
 
 /// Connections of every load run (issue 7).
 const CONNECTIONS: u32 = 64;
-/// Devices whose credentials the check load cycles through.
-const LOAD_DEVICES: usize = 256;
+/// Devices whose credentials the check load cycles through: a fleet, not a few hot rows. At the
+/// ~30,000 checks/s of this machine each device asks about twice a second, under the per-device
+/// limit of 600 a minute, which stays on.
+const LOAD_DEVICES: usize = 16_384;
+/// Threads that mint the tokens and send the warm-up checks.
+const WARM_UP_THREADS: usize = 4;
 /// Size of the published image: the 1.5 MB of infra/README.md's cost example.
 const IMAGE_SIZE: &str = "1536K";
-/// The goals: check >= 50 % of the static ceiling, download >= 80 %.
-const CHECK_GOAL: f64 = 0.5;
+/// The goals: check >= 60 % of the static ceiling with a p99 at most 3 times nginx's, download
+/// >= 80 %.
+const CHECK_GOAL: f64 = 0.6;
+const CHECK_P99_GOAL: f64 = 3.0;
 const DOWNLOAD_GOAL: f64 = 0.8;
 
 const USAGE: &str =
@@ -99,17 +106,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "seconds_per_run": opts.seconds,
             "load_devices": LOAD_DEVICES,
             "image_size": IMAGE_SIZE,
-            "server_env": { "OTA_DEVICE_RATE_PER_MIN": "0 (unlimited; default 600)" },
+            "server_env": { "OTA_DEVICE_RATE_PER_MIN": "600 (the default) for the load; 0 (unlimited) for the fleet simulator" },
         },
     });
     results["load"] = load(&tools, &release, &out, opts.seconds)?;
-    results["lambda_sizes"] = if opts.lambda {
-        aws::build_lambdas(&root)?;
-        aws::lambda_sizes(&root, &tools.llvm_strip, &out.join("lambda-stripped"))?
-            .context("the arm64 build left no bootstrap in target/lambda-arm64/lambda")?
+    if opts.lambda {
+        bootstraps::build(&root)?;
+        results["lambda_sizes"] =
+            bootstraps::sizes(&root, &tools.llvm_strip, &out.join("lambda-stripped"))?
+                .context("the build left no bootstrap")?;
+        results["lambda_init"] = bootstraps::init_times(&root)?;
     } else {
-        json!({ "skipped": "--skip-lambda" })
-    };
+        results["lambda_sizes"] = json!({ "skipped": "--skip-lambda" });
+        results["lambda_init"] = json!({ "skipped": "--skip-lambda" });
+    }
     if opts.aws {
         let cases = aws::dynamodb_requests(&root)?;
         let prices = cost::Prices::from_readme(&root)?;
@@ -124,7 +134,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     } else if !opts.fleet {
         json!({ "skipped": "--skip-fleet" })
     } else {
-        let server = Server::start(&release.join("ota-server"), &out.join("fleet-server"))?;
+        // The simulator's devices report in bursts (download progress); its numbers have been
+        // taken without the per-device limit since its first run.
+        let server = Server::start(
+            &release.join("ota-server"),
+            &out.join("fleet-server"),
+            &[("OTA_DEVICE_RATE_PER_MIN", "0")],
+        )?;
         let v = fleet::run(&release.join("fleet-sim"), &server, &out.join("fleet.json"))?;
         let mut v = v;
         v["server_peak_rss_bytes"] = server.peak_rss().map_or(Value::Null, Value::from);
@@ -152,26 +168,16 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
     )?;
     let image = std::fs::read(&image_path)?;
 
-    let server = Server::start(&release.join("ota-server"), &out.join("server"))?;
+    let server = Server::start(&release.join("ota-server"), &out.join("server"), &[])?;
     let firmware_id = server.publish(&image)?;
     server.roll_out(&firmware_id)?;
-    let mut devices = Vec::new();
-    for i in 0..LOAD_DEVICES {
-        let id = format!("bench-{i:04}");
-        let token = server.device_token(&id)?;
-        devices.push((id, token));
-    }
-    // Every device checks once before the measurement, so that the load is the steady state
-    // of a polling fleet (registered devices asking again), not 256 registrations.
-    let mut answer = String::new();
-    for (id, token) in &devices {
-        let (status, body) = server.check(id, token)?;
-        let v: Value = serde_json::from_str(&body).unwrap_or_default();
-        if status != 200 || v["update_available"] != true {
-            bail!("the warm-up check of {id} answered {status}: {body}");
-        }
-        answer = body;
-    }
+    let warm_up = Instant::now();
+    let devices = warm_up_fleet(&server)?;
+    eprintln!(
+        "xtask bench: {LOAD_DEVICES} devices registered and checked once in {:.1} s",
+        warm_up.elapsed().as_secs_f64()
+    );
+    let answer = server.check(&devices[0].0, &devices[0].1)?.1;
     let v: Value = serde_json::from_str(&answer)?;
     let download_url = v["download_url"].as_str().context("no download_url")?;
     let download_path = download_url
@@ -228,16 +234,61 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
         }
     };
     let check_ratio = ratio(&check, &static_check, "requests_per_s");
+    let p99 = |v: &Value| v["latency_us"]["p99"].as_f64().unwrap_or(0.0);
+    let check_p99_ratio = if p99(&static_check) > 0.0 {
+        (p99(&check) / p99(&static_check) * 100.0).round() / 100.0
+    } else {
+        0.0
+    };
     let download_ratio = ratio(&download, &static_download, "mib_per_s");
     Ok(json!({
         "check_answer_bytes": answer.len(),
         "image_bytes": image.len(),
         "check": { "ota_server": check, "nginx_static": static_check,
-                   "ratio": check_ratio, "goal": CHECK_GOAL, "met": check_ratio >= CHECK_GOAL },
+                   "ratio": check_ratio, "goal": CHECK_GOAL,
+                   "p99_ratio": check_p99_ratio, "p99_goal": CHECK_P99_GOAL,
+                   "met": check_ratio >= CHECK_GOAL && check_p99_ratio <= CHECK_P99_GOAL },
         "download": { "ota_server": download, "nginx_static": static_download,
                       "ratio": download_ratio, "goal": DOWNLOAD_GOAL, "met": download_ratio >= DOWNLOAD_GOAL },
         "ota_server_peak_rss_bytes": peak_rss,
     }))
+}
+
+/// Mints a token for each of the [`LOAD_DEVICES`] devices and has each check once, so that the
+/// measured load is the steady state of a polling fleet (registered devices asking again), not
+/// registrations. Every warm-up answer must be the offer.
+fn warm_up_fleet(server: &Server) -> anyhow::Result<Vec<(String, String)>> {
+    let ids: Vec<String> = (0..LOAD_DEVICES).map(|i| format!("bench-{i:05}")).collect();
+    let chunks: Vec<&[String]> = ids.chunks(LOAD_DEVICES / WARM_UP_THREADS).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || -> anyhow::Result<Vec<(String, String)>> {
+                    chunk
+                        .iter()
+                        .map(|id| {
+                            let token = server.device_token(id)?;
+                            let (status, body) = server.check(id, &token)?;
+                            let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                            if status != 200 || v["update_available"] != true {
+                                bail!("the warm-up check of {id} answered {status}: {body}");
+                            }
+                            Ok((id.clone(), token))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        let mut devices = Vec::with_capacity(LOAD_DEVICES);
+        for w in workers {
+            devices.extend(
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a warm-up thread panicked"))??,
+            );
+        }
+        Ok(devices)
+    })
 }
 
 fn load_average() -> String {
@@ -298,8 +349,11 @@ fn print_summary(r: &Value) {
     row("download: nginx static", &l["download"]["nginx_static"]);
     for (what, key) in [("check (req/s)", "check"), ("download (MiB/s)", "download")] {
         let v = &l[key];
+        let p99 = v.get("p99_ratio").map_or(String::new(), |r| {
+            format!(", p99 {r}x nginx's (goal <= {}x)", v["p99_goal"])
+        });
         println!(
-            "{what:<28} ratio {:.3}, goal >= {}: {}",
+            "{what:<28} ratio {:.3}, goal >= {}{p99}: {}",
             v["ratio"].as_f64().unwrap_or(0.0),
             v["goal"],
             if v["met"] == true { "MET" } else { "NOT MET" }
@@ -312,23 +366,38 @@ fn print_summary(r: &Value) {
     match r["lambda_sizes"]["functions"].as_array() {
         Some(rows) => {
             for f in rows {
+                let name = format!(
+                    "{} ({})",
+                    f["function"].as_str().unwrap_or("?"),
+                    f["arch"].as_str().unwrap_or("?")
+                );
                 if f["built"] == true {
                     println!(
-                        "lambda {:<21} {:>11} B built, {:>10} B stripped, {:>9} B stripped+gzip",
-                        f["function"].as_str().unwrap_or("?"),
-                        f["bytes"],
-                        f["stripped_bytes"],
-                        f["stripped_gzip_bytes"]
+                        "lambda {name:<21} {:>11} B built, {:>10} B stripped, {:>9} B stripped+gzip",
+                        f["bytes"], f["stripped_bytes"], f["stripped_gzip_bytes"]
                     );
                 } else {
-                    println!(
-                        "lambda {:<21} not built",
-                        f["function"].as_str().unwrap_or("?")
-                    );
+                    println!("lambda {name:<21} not built");
                 }
             }
         }
         None => println!("lambda sizes: {}", r["lambda_sizes"]["skipped"]),
+    }
+    match r["lambda_init"]["functions"].as_array() {
+        Some(rows) => {
+            for f in rows {
+                println!(
+                    "lambda init {:<16} median {:>7} ms (min {}, max {}; {}, {} runs)",
+                    f["function"].as_str().unwrap_or("?"),
+                    f["median_ms"],
+                    f["min_ms"],
+                    f["max_ms"],
+                    r["lambda_init"]["arch"].as_str().unwrap_or("?"),
+                    r["lambda_init"]["runs"]
+                );
+            }
+        }
+        None => println!("lambda init: {}", r["lambda_init"]["skipped"]),
     }
     if let Some(cases) = r["dynamodb_requests"].as_array() {
         for c in cases {

@@ -27,8 +27,9 @@ pub struct Server {
 
 impl Server {
     /// Starts `bin` with its data in `data_dir` (emptied first) on an ephemeral port of
-    /// 127.0.0.1, waits for its "listening" line, and reads the admin token it wrote.
-    pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Server> {
+    /// 127.0.0.1 and the settings `env`, waits for its "listening" line, and reads the admin
+    /// token it wrote.
+    pub fn start(bin: &Path, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
         if data_dir.exists() {
             std::fs::remove_dir_all(data_dir)
                 .with_context(|| format!("removing {}", data_dir.display()))?;
@@ -48,9 +49,7 @@ impl Server {
         let child = cmd
             .env("OTA_LISTEN", "127.0.0.1:0")
             .env("OTA_DATA_DIR", data_dir)
-            // The per-device limit (600 a minute by default) would answer most of a load test
-            // with 429; a real fleet spreads its checks over the poll interval instead.
-            .env("OTA_DEVICE_RATE_PER_MIN", "0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

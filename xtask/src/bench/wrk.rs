@@ -31,7 +31,8 @@ pub fn get_script(path: &str) -> String {
 }
 
 /// A script that sends `POST /api/ota/check` as the devices of `devices` (id, token) in turn,
-/// each request with its own device's credential and body.
+/// each request with its own device's credential and body. wrk's threads start half the fleet
+/// apart, so that no device is asked for by both at once.
 pub fn check_script(devices: &[(String, String)]) -> String {
     let mut lua = String::from("local devices = {\n");
     for (id, token) in devices {
@@ -42,7 +43,15 @@ pub fn check_script(devices: &[(String, String)]) -> String {
     }
     lua.push_str(
         r#"}
+local threads = 0
+setup = function(thread)
+  thread:set("offset", threads * math.floor(#devices / 2))
+  threads = threads + 1
+end
 local n = 0
+init = function(args)
+  n = offset or 0
+end
 request = function()
   n = n + 1
   local d = devices[(n % #devices) + 1]
