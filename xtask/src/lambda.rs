@@ -85,7 +85,20 @@ pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
         build.args(["--bin", f]);
     }
     crate::run(&mut build)?;
+    let mut env = session_env(aws)?;
+    // Every request's access line, for the log check of the probes (and for reading a failed
+    // test's log).
+    env.push(("OTA_ACCESS_LOG_SAMPLE".to_owned(), "1".to_owned()));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::root().join("target"), PathBuf::from);
+    let setup = crate::root().join(target).join("debug/ota-local-setup");
+    let admin_token = create_table_and_bucket(aws, &setup, &env)?;
+    Ok(Session { env, admin_token })
+}
 
+/// The settings of a session on `aws`: the local stack's endpoints and credentials, the table
+/// and bucket, a JWT secret and a manifest key of its own.
+pub fn session_env(aws: &LocalAws) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = aws.env();
     env.extend(
         [
@@ -96,16 +109,20 @@ pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
             // chance of about 2^-32 (zero or past the curve order), which the functions would
             // refuse at init, naming the variable.
             ("OTA_MANIFEST_KEYS", random_hex(32)?),
-            // Every request's access line, for the log check of the probes (and for reading a
-            // failed test's log).
-            ("OTA_ACCESS_LOG_SAMPLE", "1".to_owned()),
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| crate::root().join("target"), PathBuf::from);
-    let setup = crate::root().join(target).join("debug/ota-local-setup");
-    let mut cmd = Command::new(&setup);
+    Ok(env)
+}
+
+/// Creates the table and the bucket of `env` with the `ota-local-setup` binary `setup`; returns
+/// the admin token it minted.
+pub fn create_table_and_bucket(
+    aws: &LocalAws,
+    setup: &Path,
+    env: &[(String, String)],
+) -> anyhow::Result<String> {
+    let mut cmd = Command::new(setup);
     aws.apply(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
     let out = cmd
         .stderr(Stdio::inherit())
@@ -114,8 +131,7 @@ pub fn prepare(aws: &LocalAws) -> anyhow::Result<Session> {
     if !out.status.success() {
         bail!("creating the table and the bucket failed ({})", out.status);
     }
-    let admin_token = String::from_utf8(out.stdout)?.trim().to_owned();
-    Ok(Session { env, admin_token })
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// `cargo lambda watch`, which starts `cargo run` and the functions under it. With a log file it

@@ -10,6 +10,7 @@ mod cost;
 mod fleet;
 mod nginx;
 mod server;
+mod shared_table;
 mod tools;
 mod wrk;
 
@@ -141,11 +142,22 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             &out.join("fleet-server"),
             &[("OTA_DEVICE_RATE_PER_MIN", "0")],
         )?;
-        let v = fleet::run(&release.join("fleet-sim"), &server, &out.join("fleet.json"))?;
+        let v = fleet::run(
+            &release.join("fleet-sim"),
+            &fleet::Target::single(&server),
+            fleet::DEVICES,
+            &[],
+            &out.join("fleet.json"),
+        )?;
         let mut v = v;
         v["server_peak_rss_bytes"] = server.peak_rss().map_or(Value::Null, Value::from);
         v["load_average_after"] = load_average().into();
         v
+    };
+    results["shared_table"] = if !(fleet_sim && opts.fleet && opts.aws) {
+        json!({ "skipped": "needs the fleet simulator and the AWS part (--skip-fleet, --skip-aws)" })
+    } else {
+        shared_table::run(&root, &release, &out)?
     };
     results["wall_s"] = started.elapsed().as_secs().into();
     let path = out.join("results.json");
@@ -434,6 +446,26 @@ fn print_summary(r: &Value) {
                 r["cost_per_million"][key]["total_usd"]
             );
         }
+    }
+    let t = &r["shared_table"];
+    match &t["summary"] {
+        Value::Object(s) => {
+            let status = &s["endpoints"]["status"];
+            println!(
+                "shared table ({} processes, DynamoDB Local): exit {}, reports {} acknowledged, {} lost; \
+                 status {} req/s, p50 {} ms, p99 {} ms, max {} ms; {} retries",
+                t["processes"],
+                t["exit_code"],
+                s["reports"]["acknowledged_total"],
+                s["reports"]["lost"],
+                status["requests_per_s"],
+                status["p50_ms"],
+                status["p99_ms"],
+                status["max_ms"],
+                s["retries"],
+            );
+        }
+        _ => println!("shared table: {}", t["skipped"]),
     }
     let f = &r["fleet_sim"];
     match &f["summary"] {

@@ -1,0 +1,86 @@
+//! Reports on one rollout from several processes sharing one table (`docs/scale.md`): three
+//! release `ota-server` on the AWS storage (DynamoDB Local and s3s-fs, started here) stand in for
+//! Lambda instances, and the fleet simulator spreads its devices over them, each device to one
+//! process. What it shows: the reports per second one rollout takes across instances, the
+//! tail of a report, retries, and that none is lost.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::fleet;
+use super::server::Server;
+use crate::aws_local::LocalAws;
+use crate::lambda;
+
+/// Processes sharing the table.
+pub const PROCESSES: usize = 3;
+/// Devices of the run: DynamoDB Local, a Java process on the same cores, is the bottleneck, so
+/// a thousand devices (~3,000 reports) take a few minutes.
+pub const DEVICES: u32 = 1_000;
+/// Whole images in one GET, 48 devices in flight.
+const FLEET_ARGS: [&str; 4] = ["--chunk-size", "0", "--concurrency", "48"];
+
+/// Builds `ota-local-setup` (release), starts the local stack, creates the table and bucket,
+/// starts the processes and runs the simulator; `release` holds the release binaries.
+pub fn run(root: &Path, release: &Path, out: &Path) -> anyhow::Result<Value> {
+    crate::run(crate::cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ota-lambda",
+        "--bin",
+        "ota-local-setup",
+    ]))?;
+    let aws = LocalAws::start(root)
+        .context("the local AWS stack (DynamoDB Local + s3s-fs) did not start")?;
+    let mut env = lambda::session_env(&aws)?;
+    lambda::create_table_and_bucket(&aws, &release.join("ota-local-setup"), &env)?;
+    let dir = out.join("shared-table");
+    std::fs::create_dir_all(&dir)?;
+    let secret = env
+        .iter()
+        .find(|(k, _)| k == "OTA_JWT_SECRET")
+        .map(|(_, v)| v.clone())
+        .context("the session has no JWT secret")?;
+    let secret_file = dir.join("jwt-secret");
+    std::fs::write(&secret_file, &secret)?;
+    env.extend(
+        [
+            // The simulator's devices report in bursts; the bench measures the table, not the
+            // per-device limit.
+            ("OTA_DEVICE_RATE_PER_MIN", "0"),
+            // DynamoDB Local under this load answers in seconds at times; the production
+            // default (2 s) would turn that into 503s that measure the emulator.
+            ("OTA_DYNAMODB_TIMEOUT_MS", "10000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let servers = (0..PROCESSES)
+        .map(|i| {
+            Server::start(
+                &release.join("ota-server"),
+                &dir.join(format!("server-{i}")),
+                &env,
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let target = fleet::Target {
+        admin: &servers[0],
+        device_servers: &servers,
+        jwt_secret_file: secret_file,
+    };
+    let mut v = fleet::run(
+        &release.join("fleet-sim"),
+        &target,
+        DEVICES,
+        &FLEET_ARGS,
+        &dir.join("fleet.json"),
+    )?;
+    v["processes"] = PROCESSES.into();
+    v["load_average_after"] = super::load_average().into();
+    Ok(v)
+}
