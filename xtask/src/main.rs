@@ -39,7 +39,8 @@ commands:
   local-aws --check     the same, then one real DynamoDB and S3 round trip and one request per
                         function through the base URL, then stop
   bench                 load comparison (ota-server vs nginx static, wrk, 64 connections),
-                        peak RSS, Lambda sizes, DynamoDB requests per check and cost table,
+                        peak RSS, the Lambda bootstraps' sizes (arm64 and this machine) and
+                        init times, DynamoDB requests per check and cost table,
                         fleet-sim; installs nginx, wrk, llvm with apt-get if missing; writes
                         target/bench/results.json (docs/performance.md)
 ";
