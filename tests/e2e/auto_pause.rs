@@ -161,7 +161,10 @@ async fn hundreds_of_concurrent_final_reports_pause_once_from_the_first_crossing
     // name the first report after which the rule held, with the counters at that report. On
     // DynamoDB the rule is decided after each report's commit on the totals read then
     // (docs/aws-keys.md §Contention and limits): the pause comes at or after that report,
-    // within the reports in flight, and its numbers are the totals it read.
+    // within the reports in flight, and its numbers are the totals it read. The log orders the
+    // reports of different shards by their writers' clocks, not by commit, so the crossing it
+    // shows is compared by its count of reports: a pause at the 40th report with 14 failures
+    // is on time even where the log's 40th has 13.
     let mut stored = logs(&srv, &[("firmware_id", &fw)]).await;
     assert_eq!(stored.len(), DEVICES + DEVICES / 2);
     stored.reverse();
@@ -181,8 +184,8 @@ async fn hundreds_of_concurrent_final_reports_pause_once_from_the_first_crossing
     let (trigger, want_f, want_s) = first.expect("the stored reports never crossed");
     if srv.is_aws() {
         assert!(
-            f >= want_f && s >= want_s,
-            "{details} before {want_f}/{want_s}"
+            f + s >= want_f + want_s,
+            "{details} before the crossing at {want_f}/{want_s}"
         );
         eprintln!(
             "auto_pause on DynamoDB: first crossing at {}, paused at {} final reports",
