@@ -693,6 +693,68 @@ async fn specific_and_group_rollouts_target_only_their_devices() {
     );
 }
 
+/// A `specific` rollout of 100,000 named devices, the most one may name, is one create: no
+/// record grows with it (a type's active rollouts were one item of at most 400 KB on
+/// DynamoDB), each named device is offered and no other, and the rollout lists them page by
+/// page. One id more is 400, a body past the route's 5 MiB is 413, and neither stores a thing.
+#[tokio::test]
+async fn a_rollout_names_a_hundred_thousand_devices() {
+    const NAMED: usize = 100_000;
+    let srv = Server::start().await;
+    let fw = publish(&srv, "fleet-100k", "1.1.0").await;
+    let specific = |ids: &[String]| {
+        json!({"name": "by name", "firmware_id": fw["id"], "target_type": "specific",
+               "target_filter": {"device_ids": ids}})
+    };
+    let ids: Vec<String> = (0..NAMED).map(|i| format!("esp32-{i:06}")).collect();
+    let over: Vec<String> = (0..=NAMED).map(|i| format!("esp32-{i:06}")).collect();
+    let p = create_rollout(&srv, specific(&over)).await.problem(400);
+    assert!(
+        p["detail"].as_str().unwrap().contains("at most 100000"),
+        "{p}"
+    );
+    let long: Vec<String> = (0..45_000).map(|i| format!("{i:0128}")).collect();
+    create_rollout(&srv, specific(&long)).await.problem(413);
+    let rollouts = || {
+        list_all(
+            &srv,
+            "/api/ota/admin/rollouts",
+            &[("device_type", "fleet-100k")],
+            50,
+        )
+    };
+    assert_eq!(rollouts().await.len(), 0);
+
+    let r = create_rollout(&srv, specific(&ids)).await.expect(201);
+    assert_eq!(r["named_devices"], NAMED);
+    assert_eq!(r["target_filter"], json!({}), "the record holds no ids");
+    let id = str_of(&r, "id").to_owned();
+    // Another rollout of the type beside it: the type's rollouts still fit together.
+    create_rollout(&srv, specific(&["esp32-extra".to_owned()]))
+        .await
+        .expect(201);
+    for (device, offered) in [
+        ("esp32-000000", true),
+        ("esp32-054321", true),
+        ("esp32-099999", true),
+        ("esp32-100000", false),
+        ("esp32-extra", true),
+    ] {
+        let v = offered_version(&srv, device, "fleet-100k", "1.0.0", json!({})).await;
+        assert_eq!(v.is_some(), offered, "{device}");
+    }
+    assert_eq!(rollouts().await.len(), 2);
+    let listed = list_all(
+        &srv,
+        &format!("/api/ota/admin/rollouts/{id}/devices"),
+        &[],
+        500,
+    )
+    .await;
+    let listed: Vec<&str> = listed.iter().map(|d| str_of(d, "device_id")).collect();
+    assert_eq!(listed, ids, "every named device once, by id");
+}
+
 #[tokio::test]
 async fn rollouts_refuse_releases_that_are_not_ready() {
     let srv = Server::start().await;

@@ -11,7 +11,7 @@ use ota_core::ports::{ReleaseOption, ReleaseView};
 use ota_core::release::ReleaseState;
 use ota_core::rollout::{RolloutState, TargetType};
 use ota_core::rules;
-use ota_store_conformance::fixtures::{check_in, dev, release, rollout};
+use ota_store_conformance::fixtures::{check_in, release, rollout};
 
 const ROLLOUTS: usize = 100;
 
@@ -32,9 +32,9 @@ fn view() -> ReleaseView {
                     r.target_filter.groups = vec![format!("group-{i}"), "beta".into()];
                 }
                 2 => {
+                    // Names 20 devices, kept apart; the device is named by other rollouts.
                     r.target_type = TargetType::Specific;
-                    r.target_filter.device_ids =
-                        (0..20).map(|d| dev(&format!("dev-{d}"))).collect();
+                    r.named_devices = 20;
                 }
                 _ => {}
             }
@@ -57,6 +57,7 @@ fn decision(c: &mut Criterion) {
         device: Device::checked_in(None, &check_in, None).device,
         failures: Vec::new(),
         last_offer_status: None,
+        named_in: (0..5).map(|i| format!("another rollout {i}")).collect(),
     };
     assert!(rules::decide(&view, &check_in, &snapshot).is_some());
     let mut group = c.benchmark_group("check_decision");

@@ -100,6 +100,7 @@ mod tests {
             target_type: TargetType::All,
             rollout_percentage: 100.0,
             target_filter: TargetFilter::default(),
+            named_devices: 0,
             failure_threshold_percent: threshold,
             min_reports,
             allow_downgrade: false,

@@ -153,14 +153,18 @@ pub struct DeviceSnapshot {
     pub device: Device,
     pub failures: Vec<(String, u32)>,
     pub last_offer_status: Option<OtaStatus>,
+    /// The ids of the `specific` rollouts that name the device, read with it.
+    pub named_in: Vec<String>,
 }
 
 impl DeviceSnapshot {
     /// `device` with what its attempts (release id, attempt) say about it: the releases it
-    /// failed, by failure count, and the state of its attempt at the release last offered.
+    /// failed, by failure count, and the state of its attempt at the release last offered; and
+    /// the rollouts that name it.
     pub fn new<'a>(
         device: Device,
         attempts: impl IntoIterator<Item = (&'a str, &'a Attempt)>,
+        named_in: Vec<String>,
     ) -> Self {
         let offered = device.last_offer.as_ref().map(|o| o.firmware_id.as_str());
         let mut failures = Vec::new();
@@ -178,6 +182,7 @@ impl DeviceSnapshot {
             device,
             failures,
             last_offer_status,
+            named_in,
         }
     }
 

@@ -153,6 +153,7 @@ pub(crate) mod tests {
             target_type: TargetType::All,
             rollout_percentage: 100.0,
             target_filter: TargetFilter::default(),
+            named_devices: 0,
             failure_threshold_percent: None,
             min_reports: 10,
             allow_downgrade: false,

@@ -137,7 +137,18 @@ pub trait MetaStore: Send + Sync {
         event: &AuditEvent,
     ) -> StoreResult<()>;
 
-    async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()>;
+    /// Stores a new rollout and, for a `specific` one, the devices it names (`named`, each
+    /// once): each device's membership is read with the device ([`DeviceSnapshot::named_in`])
+    /// and listed by [`MetaStore::list_named_devices`]. A rollout is never visible before all
+    /// of its memberships are stored; a failure may leave memberships of a rollout that does not
+    /// exist, which name nothing.
+    async fn insert_rollout(&self, rollout: &Rollout, named: &[DeviceId]) -> StoreResult<()>;
+    /// The devices a rollout names, by id (empty for a rollout that names none).
+    async fn list_named_devices(
+        &self,
+        rollout_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceId>>;
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>>;
     async fn list_rollouts(
         &self,

@@ -295,6 +295,7 @@ mod tests {
             target_type: TargetType::All,
             rollout_percentage: 100.0,
             target_filter: TargetFilter::default(),
+            named_devices: 0,
             failure_threshold_percent: Some(threshold),
             min_reports,
             allow_downgrade: false,

@@ -29,10 +29,18 @@ impl TargetType {
     }
 }
 
+/// The most devices one `specific` rollout may name (docs/api.md §5.4).
+pub const MAX_NAMED_DEVICES: usize = 100_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetFilter {
+    /// On a create, the devices a `specific` rollout names. A stored rollout keeps them apart
+    /// (each store's membership of a device in the rollouts that name it, read with the
+    /// device), so that no record grows with the list; only rollouts stored before that keep
+    /// them here, as they were written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 100_000)]
     pub device_ids: Vec<DeviceId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
@@ -68,6 +76,10 @@ pub struct Rollout {
     /// 0–100; only meaningful for `canary`.
     pub rollout_percentage: f64,
     pub target_filter: TargetFilter,
+    /// How many devices a `specific` rollout names (0 for the other target types); they are
+    /// listed by `GET /api/ota/admin/rollouts/{id}/devices`.
+    #[serde(default)]
+    pub named_devices: u32,
     pub failure_threshold_percent: Option<f64>,
     pub min_reports: u32,
     pub allow_downgrade: bool,
@@ -99,12 +111,20 @@ pub fn in_canary(rollout_id: &str, device_id: &DeviceId, percentage: f64) -> boo
 }
 
 impl Rollout {
-    /// Whether this rollout's target includes the device (ignoring state).
-    pub fn targets(&self, device_id: &DeviceId, device_groups: &[String]) -> bool {
+    /// Whether this rollout's target includes the device (ignoring state), given its groups
+    /// and the ids of the rollouts that name it.
+    pub fn targets(
+        &self,
+        device_id: &DeviceId,
+        device_groups: &[String],
+        named_in: &[String],
+    ) -> bool {
         match self.target_type {
             TargetType::All => true,
             TargetType::Canary => in_canary(&self.id, device_id, self.rollout_percentage),
-            TargetType::Specific => self.target_filter.device_ids.contains(device_id),
+            TargetType::Specific => {
+                named_in.contains(&self.id) || self.target_filter.device_ids.contains(device_id)
+            }
             TargetType::Group => self
                 .target_filter
                 .groups

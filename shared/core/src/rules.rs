@@ -43,7 +43,7 @@ pub fn eligibility(
     if !rollout.state.offers() {
         return Err(Excluded::RolloutNotActive);
     }
-    if !rollout.targets(&check_in.device_id, &device.device.groups) {
+    if !rollout.targets(&check_in.device_id, &device.device.groups, &device.named_in) {
         return Err(Excluded::NotTargeted);
     }
     if fw.channel != check_in.channel {
@@ -160,6 +160,7 @@ mod tests {
                 target_type: TargetType::All,
                 rollout_percentage: 100.0,
                 target_filter: TargetFilter::default(),
+                named_devices: 0,
                 failure_threshold_percent: None,
                 min_reports: 10,
                 allow_downgrade: false,
@@ -191,6 +192,7 @@ mod tests {
             device: Device::checked_in(None, c, None).device,
             failures: Vec::new(),
             last_offer_status: None,
+            named_in: Vec::new(),
         }
     }
 
@@ -211,6 +213,27 @@ mod tests {
     #[test]
     fn a_newer_ready_release_in_an_active_rollout_is_offered() {
         assert_eq!(excluded_by(|_, _, _| {}), Ok(()));
+    }
+
+    #[test]
+    fn a_specific_rollout_targets_the_devices_it_names() {
+        let specific = |o: &mut ReleaseOption| o.rollout.target_type = TargetType::Specific;
+        // Named by membership, read with the device.
+        assert_eq!(
+            excluded_by(|o, _, d| {
+                specific(o);
+                d.named_in = vec!["other".into(), o.rollout.id.clone()];
+            }),
+            Ok(())
+        );
+        // Named in the record itself, as rollouts stored before memberships were.
+        assert_eq!(
+            excluded_by(|o, c, _| {
+                specific(o);
+                o.rollout.target_filter.device_ids = vec![c.device_id.clone()];
+            }),
+            Ok(())
+        );
     }
 
     #[test]
@@ -240,6 +263,13 @@ mod tests {
             (
                 RolloutNotActive,
                 Box::new(|o, _, _| o.rollout.state = RolloutState::Completed),
+            ),
+            (
+                NotTargeted,
+                Box::new(|o, _, d| {
+                    o.rollout.target_type = TargetType::Specific;
+                    d.named_in = vec!["another rollout".into()];
+                }),
             ),
             (
                 NotTargeted,

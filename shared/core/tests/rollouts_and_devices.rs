@@ -3,15 +3,15 @@
 mod support;
 
 use ota_core::access::Role;
-use ota_core::cmd::check::CheckInput;
+use ota_core::cmd::check::{CheckAnswer, CheckInput};
 use ota_core::cmd::create_rollout::{CreateRollout, RolloutOf};
 use ota_core::cmd::mint_device_token::{MAX_TTL_S, MintToken};
 use ota_core::cmd::update_rollout::RolloutEdit;
 use ota_core::error::OpError;
 use ota_core::ids::{DeviceId, DeviceType, Version};
-use ota_core::ports::{DeviceCredentials, StoreResult};
+use ota_core::ports::{DeviceCredentials, PageRequest, StoreResult};
 use ota_core::release::Release;
-use ota_core::rollout::{RolloutState, TargetFilter, TargetType};
+use ota_core::rollout::{MAX_NAMED_DEVICES, RolloutState, TargetFilter, TargetType};
 use support::{World, admin, caller, invalid};
 use time::OffsetDateTime;
 
@@ -224,8 +224,68 @@ async fn a_target_filter_holds_only_what_its_type_uses() {
             ..all(&fw)
         };
         let created = w.ota.create_rollout(&admin(), input).await.unwrap();
-        assert_eq!(created.rollout.target_filter, target_filter);
+        // The named devices are kept apart from the record (and counted in it).
+        let kept = TargetFilter {
+            device_ids: Vec::new(),
+            ..target_filter.clone()
+        };
+        assert_eq!(created.rollout.target_filter, kept);
+        assert_eq!(
+            created.rollout.named_devices as usize,
+            target_filter.device_ids.len()
+        );
     }
+}
+
+/// A `specific` rollout names each device once, at most `MAX_NAMED_DEVICES`, and offers to
+/// those only, whether they checked in before it was created or not.
+#[tokio::test]
+async fn a_specific_rollout_names_each_device_once_up_to_the_limit() {
+    let w = World::new();
+    let fw = w.publish("demo", "1.1.0").await;
+    w.ota.check(check("d1")).await.unwrap();
+    let named = |ids: Vec<String>| CreateRollout {
+        target_type: TargetType::Specific,
+        target_filter: TargetFilter {
+            device_ids: ids.iter().map(|d| DeviceId::parse(d).unwrap()).collect(),
+            groups: Vec::new(),
+        },
+        ..all(&fw)
+    };
+    let over = (0..=MAX_NAMED_DEVICES).map(|i| format!("d{i}")).collect();
+    invalid(
+        w.ota.create_rollout(&admin(), named(over)).await,
+        "target_filter.device_ids",
+    );
+    let created = w
+        .ota
+        .create_rollout(&admin(), named(vec!["d3".into(), "d1".into(), "d3".into()]))
+        .await
+        .unwrap();
+    assert_eq!(created.rollout.named_devices, 2);
+    let listed = w
+        .ota
+        .list_named_devices(&admin(), &created.rollout.id, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.items,
+        ["d1", "d3"].map(|d| DeviceId::parse(d).unwrap())
+    );
+    for (device, offered) in [("d1", true), ("d2", false), ("d3", true)] {
+        let answer = w.ota.check(check(device)).await.unwrap();
+        assert_eq!(
+            matches!(answer, CheckAnswer::Update { .. }),
+            offered,
+            "{device}"
+        );
+    }
+    assert!(matches!(
+        w.ota
+            .list_named_devices(&admin(), "no such rollout", &PageRequest::default())
+            .await,
+        Err(OpError::NotFound(_))
+    ));
 }
 
 #[tokio::test]

@@ -244,8 +244,9 @@ impl Modify for CrossFieldRules {
 struct Links;
 
 impl Links {
-    /// (operation, status, link, target operation, target parameter, runtime expression).
-    const TABLE: [(&str, &str, &str, &str, &str, &str); 22] = [
+    /// (operation, status, link, target operation, target parameter, runtime expression); a
+    /// link of several parameters takes a row each.
+    const TABLE: [(&str, &str, &str, &str, &str, &str); 26] = [
         (
             "create_release",
             "201",
@@ -408,6 +409,38 @@ impl Links {
             "id",
             "$response.body#/id",
         ),
+        (
+            "get_rollout",
+            "200",
+            "devices",
+            "list_rollout_devices",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "create_rollout",
+            "201",
+            "devices",
+            "list_rollout_devices",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "list_rollout_devices",
+            "200",
+            "next_page",
+            "list_rollout_devices",
+            "cursor",
+            NEXT,
+        ),
+        (
+            "list_rollout_devices",
+            "200",
+            "next_page",
+            "list_rollout_devices",
+            "id",
+            "$request.path.id",
+        ),
     ];
 }
 
@@ -455,10 +488,8 @@ impl Modify for Links {
                     .get_or_insert_with(Default::default)
                     .entry("links".to_owned())
                     .or_insert_with(|| serde_json::json!({}));
-                links[name] = serde_json::json!({
-                    "operationId": to,
-                    "parameters": {parameter: expression},
-                });
+                links[name]["operationId"] = to.into();
+                links[name]["parameters"][parameter] = expression.into();
             }
         }
     }
@@ -498,6 +529,7 @@ token in `X-OTA-Device-Token`. Capability URLs (`download_url`, upload URLs) nee
         releases::patch, releases::deactivate,
         device_types::list, device_types::get, device_types::put,
         rollouts::create, paku::create_rollout, rollouts::list, rollouts::get, rollouts::patch,
+        rollouts::named_devices,
         device_registry::list, device_registry::get, device_registry::patch,
         device_registry::mint_token,
         logs::list, observe::metrics, observe::audit, health::health, serve,

@@ -16,8 +16,13 @@ use crate::routes::{
 };
 use crate::state::AppState;
 
-/// JSON bodies are small; only the upload routes take more.
+/// JSON bodies are small; only the upload routes and the rollout creates take more.
 const JSON_BODY_LIMIT: usize = 256 * 1024;
+
+/// A rollout create may name up to `MAX_NAMED_DEVICES` (100,000) devices: ids of ~45
+/// characters on average fit, and the request, escaped inside a Lambda event, stays under
+/// Lambda's 6 MB payload.
+pub const ROLLOUT_BODY_LIMIT: usize = 5 * 1024 * 1024;
 
 /// `check`: the device poll.
 pub fn check_routes() -> Router<AppState> {
@@ -80,13 +85,22 @@ pub fn admin_routes() -> Router<AppState> {
         )
         .route(
             "/api/ota/admin/rollouts",
-            post(rollouts::create).get(rollouts::list),
+            post(rollouts::create)
+                .layer(DefaultBodyLimit::max(ROLLOUT_BODY_LIMIT))
+                .get(rollouts::list),
         )
         .route(
             "/api/ota/admin/rollouts/{id}",
             get(rollouts::get).patch(rollouts::patch),
         )
-        .route("/api/admin/rollout/create", post(paku::create_rollout))
+        .route(
+            "/api/ota/admin/rollouts/{id}/devices",
+            get(rollouts::named_devices),
+        )
+        .route(
+            "/api/admin/rollout/create",
+            post(paku::create_rollout).layer(DefaultBodyLimit::max(ROLLOUT_BODY_LIMIT)),
+        )
         .route("/api/ota/admin/devices", get(device_registry::list))
         .route(
             "/api/ota/admin/devices/{id}",

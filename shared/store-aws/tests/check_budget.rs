@@ -124,7 +124,7 @@ async fn check_costs_one_read_when_nothing_changed_and_at_most_two_requests() {
     .unwrap();
     meta.insert_release(&fw).await.unwrap();
     let r = rollout(&fw, RolloutState::Active);
-    meta.insert_rollout(&r).await.unwrap();
+    meta.insert_rollout(&r, &[]).await.unwrap();
     requests.take();
 
     // Cold instance: the release view is read once (one Query), then cached.
@@ -264,7 +264,7 @@ async fn a_pause_stops_offers_from_every_instance_within_a_second() {
     let fw = release("demo", "2.0.0", ReleaseState::Ready);
     b.insert_release(&fw).await.unwrap();
     let r = rollout(&fw, RolloutState::Active);
-    b.insert_rollout(&r).await.unwrap();
+    b.insert_rollout(&r, &[]).await.unwrap();
 
     let offered = |answer: &CheckAnswer| matches!(answer, CheckAnswer::Update { .. });
     assert!(offered(

@@ -71,6 +71,7 @@ pub fn rollout(fw: &Release, state: RolloutState) -> Rollout {
         target_type: TargetType::All,
         rollout_percentage: 100.0,
         target_filter: TargetFilter::default(),
+        named_devices: 0,
         failure_threshold_percent: None,
         min_reports: 10,
         allow_downgrade: false,

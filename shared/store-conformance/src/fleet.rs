@@ -36,7 +36,7 @@ async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Release,
     let mut r = rollout(&fw, RolloutState::Active);
     r.failure_threshold_percent = threshold;
     r.min_reports = min_reports;
-    s.insert_rollout(&r).await.unwrap();
+    s.insert_rollout(&r, &[]).await.unwrap();
     (fw, r)
 }
 

@@ -28,6 +28,7 @@ macro_rules! meta_store_tests {
                 racing_release_updates_record_one_event,
                 rollout_revisions,
                 release_view_holds_active_rollouts,
+                specific_rollouts_name_devices_apart,
                 check_registers_and_refreshes,
                 check_finds_the_release_a_device_runs,
                 status_state_machine,

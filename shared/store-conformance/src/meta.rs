@@ -5,9 +5,10 @@ use std::sync::Arc;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{DeviceFilter, LogFilter, Offer};
 use ota_core::device_type::DeviceTypePolicy;
+use ota_core::ids::DeviceId;
 use ota_core::ports::{MetaStore, PageRequest, StoreError};
 use ota_core::release::{Release, ReleaseFilter, ReleaseState};
-use ota_core::rollout::{RolloutFilter, RolloutState};
+use ota_core::rollout::{RolloutFilter, RolloutState, TargetType};
 use ota_core::status::OtaStatus;
 
 use crate::fixtures::*;
@@ -237,7 +238,7 @@ pub async fn rollout_revisions(s: Store) {
     let f = release("demo", "1.0.0", ReleaseState::Ready);
     s.insert_release(&f).await.unwrap();
     let mut r = rollout(&f, RolloutState::Active);
-    s.insert_rollout(&r).await.unwrap();
+    s.insert_rollout(&r, &[]).await.unwrap();
     r.state = RolloutState::Paused;
     r.revision = 2;
     s.update_rollout(&r, 1).await.unwrap();
@@ -250,7 +251,7 @@ pub async fn rollout_revisions(s: Store) {
     ));
     assert_eq!(s.get_rollout(&r.id).await.unwrap(), Some(r.clone()));
     let second = rollout(&f, RolloutState::Active);
-    s.insert_rollout(&second).await.unwrap();
+    s.insert_rollout(&second, &[]).await.unwrap();
     let listed = s
         .list_rollouts(&RolloutFilter::default(), &page(1, None))
         .await
@@ -283,17 +284,75 @@ pub async fn release_view_holds_active_rollouts(s: Store) {
         s.insert_release(f).await.unwrap();
     }
     let active = rollout(&f2, RolloutState::Active);
-    s.insert_rollout(&active).await.unwrap();
-    s.insert_rollout(&rollout(&f1, RolloutState::Paused))
+    s.insert_rollout(&active, &[]).await.unwrap();
+    s.insert_rollout(&rollout(&f1, RolloutState::Paused), &[])
         .await
         .unwrap();
-    s.insert_rollout(&rollout(&other, RolloutState::Active))
+    s.insert_rollout(&rollout(&other, RolloutState::Active), &[])
         .await
         .unwrap();
     let view = s.release_view(&dt("demo")).await.unwrap();
     assert_eq!(view.options.len(), 1);
     assert_eq!(view.options[0].rollout.id, active.id);
     assert_eq!(view.options[0].release.id, f2.id);
+}
+
+/// A `specific` rollout's devices are kept apart from its record and its type's view: each
+/// device reads its memberships with itself, named before it ever checked in or after, and the
+/// rollout lists them by id.
+pub async fn specific_rollouts_name_devices_apart(s: Store) {
+    let f = release("demo", "1.1.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
+    s.record_check(&check_in("known", "demo", "1.0.0"), &|_| None)
+        .await
+        .unwrap();
+    let named: Vec<DeviceId> = (0..5)
+        .map(|i| dev(&format!("named-{i}")))
+        .chain([dev("known")])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut r = rollout(&f, RolloutState::Active);
+    r.target_type = TargetType::Specific;
+    r.named_devices = 6;
+    s.insert_rollout(&r, &named).await.unwrap();
+    let other = rollout(&f, RolloutState::Active);
+    s.insert_rollout(&other, &[]).await.unwrap();
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    assert!(
+        view.options
+            .iter()
+            .all(|o| o.rollout.target_filter.device_ids.is_empty()),
+        "the view holds no device ids"
+    );
+    for (device, expect) in [
+        ("known", vec![r.id.clone()]),
+        ("named-3", vec![r.id.clone()]),
+        ("stranger", vec![]),
+    ] {
+        let snapshot = s
+            .record_check(&check_in(device, "demo", "1.0.0"), &|_| None)
+            .await
+            .unwrap();
+        assert_eq!(snapshot.named_in, expect, "{device}");
+    }
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s.list_named_devices(&r.id, &page(4, cursor)).await.unwrap();
+        assert!(p.items.len() <= 4);
+        listed.extend(p.items);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(listed, named, "every named device once, by id");
+    let none = s
+        .list_named_devices(&other.id, &page(4, None))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty() && none.next_cursor.is_none());
 }
 
 pub async fn check_registers_and_refreshes(s: Store) {

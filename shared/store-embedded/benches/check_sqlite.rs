@@ -24,7 +24,7 @@ async fn seeded(dir: &std::path::Path) -> (Arc<dyn MetaStore>, Arc<dyn BlobStore
     for i in 1..=ROLLOUTS {
         let fw = release("bench", &format!("1.0.{i}"), ReleaseState::Ready);
         meta.insert_release(&fw).await.expect("insert firmware");
-        meta.insert_rollout(&rollout(&fw, RolloutState::Active))
+        meta.insert_rollout(&rollout(&fw, RolloutState::Active), &[])
             .await
             .expect("insert rollout");
     }

@@ -1,12 +1,12 @@
-//! What a check needs to know about a device (its row and its attempts), kept in memory so that
-//! a device polling again touches no SQLite at all.
+//! What a check needs to know about a device (its row, its attempts and the rollouts that name
+//! it), kept in memory so that a device polling again touches no SQLite at all.
 //!
-//! Exact, like the view cache: any insert, update or delete of a device's row or of one of its
-//! attempts (`watch`) drops that device's entry, inside the writing statement. The one write
-//! that does not is the batched `last_seen` and `last_boot` (`quietly`): a check never reads
-//! `last_seen` from here, and its `last_boot` is put here by the check that noted it
-//! (`refresh`), since dropping every device that polled in the last second would leave nothing
-//! cached for a fleet polling once a minute.
+//! Exact, like the view cache: any insert, update or delete of a device's row, of one of its
+//! attempts or of one of its memberships (`watch`) drops that device's entry, inside the
+//! writing statement. The one write that does not is the batched `last_seen` and `last_boot`
+//! (`quietly`): a check never reads `last_seen` from here, and its `last_boot` is put here by
+//! the check that noted it (`refresh`), since dropping every device that polled in the last
+//! second would leave nothing cached for a fleet polling once a minute.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ struct Inner {
 impl DeviceCache {
     pub(crate) fn watch(&self, conn: &Connection) -> rusqlite::Result<()> {
         let inner = self.inner.clone();
-        let tables = ["devices", "attempts"];
+        let tables = ["devices", "attempts", "rollout_targets"];
         watch::on_change(
             conn,
             "ota_device_changed",

@@ -282,9 +282,17 @@ fn device_snapshot(tx: &Connection, device: Device) -> StoreResult<DeviceSnapsho
             ));
         }
     }
+    let named_in = tx
+        .prepare_cached("SELECT rollout_id FROM rollout_targets WHERE device_id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_map(params![device.device_id.as_str()], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(db_err)?;
     Ok(DeviceSnapshot::new(
         device,
         attempts.iter().map(|(r, a)| (r.as_str(), a)),
+        named_in,
     ))
 }
 
@@ -503,8 +511,9 @@ impl MetaStore for SqliteMeta {
         .await
     }
 
-    async fn insert_rollout(&self, r: &Rollout) -> StoreResult<()> {
+    async fn insert_rollout(&self, r: &Rollout, named: &[DeviceId]) -> StoreResult<()> {
         let r = r.clone();
+        let named = named.to_vec();
         let doc = to_doc(&r)?;
         self.tx(move |tx| {
             tx.execute(
@@ -512,7 +521,43 @@ impl MetaStore for SqliteMeta {
                 params![r.id, r.device_type.as_str(), r.firmware_id, r.state.as_str(), sql_int(r.revision), doc],
             )
             .map_err(db_err)?;
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO rollout_targets (device_id, rollout_id) VALUES (?1, ?2)")
+                .map_err(db_err)?;
+            for device in &named {
+                stmt.execute(params![device.as_str(), r.id]).map_err(db_err)?;
+            }
             Ok(())
+        })
+        .await
+    }
+
+    async fn list_named_devices(
+        &self,
+        rollout_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceId>> {
+        let after: Option<String> = cursor::decode(page.cursor.as_deref())?;
+        let id = rollout_id.to_owned();
+        let limit = page.limit;
+        let fetch = fetch_limit(page);
+        self.tx(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT device_id FROM rollout_targets
+                     WHERE rollout_id = ?1 AND (?2 IS NULL OR device_id > ?2)
+                     ORDER BY device_id LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let ids = stmt
+                .query_map(params![id, after, fetch], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .map(|id| {
+                    let id = id.map_err(db_err)?;
+                    DeviceId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(paginate(ids, limit, DeviceId::to_string))
         })
         .await
     }

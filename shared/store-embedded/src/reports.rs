@@ -301,7 +301,7 @@ mod tests {
         let mut r = rollout(&fw, RolloutState::Active);
         r.failure_threshold_percent = threshold;
         r.min_reports = min_reports;
-        store.insert_rollout(&r).await.unwrap();
+        store.insert_rollout(&r, &[]).await.unwrap();
         let offer = Offer {
             firmware_id: fw.id.clone(),
             version: fw.version.clone(),

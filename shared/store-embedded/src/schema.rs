@@ -115,9 +115,27 @@ CREATE TABLE IF NOT EXISTS release_crashes (
 );
 "#;
 
+/// Version 3: the devices a `specific` rollout names, a row each, so that no record grows with
+/// them and a check reads a device's memberships by its key (docs/api.md §5.4). Rollouts
+/// stored before move their lists here.
+const NAMED_DEVICES: &str = r#"
+CREATE TABLE IF NOT EXISTS rollout_targets (
+    device_id  TEXT NOT NULL,
+    rollout_id TEXT NOT NULL,
+    PRIMARY KEY (device_id, rollout_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollout_targets_by_rollout ON rollout_targets (rollout_id, device_id);
+INSERT OR IGNORE INTO rollout_targets (device_id, rollout_id)
+    SELECT j.value, r.id FROM rollouts r, json_each(r.doc, '$.target_filter.device_ids') j;
+UPDATE rollouts
+    SET doc = json_set(json_remove(doc, '$.target_filter.device_ids'), '$.named_devices',
+                       (SELECT count(*) FROM rollout_targets t WHERE t.rollout_id = rollouts.id))
+    WHERE json_extract(doc, '$.target_type') = 'specific';
+"#;
+
 /// Each step takes a database from the version before it to its own (its index plus one, kept
 /// in `user_version`), so that a file of any earlier version is brought up to date at open.
-const MIGRATIONS: [&str; 2] = [SCHEMA, DEVICE_HEALTH];
+const MIGRATIONS: [&str; 3] = [SCHEMA, DEVICE_HEALTH, NAMED_DEVICES];
 
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;

@@ -65,7 +65,7 @@ async fn active_rollout(s: &SqliteMeta, edit: impl FnOnce(&mut Rollout)) -> (Rel
     s.insert_release(&fw).await.unwrap();
     let mut r = rollout(&fw, RolloutState::Active);
     edit(&mut r);
-    s.insert_rollout(&r).await.unwrap();
+    s.insert_rollout(&r, &[]).await.unwrap();
     (fw, r)
 }
 

@@ -1,13 +1,41 @@
 //! A database file of an earlier schema version opens as the current one: its records read as
 //! they were, with what later versions added as null, and what later versions do works on it.
 
-use ota_core::ports::MetaStore;
-use ota_store_conformance::fixtures::{dev, release_of_image, running};
+use ota_core::ports::{MetaStore, PageRequest};
+use ota_core::release::ReleaseState;
+use ota_core::rollout::{RolloutState, TargetType};
+use ota_store_conformance::fixtures::{check_in, dev, release, release_of_image, rollout, running};
 use ota_store_embedded::SqliteMeta;
+
+/// The version a file has once opened.
+const CURRENT: i64 = 3;
+
+fn version_of(db: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+/// Makes the file at `db` what version 2 left: no membership table, and `specific` rollouts
+/// that keep their devices in their records.
+fn back_to_version_2(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "UPDATE rollouts SET doc = json_remove(json_set(doc, '$.target_filter.device_ids',
+                 (SELECT json_group_array(device_id) FROM rollout_targets t
+                  WHERE t.rollout_id = rollouts.id)), '$.named_devices')
+             WHERE json_extract(doc, '$.target_type') = 'specific';
+         DROP TABLE rollout_targets;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+}
 
 /// Makes the file at `db` what version 1 left: none of version 2's index and tables, and
 /// records without the fields version 2 added.
 fn back_to_version_1(db: &std::path::Path) {
+    back_to_version_2(db);
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
         "DROP INDEX firmware_by_image;
@@ -37,11 +65,7 @@ async fn a_version_1_file_gains_the_device_health_schema() {
     back_to_version_1(&db);
 
     let s = SqliteMeta::open(&db).unwrap();
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version_of(&db), CURRENT);
     let release = s.get_release(&old.id).await.unwrap().unwrap();
     assert_eq!(
         release.image_sha256, None,
@@ -65,4 +89,53 @@ async fn a_version_1_file_gains_the_device_health_schema() {
         .await
         .unwrap();
     assert_eq!(snapshot.device.running_firmware_id, Some(new.id));
+}
+
+#[tokio::test]
+async fn a_version_2_file_moves_the_named_devices_out_of_its_rollouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let fw = release("demo", "1.1.0", ReleaseState::Ready);
+    let mut specific = rollout(&fw, RolloutState::Active);
+    specific.target_type = TargetType::Specific;
+    specific.named_devices = 2;
+    let everyone = rollout(&fw, RolloutState::Active);
+    {
+        let s = SqliteMeta::open(&db).unwrap();
+        s.insert_release(&fw).await.unwrap();
+        s.insert_rollout(&specific, &[dev("a"), dev("b")])
+            .await
+            .unwrap();
+        s.insert_rollout(&everyone, &[]).await.unwrap();
+    }
+    back_to_version_2(&db);
+    let embedded = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT json_extract(doc, '$.target_filter.device_ids') FROM rollouts WHERE id = ?1",
+            [&specific.id],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap();
+    assert_eq!(embedded, r#"["a","b"]"#, "what version 2 stored");
+
+    let s = SqliteMeta::open(&db).unwrap();
+    assert_eq!(version_of(&db), CURRENT);
+    assert_eq!(
+        s.get_rollout(&specific.id).await.unwrap(),
+        Some(specific.clone())
+    );
+    assert_eq!(s.get_rollout(&everyone.id).await.unwrap(), Some(everyone));
+    let listed = s
+        .list_named_devices(&specific.id, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [dev("a"), dev("b")]);
+    for (device, named_in) in [("a", vec![specific.id.clone()]), ("c", vec![])] {
+        let snapshot = s
+            .record_check(&check_in(device, "demo", "1.0.0"), &|_| None)
+            .await
+            .unwrap();
+        assert_eq!(snapshot.named_in, named_in, "{device}");
+    }
 }

@@ -36,6 +36,10 @@ struct State {
     device_types: BTreeMap<String, DeviceTypePolicy>,
     releases: HashMap<String, Release>,
     rollouts: HashMap<String, Rollout>,
+    /// Rollout -> the devices it names, by id.
+    named: HashMap<String, Vec<DeviceId>>,
+    /// Device -> the rollouts that name it.
+    named_in: HashMap<String, Vec<String>>,
     progress: HashMap<String, RolloutProgress>,
     devices: BTreeMap<String, Device>,
     /// (device, release) -> attempt.
@@ -95,7 +99,8 @@ impl State {
             .iter()
             .filter(|((d, _), _)| *d == id)
             .map(|((_, release), a)| (release.as_str(), a));
-        DeviceSnapshot::new(device, attempts)
+        let named_in = self.named_in.get(&id).cloned().unwrap_or_default();
+        DeviceSnapshot::new(device, attempts, named_in)
     }
 }
 
@@ -237,13 +242,36 @@ impl MetaStore for MemoryMeta {
         Ok(())
     }
 
-    async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()> {
+    async fn insert_rollout(&self, rollout: &Rollout, named: &[DeviceId]) -> StoreResult<()> {
         let mut s = self.lock()?;
         conflict_if(s.rollouts.contains_key(&rollout.id), || {
             format!("rollout {} already exists", rollout.id)
         })?;
+        for device in named {
+            s.named_in
+                .entry(device.as_str().to_owned())
+                .or_default()
+                .push(rollout.id.clone());
+        }
+        if !named.is_empty() {
+            s.named.insert(rollout.id.clone(), named.to_vec());
+        }
         s.rollouts.insert(rollout.id.clone(), rollout.clone());
         Ok(())
+    }
+
+    async fn list_named_devices(
+        &self,
+        rollout_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceId>> {
+        let named = self
+            .lock()?
+            .named
+            .get(rollout_id)
+            .cloned()
+            .unwrap_or_default();
+        page_by(named, page, false, DeviceId::clone)
     }
 
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>> {

@@ -194,6 +194,10 @@ pub enum RolloutCmd {
         /// For --target specific; repeat for several.
         #[arg(long = "device")]
         devices: Vec<String>,
+        /// For --target specific: a file of device ids, one a line (blank lines and lines
+        /// starting with # skipped), added to any --device; up to 100,000 in all.
+        #[arg(long)]
+        devices_file: Option<std::path::PathBuf>,
         /// For --target group; repeat for several.
         #[arg(long = "group")]
         groups: Vec<String>,
@@ -217,6 +221,12 @@ pub enum RolloutCmd {
     },
     Get {
         id: String,
+    },
+    /// The devices a specific rollout names, by id.
+    Devices {
+        id: String,
+        #[command(flatten)]
+        page: Page,
     },
     /// Change the canary percentage.
     Set {

@@ -5,6 +5,7 @@ use ota_core::device::{Device, LogEntry};
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
 use ota_core::progress::StatusCounts;
 use ota_core::release::Release;
+use ota_core::rollout::TargetType;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -135,6 +136,10 @@ pub fn rollout(r: &RolloutWithProgress) -> String {
         ("created", ts(&o.created_at)),
         ("updated", ts(&o.updated_at)),
     ];
+    if o.target_type == TargetType::Specific {
+        pairs.push(("named devices", o.named_devices.to_string()));
+    }
+    // Rollouts stored before the named devices were kept apart still list them.
     if !o.target_filter.device_ids.is_empty() {
         let ids: Vec<String> = o
             .target_filter
@@ -148,6 +153,20 @@ pub fn rollout(r: &RolloutWithProgress) -> String {
         pairs.push(("groups", o.target_filter.groups.join(", ")));
     }
     fields(&pairs)
+}
+
+/// An item of `GET .../rollouts/{id}/devices`.
+#[derive(Debug, Deserialize)]
+pub struct NamedDevice {
+    pub device_id: String,
+}
+
+pub fn named_devices(items: &[NamedDevice]) -> String {
+    let mut t = Table::new(&["device id"]);
+    for d in items {
+        t.row(vec![d.device_id.clone()]);
+    }
+    t.render()
 }
 
 pub fn device_list(items: &[Device]) -> String {

@@ -431,6 +431,8 @@ fn rollout_create_list_get_set_pause_resume_abort() {
     let final_ = server.otactl(&["rollout", "resume", &id]).refused();
     assert!(final_.contains("409"), "{final_}");
 
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(list.path(), "# the lab\ndev-3\n\n  dev-2  \n").unwrap();
     let specific = server
         .otactl(&[
             "-o",
@@ -440,18 +442,50 @@ fn rollout_create_list_get_set_pause_resume_abort() {
             "--firmware",
             fw_id,
             "--name",
-            "two devices",
+            "three devices",
             "--target",
             "specific",
             "--device",
             "dev-1",
             "--device",
             "dev-2",
+            "--devices-file",
+            s(list.path()),
+        ])
+        .json();
+    assert_eq!(specific["named_devices"], 3, "dev-2 once");
+    let specific_id = specific["id"].as_str().unwrap();
+    let first = server
+        .otactl(&[
+            "-o",
+            "json",
+            "rollout",
+            "devices",
+            specific_id,
+            "--limit",
+            "2",
         ])
         .json();
     assert_eq!(
-        specific["target_filter"]["device_ids"],
-        json!(["dev-1", "dev-2"])
+        first["items"],
+        json!([{"device_id": "dev-1"}, {"device_id": "dev-2"}])
+    );
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = server.otactl(&["rollout", "devices", specific_id, "--cursor", cursor]);
+    assert_eq!(
+        rest.ok()
+            .stdout
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .collect::<Vec<_>>(),
+        ["dev-3"]
+    );
+    let shown = server.otactl(&["rollout", "get", specific_id]);
+    assert!(
+        shown.ok().stdout.contains("named devices"),
+        "{}",
+        shown.stdout
     );
     let group = server
         .otactl(&[

@@ -4,11 +4,11 @@
 use crate::access::{Admin, Role};
 use crate::error::OpError;
 use crate::fields;
-use crate::ids::{DeviceType, Version, new_id};
+use crate::ids::{DeviceId, DeviceType, Version, new_id};
 use crate::metrics::RolloutWithProgress;
 use crate::progress::RolloutProgress;
 use crate::release::Release;
-use crate::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+use crate::rollout::{MAX_NAMED_DEVICES, Rollout, RolloutState, TargetFilter, TargetType};
 use crate::service::Service;
 
 /// Final reports a rollout needs before rule 4 applies, unless it says otherwise.
@@ -51,6 +51,7 @@ impl Service {
         let release = self.release_to_roll_out(&input.release).await?;
         let name = fields::rollout_name("name", &input.name)?;
         check_target(input.target_type, &input.target_filter)?;
+        let (target_filter, named) = named_apart(input.target_filter)?;
         if !release.is_offerable() {
             return Err(OpError::ReleaseNotReady(format!(
                 "firmware {} is {} and {}: only a ready, active release can be rolled out",
@@ -74,7 +75,8 @@ impl Service {
                 "rollout_percentage",
                 input.rollout_percentage.unwrap_or(100.0),
             )?,
-            target_filter: input.target_filter,
+            target_filter,
+            named_devices: u32::try_from(named.len()).unwrap_or(u32::MAX),
             failure_threshold_percent: input
                 .failure_threshold_percent
                 .map(|t| fields::percentage("failure_threshold_percent", t))
@@ -90,7 +92,7 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        self.meta.insert_rollout(&rollout).await?;
+        self.meta.insert_rollout(&rollout, &named).await?;
         self.audit(
             admin,
             "rollout.create",
@@ -126,6 +128,24 @@ impl Service {
                 }),
         }
     }
+}
+
+/// The devices a `specific` rollout names, taken out of its filter (stores keep them apart, so
+/// that no record grows with them), each once and in order, at most [`MAX_NAMED_DEVICES`].
+fn named_apart(mut filter: TargetFilter) -> Result<(TargetFilter, Vec<DeviceId>), OpError> {
+    let mut named = std::mem::take(&mut filter.device_ids);
+    if named.len() > MAX_NAMED_DEVICES {
+        return Err(OpError::invalid(
+            "target_filter.device_ids",
+            format!(
+                "a rollout names at most {MAX_NAMED_DEVICES} devices ({} given): target more by group",
+                named.len()
+            ),
+        ));
+    }
+    named.sort_unstable();
+    named.dedup();
+    Ok((filter, named))
 }
 
 /// A `specific` rollout names devices and a `group` rollout groups, each a name a device can

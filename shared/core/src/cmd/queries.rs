@@ -3,6 +3,7 @@
 
 use crate::access::{Admin, Role};
 use crate::audit::{AuditEvent, AuditFilter};
+use crate::cursor;
 use crate::device::{Device, DeviceDetail, DeviceFilter, LogEntry, LogFilter};
 use crate::device_type::DeviceTypePolicy;
 use crate::error::OpError;
@@ -98,6 +99,29 @@ impl Service {
         admin.require(Role::Viewer)?;
         let r = self.load_rollout(id).await?;
         self.with_progress(r).await
+    }
+
+    /// The devices a `specific` rollout names, by id.
+    pub async fn list_named_devices(
+        &self,
+        admin: &Admin,
+        id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<DeviceId>, OpError> {
+        admin.require(Role::Viewer)?;
+        let r = self.load_rollout(id).await?;
+        if r.target_filter.device_ids.is_empty() {
+            return Ok(self.meta.list_named_devices(id, page).await?);
+        }
+        // A rollout stored before memberships existed (a DynamoDB table is not migrated) keeps
+        // its devices in its record.
+        let after: Option<DeviceId> = cursor::decode(page.cursor.as_deref())?;
+        let mut ids = r.target_filter.device_ids;
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|d| after.as_ref().is_none_or(|a| d > a));
+        ids.truncate(page.limit as usize + 1);
+        Ok(cursor::paginate(ids, page.limit, DeviceId::clone))
     }
 
     pub(super) async fn load_rollout(&self, id: &str) -> Result<Rollout, OpError> {

@@ -6,10 +6,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use ota_core::access::Admin;
 use ota_core::cmd::create_rollout::{CreateRollout, RolloutOf};
 use ota_core::cmd::update_rollout::RolloutEdit;
-use ota_core::ids::DeviceType;
+use ota_core::ids::{DeviceId, DeviceType};
 use ota_core::metrics::RolloutWithProgress;
 use ota_core::rollout::{RolloutFilter, RolloutState, TargetFilter, TargetType};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -114,6 +114,36 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RolloutWithProgress>> {
     Ok(Json(state.ota.get_rollout(&admin, &id).await?))
+}
+
+/// One device a `specific` rollout names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamedDevice {
+    pub device_id: DeviceId,
+}
+
+/// The devices a `specific` rollout names, by id (none for the other target types).
+#[utoipa::path(get, path = "/api/ota/admin/rollouts/{id}/devices", tag = "rollouts", operation_id = "list_rollout_devices",
+    params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = ListResponse<NamedDevice>), (status = 404, body = Problem)), security(("admin_token" = [])))]
+pub async fn named_devices(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ListResponse<NamedDevice>>> {
+    let page = state
+        .ota
+        .list_named_devices(&admin, &id, &q.into_request()?)
+        .await?;
+    Ok(Json(ListResponse {
+        items: page
+            .items
+            .into_iter()
+            .map(|device_id| NamedDevice { device_id })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,5 +1,6 @@
-//! The device registry: one item per device and one per attempt (device, release) in the
-//! device's partition, read together by one Query; a check costs that read and one write.
+//! The device registry: one item per device, one per attempt (device, release) and one per
+//! `specific` rollout that names the device, in the device's partition, read together by one
+//! Query; a check costs that read and one write.
 
 use std::collections::HashMap;
 
@@ -26,10 +27,13 @@ pub struct StoredAttempt {
     pub revision: i64,
 }
 
-/// A device's item and attempts as read.
+/// A device's item, attempts and memberships as read.
 pub struct DeviceState {
     pub device: Option<(Device, i64)>,
     pub attempts: HashMap<String, StoredAttempt>,
+    /// The ids of the rollouts that name the device, in id order (its `AN#` items, present
+    /// whether or not the device itself is).
+    pub named_in: Vec<String>,
 }
 
 impl DeviceState {
@@ -39,6 +43,7 @@ impl DeviceState {
             self.attempts
                 .iter()
                 .map(|(release, a)| (release.as_str(), &a.attempt)),
+            self.named_in.clone(),
         )
     }
 }
@@ -76,11 +81,14 @@ impl DynamoMeta {
         let mut state = DeviceState {
             device: None,
             attempts: HashMap::new(),
+            named_in: Vec::new(),
         };
         for it in &items {
             let sk = get_s(it, "SK").unwrap_or_default();
             if sk == keys::DEVICE_SK {
                 state.device = Some((doc(it)?, get_n(it, "rev").unwrap_or(0)));
+            } else if let Some(rollout) = sk.strip_prefix(keys::NAMED_IN_PREFIX) {
+                state.named_in.push(rollout.to_owned());
             } else if let Some(fw) = sk.strip_prefix(keys::ATTEMPT_PREFIX)
                 && let Some(status) = get_s(it, "status").and_then(OtaStatus::parse)
             {

@@ -23,12 +23,28 @@ const THROTTLED: [&str; 5] = [
 ];
 
 /// What a client is told when a write would exceed DynamoDB's item size (400 KB). The records
-/// that grow with a request are a rollout (its named devices) and the device type's release
-/// view, which holds every active rollout of the type.
+/// that grow with a request are a rollout (its groups; the devices it names are stored apart,
+/// a membership item per device) and the device type's release view, which holds every
+/// active rollout of the type.
 const ITEM_TOO_LARGE: &str = "the change would store a record larger than DynamoDB's 400 KB item \
-     limit: a rollout's target_filter is stored whole, and a device type's active rollouts \
-     together; name fewer devices (target a group instead), or complete or abort other \
-     rollouts of the type";
+     limit: a rollout's target_filter groups are stored whole, and a device type's active \
+     rollouts together; target fewer groups, or complete or abort other rollouts of the type";
+
+/// Whether DynamoDB refused the whole request for load (a batch whose every item was
+/// throttled comes back so rather than as unprocessed items): worth sending again after a pause.
+pub fn throttled<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    err.code().is_some_and(|c| {
+        matches!(
+            c,
+            "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+        )
+    })
+}
 
 pub fn store_error<E>(op: &str, err: &SdkError<E, HttpResponse>) -> StoreError
 where

@@ -55,6 +55,14 @@ pub const PROGRESS_SHARDS: u32 = 32;
 pub fn progress_shard(rollout_id: &str, shard: u32) -> String {
     format!("RO#{rollout_id}#P{shard:02}")
 }
+/// The devices a `specific` rollout names, in its partition: sorted slices of at most
+/// [`NAMED_CHUNK_IDS`] ids, numbered from 0, read one by one to list them in order.
+pub fn named_chunk(chunk: u32) -> String {
+    format!("NAMED#{chunk:05}")
+}
+/// Ids per chunk: 2,000 ids of at most 128 characters are ~262 KB of JSON, under DynamoDB's
+/// 400 KB item limit whatever the ids.
+pub const NAMED_CHUNK_IDS: usize = 2_000;
 pub const ALL_ROLLOUTS: &str = "RO";
 pub fn rollouts_of_type(name: &str) -> String {
     format!("ROT#{name}")
@@ -65,9 +73,18 @@ pub const ACTIVE_ROLLOUTS: &str = "ROACTIVE";
 pub fn device(id: &str) -> String {
     format!("DEV#{id}")
 }
-/// Sorts before `AT#` and `EV#`: `SK < "B"` reads the device and its attempts, not its log.
+/// Sorts before `AN#`, `AT#` and `EV#`: `SK < "B"` reads the device, the rollouts that name it
+/// and its attempts, not its log.
 pub const DEVICE_SK: &str = "#DEV";
 pub const DEVICE_STATE_END: &str = "B";
+/// The device's membership in a `specific` rollout that names it, in the device's partition:
+/// `AN#` sorts after `#DEV` and before `AT#`, below [`DEVICE_STATE_END`], so the check's one
+/// Query of the device reads its memberships at no extra request. A device that never checked
+/// in can be named: its partition then holds memberships and no `#DEV` item.
+pub fn named_in(rollout_id: &str) -> String {
+    format!("{NAMED_IN_PREFIX}{rollout_id}")
+}
+pub const NAMED_IN_PREFIX: &str = "AN#";
 pub fn attempt(release_id: &str) -> String {
     format!("AT#{release_id}")
 }

@@ -5,13 +5,25 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use futures_util::{StreamExt, TryStreamExt};
 use ota_core::ports::{StoreError, StoreResult};
 use ota_core::retry;
 
 use super::DynamoMeta;
-use super::error::store_error;
+use super::error::{store_error, throttled};
 use super::item::{Item, s};
+
+/// Items in one `BatchWriteItem` (DynamoDB's limit).
+const BATCH_WRITE_ITEMS: usize = 25;
+/// The bytes one `BatchWriteItem` carries at most (DynamoDB takes 16 MB): large items (a
+/// rollout's chunks of named devices, ~262 KB each) go a few a request, so that no request
+/// takes long to send within the per-request timeout.
+const BATCH_WRITE_BYTES: usize = 1 << 20;
+/// `BatchWriteItem`s of one batch put in flight at once.
+const BATCH_WRITES_IN_FLIGHT: usize = 16;
 
 /// A key condition on the sort key (or the index's sort key).
 pub enum Range {
@@ -101,6 +113,13 @@ pub fn key_fits(pk: &str, sk: &str) -> bool {
     pk.len() <= 2048 && sk.len() <= 1024
 }
 
+/// About the bytes an item's string attributes and names take (what batches are cut by).
+fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, v)| name.len() + v.as_s().map_or(16, String::len))
+        .sum()
+}
+
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("building a DynamoDB request: {e}"))
 }
@@ -168,6 +187,72 @@ impl DynamoMeta {
             }
         }
         Ok(found)
+    }
+
+    /// Unconditional puts of `items` (keys all distinct) by `BatchWriteItem`s: at most 25 items
+    /// and ~1 MB a request, up to 16 requests in flight. Items DynamoDB leaves unprocessed
+    /// (throttling) are sent again after a jittered pause, a bounded number of times, then the
+    /// write is `Unavailable`. Not atomic: after an error, any part of `items` may be stored.
+    pub(super) async fn batch_put(&self, items: Vec<Item>) -> StoreResult<()> {
+        let mut requests: Vec<Vec<WriteRequest>> = Vec::new();
+        let mut bytes = 0;
+        for it in items {
+            let size = item_size(&it);
+            let put = PutRequest::builder()
+                .set_item(Some(it))
+                .build()
+                .map_err(internal)?;
+            let write = WriteRequest::builder().put_request(put).build();
+            match requests.last_mut() {
+                Some(last)
+                    if last.len() < BATCH_WRITE_ITEMS && bytes + size <= BATCH_WRITE_BYTES =>
+                {
+                    bytes += size;
+                    last.push(write);
+                }
+                _ => {
+                    bytes = size;
+                    requests.push(vec![write]);
+                }
+            }
+        }
+        futures_util::stream::iter(requests)
+            .map(|writes| self.batch_write(writes))
+            .buffer_unordered(BATCH_WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// One `BatchWriteItem`, its unprocessed items sent again until none is left. A request
+    /// refused whole for throttling (every item throttled: DynamoDB answers so rather than with
+    /// unprocessed items, after the SDK's own retries) is sent again the same way, so that a
+    /// large batch outlasts a table still scaling up; other errors end it at once.
+    async fn batch_write(&self, mut pending: Vec<WriteRequest>) -> StoreResult<()> {
+        for round in 0..retry::ROUNDS {
+            match self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending.clone())
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&self.table))
+                        .unwrap_or_default();
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if throttled(&e) => {}
+                Err(e) => return Err(store_error("BatchWriteItem", &e)),
+            }
+            retry::backoff(round).await;
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB left items of a batch write unprocessed; retry".into(),
+        ))
     }
 
     /// A `PutItem`; a lost condition is `Conflict`.

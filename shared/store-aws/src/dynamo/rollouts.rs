@@ -1,7 +1,11 @@
 //! Rollouts: the canonical item (conditioned on its revision) and its entry in the release view
-//! of its type, always written together.
+//! of its type, always written together; and the devices a `specific` rollout names, kept out
+//! of both (each a membership item in the device's partition, and sorted chunks of ids in the
+//! rollout's partition to list them).
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
+use ota_core::cursor;
+use ota_core::ids::DeviceId;
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
 use ota_core::rollout::{Rollout, RolloutFilter};
 
@@ -9,7 +13,7 @@ use ota_core::retry;
 
 use super::DynamoMeta;
 use super::catalog::StoredView;
-use super::item::{Item, doc, get_s, item, n, s};
+use super::item::{Item, doc, get_n, get_s, item, key, n, s};
 use super::keys;
 use super::ops::{Query, Range, Take, TxFail, put};
 
@@ -32,6 +36,32 @@ pub fn rollout_item(r: &Rollout) -> StoreResult<Item> {
         it.insert("GSI3SK".into(), s(&r.id));
     }
     Ok(it)
+}
+
+/// The items that store the devices `rollout_id` names (`named` sorted, each once): one
+/// membership per device, in the device's partition, and the sorted chunks of ids in the
+/// rollout's partition, each with the number of chunks (`nchunks`), so that a listing knows
+/// where they end without reading past the last. Each chunk follows the memberships of its
+/// ids: the chunks, which share one partition (~1,000 write units a second) and are up to
+/// ~262 write units each, are spread over the whole batch rather than sent together.
+fn named_items(rollout_id: &str, named: &[DeviceId]) -> StoreResult<Vec<Item>> {
+    let chunks = named.chunks(keys::NAMED_CHUNK_IDS);
+    let count = u32::try_from(chunks.len())
+        .map_err(|_| StoreError::Internal("too many chunks of named devices".into()))?;
+    let mut items = Vec::with_capacity(named.len() + chunks.len());
+    for (i, ids) in (0..count).zip(chunks) {
+        items.extend(
+            ids.iter()
+                .map(|d| key(keys::device(d.as_str()), keys::named_in(rollout_id))),
+        );
+        items.push(item(
+            keys::rollout(rollout_id),
+            keys::named_chunk(i),
+            &ids,
+            [("nchunks", n(count))],
+        )?);
+    }
+    Ok(items)
 }
 
 /// How a rollout write is conditioned.
@@ -106,6 +136,97 @@ impl DynamoMeta {
         Err(StoreError::Unavailable(
             "the release view is too busy; retry".into(),
         ))
+    }
+
+    /// A new rollout and the devices it names (docs/aws-keys.md §Access patterns): first every
+    /// membership and chunk (`BatchWriteItem`s), then the rollout and its view (one
+    /// transaction). A rollout is thus never visible, to a check or a listing, before all of
+    /// its memberships are stored. A failure in between leaves memberships and chunks under a
+    /// rollout id that no rollout has: harmless, since a membership only counts for a stored
+    /// `specific` rollout of that id (`Rollout::targets`), ids are new (UUIDv7) so none is
+    /// ever stored later, and the service lists the chunks of a rollout only once it has read
+    /// the rollout. Nothing deletes them (nor the memberships of final rollouts).
+    pub(super) async fn insert_rollout_naming(
+        &self,
+        r: &Rollout,
+        named: &[DeviceId],
+    ) -> StoreResult<()> {
+        if !named.is_empty() {
+            // The batch puts are unconditioned: a rollout already stored under this id keeps
+            // the memberships it has (the transaction below would refuse it anyway).
+            if self.get_rollout_doc(&r.id).await?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "rollout {} already exists",
+                    r.id
+                )));
+            }
+            // Sorted and each once, as the port promises; cheap to make sure of, and a key
+            // twice in one batch request would fail it.
+            let mut named = named.to_vec();
+            named.sort_unstable();
+            named.dedup();
+            self.batch_put(named_items(&r.id, &named)?).await?;
+        }
+        self.write_rollout(r, Expect::New).await
+    }
+
+    /// A page of the devices a rollout names, by id: chunk by chunk (strongly consistent
+    /// `GetItem`s, one or two a page), the cursor being the chunk and the last id returned.
+    pub(super) async fn named_devices(
+        &self,
+        rollout_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceId>> {
+        let (mut chunk, mut after) = match cursor::decode::<(u32, String)>(page.cursor.as_deref())?
+        {
+            Some((chunk, last)) => (chunk, Some(last)),
+            None => (0, None),
+        };
+        let limit = page.limit as usize;
+        let mut items: Vec<DeviceId> = Vec::new();
+        if limit == 0 {
+            return Ok(Page {
+                items,
+                next_cursor: None,
+            });
+        }
+        let pk = keys::rollout(rollout_id);
+        while let Some(it) = self.get(&pk, &keys::named_chunk(chunk)).await? {
+            let ids: Vec<DeviceId> = doc(&it)?;
+            let more_chunks = get_n(&it, "nchunks").is_some_and(|c| i64::from(chunk) + 1 < c);
+            let start = after
+                .as_deref()
+                .map_or(0, |a| ids.partition_point(|d| d.as_str() <= a));
+            let take = (ids.len() - start).min(limit - items.len());
+            items.extend_from_slice(&ids[start..start + take]);
+            let more_here = start + take < ids.len();
+            if items.len() == limit {
+                let last = items
+                    .last()
+                    .map(|d| d.as_str().to_owned())
+                    .unwrap_or_default();
+                let next = if more_here {
+                    Some((chunk, last))
+                } else if more_chunks {
+                    Some((chunk + 1, last))
+                } else {
+                    None
+                };
+                return Ok(Page {
+                    items,
+                    next_cursor: next.map(|p| cursor::encode(&p)),
+                });
+            }
+            if !more_chunks {
+                break;
+            }
+            chunk += 1;
+            after = None;
+        }
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
     }
 
     pub(super) async fn get_rollout_doc(&self, id: &str) -> StoreResult<Option<Rollout>> {

@@ -95,8 +95,16 @@ impl MetaStore for DynamoMeta {
         self.replace_release(release, expect, event).await
     }
 
-    async fn insert_rollout(&self, rollout: &Rollout) -> StoreResult<()> {
-        self.write_rollout(rollout, Expect::New).await
+    async fn insert_rollout(&self, rollout: &Rollout, named: &[DeviceId]) -> StoreResult<()> {
+        self.insert_rollout_naming(rollout, named).await
+    }
+
+    async fn list_named_devices(
+        &self,
+        rollout_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceId>> {
+        self.named_devices(rollout_id, page).await
     }
 
     async fn get_rollout(&self, id: &str) -> StoreResult<Option<Rollout>> {

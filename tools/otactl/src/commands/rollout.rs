@@ -1,4 +1,4 @@
-//! `otactl rollout create|list|get|set|pause|resume|abort`.
+//! `otactl rollout create|list|get|devices|set|pause|resume|abort`.
 
 use ota_core::metrics::RolloutWithProgress;
 use ota_core::release::Release;
@@ -89,12 +89,16 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
             name,
             target,
             percentage,
-            devices,
+            mut devices,
+            devices_file,
             groups,
             failure_threshold,
             min_reports,
             allow_downgrade,
         } => {
+            if let Some(file) = devices_file {
+                devices.extend(device_file(&file).await?);
+            }
             let v = create(
                 client,
                 NewRollout {
@@ -137,6 +141,19 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
                 .await?;
             show(&v, out)
         }
+        RolloutCmd::Devices { id, page } => {
+            let list = client
+                .get(
+                    &format!("/api/ota/admin/rollouts/{}/devices", seg(&id)),
+                    &query(page_query(&page)),
+                )
+                .await?;
+            let named: Vec<views::NamedDevice> = items(&list, "device list")?;
+            output::emit(out, &list, || {
+                views::named_devices(&named) + &output::more_hint(&list)
+            });
+            Ok(())
+        }
         RolloutCmd::Set {
             id,
             percentage,
@@ -158,6 +175,19 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
         RolloutCmd::Resume { id, revision } => state(client, &id, "active", revision, out).await,
         RolloutCmd::Abort { id, revision } => state(client, &id, "aborted", revision, out).await,
     }
+}
+
+/// The device ids of a `--devices-file`: one a line, blank lines and `#` comments skipped.
+async fn device_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| Error::failed(format!("cannot read {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 async fn state(
