@@ -380,6 +380,11 @@ fn intrinsic<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
 }
 
 /// `!If [<condition>, <then>, <else>]`: the three parts.
+/// The `<resource>.<attribute>` of a `!GetAtt`.
+fn getatt(v: &Value) -> Option<&str> {
+    intrinsic(v, "GetAtt").and_then(Value::as_str)
+}
+
 fn if_parts(v: &Value) -> Option<(&str, &Value, &Value)> {
     let parts = intrinsic(v, "If")?.as_sequence()?;
     match parts.as_slice() {
@@ -462,19 +467,14 @@ fn downloads_go_through_cloudfront_by_default_and_the_bucket_stays_private() {
     let dc = &d["Properties"]["DistributionConfig"];
     let origins = dc["Origins"].as_sequence().unwrap();
     assert_eq!(origins.len(), 1, "one origin");
-    let getatt = |v: &Value| {
-        intrinsic(v, "GetAtt")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
     assert_eq!(
         getatt(&origins[0]["OriginAccessControlId"]),
-        Some(format!("{oac}.Id")),
+        Some(format!("{oac}.Id").as_str()),
         "the origin signs its requests with the origin access control"
     );
     assert_eq!(
         getatt(&origins[0]["DomainName"]),
-        Some(format!("{bucket}.RegionalDomainName"))
+        Some(format!("{bucket}.RegionalDomainName").as_str())
     );
     let behavior = &dc["DefaultCacheBehavior"];
     assert_eq!(
@@ -666,4 +666,64 @@ fn logs_are_json_sampled_and_lambdas_own_lines_left_out_by_default() {
         t["Resources"]["ApiAccessLogs"]["Condition"].as_str(),
         Some("HasApiAccessLog")
     );
+}
+
+/// The DynamoDB calls each function's use cases make on the table itself (docs/aws-keys.md
+/// §Access patterns). Each needs the IAM action of its name (TransactWriteItems is authorised
+/// item by item, as PutItem and UpdateItem): a call the role lacks is AccessDenied in AWS,
+/// which DynamoDB Local, with no IAM, never shows.
+const TABLE_CALLS: [(&str, &[&str]); 6] = [
+    // The device Query, its write; the completion report's reads and its rule 4 (the
+    // progress shards together).
+    (
+        "check",
+        &["Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem"],
+    ),
+    ("download", &["GetItem"]),
+    (
+        "status",
+        &["Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem"],
+    ),
+    ("admin-upload", &["GetItem", "PutItem"]),
+    // Rollout reads with their progress; a specific rollout's named devices written first.
+    (
+        "admin-rollout",
+        &["GetItem", "BatchGetItem", "PutItem", "BatchWriteItem"],
+    ),
+    // Metrics: the counter shards, each active rollout's progress shards.
+    ("admin-metrics", &["Query", "GetItem", "BatchGetItem"]),
+];
+
+#[test]
+fn each_role_may_make_the_table_calls_of_its_function() {
+    let t = template();
+    let functions = template_functions(&t);
+    assert_eq!(
+        functions
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        TABLE_CALLS.iter().map(|(f, _)| *f).collect(),
+        "TABLE_CALLS names every function"
+    );
+    for (binary, calls) in TABLE_CALLS {
+        let f = &t["Resources"][functions[binary].logical_id.as_str()];
+        let role = getatt(&f["Properties"]["Role"]).expect("Role: !GetAtt <role>.Arn");
+        let role = &t["Resources"][role.trim_end_matches(".Arn")];
+        let allowed: BTreeSet<&str> = role_statements(role)
+            .into_iter()
+            .filter(|s| s["Effect"].as_str() == Some("Allow"))
+            .filter(|s| getatt(&s["Resource"]) == Some("Table.Arn"))
+            .flat_map(|s| match &s["Action"] {
+                Value::Sequence(actions) => actions.iter().filter_map(Value::as_str).collect(),
+                action => action.as_str().into_iter().collect::<Vec<_>>(),
+            })
+            .collect();
+        for call in calls {
+            assert!(
+                allowed.contains(format!("dynamodb:{call}").as_str()),
+                "{binary}: its role does not allow dynamodb:{call} on the table ({allowed:?})"
+            );
+        }
+    }
 }
