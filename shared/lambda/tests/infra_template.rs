@@ -669,8 +669,8 @@ fn logs_are_json_sampled_and_lambdas_own_lines_left_out_by_default() {
 }
 
 /// The DynamoDB calls each function's use cases make on the table itself (docs/aws-keys.md
-/// §Access patterns). Each needs the IAM action of its name (TransactWriteItems is authorised
-/// item by item, as PutItem and UpdateItem): a call the role lacks is AccessDenied in AWS,
+/// §Access patterns). Each needs the IAM action of its name (`TransactWriteItems` is authorised
+/// item by item, as `PutItem` and `UpdateItem`): a call the role lacks is `AccessDenied` in AWS,
 /// which DynamoDB Local, with no IAM, never shows.
 const TABLE_CALLS: [(&str, &[&str]); 6] = [
     // The device Query, its write; the completion report's reads and its rule 4 (the
