@@ -7,8 +7,9 @@
 //! Writing that row on every poll made each check a write transaction, serialised on the one
 //! connection. Instead the refreshes wait here and every transaction of the store writes the
 //! waiting ones first, so anything that reads or rewrites a device sees its latest `last_seen`
-//! and `last_boot`. A check writes them itself once the oldest has waited [`FLUSH_AFTER`] or
-//! [`FLUSH_AT`] are waiting, and dropping the store writes what is left. What a crash can lose
+//! and `last_boot`. Once the oldest has waited [`FLUSH_AFTER`] or [`FLUSH_AT`] are waiting, the
+//! check that notices starts writing them beside its answer (one UPDATE a device, in one
+//! transaction), and dropping the store writes what is left. What a crash can lose
 //! is at most that second of refreshes (an older uptime to compare the next boot report with:
 //! at worst a restart that only the uptime shows goes uncounted); no offer, version, report,
 //! new image or counter ever waits here.
@@ -17,17 +18,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ota_core::device::Device;
 use ota_core::device_health::LastBoot;
 use ota_core::ids::DeviceId;
-use ota_core::ports::StoreResult;
+use ota_core::ports::{StoreError, StoreResult};
 use rusqlite::{Connection, TransactionBehavior, params};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::sql::{db_err, one_doc, to_doc};
+use crate::sql::{db_err, to_doc};
 
 pub(crate) const FLUSH_AFTER: Duration = Duration::from_secs(1);
-pub(crate) const FLUSH_AT: usize = 4096;
+pub(crate) const FLUSH_AT: usize = 65_536;
 
 #[derive(Default)]
 pub(crate) struct LastSeen {
@@ -38,6 +39,8 @@ pub(crate) struct LastSeen {
 struct Waiting {
     times: HashMap<DeviceId, Seen>,
     since: Option<Instant>,
+    /// A flush is due and one caller was told so: the others are not, until it has run.
+    due: bool,
 }
 
 /// A device's latest check that changed nothing but these.
@@ -49,7 +52,7 @@ struct Seen {
 
 impl LastSeen {
     /// Remembers that `device` checked in at `at`, its last boot report then being `boot`; true
-    /// when the waiting times are due to be written.
+    /// when the waiting times are due to be written, for one caller until they are.
     pub(crate) fn note(
         &self,
         device: &DeviceId,
@@ -68,7 +71,10 @@ impl LastSeen {
             *latest = seen;
         }
         let since = *w.since.get_or_insert_with(Instant::now);
-        w.times.len() >= FLUSH_AT || since.elapsed() >= FLUSH_AFTER
+        let due = w.times.len() >= FLUSH_AT || since.elapsed() >= FLUSH_AFTER;
+        let first = due && !w.due;
+        w.due |= due;
+        first
     }
 
     /// Writes every waiting time in one transaction of its own, so that no later failure of
@@ -78,6 +84,7 @@ impl LastSeen {
         let times = match self.waiting.lock() {
             Ok(mut w) if !w.times.is_empty() => {
                 w.since = None;
+                w.due = false;
                 std::mem::take(&mut w.times)
             }
             _ => return Ok(()),
@@ -92,30 +99,87 @@ impl LastSeen {
     }
 }
 
+/// One UPDATE a device, the document edited in place by SQLite's JSON functions: no row is read
+/// into Rust, parsed and written back whole, which made a flush of 4,096 devices cost about as
+/// much as the checks that queued them. `julianday` compares the RFC 3339 times at millisecond
+/// precision: a time within the same millisecond as the stored one is not written, which the
+/// second of precision `last_seen` promises allows.
 fn write(conn: &mut Connection, times: &HashMap<DeviceId, Seen>) -> StoreResult<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
     {
         let mut update = tx
-            .prepare_cached("UPDATE devices SET doc = ?2 WHERE device_id = ?1")
+            .prepare_cached(
+                "UPDATE devices
+                 SET doc = CASE WHEN ?3 IS NULL THEN json_set(doc, '$.last_seen', ?2)
+                                ELSE json_set(doc, '$.last_seen', ?2, '$.last_boot', json(?3)) END
+                 WHERE device_id = ?1
+                   AND julianday(json_extract(doc, '$.last_seen')) < julianday(?2)",
+            )
             .map_err(db_err)?;
         for (id, seen) in times {
-            let found: Option<Device> = one_doc(
-                &tx,
-                "SELECT doc FROM devices WHERE device_id = ?1",
-                &[&id.as_str()],
-            )?;
-            if let Some(mut device) = found.filter(|d| d.last_seen < seen.at) {
-                device.last_seen = seen.at;
-                if seen.boot.is_some() {
-                    device.last_boot.clone_from(&seen.boot);
-                }
-                update
-                    .execute(params![id.as_str(), to_doc(&device)?])
-                    .map_err(db_err)?;
-            }
+            let at = seen
+                .at
+                .format(&Rfc3339)
+                .map_err(|e| StoreError::Internal(format!("last_seen {}: {e}", seen.at)))?;
+            let boot = seen.boot.as_ref().map(to_doc).transpose()?;
+            update
+                .execute(params![id.as_str(), at, boot])
+                .map_err(db_err)?;
         }
     }
     tx.commit().map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_core::device::Device;
+    use ota_core::device_health::BootReport;
+    use ota_store_conformance::fixtures::{check_in, dev};
+
+    fn stored(conn: &Connection) -> Device {
+        crate::sql::one_doc(conn, "SELECT doc FROM devices", &[])
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A waiting time moves `last_seen` forward only, with its boot when it has one, and leaves
+    /// every other field of the document as it was.
+    #[test]
+    fn a_flush_moves_last_seen_forward_only() {
+        let mut conn = crate::schema::open(std::path::Path::new(":memory:")).unwrap();
+        let c = check_in("d1", "demo", "1.0.0");
+        let device = Device::checked_in(None, &c, None).device;
+        conn.execute(
+            "INSERT INTO devices (device_id, device_type, version, groups, doc) VALUES ('d1', 'demo', '1.0.0', '[]', ?1)",
+            [to_doc(&device).unwrap()],
+        )
+        .unwrap();
+        let seen = LastSeen::default();
+        let earlier = device.last_seen - time::Duration::seconds(5);
+        seen.note(&dev("d1"), earlier, None);
+        seen.flush(&mut conn).unwrap();
+        assert_eq!(stored(&conn), device, "an older time is not written");
+
+        let later = device.last_seen + time::Duration::milliseconds(1_500);
+        let boot = LastBoot {
+            report: BootReport {
+                reset_reason: Some("poweron".into()),
+                boots_since_update: Some(1),
+                crashes_since_last_check: Some(0),
+                uptime_s: Some(60),
+            },
+            received_at: later,
+        };
+        seen.note(&dev("d1"), later, Some(boot.clone()));
+        seen.flush(&mut conn).unwrap();
+        let expect = Device {
+            last_seen: later,
+            last_boot: Some(boot),
+            ..device
+        };
+        assert_eq!(stored(&conn), expect);
+    }
 }

@@ -671,7 +671,15 @@ impl MetaStore for SqliteMeta {
             let boot = snapshot.device.last_boot.clone();
             self.db.devices.refresh(&read, &snapshot);
             if self.db.seen.note(&c.device_id, c.at, boot) {
-                self.read(|conn, db| db.write_seen(conn)).await?;
+                // Written beside this answer, not before it: the poll that happened to fill
+                // the batch need not wait for a second's worth of other devices' times. A
+                // failed write leaves them waiting for the next flush or transaction.
+                let db = self.db.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = db.lock().and_then(|mut conn| db.write_seen(&mut conn)) {
+                        tracing::warn!(error = %e, "could not write the waiting last_seen times");
+                    }
+                });
             }
             return Ok(snapshot);
         }
