@@ -55,6 +55,11 @@ pub fn run(root: &Path, release: &Path, out: &Path) -> anyhow::Result<Value> {
             // DynamoDB Local under this load answers in seconds at times; the production
             // default (2 s) would turn that into 503s that measure the emulator.
             ("OTA_DYNAMODB_TIMEOUT_MS", "10000"),
+            // The simulator raises its canary to 100 % through the first process and checks
+            // through all of them at once; each process's cached view of the type lags an edit
+            // made elsewhere by up to this (docs/aws-keys.md), which the simulator would count
+            // as devices inside the canary never offered. Read it on every check instead.
+            ("OTA_VIEW_CACHE_S", "0"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
