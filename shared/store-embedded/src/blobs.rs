@@ -1,6 +1,6 @@
 //! `BlobStore` on a local directory, with HMAC capability URLs that the server itself answers.
 //! Objects are written whole or not at all: temp file, fsync, rename, fsync of the directory.
-//! They are read through a memory map (`map_object`).
+//! They are read through a memory map (`map_object`), kept between reads (`MappedObjects`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,10 +17,13 @@ use ota_core::ports::{
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::mapped_objects::MappedObjects;
+
 pub struct LocalBlobs {
     root: PathBuf,
     public_url: String,
     signer: CapabilitySigner,
+    maps: MappedObjects,
 }
 
 impl LocalBlobs {
@@ -32,7 +35,22 @@ impl LocalBlobs {
             root: root.to_owned(),
             public_url: public_url.trim_end_matches('/').to_owned(),
             signer,
+            maps: MappedObjects::default(),
         })
+    }
+
+    /// `key`'s object, mapped: kept from an earlier read, or mapped now (and kept).
+    async fn mapped(&self, key: &str) -> StoreResult<Bytes> {
+        let generation = match self.maps.get(key) {
+            Ok(map) => return Ok(map),
+            Err(generation) => generation,
+        };
+        let path = self.path(key)?;
+        let map = tokio::task::spawn_blocking(move || map_object(&path))
+            .await
+            .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))??;
+        self.maps.keep(key, generation, &map);
+        Ok(map)
     }
 
     /// Maps a key to a file, refusing anything that could escape the root.
@@ -175,8 +193,9 @@ impl BlobStore for LocalBlobs {
     ) -> StoreResult<BlobMeta> {
         let dest = self.path(key)?;
         let (tmp, meta) = self.receive(body, limit).await?;
-        commit(&tmp, &dest).await?;
-        Ok(meta)
+        let committed = commit(&tmp, &dest).await;
+        self.maps.forget(key);
+        committed.map(|()| meta)
     }
 
     async fn put_exact<'a>(
@@ -188,7 +207,9 @@ impl BlobStore for LocalBlobs {
         let dest = self.path(key)?;
         let (tmp, meta) = self.receive(body, expect.size).await?;
         if meta == *expect {
-            commit(&tmp, &dest).await?;
+            let committed = commit(&tmp, &dest).await;
+            self.maps.forget(key);
+            committed?;
         } else {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
@@ -196,10 +217,7 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
-        let path = self.path(key)?;
-        let object = tokio::task::spawn_blocking(move || map_object(&path))
-            .await
-            .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))??;
+        let object = self.mapped(key).await?;
         let bytes = match range {
             Some(r) => {
                 let end = usize::try_from(r.end.saturating_add(1))
@@ -216,17 +234,19 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
-        let path = self.path(key)?;
-        match tokio::fs::metadata(&path).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(e)),
+        // Through the map the download that follows will read: no second look at the file.
+        match self.mapped(key).await {
+            Ok(map) => Ok(Some(map.len() as u64)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.path(key)?;
-        match tokio::fs::remove_file(&path).await {
+        let removed = tokio::fs::remove_file(&path).await;
+        self.maps.forget(key);
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(e)),

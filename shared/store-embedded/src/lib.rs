@@ -6,6 +6,7 @@ mod blobs;
 mod counters;
 mod device_cache;
 mod last_seen;
+mod mapped_objects;
 mod meta;
 mod reports;
 mod schema;

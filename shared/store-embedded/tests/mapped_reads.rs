@@ -80,3 +80,32 @@ async fn an_empty_object_reads_as_empty() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_kept_map_is_forgotten_when_its_key_is_replaced_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.put("firmware/k.bin", body(&[7; 1000]), 1 << 20)
+        .await
+        .unwrap();
+    // Read twice: the second read comes from the kept map.
+    assert_eq!(s.size("firmware/k.bin").await.unwrap(), Some(1000));
+    assert_eq!(
+        drain(s.get("firmware/k.bin", None).await.unwrap()).await,
+        [7; 1000]
+    );
+
+    s.put("firmware/k.bin", body(&[9; 10]), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(s.size("firmware/k.bin").await.unwrap(), Some(10));
+    let range = ByteRange { start: 2, end: 4 };
+    assert_eq!(
+        drain(s.get("firmware/k.bin", Some(range)).await.unwrap()).await,
+        [9; 3]
+    );
+
+    s.delete("firmware/k.bin").await.unwrap();
+    assert_eq!(s.size("firmware/k.bin").await.unwrap(), None);
+    assert!(s.get("firmware/k.bin", None).await.is_err());
+}
