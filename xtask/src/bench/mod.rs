@@ -189,7 +189,9 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
         "xtask bench: {LOAD_DEVICES} devices registered and checked once in {:.1} s",
         warm_up.elapsed().as_secs_f64()
     );
-    let answer = server.check(&devices[0].0, &devices[0].1)?.1;
+    let answer = server
+        .check(&devices[0].0, &devices[0].1, server::RUNNING_VERSION)?
+        .1;
     let v: Value = serde_json::from_str(&answer)?;
     let download_url = v["download_url"].as_str().context("no download_url")?;
     let download_path = download_url
@@ -200,9 +202,28 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
     std::fs::write(www.join("check.json"), &answer)?;
 
     let check_lua = out.join("check.lua");
-    std::fs::write(&check_lua, wrk::check_script(&devices))?;
+    std::fs::write(
+        &check_lua,
+        wrk::check_script(&devices, server::RUNNING_VERSION),
+    )?;
     let static_check_lua = out.join("static-check.lua");
     std::fs::write(&static_check_lua, wrk::get_script("/check.json"))?;
+    // The steady poll: the same devices once they run the release, told "nothing new" (what a
+    // fleet's checks are between rollouts), against that answer served statically.
+    let steady_lua = out.join("steady.lua");
+    std::fs::write(
+        &steady_lua,
+        wrk::check_script(&devices, server::RELEASE_VERSION),
+    )?;
+    let steady_answer = server
+        .check(&devices[0].0, &devices[0].1, server::RELEASE_VERSION)?
+        .1;
+    if serde_json::from_str::<Value>(&steady_answer)?["update_available"] != false {
+        bail!("a device on the release was offered an update: {steady_answer}");
+    }
+    std::fs::write(www.join("steady.json"), &steady_answer)?;
+    let static_steady_lua = out.join("static-steady.lua");
+    std::fs::write(&static_steady_lua, wrk::get_script("/steady.json"))?;
     let download_lua = out.join("download.lua");
     std::fs::write(&download_lua, wrk::get_script(&download_path))?;
     let static_download_lua = out.join("static-download.lua");
@@ -226,6 +247,15 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
         &static_check_lua,
         &nginx.base_url(),
     )?;
+    // Its warm-up also records each device's move to the release (one write each), so the
+    // measured run is the steady state.
+    wrk::run(&tools.wrk, &steady_lua, &server.base_url(), CONNECTIONS, 2)?;
+    let steady = measure("ota-server steady poll", &steady_lua, &server.base_url())?;
+    let static_steady = measure(
+        "nginx static steady.json",
+        &static_steady_lua,
+        &nginx.base_url(),
+    )?;
     let download = measure("ota-server download", &download_lua, &server.base_url())?;
     let static_download = measure(
         "nginx static firmware.bin",
@@ -245,21 +275,26 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
             0.0
         }
     };
-    let check_ratio = ratio(&check, &static_check, "requests_per_s");
     let p99 = |v: &Value| v["latency_us"]["p99"].as_f64().unwrap_or(0.0);
-    let check_p99_ratio = if p99(&static_check) > 0.0 {
-        (p99(&check) / p99(&static_check) * 100.0).round() / 100.0
-    } else {
-        0.0
+    let versus = |ours: Value, theirs: Value| {
+        let r = ratio(&ours, &theirs, "requests_per_s");
+        let p99_ratio = if p99(&theirs) > 0.0 {
+            (p99(&ours) / p99(&theirs) * 100.0).round() / 100.0
+        } else {
+            0.0
+        };
+        json!({ "ota_server": ours, "nginx_static": theirs,
+                "ratio": r, "goal": CHECK_GOAL,
+                "p99_ratio": p99_ratio, "p99_goal": CHECK_P99_GOAL,
+                "met": r >= CHECK_GOAL && p99_ratio <= CHECK_P99_GOAL })
     };
     let download_ratio = ratio(&download, &static_download, "mib_per_s");
     Ok(json!({
         "check_answer_bytes": answer.len(),
         "image_bytes": image.len(),
-        "check": { "ota_server": check, "nginx_static": static_check,
-                   "ratio": check_ratio, "goal": CHECK_GOAL,
-                   "p99_ratio": check_p99_ratio, "p99_goal": CHECK_P99_GOAL,
-                   "met": check_ratio >= CHECK_GOAL && check_p99_ratio <= CHECK_P99_GOAL },
+        "steady_answer_bytes": steady_answer.len(),
+        "check": versus(check, static_check),
+        "steady_check": versus(steady, static_steady),
         "download": { "ota_server": download, "nginx_static": static_download,
                       "ratio": download_ratio, "goal": DOWNLOAD_GOAL, "met": download_ratio >= DOWNLOAD_GOAL },
         "ota_server_peak_rss_bytes": peak_rss,
@@ -281,7 +316,8 @@ fn warm_up_fleet(server: &Server) -> anyhow::Result<Vec<(String, String)>> {
                         .iter()
                         .map(|id| {
                             let token = server.device_token(id)?;
-                            let (status, body) = server.check(id, &token)?;
+                            let (status, body) =
+                                server.check(id, &token, server::RUNNING_VERSION)?;
                             let v: Value = serde_json::from_str(&body).unwrap_or_default();
                             if status != 200 || v["update_available"] != true {
                                 bail!("the warm-up check of {id} answered {status}: {body}");
@@ -357,9 +393,18 @@ fn print_summary(r: &Value) {
     );
     row("check: ota-server", &l["check"]["ota_server"]);
     row("check: nginx static", &l["check"]["nginx_static"]);
+    row("steady poll: ota-server", &l["steady_check"]["ota_server"]);
+    row(
+        "steady poll: nginx static",
+        &l["steady_check"]["nginx_static"],
+    );
     row("download: ota-server", &l["download"]["ota_server"]);
     row("download: nginx static", &l["download"]["nginx_static"]);
-    for (what, key) in [("check (req/s)", "check"), ("download (MiB/s)", "download")] {
+    for (what, key) in [
+        ("check, offer (req/s)", "check"),
+        ("check, steady (req/s)", "steady_check"),
+        ("download (MiB/s)", "download"),
+    ] {
         let v = &l[key];
         let p99 = v.get("p99_ratio").map_or(String::new(), |r| {
             format!(", p99 {r}x nginx's (goal <= {}x)", v["p99_goal"])

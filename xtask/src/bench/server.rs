@@ -168,8 +168,13 @@ impl Server {
             .context("the token answer has no token")
     }
 
-    /// One check as `device_id`: the status and the raw body of the answer.
-    pub fn check(&self, device_id: &str, token: &str) -> anyhow::Result<(u16, String)> {
+    /// One check as `device_id`, running `version`: the status and the raw body of the answer.
+    pub fn check(
+        &self,
+        device_id: &str,
+        token: &str,
+        version: &str,
+    ) -> anyhow::Result<(u16, String)> {
         let auth = format!("Bearer {token}");
         let answer = http::request(
             self.addr,
@@ -179,16 +184,18 @@ impl Server {
                 ("Authorization", &auth),
                 ("Content-Type", "application/json"),
             ],
-            check_body(device_id).as_bytes(),
+            check_body(device_id, version).as_bytes(),
         )?;
         Ok((answer.status, answer.body))
     }
 }
 
-/// The body a bench device sends to `POST /api/ota/check` (the Lua script builds the same).
-pub fn check_body(device_id: &str) -> String {
+/// The body a bench device running `version` sends to `POST /api/ota/check`: no nonce, as
+/// `esp_https_ota` integrations without the project's client send it. (A nonce makes every
+/// answer a signed manifest: `docs/performance.md` says what that costs.)
+pub fn check_body(device_id: &str, version: &str) -> String {
     format!(
-        r#"{{"device_id":"{device_id}","device_type":"{DEVICE_TYPE}","current_version":"{RUNNING_VERSION}"}}"#
+        r#"{{"device_id":"{device_id}","device_type":"{DEVICE_TYPE}","current_version":"{version}"}}"#
     )
 }
 

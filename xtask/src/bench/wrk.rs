@@ -31,14 +31,14 @@ pub fn get_script(path: &str) -> String {
 }
 
 /// A script that sends `POST /api/ota/check` as the devices of `devices` (id, token) in turn,
-/// each request with its own device's credential and body. wrk's threads start half the fleet
-/// apart, so that no device is asked for by both at once.
-pub fn check_script(devices: &[(String, String)]) -> String {
+/// each running `version`, each request with its own device's credential and body. wrk's
+/// threads start half the fleet apart, so that no device is asked for by both at once.
+pub fn check_script(devices: &[(String, String)], version: &str) -> String {
     let mut lua = String::from("local devices = {\n");
     for (id, token) in devices {
         lua.push_str(&format!(
             "  {{ body = '{}', auth = 'Bearer {token}' }},\n",
-            super::server::check_body(id)
+            super::server::check_body(id, version)
         ));
     }
     lua.push_str(
