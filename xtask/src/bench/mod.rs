@@ -239,22 +239,25 @@ fn load(tools: &tools::Tools, release: &Path, out: &Path, seconds: u32) -> anyho
         v["load_average_before"] = before.into();
         Ok(v)
     };
-    // A short warm-up of each server's path (connections, caches, the allocator).
-    wrk::run(&tools.wrk, &check_lua, &server.base_url(), CONNECTIONS, 2)?;
-    let check = measure("ota-server check", &check_lua, &server.base_url())?;
-    let static_check = measure(
-        "nginx static check.json",
-        &static_check_lua,
-        &nginx.base_url(),
-    )?;
-    // Its warm-up also records each device's move to the release (one write each), so the
-    // measured run is the steady state.
-    wrk::run(&tools.wrk, &steady_lua, &server.base_url(), CONNECTIONS, 2)?;
-    let steady = measure("ota-server steady poll", &steady_lua, &server.base_url())?;
-    let static_steady = measure(
-        "nginx static steady.json",
+    // Each check load after a short warm-up of the server's path (connections, caches, the
+    // allocator; for the steady poll, each device's one write recording its move to the
+    // release), then its static twin.
+    let check_pair = |what: &str, lua: &Path, file: &str, static_lua: &Path| {
+        wrk::run(&tools.wrk, lua, &server.base_url(), CONNECTIONS, 2)?;
+        let ours = measure(&format!("ota-server {what}"), lua, &server.base_url())?;
+        let theirs = measure(
+            &format!("nginx static {file}"),
+            static_lua,
+            &nginx.base_url(),
+        )?;
+        anyhow::Ok((ours, theirs))
+    };
+    let (check, static_check) = check_pair("check", &check_lua, "check.json", &static_check_lua)?;
+    let (steady, static_steady) = check_pair(
+        "steady poll",
+        &steady_lua,
+        "steady.json",
         &static_steady_lua,
-        &nginx.base_url(),
     )?;
     let download = measure("ota-server download", &download_lua, &server.base_url())?;
     let static_download = measure(
