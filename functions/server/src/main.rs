@@ -15,7 +15,7 @@ use ota_core::ports::{BlobStore, MetaStore, SystemClock};
 use ota_core::service::Service;
 use ota_http::auth::Role;
 use ota_http::throttle::DeviceThrottle;
-use ota_http::{AppState, full_router};
+use ota_http::{AppShared, AppState, full_router};
 use ota_store_aws::DynamoOptions;
 use ota_store_embedded::{LocalBlobs, SqliteMeta};
 use std::time::Duration;
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let token_path = config.data_dir.join(TOKEN_FILE);
     secret::write_private(&token_path, format!("{token}\n").as_bytes())?;
 
-    let state = AppState {
+    let state = AppState::new(AppShared {
         ota: Service {
             meta,
             blobs,
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         capability,
         manifest_keys: Arc::new(manifest_keys),
         throttle: Arc::new(DeviceThrottle::new(config.common.device_rate_per_min)),
-    };
+    });
 
     tokio::spawn(retention(
         state.ota.meta.clone(),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::verified_tokens::{VerifiedDevice, VerifiedTokens};
 
 pub const ADMIN_AUDIENCE: &str = "ota-admin";
 pub const DEVICE_AUDIENCE: &str = "ota-device";
@@ -111,53 +112,36 @@ impl ExternalAdminKey {
     }
 }
 
-#[derive(Clone)]
 pub struct AuthConfig {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    pub issuer: Option<String>,
+    issuer: Option<String>,
     pub external_admin_key: Option<ExternalAdminKey>,
     /// `OTA_DEVICE_AUTH=off` for bench setups: device endpoints accept anyone.
     pub device_auth: bool,
+    /// Built once: every device request checks against it.
+    device_validation: Validation,
+    verified: VerifiedTokens,
 }
 
 impl AuthConfig {
     pub fn new(secret: &[u8], issuer: Option<String>, device_auth: bool) -> Self {
+        let device_validation =
+            validation(issuer.as_deref(), Algorithm::HS256, DEVICE_AUDIENCE, false);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             issuer,
             external_admin_key: None,
             device_auth,
+            device_validation,
+            verified: VerifiedTokens::default(),
         }
     }
 
     pub fn with_external_admin_key(mut self, key: ExternalAdminKey) -> Self {
         self.external_admin_key = Some(key);
         self
-    }
-
-    fn validation(&self, algorithm: Algorithm, audience: &str, require_exp: bool) -> Validation {
-        let mut v = Validation::new(algorithm);
-        // RFC 7519 §4.1.3: `aud` may be one string or an array; jsonwebtoken accepts either
-        // when one of its values is ours.
-        v.set_audience(&[audience]);
-        let mut required: HashSet<String> =
-            ["aud", "sub"].iter().map(ToString::to_string).collect();
-        if require_exp {
-            required.insert("exp".into());
-        }
-        v.required_spec_claims = required;
-        v.validate_exp = true;
-        // `nbf` is checked when present, with the same leeway as `exp` (docs/api.md §2.3).
-        v.validate_nbf = true;
-        v.leeway = LEEWAY_S;
-        if let Some(iss) = &self.issuer {
-            v.set_issuer(&[iss]);
-            // jsonwebtoken checks `iss` only when present unless it is required.
-            v.required_spec_claims.insert("iss".into());
-        }
-        v
     }
 
     /// The token's claims once its signature and its registered claims verify. They are read as
@@ -185,8 +169,11 @@ impl AuthConfig {
                 ));
             }
         };
-        let claims =
-            Self::verified_claims(token, key, &self.validation(alg, ADMIN_AUDIENCE, true))?;
+        let claims = Self::verified_claims(
+            token,
+            key,
+            &validation(self.issuer.as_deref(), alg, ADMIN_AUDIENCE, true),
+        )?;
         let role = match text_claim(&claims, "role")? {
             "viewer" => Role::Viewer,
             "publisher" => Role::Publisher,
@@ -206,19 +193,21 @@ impl AuthConfig {
         })
     }
 
-    pub fn verify_device(&self, token: &str) -> Result<DeviceClaims, Problem> {
-        let claims = Self::verified_claims(
-            token,
-            &self.decoding,
-            &self.validation(Algorithm::HS256, DEVICE_AUDIENCE, false),
-        )?;
-        Ok(DeviceClaims {
+    /// The device a token names, verified in full the first time this process sees the token
+    /// and remembered after that (`verified_tokens.rs`).
+    pub fn verify_device(&self, token: &str) -> Result<VerifiedDevice, Problem> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(known) = self.verified.get(token, now, LEEWAY_S) {
+            return Ok(known);
+        }
+        let claims = Self::verified_claims(token, &self.decoding, &self.device_validation)?;
+        let device = VerifiedDevice {
             sub: text_claim(&claims, "sub")?.to_owned(),
-            aud: DEVICE_AUDIENCE.to_owned(),
             device_type: text_claim(&claims, "device_type")?.to_owned(),
             exp: time_claim(&claims, "exp"),
-            iss: self.issuer.clone(),
-        })
+        };
+        self.verified.remember(token, &device);
+        Ok(device)
     }
 
     pub fn mint_admin(&self, sub: &str, role: Role, ttl_s: i64) -> Result<String, Problem> {
@@ -258,6 +247,35 @@ impl AuthConfig {
             )
         })
     }
+}
+
+/// What a token must be for `audience`, signed with `algorithm` and issued by `issuer` when one
+/// is configured.
+fn validation(
+    issuer: Option<&str>,
+    algorithm: Algorithm,
+    audience: &str,
+    require_exp: bool,
+) -> Validation {
+    let mut v = Validation::new(algorithm);
+    // RFC 7519 §4.1.3: `aud` may be one string or an array; jsonwebtoken accepts either
+    // when one of its values is ours.
+    v.set_audience(&[audience]);
+    let mut required: HashSet<String> = ["aud", "sub"].iter().map(ToString::to_string).collect();
+    if require_exp {
+        required.insert("exp".into());
+    }
+    v.required_spec_claims = required;
+    v.validate_exp = true;
+    // `nbf` is checked when present, with the same leeway as `exp` (docs/api.md §2.3).
+    v.validate_nbf = true;
+    v.leeway = LEEWAY_S;
+    if let Some(iss) = issuer {
+        v.set_issuer(&[iss]);
+        // jsonwebtoken checks `iss` only when present unless it is required.
+        v.required_spec_claims.insert("iss".into());
+    }
+    v
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

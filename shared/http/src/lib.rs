@@ -16,7 +16,8 @@ pub mod routes;
 pub mod schema;
 pub mod state;
 pub mod throttle;
+pub mod verified_tokens;
 
 pub use changed_state::ChangedState;
 pub use router::full_router;
-pub use state::{AppState, Settings};
+pub use state::{AppShared, AppState, Settings};

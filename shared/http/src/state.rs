@@ -15,8 +15,26 @@ use crate::throttle::DeviceThrottle;
 
 pub use ota_core::service::Settings;
 
+/// Cloned by every extractor of every request: one reference count to move, not one for
+/// each part (each a cache line the two cores of a busy server would pass back and forth).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl AppState {
+    pub fn new(shared: AppShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+pub struct AppShared {
     pub ota: Service,
     pub auth: Arc<AuthConfig>,
     /// Present when this process serves its own capability URLs (the embedded default).

@@ -78,9 +78,9 @@ mod tests {
     use axum::http::{Method, Request, StatusCode};
     use ota_core::ports::SystemClock;
     use ota_core::service::Service;
-    use ota_http::Settings;
     use ota_http::auth::AuthConfig;
     use ota_http::throttle::DeviceThrottle;
+    use ota_http::{AppShared, Settings};
     use tower::ServiceExt;
     use utoipa::OpenApi;
 
@@ -155,7 +155,7 @@ mod tests {
             .no_credentials()
             .load()
             .await;
-        AppState {
+        AppState::new(AppShared {
             ota: Service {
                 meta: Arc::new(ota_store_aws::DynamoMeta::new(
                     &sdk,
@@ -175,7 +175,7 @@ mod tests {
                 .unwrap(),
             ),
             throttle: Arc::new(DeviceThrottle::new(0)),
-        }
+        })
     }
 
     async fn serves(function: Function, state: &AppState, method: &Method, path: &str) -> bool {

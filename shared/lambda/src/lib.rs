@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use ota_core::ports::SystemClock;
 use ota_core::service::Service;
-use ota_http::AppState;
 use ota_http::config::{CommonConfig, ConfigError};
 use ota_http::throttle::DeviceThrottle;
+use ota_http::{AppShared, AppState};
 use ota_store_aws::{CloudFrontSigner, DynamoOptions};
 
 pub use function::Function;
@@ -64,7 +64,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
             key,
         ));
     }
-    Ok(AppState {
+    Ok(AppState::new(AppShared {
         ota: Service {
             meta: Arc::new(meta),
             blobs: Arc::new(blobs),
@@ -75,7 +75,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
         capability: None,
         manifest_keys: Arc::new(manifest_keys),
         throttle: Arc::new(DeviceThrottle::new(common.device_rate_per_min)),
-    })
+    }))
 }
 
 /// JSON logs, one line per event, with the fields of the current span (the `request` span of
