@@ -28,7 +28,8 @@ pub(crate) struct DeviceCache {
 
 #[derive(Default)]
 struct Inner {
-    entries: Mutex<HashMap<String, DeviceSnapshot>>,
+    /// Shared, not copied: a steady poll reads its device once and replaces it once.
+    entries: Mutex<HashMap<String, Arc<DeviceSnapshot>>>,
     quiet: AtomicBool,
 }
 
@@ -53,35 +54,32 @@ impl DeviceCache {
     }
 
     /// The device as stored when it was last read, unless written since.
-    pub(crate) fn get(&self, id: &DeviceId) -> Option<DeviceSnapshot> {
+    pub(crate) fn get(&self, id: &DeviceId) -> Option<Arc<DeviceSnapshot>> {
         self.inner.entries.lock().ok()?.get(id.as_str()).cloned()
     }
 
     /// Keeps `snapshot`, just read. Call it holding the connection, so that no write can come
     /// between the read and this.
-    pub(crate) fn put(&self, snapshot: &DeviceSnapshot) {
+    pub(crate) fn put(&self, snapshot: Arc<DeviceSnapshot>) {
         if let Ok(mut entries) = self.inner.entries.lock() {
             if entries.len() >= CAPACITY
                 && let Some(any) = entries.keys().next().cloned()
             {
                 entries.remove(&any);
             }
-            entries.insert(
-                snapshot.device.device_id.as_str().to_owned(),
-                snapshot.clone(),
-            );
+            entries.insert(snapshot.device.device_id.as_str().to_owned(), snapshot);
         }
     }
 
     /// Replaces the entry `read` (a check read it, and its refresh of `last_seen` and
     /// `last_boot` now waits to be written) with `refreshed`, unless a write dropped or replaced
     /// it meanwhile: then what is cached, if anything, is newer than both.
-    pub(crate) fn refresh(&self, read: &DeviceSnapshot, refreshed: &DeviceSnapshot) {
+    pub(crate) fn refresh(&self, read: &Arc<DeviceSnapshot>, refreshed: Arc<DeviceSnapshot>) {
         if let Ok(mut entries) = self.inner.entries.lock()
             && let Some(entry) = entries.get_mut(read.device.device_id.as_str())
-            && entry == read
+            && (Arc::ptr_eq(entry, read) || **entry == **read)
         {
-            entry.clone_from(refreshed);
+            *entry = refreshed;
         }
     }
 

@@ -143,7 +143,7 @@ impl SqliteMeta {
     async fn unchanged_check_in(
         &self,
         c: &CheckIn,
-    ) -> StoreResult<Option<(DeviceSnapshot, DeviceSnapshot)>> {
+    ) -> StoreResult<Option<(Arc<DeviceSnapshot>, DeviceSnapshot)>> {
         let stored = match self.db.devices.get(&c.device_id) {
             Some(hit) => hit,
             None => {
@@ -152,8 +152,8 @@ impl SqliteMeta {
                     let Some(device) = load_device(conn, &id)? else {
                         return Ok(None);
                     };
-                    let snapshot = device_snapshot(conn, device)?;
-                    db.devices.put(&snapshot);
+                    let snapshot = Arc::new(device_snapshot(conn, device)?);
+                    db.devices.put(snapshot.clone());
                     Ok(Some(snapshot))
                 });
                 match read.await? {
@@ -181,7 +181,9 @@ impl SqliteMeta {
         after.last_boot = boot;
         let refreshed = DeviceSnapshot {
             device: after,
-            ..stored.clone()
+            failures: stored.failures.clone(),
+            last_offer_status: stored.last_offer_status,
+            named_in: stored.named_in.clone(),
         };
         Ok(Some((stored, refreshed)))
     }
@@ -669,7 +671,7 @@ impl MetaStore for SqliteMeta {
             && offer(&snapshot).is_none()
         {
             let boot = snapshot.device.last_boot.clone();
-            self.db.devices.refresh(&read, &snapshot);
+            self.db.devices.refresh(&read, Arc::new(snapshot.clone()));
             if self.db.seen.note(&c.device_id, c.at, boot) {
                 // Written beside this answer, not before it: the poll that happened to fill
                 // the batch need not wait for a second's worth of other devices' times. A
