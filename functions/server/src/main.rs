@@ -6,6 +6,7 @@ mod config;
 mod connection_timeouts;
 mod secret;
 mod serve;
+mod workers;
 
 use std::sync::Arc;
 
@@ -27,7 +28,9 @@ const START_TOKEN_TTL_S: i64 = 30 * 24 * 3600;
 /// Where the start token is written, beside the secret and as private.
 const TOKEN_FILE: &str = "admin-token";
 
-#[tokio::main]
+/// The main thread accepts connections and runs the hourly retention; connections are served
+/// by threads of their own (`workers`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     // A filter that does not parse is refused like any other setting, not silently replaced.
     let filter = match ota_http::config::var("RUST_LOG") {
@@ -123,8 +126,9 @@ async fn main() -> anyhow::Result<()> {
         config.timeouts.body_stall,
         body_stall_timeout::body_stall_timeout,
     ));
-    serve::serve(listener, app, config.timeouts, shutdown()).await;
-    Ok(())
+    serve::serve(listener, app, config.timeouts, shutdown())
+        .await
+        .context("starting the serving threads")
 }
 
 type Stores = (

@@ -17,20 +17,23 @@ use tower::ServiceExt;
 
 use crate::config::Timeouts;
 use crate::connection_timeouts::{Tracked, Tracker};
+use crate::workers::Workers;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then until the requests under way end.
+/// Serves `app` on `listener` until `shutdown` resolves, then until the requests under way end;
+/// an error only when the serving threads cannot start.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
-) {
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Headers and idle connections are timed by `connection_timeouts`, which tells them apart;
     // hyper's header timer would run over idle keep-alive too (and needs no timer here).
     http.header_read_timeout(None);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut workers = Workers::start(std::thread::available_parallelism().map_or(1, usize::from))?;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -42,20 +45,36 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let tracker = Tracker::new();
-        let io = TokioIo::new(Tracked::new(stream, tracker.clone()));
-        let app = app.clone();
-        let calls = tracker.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let in_flight = calls.begin();
-            let app = app.clone();
-            async move {
-                let resp = app.oneshot(req.map(axum::body::Body::new)).await?;
-                Ok::<_, Infallible>(in_flight.until_sent(resp))
+        // Served by a thread of its own from here on: its socket is registered with that
+        // thread's event loop, not the accepting one's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not hand a connection over");
+                continue;
             }
-        });
-        let conn = graceful.watch(http.serve_connection(io, service));
-        tokio::spawn(async move {
+        };
+        let (app, http, watcher) = (app.clone(), http.clone(), graceful.watcher());
+        workers.spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "could not serve a connection");
+                    return;
+                }
+            };
+            let tracker = Tracker::new();
+            let io = TokioIo::new(Tracked::new(stream, tracker.clone()));
+            let calls = tracker.clone();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let in_flight = calls.begin();
+                let app = app.clone();
+                async move {
+                    let resp = app.oneshot(req.map(axum::body::Body::new)).await?;
+                    Ok::<_, Infallible>(in_flight.until_sent(resp))
+                }
+            });
+            let conn = watcher.watch(http.serve_connection(io, service));
             tokio::select! {
                 served = conn => {
                     if let Err(e) = served {
@@ -70,6 +89,8 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    workers.stop();
+    Ok(())
 }
 
 /// A connection that failed before it was accepted is the client's business; anything else
