@@ -75,9 +75,9 @@ pub struct Device {
     pub last_boot: Option<LastBoot>,
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
-    /// The device's last check, to within a second on SQLite storage and to within
-    /// `OTA_LAST_SEEN_PRECISION_S` (6 hours unless configured) on DynamoDB storage, where a
-    /// check that changes nothing else is stored only that often (docs/api.md §5.5).
+    /// The device's last check: exact as read on SQLite storage (durable within five seconds),
+    /// to within `OTA_LAST_SEEN_PRECISION_S` (6 hours unless configured) on DynamoDB storage,
+    /// where a check that changes nothing else is stored only that often (docs/api.md §5.5).
     #[serde(with = "time::serde::rfc3339")]
     pub last_seen: OffsetDateTime,
 }

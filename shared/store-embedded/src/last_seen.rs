@@ -1,5 +1,5 @@
-//! The `last_seen` of devices whose check changed nothing else, held in memory for up to a
-//! second and written in one batch, with the boot report such a check refreshes.
+//! The `last_seen` of devices whose check changed nothing else, held in memory for up to five
+//! seconds and written in one batch, with the boot report such a check refreshes.
 //!
 //! Most checks are a device polling again with the same version and nothing new to offer; the
 //! only things such a check changes are the device's `last_seen` and, when it reports its boot,
@@ -10,7 +10,7 @@
 //! and `last_boot`. Once the oldest has waited [`FLUSH_AFTER`] or [`FLUSH_AT`] are waiting, the
 //! check that notices starts writing them beside its answer (one UPDATE a device, in one
 //! transaction), and dropping the store writes what is left. What a crash can lose
-//! is at most that second of refreshes (an older uptime to compare the next boot report with:
+//! is at most those seconds of refreshes (an older uptime to compare the next boot report with:
 //! at worst a restart that only the uptime shows goes uncounted); no offer, version, report,
 //! new image or counter ever waits here.
 
@@ -27,7 +27,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::sql::{db_err, to_doc};
 
-pub(crate) const FLUSH_AFTER: Duration = Duration::from_secs(1);
+/// A device polling more often than this is written once per window, not once per poll: at a
+/// second the batch's write took a seventh of a busy steady poll's CPU (docs/performance.md).
+pub(crate) const FLUSH_AFTER: Duration = Duration::from_secs(5);
 pub(crate) const FLUSH_AT: usize = 65_536;
 
 #[derive(Default)]

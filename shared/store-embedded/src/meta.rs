@@ -674,7 +674,7 @@ impl MetaStore for SqliteMeta {
             self.db.devices.refresh(&read, Arc::new(snapshot.clone()));
             if self.db.seen.note(&c.device_id, c.at, boot) {
                 // Written beside this answer, not before it: the poll that happened to fill
-                // the batch need not wait for a second's worth of other devices' times. A
+                // the batch need not wait for five seconds' worth of other devices' times. A
                 // failed write leaves them waiting for the next flush or transaction.
                 let db = self.db.clone();
                 tokio::task::spawn_blocking(move || {

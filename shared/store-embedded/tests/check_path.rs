@@ -260,7 +260,7 @@ async fn a_poll_in_the_same_boot_waits_with_last_seen_and_a_restart_is_written_a
 }
 
 #[tokio::test]
-async fn waiting_times_are_written_after_a_second_without_any_other_write() {
+async fn waiting_times_are_written_after_five_seconds_without_any_other_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ota.sqlite3");
     let s = SqliteMeta::open(&db).unwrap();
@@ -272,7 +272,8 @@ async fn waiting_times_are_written_after_a_second_without_any_other_write() {
     let mut c1 = check_in("d1", "demo", "1.0.0");
     c1.at += Duration::from_secs(60);
     s.record_check(&c1, &|_| None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The batch's window (`last_seen::FLUSH_AFTER`) and a little.
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let mut c2 = check_in("d2", "demo", "1.0.0");
     c2.at += Duration::from_secs(60);
     s.record_check(&c2, &|_| None).await.unwrap();
