@@ -30,7 +30,7 @@ impl Nginx {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let dir = run_dir.display();
-        // Two workers for two cores, as ota-server's runtime has two worker threads; no access
+        // Two workers for two cores, as ota-server serves on one thread a core; no access
         // log (the server writes none per request either); keep-alive without a request cap so
         // wrk's connections live through the run, as they do against the server.
         let conf = format!(
@@ -54,6 +54,9 @@ http {{
     server {{
         listen {addr};
         root {www};
+        # The check loads POST, as devices do, and nginx refuses a POST to a static file (405):
+        # serve the file instead, so that nginx is sent the very requests the server is.
+        error_page 405 =200 $uri;
     }}
 }}
 ",

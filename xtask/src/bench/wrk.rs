@@ -30,10 +30,12 @@ pub fn get_script(path: &str) -> String {
     format!("wrk.method = \"GET\"\nwrk.path = \"{path}\"\n{DONE_HOOK}")
 }
 
-/// A script that sends `POST /api/ota/check` as the devices of `devices` (id, token) in turn,
-/// each running `version`, each request with its own device's credential and body. wrk's
-/// threads start half the fleet apart, so that no device is asked for by both at once.
-pub fn check_script(devices: &[(String, String)], version: &str) -> String {
+/// A script that POSTs to `path` as the devices of `devices` (id, token) in turn, each running
+/// `version`, each request with its own device's credential and body. wrk's threads start half
+/// the fleet apart, so that no device is asked for by both at once. The server is sent it at
+/// `/api/ota/check`, nginx at its static twin of the answer: the same requests, built by the
+/// same Lua on the same cores, so that the client's cost weighs on both sides alike.
+pub fn check_script(devices: &[(String, String)], version: &str, path: &str) -> String {
     let mut lua = String::from("local devices = {\n");
     for (id, token) in devices {
         lua.push_str(&format!(
@@ -42,7 +44,7 @@ pub fn check_script(devices: &[(String, String)], version: &str) -> String {
         ));
     }
     lua.push_str(
-        r#"}
+        &r#"}
 local threads = 0
 setup = function(thread)
   thread:set("offset", threads * math.floor(#devices / 2))
@@ -55,10 +57,11 @@ end
 request = function()
   n = n + 1
   local d = devices[(n % #devices) + 1]
-  return wrk.format("POST", "/api/ota/check",
+  return wrk.format("POST", "PATH",
     { ["Content-Type"] = "application/json", ["Authorization"] = d.auth }, d.body)
 end
-"#,
+"#
+        .replace("PATH", path),
     );
     lua.push_str(DONE_HOOK);
     lua
