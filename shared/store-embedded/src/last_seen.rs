@@ -46,7 +46,6 @@ struct Waiting {
 }
 
 /// A device's latest check that changed nothing but these.
-#[derive(Clone)]
 struct Seen {
     at: OffsetDateTime,
     boot: Option<LastBoot>,
@@ -65,12 +64,14 @@ impl LastSeen {
             return true;
         };
         let seen = Seen { at, boot };
-        let latest = w
-            .times
-            .entry(device.clone())
-            .or_insert_with(|| seen.clone());
-        if seen.at > latest.at {
-            *latest = seen;
+        // Looked up before it is inserted: a device polling again within the window is the
+        // common case, and needs no copy of its id.
+        match w.times.get_mut(device) {
+            Some(latest) if seen.at > latest.at => *latest = seen,
+            Some(_) => {}
+            None => {
+                w.times.insert(device.clone(), seen);
+            }
         }
         let since = *w.since.get_or_insert_with(Instant::now);
         let due = w.times.len() >= FLUSH_AT || since.elapsed() >= FLUSH_AFTER;

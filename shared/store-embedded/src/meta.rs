@@ -671,7 +671,11 @@ impl MetaStore for SqliteMeta {
             && offer(&snapshot).is_none()
         {
             let boot = snapshot.device.last_boot.clone();
-            self.db.devices.refresh(&read, Arc::new(snapshot.clone()));
+            // The cached entry's `last_seen` is never read (the check compares without it), so
+            // it is replaced only when the boot report it keeps has moved on.
+            if boot != read.device.last_boot {
+                self.db.devices.refresh(&read, Arc::new(snapshot.clone()));
+            }
             if self.db.seen.note(&c.device_id, c.at, boot) {
                 // Written beside this answer, not before it: the poll that happened to fill
                 // the batch need not wait for five seconds' worth of other devices' times. A
