@@ -251,3 +251,60 @@ fn a_setting_out_of_range_stops_the_server_at_start() {
         "it served before refusing"
     );
 }
+
+/// A stop (SIGTERM) refuses new connections at once, lets the requests under way finish on
+/// their connections (two, served by different threads: the server hands connections out in
+/// turn), and ends the process with status 0.
+#[tokio::test]
+async fn a_stop_lets_the_requests_under_way_finish() {
+    if server_only("a stop of ota-server; Lambda instances are stopped by the platform") {
+        return;
+    }
+    let mut srv = Server::builder()
+        .env("OTA_BODY_TIMEOUT_S", "60")
+        .start()
+        .await;
+    let mut under_way = Vec::new();
+    for device in ["stop-1", "stop-2"] {
+        let body =
+            format!(r#"{{"device_id":"{device}","device_type":"stop","current_version":"1.0.0"}}"#);
+        let head = format!(
+            "POST /api/ota/check HTTP/1.1\r\nHost: ota\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            srv.device_token(device, "stop"),
+            body.len()
+        );
+        let mut s = connect(&srv).await;
+        let (first, rest) = body.split_at(body.len() / 2);
+        s.write_all(format!("{head}{first}").as_bytes())
+            .await
+            .unwrap();
+        under_way.push((s, rest.to_owned()));
+    }
+    // Both requests are in their handlers, waiting for the rest of their bodies.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    srv.local().terminate();
+    let addr = srv.base().trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 5 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (mut s, rest) in under_way {
+        s.write_all(rest.as_bytes()).await.unwrap();
+        let (head, body) = response(&mut s).await;
+        assert!(
+            head.starts_with("http/1.1 200"),
+            "{head} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let status = srv.local().exit_status(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "ended with {status:?} after the requests under way finished"
+    );
+}

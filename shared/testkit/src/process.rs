@@ -126,22 +126,35 @@ impl Process {
     }
 
     /// Graceful stop: SIGTERM, then SIGKILL if it is still running after a timeout.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        self.terminate();
+        self.exit_status(STOP_TIMEOUT);
+    }
+
+    /// SIGTERM without waiting: what an orchestrator's stop looks like while clients are still
+    /// talking to the process; [`exit_status`](Self::exit_status) then tells how it ended.
+    pub fn terminate(&self) {
         self.signal("-TERM");
-        let deadline = Instant::now() + STOP_TIMEOUT;
+    }
+
+    /// How the process ended by itself within `timeout`, or None: then it is killed.
+    pub fn exit_status(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
-                Ok(Some(_)) => {
+                Ok(Some(status)) => {
                     self.ended = true;
-                    return;
+                    return Some(status);
                 }
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                _ => break,
+                _ => {
+                    self.kill_now();
+                    return None;
+                }
             }
         }
-        self.kill_now();
     }
 
     /// SIGKILL: what a crash or a power cut looks like to the process.

@@ -222,6 +222,19 @@ impl OtaServer {
         }
     }
 
+    /// SIGTERM without waiting, the server left running until [`exit_status`](Self::exit_status).
+    pub fn terminate(&self) {
+        if let Some(process) = &self.process {
+            process.terminate();
+        }
+    }
+
+    /// How the server ended by itself within `timeout` (after [`terminate`](Self::terminate)),
+    /// or None: then it is killed.
+    pub fn exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.process.take()?.exit_status(timeout)
+    }
+
     /// SIGKILL: what a crash or a power cut looks like to the server.
     pub fn kill(&mut self) {
         if let Some(process) = self.process.take() {
