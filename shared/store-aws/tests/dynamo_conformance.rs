@@ -477,3 +477,147 @@ async fn a_create_whose_memberships_stay_unprocessed_stores_no_rollout() {
             .is_empty()
     );
 }
+
+/// Every log entry and device goes to one of the shards of its index partitions (so that no
+/// partition takes a whole fleet's reports), and listings merge the shards, and the unsharded
+/// partition where items written before sharding stay, into one order across pages; retention
+/// purges them all.
+#[tokio::test]
+async fn logs_and_devices_are_sharded_and_listed_in_one_order() {
+    use std::collections::BTreeSet;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use ota_core::device::{DeviceFilter, LogFilter};
+    use ota_core::release::ReleaseState;
+    use ota_core::status::OtaStatus;
+    use ota_store_conformance::fixtures::{check_in, now, release, report};
+
+    let (store, client, table) = fresh_table().await;
+    let fw = release("shards", "1.0.0", ReleaseState::Ready);
+    store.insert_release(&fw).await.unwrap();
+    let devices: Vec<String> = (0..40).map(|i| format!("sh-{i:02}")).collect();
+    for d in &devices {
+        store
+            .record_check(&check_in(d, "shards", "0.9.0"), &|_| None)
+            .await
+            .unwrap();
+        store
+            .record_status(&report(d, &fw, OtaStatus::Downloading, &format!("ev-{d}")))
+            .await
+            .unwrap();
+    }
+    // One device and one log entry as stored before sharding: in the unsharded partitions.
+    let legacy = |sk: &str, names: &[(&str, String)]| {
+        let mut u = client
+            .update_item()
+            .table_name(&table)
+            .key("PK", AttributeValue::S("DEV#sh-07".into()))
+            .key("SK", AttributeValue::S(sk.into()));
+        let mut set = Vec::new();
+        for (i, (name, value)) in names.iter().enumerate() {
+            u = u.expression_attribute_values(format!(":v{i}"), AttributeValue::S(value.clone()));
+            set.push(format!("{name} = :v{i}"));
+        }
+        u.update_expression(format!("SET {}", set.join(", ")))
+            .send()
+    };
+    legacy(
+        "#DEV",
+        &[
+            ("GSI1PK", "DEVT#shards".into()),
+            ("GSI2PK", "DEVALL".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    legacy(
+        "EV#ev-sh-07",
+        &[
+            ("GSI2PK", format!("LOGF#{}", fw.id)),
+            ("GSI3PK", "LOG".into()),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let scanned = client.scan().table_name(&table).send().await.unwrap();
+    let partitions: BTreeSet<String> = scanned
+        .items()
+        .iter()
+        .filter_map(|it| it.get("GSI3PK")?.as_s().ok().cloned())
+        .filter(|pk| pk.starts_with("LOG"))
+        .collect();
+    assert!(
+        partitions.len() >= 10,
+        "40 devices' log entries in {partitions:?}"
+    );
+
+    let walk_logs = |filter: LogFilter| {
+        let store = &store;
+        every_page(move |page| {
+            let filter = filter.clone();
+            async move {
+                let p = store.list_logs(&filter, &page).await.unwrap();
+                (
+                    p.items.into_iter().map(|e| e.event_id).collect(),
+                    p.next_cursor,
+                )
+            }
+        })
+    };
+    let newest_first: Vec<String> = devices.iter().rev().map(|d| format!("ev-{d}")).collect();
+    assert_eq!(walk_logs(LogFilter::default()).await, newest_first);
+    let of_release = LogFilter {
+        firmware_id: Some(fw.id.clone()),
+        ..LogFilter::default()
+    };
+    assert_eq!(walk_logs(of_release).await, newest_first);
+
+    for filter in [
+        DeviceFilter::default(),
+        DeviceFilter {
+            device_type: Some(ota_core::ids::DeviceType::parse("shards").unwrap()),
+            ..DeviceFilter::default()
+        },
+    ] {
+        let seen = every_page(|page| {
+            let (store, filter) = (&store, &filter);
+            async move {
+                let p = store.list_devices(filter, &page).await.unwrap();
+                let ids = p.items.iter().map(|d| d.device_id.to_string()).collect();
+                (ids, p.next_cursor)
+            }
+        })
+        .await;
+        assert_eq!(seen, devices, "{filter:?}");
+    }
+
+    let later = now() + time::Duration::hours(1);
+    store
+        .purge(now() - time::Duration::hours(1), later)
+        .await
+        .unwrap();
+    assert!(walk_logs(LogFilter::default()).await.is_empty());
+}
+
+/// Everything a listing returns, page by page (7 items a page, so that pages end mid-shard):
+/// `list` reads one page and returns its items and the next cursor.
+async fn every_page<F, Fut>(list: F) -> Vec<String>
+where
+    F: Fn(ota_core::ports::PageRequest) -> Fut,
+    Fut: std::future::Future<Output = (Vec<String>, Option<String>)>,
+{
+    let mut page = ota_core::ports::PageRequest {
+        limit: 7,
+        cursor: None,
+    };
+    let mut all = Vec::new();
+    loop {
+        let (items, next) = list(page.clone()).await;
+        all.extend(items);
+        match next {
+            Some(c) => page.cursor = Some(c),
+            None => return all,
+        }
+    }
+}

@@ -314,7 +314,7 @@ impl DynamoMeta {
             Some(dt) => ("GSI2", keys::releases_of_type(dt.as_str())),
             None => ("GSI1", keys::ALL_RELEASES.to_owned()),
         };
-        self.newest_first(index, pk, None, page, |f: &Release| filter.matches(f))
+        self.newest_first(index, vec![pk], None, page, |f: &Release| filter.matches(f))
             .await
     }
 

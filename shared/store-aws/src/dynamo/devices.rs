@@ -56,9 +56,15 @@ pub fn device_item(d: &Device, revision: i64) -> StoreResult<Item> {
         d,
         [
             ("rev", n(revision)),
-            ("GSI1PK", s(keys::devices_of_type(d.device_type.as_str()))),
+            (
+                "GSI1PK",
+                s(keys::index_shard(
+                    &keys::devices_of_type(d.device_type.as_str()),
+                    id,
+                )),
+            ),
             ("GSI1SK", s(id)),
-            ("GSI2PK", s(keys::ALL_DEVICES)),
+            ("GSI2PK", s(keys::index_shard(keys::ALL_DEVICES, id))),
             ("GSI2SK", s(id)),
         ],
     )
@@ -272,15 +278,13 @@ impl DynamoMeta {
             None => ("GSI2", keys::ALL_DEVICES.to_owned()),
         };
         let items = self
-            .query(
-                &Query {
-                    index: Some(index),
-                    pk,
-                    range: after.map_or(Range::All, Range::Above),
-                    descending: false,
-                },
+            .query_partitions(
+                index,
+                keys::index_shards(&pk),
+                &after.map_or(Range::All, Range::Above),
+                false,
                 page.limit as usize + 1,
-                |it| match doc::<Device>(it) {
+                &|it| match doc::<Device>(it) {
                     Ok(d) if filter.matches(&d) => Take::Keep,
                     Ok(_) => Take::Skip,
                     Err(_) => Take::Keep,

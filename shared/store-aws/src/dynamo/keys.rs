@@ -97,6 +97,26 @@ pub fn devices_of_type(name: &str) -> String {
 }
 pub const ALL_DEVICES: &str = "DEVALL";
 
+/// The index partitions every status report or device write lands in (all log entries, a
+/// release's log entries, all devices, the devices of a type) are split into this many, by the
+/// device's id (`item::shard`): one index partition takes ~1,000 writes a second, which a fleet
+/// reporting together passes (docs/scale.md). Listings read every shard and merge them
+/// (`DynamoMeta::query_partitions`); 16 shards take ~16,000 writes a second.
+pub const INDEX_SHARDS: u32 = 16;
+/// The shard of the index partition `base` that the items of `device` go to. Device types
+/// and release ids have no `#`, so no shard's key is another partition's.
+pub fn index_shard(base: &str, device: &str) -> String {
+    format!("{base}#{:02}", super::item::shard(device, INDEX_SHARDS))
+}
+/// Every partition of the sharded index partition `base`: its shards, and `base` itself, where
+/// items written before sharding stay until they are rewritten or expire.
+pub fn index_shards(base: &str) -> Vec<String> {
+    (0..INDEX_SHARDS)
+        .map(|n| format!("{base}#{n:02}"))
+        .chain([base.to_owned()])
+        .collect()
+}
+
 pub fn log_of_device(id: &str) -> String {
     format!("LOGD#{id}")
 }

@@ -27,7 +27,8 @@ use super::{DynamoMeta, TTL_ATTRIBUTE};
 const BATCH: usize = 25;
 
 impl DynamoMeta {
-    /// One page of an index partition read in descending sort-key order (newest release,
+    /// One page of index partitions (one, or the shards of a sharded one, merged) read in
+    /// descending sort-key order (newest release,
     /// rollout, log entry or audit event first), the records `keep` rejects skipped: the cursor
     /// is the last sort key returned; `since` (for `time_key` sort keys) ends the walk, and so
     /// does the first item past its `expires_at`: TTL deletes expired log entries and audit
@@ -36,25 +37,23 @@ impl DynamoMeta {
     pub(super) async fn newest_first<T: DeserializeOwned>(
         &self,
         index: &'static str,
-        pk: String,
+        pks: Vec<String>,
         since: Option<OffsetDateTime>,
         page: &PageRequest,
-        keep: impl Fn(&T) -> bool,
+        keep: impl Fn(&T) -> bool + Sync,
     ) -> StoreResult<Page<T>> {
         let before: Option<String> = cursor::decode(page.cursor.as_deref())?;
         let floor = since.map(|t| format!("{:020}", micros(t).max(0)));
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let sk = format!("{index}SK");
         let items = self
-            .query(
-                &Query {
-                    index: Some(index),
-                    pk,
-                    range: before.map_or(Range::All, Range::Below),
-                    descending: true,
-                },
+            .query_partitions(
+                index,
+                pks,
+                &before.map_or(Range::All, Range::Below),
+                true,
                 page.limit as usize + 1,
-                |it| {
+                &|it| {
                     let order = get_s(it, &sk).unwrap_or_default();
                     if floor.as_deref().is_some_and(|f| order < f)
                         || get_n(it, TTL_ATTRIBUTE).is_some_and(|t| t <= now)
@@ -85,12 +84,12 @@ impl DynamoMeta {
         page: &PageRequest,
     ) -> StoreResult<Page<LogEntry>> {
         // The narrowest index the filter allows; the rest is filtered here.
-        let (index, pk) = match (&f.device_id, &f.firmware_id) {
-            (Some(d), _) => ("GSI1", keys::log_of_device(d.as_str())),
-            (None, Some(fw)) => ("GSI2", keys::log_of_release(fw)),
-            (None, None) => ("GSI3", keys::ALL_LOGS.to_owned()),
+        let (index, pks) = match (&f.device_id, &f.firmware_id) {
+            (Some(d), _) => ("GSI1", vec![keys::log_of_device(d.as_str())]),
+            (None, Some(fw)) => ("GSI2", keys::index_shards(&keys::log_of_release(fw))),
+            (None, None) => ("GSI3", keys::index_shards(keys::ALL_LOGS)),
         };
-        self.newest_first(index, pk, f.since, page, |e: &LogEntry| f.matches(e))
+        self.newest_first(index, pks, f.since, page, |e: &LogEntry| f.matches(e))
             .await
     }
 
@@ -101,7 +100,7 @@ impl DynamoMeta {
     ) -> StoreResult<Page<AuditEvent>> {
         self.newest_first(
             "GSI3",
-            keys::ALL_AUDIT.to_owned(),
+            vec![keys::ALL_AUDIT.to_owned()],
             f.since,
             page,
             |e: &AuditEvent| f.matches(e),
@@ -235,7 +234,10 @@ impl DynamoMeta {
     ) -> StoreResult<()> {
         let audit = self.older_than(keys::ALL_AUDIT, audit_before).await?;
         self.delete_all(audit).await?;
-        let log = self.older_than(keys::ALL_LOGS, log_before).await?;
-        self.delete_all(log).await
+        for shard in keys::index_shards(keys::ALL_LOGS) {
+            let log = self.older_than(&shard, log_before).await?;
+            self.delete_all(log).await?;
+        }
+        Ok(())
     }
 }

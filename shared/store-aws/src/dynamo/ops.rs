@@ -14,7 +14,7 @@ use ota_core::retry;
 
 use super::DynamoMeta;
 use super::error::{store_error, throttled};
-use super::item::{Item, s};
+use super::item::{Item, get_s, s};
 
 /// Items in one `BatchWriteItem` (DynamoDB's limit).
 const BATCH_WRITE_ITEMS: usize = 25;
@@ -26,6 +26,7 @@ const BATCH_WRITE_BYTES: usize = 1 << 20;
 const BATCH_WRITES_IN_FLIGHT: usize = 16;
 
 /// A key condition on the sort key (or the index's sort key).
+#[derive(Clone)]
 pub enum Range {
     All,
     Below(String),
@@ -351,6 +352,42 @@ impl DynamoMeta {
                 _ => return Ok(kept),
             }
         }
+    }
+
+    /// [`query`](Self::query) of the same range in each of `pks` (the partitions of a sharded
+    /// index partition, `keys::index_shards`), merged in key order: the first `want` kept items
+    /// of them all, each partition read at once and no further than `want` of its own. Sort
+    /// keys are unique across the partitions (an item is in one of them).
+    pub(super) async fn query_partitions(
+        &self,
+        index: &'static str,
+        pks: Vec<String>,
+        range: &Range,
+        descending: bool,
+        want: usize,
+        take: &(impl Fn(&Item) -> Take + Sync),
+    ) -> StoreResult<Vec<Item>> {
+        let reads = pks.into_iter().map(|pk| async move {
+            let q = Query {
+                index: Some(index),
+                pk,
+                range: range.clone(),
+                descending,
+            };
+            self.query(&q, want, take).await
+        });
+        let sk = format!("{index}SK");
+        let mut items: Vec<Item> = futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        items.sort_by(|a, b| {
+            let order = get_s(a, &sk).cmp(&get_s(b, &sk));
+            if descending { order.reverse() } else { order }
+        });
+        items.truncate(want);
+        Ok(items)
     }
 
     /// One `TransactWriteItems`. Throttling and conflicts with another transaction are

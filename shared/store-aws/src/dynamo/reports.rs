@@ -99,6 +99,7 @@ impl DynamoMeta {
     /// The log entry; `order` places it in the log (the commit order, see `commit_time`).
     fn log_item(&self, e: &LogEntry, order: time::OffsetDateTime) -> StoreResult<Item> {
         let order = time_key(order, &e.id);
+        let device = e.device_id.as_str();
         item(
             keys::device(e.device_id.as_str()),
             keys::event(&e.event_id),
@@ -106,9 +107,15 @@ impl DynamoMeta {
             [
                 ("GSI1PK", s(keys::log_of_device(e.device_id.as_str()))),
                 ("GSI1SK", s(order.clone())),
-                ("GSI2PK", s(keys::log_of_release(&e.firmware_id))),
+                (
+                    "GSI2PK",
+                    s(keys::index_shard(
+                        &keys::log_of_release(&e.firmware_id),
+                        device,
+                    )),
+                ),
                 ("GSI2SK", s(order.clone())),
-                ("GSI3PK", s(keys::ALL_LOGS)),
+                ("GSI3PK", s(keys::index_shard(keys::ALL_LOGS, device))),
                 ("GSI3SK", s(order)),
                 (
                     "expires_at",

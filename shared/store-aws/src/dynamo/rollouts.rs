@@ -246,7 +246,7 @@ impl DynamoMeta {
             None => ("GSI1", keys::ALL_ROLLOUTS.to_owned()),
         };
         // Ids are UUIDv7: descending id order is newest first.
-        self.newest_first(index, pk, None, page, |r: &Rollout| filter.matches(r))
+        self.newest_first(index, vec![pk], None, page, |r: &Rollout| filter.matches(r))
             .await
     }
 
