@@ -131,8 +131,12 @@ pub fn audit(id: &str) -> String {
 pub const AUDIT_SK: &str = "AU";
 pub const ALL_AUDIT: &str = "AUDIT";
 
-/// Counters are sharded so that no single partition takes the whole fleet's writes.
-pub const COUNTER_SHARDS: u32 = 8;
+/// Counters are sharded by device id so that no single partition takes the whole fleet's
+/// writes: each report adds to the hour's outcome counter of its shard and each device move
+/// to the fleet counters of its shard, in a transaction (2 WCU), so 32 shards take ~16,000 a
+/// second (docs/scale.md). Readers sum every shard, so items counted under fewer shards
+/// before (8 until 2026-12-06) still count.
+pub const COUNTER_SHARDS: u32 = 32;
 pub fn fleet(shard: u32) -> String {
     format!("FLEET#{shard}")
 }

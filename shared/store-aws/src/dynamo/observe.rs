@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use futures_util::future::try_join_all;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::cursor;
 use ota_core::device::{LogEntry, LogFilter};
@@ -113,41 +114,38 @@ impl DynamoMeta {
         let mut versions: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut outcomes = StatusCounts::default();
         let first_hour = first_outcome_hour(now);
-        for shard in 0..keys::COUNTER_SHARDS {
-            let fleet = self
-                .query(
-                    &Query {
-                        index: None,
-                        pk: keys::fleet(shard),
-                        range: Range::All,
-                        descending: false,
-                    },
-                    usize::MAX,
-                    |_| Take::Keep,
-                )
-                .await?;
-            for it in &fleet {
-                if let (Some(dt), Some(v)) = (get_s(it, "fdt"), get_s(it, "fver")) {
-                    *versions.entry((dt.to_owned(), v.to_owned())).or_default() +=
-                        get_n(it, "ndev").unwrap_or(0);
-                }
+        // Every shard's counters at once: the metrics of a dashboard cost one round trip.
+        let read = |pk: String, range: Range| async move {
+            self.query(
+                &Query {
+                    index: None,
+                    pk,
+                    range,
+                    descending: false,
+                },
+                usize::MAX,
+                |_| Take::Keep,
+            )
+            .await
+        };
+        let fleet =
+            try_join_all((0..keys::COUNTER_SHARDS).map(|n| read(keys::fleet(n), Range::All)));
+        let hours = try_join_all((0..keys::COUNTER_SHARDS).map(|n| {
+            read(
+                keys::outcomes(n),
+                Range::AtLeast(keys::hour_floor(first_hour)),
+            )
+        }));
+        let (fleet, hours) = futures_util::try_join!(fleet, hours)?;
+        for it in fleet.iter().flatten() {
+            if let (Some(dt), Some(v)) = (get_s(it, "fdt"), get_s(it, "fver")) {
+                *versions.entry((dt.to_owned(), v.to_owned())).or_default() +=
+                    get_n(it, "ndev").unwrap_or(0);
             }
-            let hours = self
-                .query(
-                    &Query {
-                        index: None,
-                        pk: keys::outcomes(shard),
-                        range: Range::AtLeast(keys::hour_floor(first_hour)),
-                        descending: false,
-                    },
-                    usize::MAX,
-                    |_| Take::Keep,
-                )
-                .await?;
-            for it in &hours {
-                if let Some(st) = get_s(it, "st").and_then(OtaStatus::parse) {
-                    *outcomes.slot(st) += u64::try_from(get_n(it, "cnt").unwrap_or(0)).unwrap_or(0);
-                }
+        }
+        for it in hours.iter().flatten() {
+            if let Some(st) = get_s(it, "st").and_then(OtaStatus::parse) {
+                *outcomes.slot(st) += u64::try_from(get_n(it, "cnt").unwrap_or(0)).unwrap_or(0);
             }
         }
         for ((dt, v), count) in versions {
