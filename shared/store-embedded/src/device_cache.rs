@@ -3,13 +3,12 @@
 //!
 //! Exact, like the view cache: any insert, update or delete of a device's row, of one of its
 //! attempts or of one of its memberships (`watch`) drops that device's entry, inside the
-//! writing statement. The one write that does not is the batched `last_seen` and `last_boot`
-//! (`quietly`): a check never reads `last_seen` from here, and its `last_boot` is put here by
-//! the check that noted it (`refresh`), since dropping every device that polled in the last
-//! second would leave nothing cached for a fleet polling once a minute.
+//! writing statement. The batched `last_seen` and `last_boot` go to a table of their own
+//! (`device_seen`, not watched): a check never reads `last_seen` from here, and its `last_boot`
+//! is put here by the check that noted it (`refresh`), since dropping every device that polled
+//! in the last seconds would leave nothing cached for a fleet polling once a minute.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ota_core::device::DeviceSnapshot;
@@ -30,7 +29,6 @@ pub(crate) struct DeviceCache {
 struct Inner {
     /// Shared, not copied: a steady poll reads its device once and replaces it once.
     entries: Mutex<HashMap<String, Arc<DeviceSnapshot>>>,
-    quiet: AtomicBool,
 }
 
 impl DeviceCache {
@@ -43,9 +41,6 @@ impl DeviceCache {
             &tables,
             Some("device_id"),
             move |id| {
-                if inner.quiet.load(Ordering::Acquire) {
-                    return;
-                }
                 if let (Some(id), Ok(mut entries)) = (id, inner.entries.lock()) {
                     entries.remove(&id);
                 }
@@ -81,14 +76,5 @@ impl DeviceCache {
         {
             *entry = refreshed;
         }
-    }
-
-    /// Runs `f` (holding the connection) with its writes to devices leaving the entries alone:
-    /// for writes of `last_seen` only.
-    pub(crate) fn quietly<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.inner.quiet.store(true, Ordering::Release);
-        let out = f();
-        self.inner.quiet.store(false, Ordering::Release);
-        out
     }
 }

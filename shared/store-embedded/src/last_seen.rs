@@ -8,7 +8,7 @@
 //! connection. Instead the refreshes wait here and every transaction of the store writes the
 //! waiting ones first, so anything that reads or rewrites a device sees its latest `last_seen`
 //! and `last_boot`. Once the oldest has waited [`FLUSH_AFTER`] or [`FLUSH_AT`] are waiting, the
-//! check that notices starts writing them beside its answer (one UPDATE a device, in one
+//! check that notices starts writing them beside its answer (a narrow row a device, in one
 //! transaction), and dropping the store writes what is left. What a crash can lose
 //! is at most those seconds of refreshes (an older uptime to compare the next boot report with:
 //! at worst a restart that only the uptime shows goes uncounted); no offer, version, report,
@@ -81,8 +81,8 @@ impl LastSeen {
     }
 
     /// Writes every waiting time in one transaction of its own, so that no later failure of
-    /// the caller's transaction can take them along. A device gone meanwhile is skipped, and a
-    /// time never moves a `last_seen` backwards. On failure the times wait for the next try.
+    /// the caller's transaction can take them along. A time never moves a `last_seen`
+    /// backwards. On failure the times wait for the next try.
     pub(crate) fn flush(&self, conn: &mut Connection) -> StoreResult<()> {
         let times = match self.waiting.lock() {
             Ok(mut w) if !w.times.is_empty() => {
@@ -102,23 +102,24 @@ impl LastSeen {
     }
 }
 
-/// One UPDATE a device, the document edited in place by SQLite's JSON functions: no row is read
-/// into Rust, parsed and written back whole, which made a flush of 4,096 devices cost about as
-/// much as the checks that queued them. `julianday` compares the RFC 3339 times at millisecond
-/// precision: a time within the same millisecond as the stored one is not written, which the
-/// second of precision `last_seen` promises allows.
+/// One row a device in `device_seen` (schema version 4), beside its document: the batch writes
+/// ~60 bytes a device, where editing each document in place rewrote all of it (and fired the
+/// device cache's triggers), which made the batch's write the steady poll's longest stall
+/// (docs/performance.md). Readers apply the row through the `device_docs` view when it is newer
+/// than the document. `julianday` compares the RFC 3339 times at millisecond precision: a time
+/// within the same millisecond as the stored one is not written, which the second of precision
+/// `last_seen` promises allows.
 fn write(conn: &mut Connection, times: &HashMap<DeviceId, Seen>) -> StoreResult<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
     {
-        let mut update = tx
+        let mut upsert = tx
             .prepare_cached(
-                "UPDATE devices
-                 SET doc = CASE WHEN ?3 IS NULL THEN json_set(doc, '$.last_seen', ?2)
-                                ELSE json_set(doc, '$.last_seen', ?2, '$.last_boot', json(?3)) END
-                 WHERE device_id = ?1
-                   AND julianday(json_extract(doc, '$.last_seen')) < julianday(?2)",
+                "INSERT INTO device_seen (device_id, last_seen, last_boot) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id) DO UPDATE
+                     SET last_seen = excluded.last_seen, last_boot = excluded.last_boot
+                     WHERE julianday(excluded.last_seen) > julianday(device_seen.last_seen)",
             )
             .map_err(db_err)?;
         for (id, seen) in times {
@@ -127,7 +128,7 @@ fn write(conn: &mut Connection, times: &HashMap<DeviceId, Seen>) -> StoreResult<
                 .format(&Rfc3339)
                 .map_err(|e| StoreError::Internal(format!("last_seen {}: {e}", seen.at)))?;
             let boot = seen.boot.as_ref().map(to_doc).transpose()?;
-            update
+            upsert
                 .execute(params![id.as_str(), at, boot])
                 .map_err(db_err)?;
         }
@@ -143,9 +144,7 @@ mod tests {
     use ota_store_conformance::fixtures::{check_in, dev};
 
     fn stored(conn: &Connection) -> Device {
-        crate::sql::one_doc(conn, "SELECT doc FROM devices", &[])
-            .unwrap()
-            .unwrap()
+        crate::meta::load_device(conn, "d1").unwrap().unwrap()
     }
 
     /// A waiting time moves `last_seen` forward only, with its boot when it has one, and leaves

@@ -62,11 +62,6 @@ impl Db {
             .map_err(|_| StoreError::Internal("database mutex poisoned".into()))
     }
 
-    /// Writes the waiting `last_seen` times; `conn` is this Db's, held by the caller.
-    fn write_seen(&self, conn: &mut Connection) -> StoreResult<()> {
-        self.devices.quietly(|| self.seen.flush(conn))
-    }
-
     /// Runs `f` in one IMMEDIATE transaction on `conn` (this Db's, held by the caller), after
     /// writing the waiting `last_seen` times so that `f` reads and rewrites devices as they are.
     pub(crate) fn transaction<T>(
@@ -74,7 +69,7 @@ impl Db {
         conn: &mut Connection,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        self.write_seen(conn)?;
+        self.seen.flush(conn)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
@@ -88,7 +83,7 @@ impl Drop for Db {
     /// The last clone of the store is going: write what waits (a clean shutdown loses none).
     fn drop(&mut self) {
         if let Ok(mut conn) = self.conn.lock()
-            && let Err(e) = self.write_seen(&mut conn)
+            && let Err(e) = self.seen.flush(&mut conn)
         {
             tracing::error!(error = %e, "could not write the waiting last_seen times");
         }
@@ -318,7 +313,11 @@ fn write_device(tx: &Transaction<'_>, d: &Device) -> StoreResult<()> {
 }
 
 pub(crate) fn load_device(tx: &Connection, id: &str) -> StoreResult<Option<Device>> {
-    one_doc(tx, "SELECT doc FROM devices WHERE device_id = ?1", &[&id])
+    one_doc(
+        tx,
+        "SELECT doc FROM device_docs WHERE device_id = ?1",
+        &[&id],
+    )
 }
 
 pub(crate) fn load_rollout(tx: &Connection, id: &str) -> StoreResult<Option<Rollout>> {
@@ -682,7 +681,7 @@ impl MetaStore for SqliteMeta {
                 // failed write leaves them waiting for the next flush or transaction.
                 let db = self.db.clone();
                 tokio::task::spawn_blocking(move || {
-                    if let Err(e) = db.lock().and_then(|mut conn| db.write_seen(&mut conn)) {
+                    if let Err(e) = db.lock().and_then(|mut conn| db.seen.flush(&mut conn)) {
                         tracing::warn!(error = %e, "could not write the waiting last_seen times");
                     }
                 });
@@ -727,9 +726,9 @@ impl MetaStore for SqliteMeta {
         self.tx(move |tx| {
             let items = docs(
                 tx,
-                "SELECT doc FROM devices
+                "SELECT doc FROM device_docs
                  WHERE (?1 IS NULL OR device_type = ?1) AND (?2 IS NULL OR version = ?2)
-                   AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(devices.groups) WHERE value = ?3))
+                   AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(device_docs.groups) WHERE value = ?3))
                    AND (?4 IS NULL OR device_id > ?4)
                  ORDER BY device_id LIMIT ?5",
                 &[&dt, &version, &group, &after, &fetch],

@@ -31,12 +31,13 @@ fn policy(chip: &str) -> DeviceTypePolicy {
     }
 }
 
-/// What the file says of a device, read through a connection of its own, as after a crash.
+/// What the file says of a device, read through a connection of its own, as after a crash (the
+/// view `device_docs` applies the refresh of `last_seen` kept beside the document).
 fn stored_device(db: &Path, device: &str) -> Device {
     let conn = rusqlite::Connection::open(db).unwrap();
     let doc: String = conn
         .query_row(
-            "SELECT doc FROM devices WHERE device_id = ?1",
+            "SELECT doc FROM device_docs WHERE device_id = ?1",
             [device],
             |r| r.get(0),
         )

@@ -8,7 +8,7 @@ use ota_store_conformance::fixtures::{check_in, dev, release, release_of_image, 
 use ota_store_embedded::SqliteMeta;
 
 /// The version a file has once opened.
-const CURRENT: i64 = 3;
+const CURRENT: i64 = 4;
 
 fn version_of(db: &std::path::Path) -> i64 {
     rusqlite::Connection::open(db)
@@ -17,9 +17,24 @@ fn version_of(db: &std::path::Path) -> i64 {
         .unwrap()
 }
 
+/// Makes the file at `db` what version 3 left: each device's `last_seen` and `last_boot` in its
+/// document only.
+fn back_to_version_3(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "UPDATE devices SET doc = (SELECT v.doc FROM device_docs v
+                                   WHERE v.device_id = devices.device_id);
+         DROP VIEW device_docs;
+         DROP TABLE device_seen;
+         PRAGMA user_version = 3;",
+    )
+    .unwrap();
+}
+
 /// Makes the file at `db` what version 2 left: no membership table, and `specific` rollouts
 /// that keep their devices in their records.
 fn back_to_version_2(db: &std::path::Path) {
+    back_to_version_3(db);
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
         "UPDATE rollouts SET doc = json_remove(json_set(doc, '$.target_filter.device_ids',
@@ -138,4 +153,52 @@ async fn a_version_2_file_moves_the_named_devices_out_of_its_rollouts() {
             .unwrap();
         assert_eq!(snapshot.named_in, named_in, "{device}");
     }
+}
+
+#[tokio::test]
+async fn a_version_3_file_keeps_its_last_seen_times_and_refreshes_them_beside_the_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let mut c = check_in("d1", "demo", "1.0.0");
+    let first = c.at;
+    {
+        let s = SqliteMeta::open(&db).unwrap();
+        s.record_check(&c, &|_| None).await.unwrap();
+        c.at = first + std::time::Duration::from_secs(30);
+        s.record_check(&c, &|_| None).await.unwrap();
+    }
+    back_to_version_3(&db);
+    let in_document = |db: &std::path::Path| -> String {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                "SELECT json_extract(doc, '$.last_seen') FROM devices WHERE device_id = 'd1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let refreshed_then = in_document(&db);
+
+    let s = SqliteMeta::open(&db).unwrap();
+    assert_eq!(version_of(&db), CURRENT);
+    let device = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!(device.last_seen, c.at, "what version 3 stored");
+
+    // A steady poll now: its time goes beside the document, which stays as it was, and every
+    // read sees the later of the two.
+    c.at = first + std::time::Duration::from_secs(60);
+    s.record_check(&c, &|_| None).await.unwrap();
+    let device = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!(device.last_seen, c.at);
+    let listed = s
+        .list_devices(&Default::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [device]);
+    assert_eq!(
+        in_document(&db),
+        refreshed_then,
+        "the document is not rewritten"
+    );
 }
