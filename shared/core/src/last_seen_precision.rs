@@ -1,19 +1,32 @@
-//! When a check must rewrite the device's record: the steady poll (same version, image, boot,
+//! What a check must write of the device's record: the steady poll (same version, image, boot,
 //! no new offer) changes only `last_seen` and the uptime of `last_boot`, and writing those on
-//! every poll is most of what a poll costs on DynamoDB (a conditional put into the table and
-//! two indexes). So they are written only once the stored `last_seen` is `precision` old:
-//! `last_seen` is then true to within `precision` (docs/api.md §5.5), and a stored boot report up
-//! to that old still tells a restart (`BootReport::is_new_boot` measures against its age).
+//! every poll is most of what a poll costs on DynamoDB. So they are written only once the stored
+//! `last_seen` is `precision` old: `last_seen` is then true to within `precision` (docs/api.md
+//! §5.5), and a stored boot report up to that old still tells a restart
+//! (`BootReport::is_new_boot` measures against its age). And when that refresh is all there is
+//! to write, a store may write it apart from the record (DynamoDB: a small item outside the
+//! indexes, 1 write unit where the record takes 3).
 
 use std::time::Duration;
 
 use crate::device::Device;
 
-/// Whether `after` (the record a check computed) must be written over `before` (the stored
-/// one): it is new, anything but the refresh changed, or the refresh is `precision` old.
-pub fn write_is_due(before: Option<&Device>, after: &Device, precision: Duration) -> bool {
+/// What a check writes of the device record it computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing: the steady poll within the precision.
+    Nothing,
+    /// Only `last_seen` and `last_boot` moved, and the stored ones are `precision` old.
+    Refresh,
+    /// The record: it is new, or more than the refresh changed.
+    Record,
+}
+
+/// What of `after` (the record a check computed) must be written over `before` (the stored
+/// one, with any refresh written apart from it applied).
+pub fn write_due(before: Option<&Device>, after: &Device, precision: Duration) -> Due {
     let Some(before) = before else {
-        return true;
+        return Due::Record;
     };
     let boot_refreshed_only = match (&after.last_boot, &before.last_boot) {
         (None, None) => true,
@@ -23,8 +36,13 @@ pub fn write_is_due(before: Option<&Device>, after: &Device, precision: Duration
     let mut unrefreshed = after.clone();
     unrefreshed.last_seen = before.last_seen;
     unrefreshed.last_boot.clone_from(&before.last_boot);
-    let age = after.last_seen - before.last_seen;
-    !boot_refreshed_only || unrefreshed != *before || age >= precision
+    if !boot_refreshed_only || unrefreshed != *before {
+        Due::Record
+    } else if after.last_seen - before.last_seen >= precision {
+        Due::Refresh
+    } else {
+        Due::Nothing
+    }
 }
 
 #[cfg(test)]
@@ -64,18 +82,19 @@ mod tests {
 
     #[test]
     fn a_new_device_is_written() {
-        assert!(write_is_due(None, &stored(), SIX_HOURS));
+        assert_eq!(write_due(None, &stored(), SIX_HOURS), Due::Record);
     }
 
     #[test]
     fn a_steady_poll_is_written_only_once_the_stored_one_is_as_old_as_the_precision() {
         let before = stored();
         let hour = Device::checked_in(Some(before.clone()), &check(60, 3660, 0), None).device;
-        assert!(!write_is_due(Some(&before), &hour, SIX_HOURS));
+        assert_eq!(write_due(Some(&before), &hour, SIX_HOURS), Due::Nothing);
         let six = Device::checked_in(Some(before.clone()), &check(360, 21_660, 0), None).device;
-        assert!(write_is_due(Some(&before), &six, SIX_HOURS));
-        assert!(
-            write_is_due(Some(&before), &hour, Duration::ZERO),
+        assert_eq!(write_due(Some(&before), &six, SIX_HOURS), Due::Refresh);
+        assert_eq!(
+            write_due(Some(&before), &hour, Duration::ZERO),
+            Due::Refresh,
             "precision 0 writes every check"
         );
     }
@@ -105,10 +124,14 @@ mod tests {
         });
         changed.push(offered);
         for after in &changed {
-            assert!(write_is_due(Some(&before), after, SIX_HOURS), "{after:?}");
+            assert_eq!(
+                write_due(Some(&before), after, SIX_HOURS),
+                Due::Record,
+                "{after:?}"
+            );
         }
         // A check without `boot` keeps the stored report: nothing but `last_seen` moved.
         let kept = Device::checked_in(Some(before.clone()), &no_boot, None).device;
-        assert!(!write_is_due(Some(&before), &kept, SIX_HOURS));
+        assert_eq!(write_due(Some(&before), &kept, SIX_HOURS), Due::Nothing);
     }
 }

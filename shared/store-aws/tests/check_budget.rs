@@ -8,16 +8,22 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use ota_core::cmd::check::{CheckAnswer, CheckInput};
+use ota_core::device::{Device, DeviceFilter};
 use ota_core::device_type::DeviceTypePolicy;
-use ota_core::ports::MetaStore;
+use ota_core::ports::{MetaStore, PageRequest};
 use ota_core::release::ReleaseState;
 use ota_core::rollout::RolloutState;
 use ota_core::status::OtaStatus;
 use ota_store_aws::{DynamoMeta, DynamoOptions, S3Blobs};
 use ota_store_conformance::fixtures::{
-    boot, check_input, dt, now, release, release_of_image, report, rollout, service,
+    boot, check_input, dev, dt, now, release, release_of_image, report, rollout, running, service,
 };
+
+/// What follows `PutItem` in the name of a put of a device's refresh (`cargo xtask bench`'s cost
+/// table reads it).
+const REFRESH_MARK: &str = " (refresh)";
 
 /// Every DynamoDB request sent (retries included), by operation.
 #[derive(Debug, Clone, Default)]
@@ -40,13 +46,23 @@ impl Intercept for Requests {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = context
-            .request()
+        let request = context.request();
+        let mut op = request
             .headers()
             .get("x-amz-target")
             .unwrap_or("?")
             .trim_start_matches("DynamoDB_20120810.")
             .to_owned();
+        // A put of a device's refresh (1 write unit) is told from a put of its record (3: the
+        // table and two indexes), for the cost table.
+        if op == "PutItem"
+            && request
+                .body()
+                .bytes()
+                .is_some_and(|b| String::from_utf8_lossy(b).contains(r##""SK":{"S":"#SEEN"}"##))
+        {
+            op.push_str(REFRESH_MARK);
+        }
         self.0.lock().unwrap().push(op);
         Ok(())
     }
@@ -216,7 +232,7 @@ async fn check_costs_one_read_when_nothing_changed_and_at_most_two_requests() {
     print_count("after three failures, up to date", &sent);
 
     // With `last_seen` kept exactly (precision 0) the steady poll writes again: the read and a
-    // put of the device.
+    // put of the device's refresh.
     let exact_svc = bench.service(bench.counted(DynamoOptions {
         last_seen_precision: Duration::ZERO,
         ..DynamoOptions::default()
@@ -232,7 +248,7 @@ async fn check_costs_one_read_when_nothing_changed_and_at_most_two_requests() {
         .await
         .unwrap();
     let sent = requests.take();
-    assert_eq!(sent.len(), 2, "read and put: {sent:?}");
+    assert_eq!(sent, ["Query", "PutItem (refresh)"]);
     print_count("up to date again, OTA_LAST_SEEN_PRECISION_S=0", &sent);
 
     // The download redirect's one store call (`Service::download`), for the cost table.
@@ -297,4 +313,113 @@ async fn a_pause_stops_offers_from_every_instance_within_a_second() {
         2,
         "the device and the view: {sent:?}"
     );
+}
+
+/// A device's item as stored (`#DEV`: the record, `#SEEN`: its refresh), read past the store.
+async fn stored_item(
+    bench: &Bench,
+    device: &str,
+    sk: &str,
+) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&bench.sdk)
+        .get_item()
+        .table_name(&bench.table)
+        .key("PK", AttributeValue::S(format!("DEV#{device}")))
+        .key("SK", AttributeValue::S(sk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+/// The size DynamoDB bills an item's write by, near enough: names and values, in bytes.
+fn item_bytes(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, v)| {
+            name.len()
+                + match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                    other => panic!("an attribute this store does not write: {other:?}"),
+                }
+        })
+        .sum()
+}
+
+/// The steady poll's refresh, once due, is one put of a small item beside the record (1 write
+/// unit: under 1 KB, in no index), which leaves the record and its revision as they were;
+/// every read of the device applies it, the next refresh is measured from it, and a record
+/// written later carries the latest times.
+#[tokio::test]
+async fn a_refresh_is_a_small_put_beside_the_record_and_every_read_applies_it() {
+    let bench = Bench::new().await;
+    let requests = &bench.requests;
+    let meta = bench.counted(DynamoOptions {
+        last_seen_precision: Duration::from_secs(60),
+        ..DynamoOptions::default()
+    });
+    let image = "ab".repeat(32);
+    meta.insert_release(&release_of_image("demo", "1.0.0", &image))
+        .await
+        .unwrap();
+    let first = running("d1", "demo", Some(&image), Some(boot("poweron", 1, 0, 5)));
+    let poll = |seconds: u64, uptime_s: u64| {
+        let mut c = running(
+            "d1",
+            "demo",
+            Some(&image),
+            Some(boot("poweron", 1, 0, uptime_s)),
+        );
+        c.at = first.at + Duration::from_secs(seconds);
+        c
+    };
+    meta.record_check(&first, &|_| None).await.unwrap();
+    let record = stored_item(&bench, "d1", "#DEV").await.unwrap();
+    requests.take();
+
+    meta.record_check(&poll(30, 35), &|_| None).await.unwrap();
+    assert_eq!(requests.take(), ["Query"], "within the precision");
+    let due = poll(90, 95);
+    meta.record_check(&due, &|_| None).await.unwrap();
+    assert_eq!(
+        requests.take(),
+        ["Query", "PutItem (refresh)"],
+        "the refresh is due"
+    );
+    assert_eq!(
+        stored_item(&bench, "d1", "#DEV").await.unwrap(),
+        record,
+        "the record is as it was"
+    );
+    let refresh = stored_item(&bench, "d1", "#SEEN")
+        .await
+        .expect("the refresh's item");
+    assert!(
+        refresh.keys().all(|name| !name.starts_with("GSI")),
+        "in no index: {refresh:?}"
+    );
+    assert!(item_bytes(&refresh) < 1024, "{refresh:?}");
+
+    let uptime = |d: &Device| d.last_boot.as_ref().and_then(|b| b.report.uptime_s);
+    let read = meta.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!((read.last_seen, uptime(&read)), (due.at, Some(95)));
+    let listed = meta
+        .list_devices(&DeviceFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [read]);
+
+    requests.take();
+    meta.record_check(&poll(140, 145), &|_| None).await.unwrap();
+    assert_eq!(
+        requests.take(),
+        ["Query"],
+        "50 s after the refresh: nothing due"
+    );
+
+    // A restart rewrites the record with the latest times; the older refresh no longer counts.
+    let restart = poll(160, 2);
+    meta.record_check(&restart, &|_| None).await.unwrap();
+    let read = meta.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert_eq!((read.last_seen, uptime(&read)), (restart.at, Some(2)));
 }

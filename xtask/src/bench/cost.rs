@@ -25,13 +25,17 @@ const ACCESS_LOG_SAMPLE: f64 = 100.0;
 /// The `check_budget` cases whose answer is an offer (an access line each) say so in their name.
 const OFFER_MARK: &str = "offered";
 /// Capacity units per request: reads of items under 4 KB, strongly consistent; a `PutItem` or
-/// `UpdateItem` of a device (table + GSI1 + GSI2, projection ALL); a check's transaction (device
-/// and fleet counters, each item counted twice).
+/// `UpdateItem` of a device (table + GSI1 + GSI2, projection ALL); a put of a device's refresh
+/// of `last_seen` (under 1 KB, in no index; `check_budget` names it `PutItem (refresh)`); a
+/// check's transaction (device and fleet counters, each item counted twice).
 const RRU_PER_READ: f64 = 1.0;
 const WRU_PER_WRITE: f64 = 3.0;
+const REFRESH_PUT: &str = "PutItem (refresh)";
+const WRU_PER_REFRESH: f64 = 1.0;
 const WRU_PER_TRANSACTION: f64 = 10.0;
-/// The steady poll writes the device only once its `last_seen` is `OTA_LAST_SEEN_PRECISION_S`
-/// (6 h) old: a device polling hourly pays that put on one poll in six.
+/// The steady poll writes the device's refresh only once its `last_seen` is
+/// `OTA_LAST_SEEN_PRECISION_S` (6 h) old: a device polling hourly pays that put on one poll in
+/// six.
 const STEADY_POLL_CASE: &str = "up to date again";
 const REFRESH_SHARE: f64 = 1.0 / 6.0;
 /// The image of the download rows, as in infra/README.md's example.
@@ -109,6 +113,7 @@ impl Prices {
 fn units(operation: &str) -> (f64, f64) {
     match operation {
         "GetItem" | "Query" | "BatchGetItem" => (RRU_PER_READ, 0.0),
+        REFRESH_PUT => (0.0, WRU_PER_REFRESH),
         "PutItem" | "UpdateItem" | "DeleteItem" => (0.0, WRU_PER_WRITE),
         // TransactWriteItems; unknown operations count as one too, so the table errs on the dear
         // side.
@@ -189,8 +194,8 @@ pub fn per_million(p: &Prices, cases: &[Value]) -> Value {
         checks.push(json!({ "case": name, "cost": table(&lines) }));
         if name == STEADY_POLL_CASE {
             lines.push((
-                "DynamoDB last_seen refresh (a PutItem on one poll in 6)".to_owned(),
-                REFRESH_SHARE * WRU_PER_WRITE * p.wru_per_m,
+                "DynamoDB last_seen refresh (a 1-WRU put on one poll in 6)".to_owned(),
+                REFRESH_SHARE * WRU_PER_REFRESH * p.wru_per_m,
             ));
             checks.push(json!({
                 "case": format!("{name}, polling hourly (the 6-hour refresh included)"),
@@ -257,7 +262,7 @@ mod tests {
         let costs = per_million(&readme_prices(), &cases);
         let total = |i: usize| costs["checks"][i]["cost"]["total_usd"].as_f64().unwrap();
         let p = readme_prices();
-        let refresh = round2(WRU_PER_WRITE * p.wru_per_m / 6.0);
+        let refresh = round2(WRU_PER_REFRESH * p.wru_per_m / 6.0);
         assert!((total(1) - total(0) - refresh).abs() < 0.011, "{costs}");
         assert!(
             costs["checks"][1]["case"]
@@ -265,6 +270,12 @@ mod tests {
                 .unwrap()
                 .contains("hourly")
         );
+    }
+
+    #[test]
+    fn a_put_of_a_refresh_is_one_write_unit_a_put_of_a_record_three() {
+        assert_eq!(units(REFRESH_PUT), (0.0, 1.0));
+        assert_eq!(units("PutItem"), (0.0, 3.0));
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub fn device(id: &str) -> String {
 /// Sorts before `AN#`, `AT#` and `EV#`: `SK < "B"` reads the device, the rollouts that name it
 /// and its attempts, not its log.
 pub const DEVICE_SK: &str = "#DEV";
+/// The refresh of the device's `last_seen` and `last_boot` written apart from its record
+/// (`devices.rs`, `Refresh`): outside every index, so 1 write unit where the record takes 3.
+/// Below [`DEVICE_STATE_END`]: the check's one Query reads it with the record.
+pub const SEEN_SK: &str = "#SEEN";
 pub const DEVICE_STATE_END: &str = "B";
 /// The device's membership in a `specific` rollout that names it, in the device's partition:
 /// `AN#` sorts after `#DEV` and before `AT#`, below [`DEVICE_STATE_END`], so the check's one
