@@ -571,7 +571,8 @@ fn print_summary(r: &Value) {
             let status = &s["endpoints"]["status"];
             println!(
                 "shared table ({} processes, DynamoDB Local): exit {}, reports {} acknowledged, {} lost; \
-                 status {} req/s, p50 {} ms, p99 {} ms, max {} ms; {} retries",
+                 status {} req/s, p50 {} ms, p99 {} ms, max {} ms; {} client retries, \
+                 {} write rounds lost by reports in the servers",
                 t["processes"],
                 t["exit_code"],
                 s["reports"]["acknowledged_total"],
@@ -581,6 +582,7 @@ fn print_summary(r: &Value) {
                 status["p99_ms"],
                 status["max_ms"],
                 s["retries"],
+                t["server_retries"],
             );
         }
         _ => println!("shared table: {}", t["skipped"]),

@@ -85,7 +85,62 @@ pub fn run(root: &Path, release: &Path, out: &Path) -> anyhow::Result<Value> {
         &FLEET_ARGS,
         &dir.join("fleet.json"),
     )?;
+    let retried = (0..PROCESSES)
+        .map(|i| std::fs::read_to_string(dir.join(format!("server-{i}.log"))))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    v["server_retries"] = server_retries(retried.iter().map(String::as_str)).into();
     v["processes"] = PROCESSES.into();
     v["load_average_after"] = super::load_average().into();
     Ok(v)
+}
+
+/// The write rounds that status reports lost to concurrent ones, over the processes' logs: each
+/// report stored on its `n`th round logs `rounds=n` (`ota-store-aws`, `reports.rs`) and lost
+/// `n - 1`. The logs may colour field names (ANSI escapes), which are dropped first.
+fn server_retries<'a>(logs: impl Iterator<Item = &'a str>) -> u64 {
+    logs.flat_map(str::lines)
+        .map(without_ansi)
+        .filter(|l| l.contains("status report stored after losing a write race"))
+        .filter_map(|l| {
+            l.split_once("rounds=")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|rounds| rounds.saturating_sub(1))
+        .sum()
+}
+
+/// `line` without its ANSI escape sequences (`ESC [ ... m`).
+fn without_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_the_rounds_lost_by_each_contended_report() {
+        let a = "2026-12-06T06:30:00Z  INFO ota_store_aws::dynamo::reports: status report stored \
+                 after losing a write race device=d1 rounds=3\nsomething else rounds=9\n";
+        let b = "x INFO ota_store_aws::dynamo::reports: status report stored after losing a \
+                 write race device=d2 rounds=2\n";
+        let coloured = "\u{1b}[32m INFO\u{1b}[0m status report stored after losing a write race \
+                        \u{1b}[3mrounds\u{1b}[0m\u{1b}[2m=\u{1b}[0m4";
+        assert_eq!(server_retries([a, b].into_iter()), 3);
+        assert_eq!(server_retries([coloured].into_iter()), 3);
+        assert_eq!(server_retries(["nothing here"].into_iter()), 0);
+    }
 }

@@ -166,7 +166,19 @@ impl DynamoMeta {
                 return Ok(report_plan::duplicate(stored));
             }
             match self.try_report(r).await? {
-                Some(outcome) => return Ok(outcome),
+                Some(outcome) => {
+                    if round > 0 {
+                        // Contention made visible (a line only for a report that lost a race,
+                        // rare since the progress is sharded): `cargo xtask bench` counts these
+                        // for the retries a report took across instances (docs/scale.md).
+                        tracing::info!(
+                            device = %r.device_id,
+                            rounds = round + 1,
+                            "status report stored after losing a write race"
+                        );
+                    }
+                    return Ok(outcome);
+                }
                 None => retry::backoff(round).await,
             }
         }
