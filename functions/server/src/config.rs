@@ -20,6 +20,10 @@ const HEADER_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
 /// requests (`OTA_IDLE_TIMEOUT_S`).
 const BODY_AND_IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=3600;
 
+/// Seconds between two evaluations of the rollouts by the background task
+/// (`OTA_ROLLOUT_TICK_S`).
+const ROLLOUT_TICK_S: RangeInclusive<u64> = 1..=3600;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -37,6 +41,9 @@ pub struct Config {
     pub cloudfront: Option<CloudFrontSigner>,
     /// How long a connection may wait for what its client owes it.
     pub timeouts: Timeouts,
+    /// How often the background task evaluates every rollout with stages or a health gate
+    /// (`OTA_ROLLOUT_TICK_S`, 15).
+    pub rollout_tick: Duration,
 }
 
 /// The edge timeouts of docs/api.md §15.1.
@@ -107,6 +114,7 @@ impl Config {
                 body_stall: env.seconds("OTA_BODY_TIMEOUT_S", 30, BODY_AND_IDLE_TIMEOUT_S)?,
                 idle: env.seconds("OTA_IDLE_TIMEOUT_S", 60, BODY_AND_IDLE_TIMEOUT_S)?,
             },
+            rollout_tick: env.seconds("OTA_ROLLOUT_TICK_S", 15, ROLLOUT_TICK_S)?,
         })
     }
 }

@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             blobs,
             clock: Arc::new(SystemClock),
             settings: Arc::new(config.common.settings()),
+            evaluations: Arc::default(),
         },
         auth: Arc::new(auth),
         capability,
@@ -89,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         throttle: Arc::new(DeviceThrottle::new(config.common.device_rate_per_min)),
     });
 
+    tokio::spawn(rollout_tick(state.ota.clone(), config.rollout_tick));
     tokio::spawn(retention(
         state.ota.meta.clone(),
         config.common.audit_retention,
@@ -191,6 +193,19 @@ async fn retention(meta: Arc<dyn MetaStore>, audit: Duration, log: Duration) {
         let now = time::OffsetDateTime::now_utc();
         if let Err(e) = meta.purge(now - audit, now - log).await {
             tracing::warn!(error = %e, "retention purge failed; retrying in an hour");
+        }
+    }
+}
+
+/// Evaluates every rollout with stages or a health gate each `every` (docs/api.md §9.5): the
+/// decisions no check or report set off (a soak that ended in a quiet hour).
+async fn rollout_tick(ota: Service, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = ota.evaluate_rollouts().await {
+            tracing::warn!(error = %e, "evaluating the rollouts failed; retrying at the next tick");
         }
     }
 }

@@ -10,28 +10,20 @@
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, SYSTEM_ACTOR};
+use crate::percent_limit;
 use crate::progress::RolloutProgress;
 use crate::rollout::{Rollout, RolloutState};
 
-/// Millionths of a percent in a percent.
-const MICRO: u128 = 1_000_000;
-
 /// Whether `progress` is past `rollout`'s threshold: at least `min_reports` final reports and
 /// failed / (failed + success) over `failure_threshold_percent` ("exceeds": exactly at the
-/// threshold does not pause). A rollout without a threshold never pauses.
+/// threshold does not pause; `percent_limit`). A rollout without a threshold never pauses.
 pub fn should_pause(rollout: &Rollout, progress: &RolloutProgress) -> bool {
     let Some(threshold) = rollout.failure_threshold_percent else {
         return false;
     };
     let finals = progress.success_reports + progress.failure_reports;
-    // Compare in integers, with the threshold in millionths of a percent (exact for any threshold
-    // written with up to six decimals), so that a rate exactly at the threshold never exceeds it
-    // by rounding: 69 of 375 is 18.4 %, but 18.4 * 375 is 6899.999999999999 in f64.
-    // A percentage checked at input (fields::percentage): 0 to 10^8 millionths, no sign to lose.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let threshold = (threshold * MICRO as f64).round() as u128;
     finals >= u64::from(rollout.min_reports.max(1))
-        && u128::from(progress.failure_reports) * 100 * MICRO > threshold * u128::from(finals)
+        && percent_limit::exceeds(progress.failure_reports, finals, threshold)
 }
 
 /// The pause a final report sets off: the rollout as it is to be stored, and its audit event.
@@ -88,7 +80,7 @@ pub fn after_final_report(
 mod tests {
     use super::*;
     use crate::ids::{DeviceType, new_id};
-    use crate::rollout::{TargetFilter, TargetType};
+    use crate::rollout::{Staging, TargetFilter, TargetType};
 
     fn rollout(threshold: Option<f64>, min_reports: u32) -> Rollout {
         let now = OffsetDateTime::UNIX_EPOCH;
@@ -105,6 +97,7 @@ mod tests {
             min_reports,
             allow_downgrade: false,
             state: RolloutState::Active,
+            staging: Staging::default(),
             revision: 1,
             created_at: now,
             updated_at: now,

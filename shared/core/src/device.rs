@@ -73,6 +73,10 @@ pub struct Device {
     /// without a crash is stored as `last_seen` is (docs/api.md §5.5).
     #[serde(default)]
     pub last_boot: Option<LastBoot>,
+    /// The device reported a crash while running `running_firmware_id` (it is counted once
+    /// among that release's `crashed_devices`).
+    #[serde(default)]
+    pub running_crashed: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
     /// The device's last check: exact as read on SQLite storage (durable within five seconds),
@@ -116,6 +120,7 @@ impl Device {
             running_image_sha256: None,
             running_firmware_id: None,
             last_boot: None,
+            running_crashed: false,
             first_seen: c.at,
             last_seen: c.at,
         });
@@ -127,6 +132,21 @@ impl Device {
                 && device.running_image_sha256 != c.running_image_sha256,
             c.at,
         );
+        // A check already recorded (the same time as the stored boot) counts nothing again.
+        let repeat = device
+            .last_boot
+            .as_ref()
+            .is_some_and(|l| l.received_at == c.at);
+        let moved_in = !repeat
+            && running_firmware_id.is_some()
+            && running_firmware_id != device.running_firmware_id;
+        let (health, running_crashed) = device_health::counted_on_release(
+            health,
+            running_firmware_id.as_deref(),
+            moved_in,
+            device.running_crashed && !moved_in,
+        );
+        device.running_crashed = running_crashed;
         device.device_type = c.device_type.clone();
         device.current_version = c.current_version.clone();
         device.current_build = c.current_build;
@@ -346,6 +366,10 @@ mod tests {
                 .and_then(|h| h.reset_reason.as_deref()),
             Some("poweron")
         );
+        assert!(
+            first.health.as_ref().is_some_and(|h| h.new_device),
+            "one more device on fw-a"
+        );
         let poll = Device::checked_in(
             Some(first.device.clone()),
             &check_in(Some(A), boot("poweron", 1, 0, 65), 1),
@@ -373,7 +397,19 @@ mod tests {
                 firmware_id: "fw-a".into(),
                 reset_reason: Some("panic".into()),
                 crashes: 1,
+                new_device: false,
+                new_crashed_device: true,
             })
+        );
+        assert!(crash.device.running_crashed);
+        let again = Device::checked_in(
+            Some(crash.device.clone()),
+            &check_in(Some(A), boot("task_wdt", 3, 0, 3), 4),
+            None,
+        );
+        assert!(
+            again.health.as_ref().is_some_and(|h| !h.new_crashed_device),
+            "a device crashes once on a release, as the counters go"
         );
         let unmatched = Device::checked_in(
             Some(crash.device),
@@ -385,5 +421,27 @@ mod tests {
             "no known release: nothing per release"
         );
         assert!(unmatched.device.last_boot.is_some());
+        assert!(
+            !unmatched.device.running_crashed,
+            "off the release it crashed on"
+        );
+        // Back onto fw-a: one more device there, whose first crash counts again.
+        let back = Device::checked_in(
+            Some(unmatched.device),
+            &check_in(Some(A), boot("wdt", 1, 0, 3), 5),
+            Some("fw-a".into()),
+        );
+        let h = back.health.unwrap();
+        assert!(h.new_device && h.new_crashed_device, "{h:?}");
+    }
+
+    #[test]
+    fn a_device_is_counted_on_a_release_without_a_boot_report() {
+        let first = Device::checked_in(None, &check_in(Some(A), None, 0), Some("fw-a".into()));
+        let h = first.health.expect("a device on fw-a");
+        assert!(h.new_device && !h.new_crashed_device);
+        assert_eq!((h.reset_reason, h.crashes), (None, 0));
+        let again = Device::checked_in(Some(first.device), &check_in(Some(A), None, 1), None);
+        assert_eq!(again.health, None, "counted once");
     }
 }

@@ -63,6 +63,16 @@ impl BootReport {
             || self.reset_reason != last.report.reset_reason
     }
 
+    /// Whether the report shows a crash: crashes counted since the last check, or a boot reset
+    /// by a crash (which the device reports again on each check of that boot).
+    pub fn shows_crash(&self) -> bool {
+        self.crashes_since_last_check.unwrap_or(0) > 0
+            || self
+                .reset_reason
+                .as_deref()
+                .is_some_and(|r| CRASH_RESETS.contains(&r))
+    }
+
     /// The same boot as `last` says, with nothing to count: no crash since the last check.
     pub fn only_refreshes(&self, at: OffsetDateTime, last: Option<&LastBoot>) -> bool {
         self.crashes_since_last_check.unwrap_or(0) == 0
@@ -86,6 +96,10 @@ pub struct LastBoot {
     pub received_at: OffsetDateTime,
 }
 
+/// The reset reasons of a crash: ESP-IDF's `ESP_RST_PANIC`, its watchdogs and
+/// `ESP_RST_BROWNOUT`, as a check reports them.
+pub const CRASH_RESETS: [&str; 5] = ["panic", "int_wdt", "task_wdt", "wdt", "brownout"];
+
 /// What one check adds to the counters of the release its device runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthDelta {
@@ -93,6 +107,54 @@ pub struct HealthDelta {
     /// The reset reason of a boot reported for the first time; None for a boot already counted.
     pub reset_reason: Option<String>,
     pub crashes: u64,
+    /// The device checks in running the release for the first time since it updated to it:
+    /// one more device on the release.
+    pub new_device: bool,
+    /// The device reports its first crash on the release: one more crashed device.
+    pub new_crashed_device: bool,
+}
+
+impl HealthDelta {
+    /// Whether the check reports a crash: crashes counted since the last check, or a new boot
+    /// reset by a crash.
+    pub fn shows_crash(&self) -> bool {
+        self.crashes > 0
+            || self
+                .reset_reason
+                .as_deref()
+                .is_some_and(|r| CRASH_RESETS.contains(&r))
+    }
+}
+
+/// `delta` with the device counted on the release it runs (`running`): as a device on its
+/// first check running it since updating (`moved_in`), and as a crashed device on its first
+/// crash there (`crashed_before`: it had reported one already). Returns what the check adds
+/// (None: nothing) and whether the device has now crashed on the release, which its record
+/// keeps so that it counts once.
+pub fn counted_on_release(
+    delta: Option<HealthDelta>,
+    running: Option<&str>,
+    moved_in: bool,
+    crashed_before: bool,
+) -> (Option<HealthDelta>, bool) {
+    let Some(firmware_id) = running else {
+        return (delta, false);
+    };
+    let crashed_now = delta.as_ref().is_some_and(HealthDelta::shows_crash);
+    let new_crashed_device = crashed_now && !crashed_before;
+    if !moved_in && !new_crashed_device {
+        return (delta, crashed_before || crashed_now);
+    }
+    let mut d = delta.unwrap_or_else(|| HealthDelta {
+        firmware_id: firmware_id.to_owned(),
+        reset_reason: None,
+        crashes: 0,
+        new_device: false,
+        new_crashed_device: false,
+    });
+    d.new_device = moved_in;
+    d.new_crashed_device = new_crashed_device;
+    (Some(d), crashed_before || crashed_now)
 }
 
 /// What a check-in reports of the device's health, given the device's last boot report: the
@@ -124,6 +186,8 @@ pub fn health_delta(
         firmware_id: firmware_id.to_owned(),
         reset_reason,
         crashes,
+        new_device: false,
+        new_crashed_device: false,
     })
 }
 
@@ -134,6 +198,14 @@ pub struct HealthCounts {
     pub resets_by_reason: BTreeMap<String, u64>,
     /// The sum of the `crashes_since_last_check` its devices reported.
     pub crashes: u64,
+    /// Devices that checked in running the release since updating to it (each once per time
+    /// it moved onto the release).
+    #[serde(default)]
+    pub devices: u64,
+    /// Of those, the devices that reported a crash on it (each once per time on it): the
+    /// crash-free devices are `devices - crashed_devices`.
+    #[serde(default)]
+    pub crashed_devices: u64,
 }
 
 impl HealthCounts {
@@ -143,6 +215,8 @@ impl HealthCounts {
             *self.resets_by_reason.entry(reason.clone()).or_default() += 1;
         }
         self.crashes += delta.crashes;
+        self.devices += u64::from(delta.new_device);
+        self.crashed_devices += u64::from(delta.new_crashed_device);
     }
 }
 
@@ -264,6 +338,8 @@ mod tests {
                 firmware_id: "fw".into(),
                 reset_reason: Some("poweron".into()),
                 crashes: 0,
+                new_device: false,
+                new_crashed_device: false,
             }),
             "the first report of a boot"
         );
@@ -291,6 +367,8 @@ mod tests {
                 firmware_id: "fw".into(),
                 reset_reason: None,
                 crashes: 2,
+                new_device: false,
+                new_crashed_device: false,
             }),
             "crashes of the same boot"
         );
@@ -306,6 +384,8 @@ mod tests {
                 firmware_id: "fw".into(),
                 reset_reason: Some("panic".into()),
                 crashes: 1,
+                new_device: false,
+                new_crashed_device: false,
             })
         );
         let no_reason = BootReport {
@@ -351,6 +431,32 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_is_a_crash_count_or_a_crash_reset() {
+        let delta = |reason: Option<&str>, crashes| HealthDelta {
+            firmware_id: "fw".into(),
+            reset_reason: reason.map(str::to_owned),
+            crashes,
+            new_device: false,
+            new_crashed_device: false,
+        };
+        for reason in CRASH_RESETS {
+            assert!(delta(Some(reason), 0).shows_crash(), "{reason}");
+        }
+        for reason in ["poweron", "sw", "deepsleep", "unknown", "ext"] {
+            assert!(!delta(Some(reason), 0).shows_crash(), "{reason}");
+        }
+        assert!(delta(None, 1).shows_crash());
+        assert!(!delta(None, 0).shows_crash());
+        // Counted once on a release, as a device and as a crashed one.
+        let (d, crashed) = counted_on_release(Some(delta(None, 2)), Some("fw"), false, true);
+        assert!(crashed && !d.unwrap().new_crashed_device);
+        let (d, crashed) = counted_on_release(None, Some("fw"), false, false);
+        assert_eq!((d, crashed), (None, false));
+        let (d, _) = counted_on_release(None, None, true, false);
+        assert_eq!(d, None, "no known release");
+    }
+
+    #[test]
     fn counters_add_deltas() {
         let mut h = HealthCounts::default();
         for (reason, crashes) in [(Some("panic"), 1), (None, 2), (Some("panic"), 0)] {
@@ -358,10 +464,13 @@ mod tests {
                 firmware_id: "fw".into(),
                 reset_reason: reason.map(str::to_owned),
                 crashes,
+                new_device: crashes == 0,
+                new_crashed_device: crashes == 1,
             });
         }
         assert_eq!(h.resets_by_reason, BTreeMap::from([("panic".into(), 2)]));
         assert_eq!(h.crashes, 3);
+        assert_eq!((h.devices, h.crashed_devices), (1, 1));
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub(crate) mod tests {
     use crate::ids::{DeviceId, DeviceType, Version};
     use crate::ports::{ReleaseOption, SignedUrl};
     use crate::release::{Release, ReleaseState};
-    use crate::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+    use crate::rollout::{Rollout, RolloutState, Staging, TargetFilter, TargetType};
 
     const AT: i64 = 1_800_000_000;
 
@@ -158,6 +158,7 @@ pub(crate) mod tests {
             min_reports: 10,
             allow_downgrade: false,
             state: RolloutState::Active,
+            staging: Staging::default(),
             revision: 1,
             created_at: at(AT),
             updated_at: at(AT),

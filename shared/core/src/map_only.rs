@@ -9,16 +9,28 @@ use serde::{Deserialize, Deserializer};
 /// Wraps a deserializer so that whatever is asked of it, it reads a map.
 pub struct MapOnly<D>(pub D);
 
+/// A record read through [`MapOnly`].
+struct Record<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Record<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(MapOnly(d)).map(Record)
+    }
+}
+
 /// For `#[serde(default, deserialize_with = "ota_core::map_only::option")]` on an optional
 /// record of a request: `null` or absent is None, anything else must be an object.
 pub fn option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    struct Record<T>(T);
-    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Record<T> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            T::deserialize(MapOnly(d)).map(Record)
-        }
-    }
     Ok(Option::<Record<T>>::deserialize(d)?.map(|r| r.0))
+}
+
+/// For `#[serde(default, deserialize_with = "ota_core::map_only::list")]` on a list of records
+/// of a request: each item must be an object.
+pub fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<Record<T>>::deserialize(d)?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
 }
 
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for MapOnly<D> {
@@ -79,6 +91,25 @@ mod tests {
             r#"{"record": 1}"#,
             r#"{"record": "a"}"#,
         ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Lister {
+        #[serde(default, deserialize_with = "super::list")]
+        records: Vec<Record>,
+    }
+
+    #[test]
+    fn a_list_of_records_holds_objects_only() {
+        let read = |json: &str| serde_json::from_str::<Lister>(json).map(|h| h.records);
+        assert_eq!(
+            read(r#"{"records": [{"a": 1}, {}]}"#).unwrap(),
+            [Record { a: Some(1) }, Record { a: None }]
+        );
+        assert_eq!(read("{}").unwrap(), []);
+        for bad in [r#"{"records": [[1]]}"#, r#"{"records": {"a": 1}}"#] {
             assert!(read(bad).is_err(), "{bad}");
         }
     }

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::device_health::ReleaseHealth;
+use crate::health_gate::GateNumbers;
 use crate::progress::{RolloutProgress, StatusCounts};
 use crate::rollout::Rollout;
 
@@ -15,6 +16,25 @@ pub struct RolloutWithProgress {
     #[serde(flatten)]
     pub rollout: Rollout,
     pub progress: RolloutProgress,
+    /// Where a rollout with stages or a health gate stands: in the answers about one rollout
+    /// (get, create, edit), absent from lists and for other rollouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RolloutHealth>,
+}
+
+/// The live numbers of a rollout's gate and stage (docs/api.md §9.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutHealth {
+    #[serde(flatten)]
+    pub numbers: GateNumbers,
+    /// failures / final outcomes, in percent (null before any).
+    pub failure_percent: Option<f64>,
+    /// crashed devices / devices on the release, in percent (null before any device).
+    pub crash_percent: Option<f64>,
+    /// The earliest time the current stage can pass (its soak's end); null in the last stage
+    /// or when not active.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_evaluation_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

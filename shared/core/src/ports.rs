@@ -22,6 +22,7 @@ use crate::progress::RolloutProgress;
 use crate::release::{Release, ReleaseFilter};
 use crate::report_plan::{StatusOutcome, StatusReport};
 use crate::rollout::{Rollout, RolloutFilter};
+use crate::rollout_evaluation::Change;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -158,6 +159,10 @@ pub trait MetaStore: Send + Sync {
     /// Writes `rollout` (whose revision is already bumped); Conflict unless the stored revision
     /// is still `expect_revision`.
     async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()>;
+    /// Writes a rollout's decision (`rollout_evaluation`): the rollout over
+    /// `change.expect_revision` and its audit event, both or neither, so that of two
+    /// evaluators deciding together one writes and the other gets Conflict.
+    async fn decide_rollout(&self, change: &Change) -> StoreResult<()>;
 
     /// The active rollouts of a device type with their releases, and the type's chip. Shared,
     /// because stores serve it from a cache on the check path.

@@ -85,8 +85,10 @@ impl RolloutProgress {
 
     /// failed / (failed + success), in percent; None before any final report.
     pub fn failure_rate_percent(&self) -> Option<f64> {
-        let total = self.success_reports + self.failure_reports;
-        (total > 0).then(|| self.failure_reports as f64 * 100.0 / total as f64)
+        crate::percent_limit::percent(
+            self.failure_reports,
+            self.success_reports + self.failure_reports,
+        )
     }
 }
 

@@ -252,7 +252,7 @@ impl ReportPlan {
 mod tests {
     use super::OtaStatus::*;
     use super::*;
-    use crate::rollout::{RolloutState, TargetFilter, TargetType};
+    use crate::rollout::{RolloutState, Staging, TargetFilter, TargetType};
 
     fn report(status: OtaStatus) -> StatusReport {
         StatusReport {
@@ -300,6 +300,7 @@ mod tests {
             min_reports,
             allow_downgrade: false,
             state: RolloutState::Active,
+            staging: Staging::default(),
             revision: 3,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,

@@ -5,9 +5,13 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::health_gate::HealthGate;
 use crate::ids::{DeviceId, DeviceType};
 use crate::map_only::MapOnly;
+use crate::offer_schedule::Schedule;
+use crate::rollout_evaluation::Decision;
 pub use crate::rollout_lifecycle::RolloutState;
+use crate::stages::Stage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -73,7 +77,8 @@ pub struct Rollout {
     /// Copied from the firmware so that a device type's rollouts are found without a join.
     pub device_type: DeviceType,
     pub target_type: TargetType,
-    /// 0–100; only meaningful for `canary`.
+    /// 0–100: the share of a `canary` rollout's devices offered, and of any staged rollout's
+    /// target (its current stage's `percent`).
     pub rollout_percentage: f64,
     pub target_filter: TargetFilter,
     /// How many devices a `specific` rollout names (0 for the other target types); they are
@@ -84,12 +89,39 @@ pub struct Rollout {
     pub min_reports: u32,
     pub allow_downgrade: bool,
     pub state: RolloutState,
+    /// How the rollout widens and stops itself; empty for a rollout without stages or gate.
+    #[serde(flatten)]
+    pub staging: Staging,
     /// Optimistic-concurrency revision: bumped by every change, checked by every edit.
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// A rollout's stages, health gate and schedule (docs/api.md §9.5, §9.6), with where its
+/// stages stand and the decisions made so far. Records stored before stages existed read as
+/// the default: no stages, no gate, no schedule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Staging {
+    /// The stages, each widening the one before (empty: the rollout is not staged).
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    /// The current stage, from 0 (0 for a rollout without stages).
+    #[serde(default)]
+    pub stage_index: u32,
+    /// When the current stage started (null without stages).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub stage_started_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub health_gate: Option<HealthGate>,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    /// The automatic decisions and promotions, oldest first (the newest
+    /// `rollout_evaluation::MAX_DECISIONS`; the audit log keeps them all).
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
 }
 
 /// The canary bucket of a device in a rollout, 0..10000, as docs/api.md §Update rules (rule 2)
@@ -112,16 +144,17 @@ pub fn in_canary(rollout_id: &str, device_id: &DeviceId, percentage: f64) -> boo
 
 impl Rollout {
     /// Whether this rollout's target includes the device (ignoring state), given its groups
-    /// and the ids of the rollouts that name it.
+    /// and the ids of the rollouts that name it. A `canary` rollout, and a staged rollout of
+    /// any type, offers only to the devices of its target whose canary bucket is within its
+    /// percentage.
     pub fn targets(
         &self,
         device_id: &DeviceId,
         device_groups: &[String],
         named_in: &[String],
     ) -> bool {
-        match self.target_type {
-            TargetType::All => true,
-            TargetType::Canary => in_canary(&self.id, device_id, self.rollout_percentage),
+        let in_target = match self.target_type {
+            TargetType::All | TargetType::Canary => true,
             TargetType::Specific => {
                 named_in.contains(&self.id) || self.target_filter.device_ids.contains(device_id)
             }
@@ -130,7 +163,17 @@ impl Rollout {
                 .groups
                 .iter()
                 .any(|g| device_groups.contains(g)),
-        }
+        };
+        let by_share = self.target_type == TargetType::Canary || !self.staging.stages.is_empty();
+        in_target && (!by_share || in_canary(&self.id, device_id, self.rollout_percentage))
+    }
+
+    /// Whether the rollout's schedule lets it make a new offer at `at` (no schedule: always).
+    pub fn offers_at(&self, at: OffsetDateTime) -> bool {
+        self.staging
+            .schedule
+            .as_ref()
+            .is_none_or(|s| s.offers_at(at))
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Excluded {
     NotOfferable,
     OtherDeviceType,
     RolloutNotActive,
+    /// The rollout's schedule makes no offer now (docs/api.md §9.6).
+    OutsideSchedule,
     NotTargeted,
     OtherChannel,
     NotNewer,
@@ -42,6 +44,9 @@ pub fn eligibility(
     }
     if !rollout.state.offers() {
         return Err(Excluded::RolloutNotActive);
+    }
+    if !rollout.offers_at(check_in.at) {
+        return Err(Excluded::OutsideSchedule);
     }
     if !rollout.targets(&check_in.device_id, &device.device.groups, &device.named_in) {
         return Err(Excluded::NotTargeted);
@@ -114,7 +119,7 @@ mod tests {
     use crate::device::{Device, Offer};
     use crate::ids::{DeviceId, DeviceType, Version};
     use crate::release::{Release, ReleaseState};
-    use crate::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+    use crate::rollout::{Rollout, RolloutState, Staging, TargetFilter, TargetType};
     use time::OffsetDateTime;
 
     const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
@@ -165,6 +170,7 @@ mod tests {
                 min_reports: 10,
                 allow_downgrade: false,
                 state: RolloutState::Active,
+                staging: Staging::default(),
                 revision: 1,
                 created_at: T0,
                 updated_at: T0,
@@ -265,10 +271,32 @@ mod tests {
                 Box::new(|o, _, _| o.rollout.state = RolloutState::Completed),
             ),
             (
+                OutsideSchedule,
+                Box::new(|o, c, _| {
+                    o.rollout.staging.schedule = Some(crate::offer_schedule::Schedule {
+                        start_at: Some(c.at + time::Duration::seconds(1)),
+                        ..Default::default()
+                    });
+                }),
+            ),
+            (
                 NotTargeted,
                 Box::new(|o, _, d| {
                     o.rollout.target_type = TargetType::Specific;
                     d.named_in = vec!["another rollout".into()];
+                }),
+            ),
+            (
+                NotTargeted,
+                Box::new(|o, c, _| {
+                    // A staged rollout of every device offers to its stage's share only.
+                    o.rollout.staging.stages = vec![crate::stages::Stage {
+                        percent: 1.0,
+                        soak_s: 0,
+                        min_devices: 1,
+                    }];
+                    o.rollout.rollout_percentage = 0.01;
+                    assert!(crate::rollout::canary_bucket(&o.rollout.id, &c.device_id) >= 1);
                 }),
             ),
             (

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::cmd::evaluate_rollouts::Evaluations;
 use crate::ports::{BlobStore, Clock, MetaStore};
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Service {
     pub blobs: Arc<dyn BlobStore>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
+    /// When this process last evaluated each rollout on a request (`cmd::evaluate_rollouts`).
+    pub evaluations: Arc<Evaluations>,
 }
 
 impl Service {

@@ -53,6 +53,9 @@ async fn rollout(w: &World, release: &Release, threshold: Option<f64>) -> Rollou
         min_reports: Some(2),
         allow_downgrade: false,
         paused: false,
+        stages: Vec::new(),
+        health_gate: None,
+        schedule: None,
     };
     w.ota.create_rollout(&admin(), input).await.unwrap()
 }

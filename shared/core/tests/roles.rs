@@ -73,6 +73,9 @@ async fn a_caller_below_the_commands_role_is_refused_before_anything_else() {
         min_reports: None,
         allow_downgrade: false,
         paused: false,
+        stages: Vec::new(),
+        health_gate: None,
+        schedule: None,
     };
     let policy = PutDeviceType {
         name: demo,

@@ -26,6 +26,9 @@ fn all(release: &Release) -> CreateRollout {
         min_reports: None,
         allow_downgrade: false,
         paused: false,
+        stages: Vec::new(),
+        health_gate: None,
+        schedule: None,
     }
 }
 
@@ -303,6 +306,7 @@ async fn edits_follow_the_lifecycle_and_the_revision() {
         rollout_percentage: pct,
         state,
         revision,
+        promote: false,
     };
     let paused = w
         .ota

@@ -165,6 +165,7 @@ mod tests {
                 blobs: Arc::new(ota_store_aws::S3Blobs::new(&sdk, "b")),
                 clock: Arc::new(SystemClock),
                 settings: Arc::new(Settings::default()),
+                evaluations: Arc::default(),
             },
             auth: Arc::new(AuthConfig::new(b"test-secret", None, true)),
             capability: None,

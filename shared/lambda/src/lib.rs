@@ -70,6 +70,7 @@ pub async fn state_from_env() -> Result<AppState, InitError> {
             blobs: Arc::new(blobs),
             clock: Arc::new(SystemClock),
             settings: Arc::new(common.settings()),
+            evaluations: Arc::default(),
         },
         auth: Arc::new(common.auth(secret.as_bytes())?),
         capability: None,

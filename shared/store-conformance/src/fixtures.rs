@@ -10,7 +10,7 @@ use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
 use ota_core::ports::{BlobStore, MetaStore, PageRequest, SystemClock};
 use ota_core::release::{Release, ReleaseState};
 use ota_core::report_plan::StatusReport;
-use ota_core::rollout::{Rollout, RolloutState, TargetFilter, TargetType};
+use ota_core::rollout::{Rollout, RolloutState, Staging, TargetFilter, TargetType};
 use ota_core::service::{Service, Settings};
 use ota_core::status::OtaStatus;
 use time::OffsetDateTime;
@@ -76,6 +76,7 @@ pub fn rollout(fw: &Release, state: RolloutState) -> Rollout {
         min_reports: 10,
         allow_downgrade: false,
         state,
+        staging: Staging::default(),
         revision: 1,
         created_at: now,
         updated_at: now,
@@ -150,6 +151,7 @@ pub fn service(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Service {
         blobs,
         clock: Arc::new(SystemClock),
         settings: Arc::new(Settings::default()),
+        evaluations: Arc::default(),
     }
 }
 

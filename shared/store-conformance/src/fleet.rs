@@ -396,6 +396,10 @@ pub async fn release_health_counts_new_boots_and_crashes(s: Store) {
                 .map(|(r, n)| (r.to_owned(), n))
                 .into(),
             crashes: 3,
+            // d1, counted once as it ran the release, and once as it crashed on it (the
+            // brownout), whatever it reported after.
+            devices: 1,
+            crashed_devices: 1,
         },
     };
     assert_eq!(health().await, [expected.clone()]);
@@ -438,6 +442,8 @@ pub async fn release_health_counts_new_boots_and_crashes(s: Store) {
         .entry("poweron".into())
         .or_default() += n;
     expected.counts.crashes += n;
+    expected.counts.devices += n;
+    expected.counts.crashed_devices += n;
     assert_eq!(health().await, [expected]);
 }
 

@@ -1,6 +1,6 @@
 //! Counters maintained inside the transactions that change what they count: device versions
-//! per type, each rollout's progress, status reports per hour, each release's resets and
-//! crashes. Metrics read only these.
+//! per type, each rollout's progress, status reports per hour, each release's resets, crashes,
+//! devices and crashed devices. Metrics and the health gates read only these.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +60,21 @@ pub fn release_health_moved(tx: &Transaction<'_>, delta: &HealthDelta) -> StoreR
         .and_then(|mut stmt| stmt.execute(params![delta.firmware_id, sql_int(delta.crashes)]))
         .map_err(db_err)?;
     }
+    if delta.new_device || delta.new_crashed_device {
+        tx.prepare_cached(
+            "INSERT INTO release_devices (firmware_id, devices, crashed) VALUES (?1, ?2, ?3)
+             ON CONFLICT (firmware_id) DO UPDATE
+                 SET devices = devices + ?2, crashed = crashed + ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                delta.firmware_id,
+                i64::from(delta.new_device),
+                i64::from(delta.new_crashed_device)
+            ])
+        })
+        .map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -87,6 +102,15 @@ pub fn release_counts(tx: &Transaction<'_>, firmware_id: &str) -> StoreResult<He
         .optional()
         .map_err(db_err)?
         .unwrap_or(0);
+    (counts.devices, counts.crashed_devices) = tx
+        .query_row(
+            "SELECT devices, crashed FROM release_devices WHERE firmware_id = ?1",
+            params![firmware_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?
+        .unwrap_or((0, 0));
     Ok(counts)
 }
 
@@ -95,7 +119,8 @@ fn release_health(tx: &Transaction<'_>) -> StoreResult<Vec<ReleaseHealth>> {
     let releases: Vec<Release> = docs(
         tx,
         "SELECT doc FROM firmware WHERE id IN
-           (SELECT firmware_id FROM release_resets UNION SELECT firmware_id FROM release_crashes)
+           (SELECT firmware_id FROM release_resets UNION SELECT firmware_id FROM release_crashes
+            UNION SELECT firmware_id FROM release_devices)
          ORDER BY id",
         &[],
     )?;
@@ -172,6 +197,7 @@ pub fn with_progress(
         .into_iter()
         .map(|rollout| {
             Ok(RolloutWithProgress {
+                health: None,
                 progress: progress(tx, &rollout.id)?,
                 rollout,
             })

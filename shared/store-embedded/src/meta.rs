@@ -24,6 +24,7 @@ use ota_core::progress::RolloutProgress;
 use ota_core::release::{Release, ReleaseFilter, ReleaseState};
 use ota_core::report_plan::{Attempt, StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
+use ota_core::rollout_evaluation::Change;
 use ota_core::status::OtaStatus;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
@@ -320,6 +321,32 @@ pub(crate) fn load_device(tx: &Connection, id: &str) -> StoreResult<Option<Devic
     )
 }
 
+/// Replaces rollout `r` (stored as `doc`) when its stored revision is `expect_revision`.
+fn write_rollout(tx: &Connection, r: &Rollout, doc: &str, expect_revision: u64) -> StoreResult<()> {
+    let n = tx
+        .execute(
+            "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1 AND revision = ?5",
+            params![r.id, r.state.as_str(), sql_int(r.revision), doc, sql_int(expect_revision)],
+        )
+        .map_err(db_err)?;
+    if n > 0 {
+        return Ok(());
+    }
+    let exists: Option<i64> = tx
+        .query_row("SELECT 1 FROM rollouts WHERE id = ?1", params![r.id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?;
+    Err(match exists {
+        None => StoreError::NotFound,
+        Some(_) => StoreError::Conflict(format!(
+            "rollout {} was changed by someone else (expected revision {expect_revision})",
+            r.id
+        )),
+    })
+}
+
 pub(crate) fn load_rollout(tx: &Connection, id: &str) -> StoreResult<Option<Rollout>> {
     one_doc(tx, "SELECT doc FROM rollouts WHERE id = ?1", &[&id])
 }
@@ -595,29 +622,16 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn update_rollout(&self, r: &Rollout, expect_revision: u64) -> StoreResult<()> {
-        let r = r.clone();
-        let doc = to_doc(&r)?;
+        let (r, doc) = (r.clone(), to_doc(r)?);
+        self.tx(move |tx| write_rollout(tx, &r, &doc, expect_revision))
+            .await
+    }
+
+    async fn decide_rollout(&self, change: &Change) -> StoreResult<()> {
+        let (c, doc) = (change.clone(), to_doc(&change.rollout)?);
         self.tx(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE rollouts SET state = ?2, revision = ?3, doc = ?4 WHERE id = ?1 AND revision = ?5",
-                    params![r.id, r.state.as_str(), sql_int(r.revision), doc, sql_int(expect_revision)],
-                )
-                .map_err(db_err)?;
-            if n == 0 {
-                let exists: Option<i64> = tx
-                    .query_row("SELECT 1 FROM rollouts WHERE id = ?1", params![r.id], |r| r.get(0))
-                    .optional()
-                    .map_err(db_err)?;
-                return Err(match exists {
-                    None => StoreError::NotFound,
-                    Some(_) => StoreError::Conflict(format!(
-                        "rollout {} was changed by someone else (expected revision {expect_revision})",
-                        r.id
-                    )),
-                });
-            }
-            Ok(())
+            write_rollout(tx, &c.rollout, &doc, c.expect_revision)?;
+            audit::insert(tx, &c.audit)
         })
         .await
     }

@@ -155,9 +155,25 @@ CREATE VIEW IF NOT EXISTS device_docs AS
     FROM devices d LEFT JOIN device_seen s ON s.device_id = d.device_id;
 "#;
 
+/// Version 5: per release, the devices that checked in running it and those that crashed on it
+/// (`device_health::counted_on_release`), which a rollout's health gate reads.
+const RELEASE_DEVICES: &str = r#"
+CREATE TABLE IF NOT EXISTS release_devices (
+    firmware_id TEXT PRIMARY KEY,
+    devices     INTEGER NOT NULL,
+    crashed     INTEGER NOT NULL
+);
+"#;
+
 /// Each step takes a database from the version before it to its own (its index plus one, kept
 /// in `user_version`), so that a file of any earlier version is brought up to date at open.
-const MIGRATIONS: [&str; 4] = [SCHEMA, DEVICE_HEALTH, NAMED_DEVICES, DEVICE_SEEN];
+const MIGRATIONS: [&str; 5] = [
+    SCHEMA,
+    DEVICE_HEALTH,
+    NAMED_DEVICES,
+    DEVICE_SEEN,
+    RELEASE_DEVICES,
+];
 
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;

@@ -8,7 +8,7 @@ use ota_store_conformance::fixtures::{check_in, dev, release, release_of_image, 
 use ota_store_embedded::SqliteMeta;
 
 /// The version a file has once opened.
-const CURRENT: i64 = 4;
+const CURRENT: i64 = 5;
 
 fn version_of(db: &std::path::Path) -> i64 {
     rusqlite::Connection::open(db)
@@ -17,9 +17,22 @@ fn version_of(db: &std::path::Path) -> i64 {
         .unwrap()
 }
 
+/// Makes the file at `db` what version 4 left: no per-release device counters, and device
+/// records without `running_crashed`.
+fn back_to_version_4(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "DROP TABLE release_devices;
+         UPDATE devices SET doc = json_remove(doc, '$.running_crashed');
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+}
+
 /// Makes the file at `db` what version 3 left: each device's `last_seen` and `last_boot` in its
 /// document only.
 fn back_to_version_3(db: &std::path::Path) {
+    back_to_version_4(db);
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
         "UPDATE devices SET doc = (SELECT v.doc FROM device_docs v
@@ -201,4 +214,38 @@ async fn a_version_3_file_keeps_its_last_seen_times_and_refreshes_them_beside_th
         refreshed_then,
         "the document is not rewritten"
     );
+}
+
+#[tokio::test]
+async fn a_version_4_file_gains_the_release_device_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let image = "ab".repeat(32);
+    let fw = release_of_image("demo", "1.0.0", &image);
+    {
+        let s = SqliteMeta::open(&db).unwrap();
+        s.insert_release(&fw).await.unwrap();
+        s.record_check(&running("d1", "demo", Some(&image), None), &|_| None)
+            .await
+            .unwrap();
+    }
+    back_to_version_4(&db);
+
+    let s = SqliteMeta::open(&db).unwrap();
+    assert_eq!(version_of(&db), CURRENT);
+    let counts = s.release_health(&fw.id).await.unwrap();
+    assert_eq!(
+        (counts.devices, counts.crashed_devices),
+        (0, 0),
+        "counted from version 5 on"
+    );
+    let d1 = s.get_device(&dev("d1")).await.unwrap().unwrap();
+    assert!(
+        !d1.running_crashed,
+        "a record of version 4 reads as not crashed"
+    );
+    s.record_check(&running("d2", "demo", Some(&image), None), &|_| None)
+        .await
+        .unwrap();
+    assert_eq!(s.release_health(&fw.id).await.unwrap().devices, 1);
 }

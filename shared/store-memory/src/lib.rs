@@ -27,6 +27,7 @@ use ota_core::progress::{RolloutProgress, StatusCounts};
 use ota_core::release::{Release, ReleaseFilter};
 use ota_core::report_plan::{self, Attempt, Seen, StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
+use ota_core::rollout_evaluation::Change;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -77,6 +78,22 @@ fn release_order(r: &Release) -> (String, u64, String) {
 }
 
 impl State {
+    /// Replaces the stored rollout when its revision is `expect_revision`.
+    fn replace_rollout(&mut self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()> {
+        let stored = self
+            .rollouts
+            .get_mut(&rollout.id)
+            .ok_or(StoreError::NotFound)?;
+        conflict_if(stored.revision != expect_revision, || {
+            format!(
+                "rollout {} was changed by someone else (expected revision {expect_revision})",
+                rollout.id
+            )
+        })?;
+        *stored = rollout.clone();
+        Ok(())
+    }
+
     fn release_of(&self, device_type: &DeviceType, version: &Version) -> Option<&Release> {
         let key = version.sort_key();
         self.releases
@@ -295,18 +312,13 @@ impl MetaStore for MemoryMeta {
     }
 
     async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()> {
+        self.lock()?.replace_rollout(rollout, expect_revision)
+    }
+
+    async fn decide_rollout(&self, change: &Change) -> StoreResult<()> {
         let mut s = self.lock()?;
-        let stored = s
-            .rollouts
-            .get_mut(&rollout.id)
-            .ok_or(StoreError::NotFound)?;
-        conflict_if(stored.revision != expect_revision, || {
-            format!(
-                "rollout {} was changed by someone else (expected revision {expect_revision})",
-                rollout.id
-            )
-        })?;
-        *stored = rollout.clone();
+        s.replace_rollout(&change.rollout, change.expect_revision)?;
+        s.audit.push(change.audit.clone());
         Ok(())
     }
 
@@ -497,6 +509,7 @@ impl MetaStore for MemoryMeta {
         m.active_rollouts = active
             .into_iter()
             .map(|r| RolloutWithProgress {
+                health: None,
                 rollout: r.clone(),
                 progress: s.progress.get(&r.id).copied().unwrap_or_default(),
             })

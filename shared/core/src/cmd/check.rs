@@ -61,8 +61,12 @@ impl Service {
             at: self.now(),
         };
         let check_in = &check_in;
-        // The view first: the offer is decided inside the device's write (see `record_check`).
-        let view = self.meta.release_view(&check_in.device_type).await?;
+        // The view first: the offer is decided inside the device's write (see `record_check`),
+        // after any stage that passed by now moved on.
+        let mut view = self.meta.release_view(&check_in.device_type).await?;
+        if self.evaluate_due(&view, check_in).await? {
+            view = self.meta.release_view(&check_in.device_type).await?;
+        }
         let offer_from = |snapshot: &DeviceSnapshot| {
             let option = rules::decide(&view, check_in, snapshot)?;
             let already_offered = snapshot.device.last_offer.as_ref().is_some_and(|o| {
@@ -85,6 +89,8 @@ impl Service {
             }
         };
         let snapshot = self.meta.record_check(check_in, &new_offer).await?;
+        // A crash now counted may take a rollout over its gate: paused before an offer is made.
+        self.evaluate_crashes(&view, check_in).await?;
         if let Some(firmware_id) = rules::completes_offer(check_in, &snapshot) {
             // A deterministic event id makes the completion idempotent when checks race.
             let report = StatusReport {
@@ -100,8 +106,9 @@ impl Service {
                 at: check_in.at,
             };
             match self.meta.record_status(&report).await {
+                Ok(outcome) => self.evaluate_after(&report, &outcome).await?,
                 // A final state reported meanwhile wins; the check-in has nothing to add.
-                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
             // Rare (once per update), so its extra device write is outside the check budget. The

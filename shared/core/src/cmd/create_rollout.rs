@@ -1,15 +1,20 @@
 //! Roll a release out (docs/api.md §Rollouts): to every device of its type, a canary percentage,
-//! named devices or groups, pausing itself when too many fail (rule 4).
+//! named devices or groups, in stages that widen by themselves, within a schedule, pausing
+//! itself when too many fail (rule 4) or its health gate is crossed.
 
 use crate::access::{Admin, Role};
 use crate::error::OpError;
 use crate::fields;
+use crate::health_gate::HealthGate;
 use crate::ids::{DeviceId, DeviceType, Version, new_id};
 use crate::metrics::RolloutWithProgress;
+use crate::offer_schedule::Schedule;
 use crate::progress::RolloutProgress;
 use crate::release::Release;
-use crate::rollout::{MAX_NAMED_DEVICES, Rollout, RolloutState, TargetFilter, TargetType};
+use crate::rollout::{MAX_NAMED_DEVICES, Rollout, RolloutState, Staging, TargetFilter, TargetType};
 use crate::service::Service;
+use crate::stages::{self, Stage};
+use time::OffsetDateTime;
 
 /// Final reports a rollout needs before rule 4 applies, unless it says otherwise.
 pub const DEFAULT_MIN_REPORTS: u32 = 10;
@@ -39,6 +44,10 @@ pub struct CreateRollout {
     pub allow_downgrade: bool,
     /// Created paused (the paku dialect's `is_active: false`) rather than active.
     pub paused: bool,
+    /// Empty: not staged.
+    pub stages: Vec<Stage>,
+    pub health_gate: Option<HealthGate>,
+    pub schedule: Option<Schedule>,
 }
 
 impl Service {
@@ -65,16 +74,24 @@ impl Service {
             )));
         }
         let now = self.now();
+        let staging = staging(input.stages, input.health_gate, input.schedule, now)?;
+        let rollout_percentage = match (staging.stages.first(), input.rollout_percentage) {
+            (Some(_), Some(_)) => {
+                return Err(OpError::invalid(
+                    "rollout_percentage",
+                    "a staged rollout offers its stages' percentages: leave it out",
+                ));
+            }
+            (Some(first), None) => first.percent,
+            (None, p) => fields::percentage("rollout_percentage", p.unwrap_or(100.0))?,
+        };
         let rollout = Rollout {
             id: new_id(),
             name,
             firmware_id: release.id.clone(),
             device_type: release.device_type.clone(),
             target_type: input.target_type,
-            rollout_percentage: fields::percentage(
-                "rollout_percentage",
-                input.rollout_percentage.unwrap_or(100.0),
-            )?,
+            rollout_percentage,
             target_filter,
             named_devices: u32::try_from(named.len()).unwrap_or(u32::MAX),
             failure_threshold_percent: input
@@ -88,6 +105,7 @@ impl Service {
             } else {
                 RolloutState::Active
             },
+            staging,
             revision: 1,
             created_at: now,
             updated_at: now,
@@ -102,6 +120,7 @@ impl Service {
         )
         .await?;
         Ok(RolloutWithProgress {
+            health: self.rollout_health(&rollout).await?,
             rollout,
             progress: RolloutProgress::default(),
         })
@@ -128,6 +147,30 @@ impl Service {
                 }),
         }
     }
+}
+
+/// The stages, gate and schedule of a new rollout. Its first stage starts when it may first
+/// offer: now, or the schedule's `start_at` when later.
+fn staging(
+    stages: Vec<Stage>,
+    health_gate: Option<HealthGate>,
+    schedule: Option<Schedule>,
+    now: OffsetDateTime,
+) -> Result<Staging, OpError> {
+    let schedule = schedule.map(Schedule::validated).transpose()?;
+    let stages = stages::validated(stages)?;
+    let starts = schedule
+        .as_ref()
+        .and_then(|s| s.start_at)
+        .map_or(now, |s| s.max(now));
+    Ok(Staging {
+        stage_started_at: (!stages.is_empty()).then_some(starts),
+        stages,
+        stage_index: 0,
+        health_gate: health_gate.map(HealthGate::validated).transpose()?,
+        schedule,
+        decisions: Vec::new(),
+    })
 }
 
 /// The devices a `specific` rollout names, taken out of its filter (stores keep them apart, so

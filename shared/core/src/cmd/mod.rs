@@ -9,6 +9,7 @@ pub mod create_release;
 pub mod create_rollout;
 pub mod download;
 pub mod edit_release;
+pub mod evaluate_rollouts;
 pub mod finalize_release;
 pub mod mint_device_token;
 pub mod put_device_type;

@@ -98,7 +98,7 @@ impl Service {
     ) -> Result<RolloutWithProgress, OpError> {
         admin.require(Role::Viewer)?;
         let r = self.load_rollout(id).await?;
-        self.with_progress(r).await
+        self.one_rollout(r).await
     }
 
     /// The devices a `specific` rollout names, by id.
@@ -137,7 +137,21 @@ impl Service {
     ) -> Result<RolloutWithProgress, OpError> {
         Ok(RolloutWithProgress {
             progress: self.meta.rollout_progress(&rollout.id).await?,
+            health: None,
             rollout,
+        })
+    }
+
+    /// A rollout as the answers about one rollout show it: with its progress and, when it
+    /// decides by itself, where its gate and stage stand.
+    pub(super) async fn one_rollout(
+        &self,
+        rollout: Rollout,
+    ) -> Result<RolloutWithProgress, OpError> {
+        let health = self.rollout_health(&rollout).await?;
+        Ok(RolloutWithProgress {
+            health,
+            ..self.with_progress(rollout).await?
         })
     }
 

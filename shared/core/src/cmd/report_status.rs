@@ -72,7 +72,24 @@ impl Service {
             error_message,
             at: self.now(),
         };
-        Ok(self.meta.record_status(&report).await?)
+        let outcome = self.meta.record_status(&report).await?;
+        self.evaluate_after(&report, &outcome).await?;
+        Ok(outcome)
+    }
+
+    /// After a report is recorded: a final one that moved its attempt changes the numbers of
+    /// its rollout's gate and stage.
+    pub(super) async fn evaluate_after(
+        &self,
+        report: &StatusReport,
+        outcome: &StatusOutcome,
+    ) -> Result<(), OpError> {
+        match &outcome.entry.rollout_id {
+            Some(id) if outcome.changed && report.status.is_final() => {
+                self.evaluate_reported(&report.device_type, id).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn reported_release(

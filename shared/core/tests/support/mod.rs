@@ -42,6 +42,7 @@ impl World {
                 blobs: Arc::new(blobs.clone()),
                 clock: clock.clone(),
                 settings: Arc::new(Settings::default()),
+                evaluations: Arc::default(),
             },
             meta,
             blobs,

@@ -247,6 +247,9 @@ pub async fn create_rollout(
         min_reports: req.min_reports,
         allow_downgrade: req.allow_downgrade,
         paused: req.is_active == Some(false),
+        stages: Vec::new(),
+        health_gate: None,
+        schedule: None,
     };
     let r = state.ota.create_rollout(&admin, input).await?;
     Ok((StatusCode::CREATED, Json(r)))

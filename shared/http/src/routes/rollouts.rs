@@ -6,9 +6,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use ota_core::access::Admin;
 use ota_core::cmd::create_rollout::{CreateRollout, RolloutOf};
 use ota_core::cmd::update_rollout::RolloutEdit;
+use ota_core::health_gate::HealthGate;
 use ota_core::ids::{DeviceId, DeviceType};
 use ota_core::metrics::RolloutWithProgress;
+use ota_core::offer_schedule::Schedule;
 use ota_core::rollout::{RolloutFilter, RolloutState, TargetFilter, TargetType};
+use ota_core::stages::Stage;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -38,6 +41,16 @@ pub struct CreateRolloutRequest {
     pub min_reports: Option<u32>,
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// Stages that widen the offer by themselves (§9.5); then leave `rollout_percentage` out.
+    #[serde(default, deserialize_with = "ota_core::map_only::list")]
+    #[schema(max_items = 20)]
+    pub stages: Vec<Stage>,
+    /// Limits over which the rollout pauses itself, and under which a stage may pass.
+    #[serde(default, deserialize_with = "ota_core::map_only::option")]
+    pub health_gate: Option<HealthGate>,
+    /// When new offers may be made (UTC).
+    #[serde(default, deserialize_with = "ota_core::map_only::option")]
+    pub schedule: Option<Schedule>,
 }
 
 /// Roll a ready release out to every device of its type, a canary share, named devices or groups.
@@ -59,6 +72,9 @@ pub async fn create(
         min_reports: req.min_reports,
         allow_downgrade: req.allow_downgrade,
         paused: false,
+        stages: req.stages,
+        health_gate: req.health_gate,
+        schedule: req.schedule,
     };
     let r = state.ota.create_rollout(&admin, input).await?;
     Ok((StatusCode::CREATED, Json(r)))
@@ -155,6 +171,14 @@ pub struct PatchRolloutRequest {
     pub state: Option<RolloutState>,
     /// The revision this edit is based on (or send it as `If-Match`); a stale one is 409.
     pub revision: Option<u64>,
+    /// `promote`: start the next stage now (a staged rollout not in its last stage).
+    pub action: Option<RolloutAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutAction {
+    Promote,
 }
 
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
@@ -169,11 +193,11 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         .ok_or_else(|| Problem::bad_request("If-Match", "must be a rollout revision number"))
 }
 
-/// Change the percentage or the state, with optimistic concurrency.
+/// Change the percentage or the state, or promote to the next stage, with optimistic concurrency.
 #[utoipa::path(patch, path = "/api/ota/admin/rollouts/{id}", tag = "rollouts", operation_id = "patch_rollout", params(("id" = String, Path)),
     request_body = PatchRolloutRequest,
     responses((status = 200, body = RolloutWithProgress), (status = 400, body = Problem), (status = 404, body = Problem),
-              (status = 409, body = Problem, description = "stale revision, or a move out of aborted/completed"),
+              (status = 409, body = Problem, description = "stale revision, a move out of aborted/completed, a percentage of a staged rollout, a promotion of a rollout in its last stage or without stages"),
               (status = 422, body = Problem, description = "on DynamoDB, a re-activation whose rollouts would exceed the 400 KB item")),
     security(("admin_token" = [])))]
 pub async fn patch(
@@ -187,6 +211,7 @@ pub async fn patch(
         rollout_percentage: req.rollout_percentage,
         state: req.state,
         revision: req.revision.or(if_match(&headers)?),
+        promote: req.action == Some(RolloutAction::Promote),
     };
     Ok(Json(state.ota.update_rollout(&admin, &id, edit).await?))
 }

@@ -1,7 +1,8 @@
 //! What devices report of the image they run (`ota_core::device_health`): the release a hash
 //! belongs to, found through the sparse index partition of its (type, hash), and each release's
-//! counters of resets and crashes, one item per release moved by atomic ADDs in the check's own
-//! transaction (not the type's release view item, which every check reads and is big already).
+//! counters of resets, crashes, devices and crashed devices, one item per release moved by
+//! atomic ADDs in the check's own transaction (not the type's release view item, which every
+//! check reads and is big already).
 
 use std::collections::BTreeMap;
 
@@ -52,11 +53,19 @@ impl DynamoMeta {
             // A reason is a token of `fields::reset_reason`: a valid attribute name's tail.
             adds.push("#r :one");
             names.push(("#r", format!("{}{reason}", keys::RESET_PREFIX)));
-            values.push((":one", n(1)));
         }
         if delta.crashes > 0 {
             adds.push("ncrash :c");
             values.push((":c", n(delta.crashes)));
+        }
+        if delta.new_device {
+            adds.push("ndev :one");
+        }
+        if delta.new_crashed_device {
+            adds.push("ncrashed :one");
+        }
+        if delta.reset_reason.is_some() || delta.new_device || delta.new_crashed_device {
+            values.push((":one", n(1)));
         }
         update(
             key(keys::release(&delta.firmware_id), keys::HEALTH_SK),
@@ -124,5 +133,7 @@ fn counts(it: &Item) -> HealthCounts {
             })
             .collect::<BTreeMap<_, _>>(),
         crashes: count("ncrash"),
+        devices: count("ndev"),
+        crashed_devices: count("ncrashed"),
     }
 }

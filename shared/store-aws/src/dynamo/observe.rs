@@ -162,6 +162,7 @@ impl DynamoMeta {
         m.outcomes_24h = outcomes;
         for rollout in self.active_rollouts().await? {
             m.active_rollouts.push(RolloutWithProgress {
+                health: None,
                 progress: self.read_progress(&rollout.id).await?,
                 rollout,
             });

@@ -4,6 +4,7 @@
 //! rollout's partition to list them).
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
+use ota_core::audit::AuditEvent;
 use ota_core::cursor;
 use ota_core::ids::DeviceId;
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
@@ -108,10 +109,20 @@ impl DynamoMeta {
         Ok(writes)
     }
 
-    pub(super) async fn write_rollout(&self, r: &Rollout, expect: Expect) -> StoreResult<()> {
+    /// Writes `r` as `expect` says, with its view and, when given, the audit event of the
+    /// change (all or nothing).
+    pub(super) async fn write_rollout(
+        &self,
+        r: &Rollout,
+        expect: Expect,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()> {
         for round in 0..retry::ROUNDS {
             let view = self.read_view(r.device_type.as_str()).await?;
-            let writes = self.rollout_writes(r, expect, &view).await?;
+            let mut writes = self.rollout_writes(r, expect, &view).await?;
+            if let Some(e) = audit {
+                writes.push(self.audit_write(e)?);
+            }
             match self.transact(writes).await {
                 Ok(()) => {
                     self.invalidate_view(&r.device_type);
@@ -167,7 +178,7 @@ impl DynamoMeta {
             named.dedup();
             self.batch_put(named_items(&r.id, &named)?).await?;
         }
-        self.write_rollout(r, Expect::New).await
+        self.write_rollout(r, Expect::New, None).await
     }
 
     /// A page of the devices a rollout names, by id: chunk by chunk (strongly consistent

@@ -16,6 +16,7 @@ use ota_core::progress::RolloutProgress;
 use ota_core::release::{Release, ReleaseFilter};
 use ota_core::report_plan::{StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter};
+use ota_core::rollout_evaluation::Change;
 use time::OffsetDateTime;
 
 use super::DynamoMeta;
@@ -120,8 +121,17 @@ impl MetaStore for DynamoMeta {
     }
 
     async fn update_rollout(&self, rollout: &Rollout, expect_revision: u64) -> StoreResult<()> {
-        self.write_rollout(rollout, Expect::Revision(expect_revision))
+        self.write_rollout(rollout, Expect::Revision(expect_revision), None)
             .await
+    }
+
+    async fn decide_rollout(&self, change: &Change) -> StoreResult<()> {
+        self.write_rollout(
+            &change.rollout,
+            Expect::Revision(change.expect_revision),
+            Some(&change.audit),
+        )
+        .await
     }
 
     async fn release_view(&self, device_type: &DeviceType) -> StoreResult<Arc<ReleaseView>> {
