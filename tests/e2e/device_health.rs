@@ -12,7 +12,7 @@ use crate::harness::{Go, Server};
 
 /// A committed sample image and its validation hash, computed here from the file: an image with
 /// its hash appended ends with the SHA-256 of the bytes before it.
-fn sample() -> (Vec<u8>, String) {
+pub(crate) fn sample() -> (Vec<u8>, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../firmware-samples/samples/demo-esp32c3-1.1.0.bin");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -28,5 +28,6 @@ mod manifests;
 mod meta;
 mod metrics;
 mod restart;
+mod staged_rollouts;
 mod status;
 mod walkthrough;

@@ -27,6 +27,7 @@ macro_rules! meta_store_tests {
                 release_update_checks_state,
                 racing_release_updates_record_one_event,
                 rollout_revisions,
+                racing_decisions_write_once,
                 release_view_holds_active_rollouts,
                 specific_rollouts_name_devices_apart,
                 check_registers_and_refreshes,

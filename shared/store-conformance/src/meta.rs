@@ -5,10 +5,13 @@ use std::sync::Arc;
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::device::{DeviceFilter, LogFilter, Offer};
 use ota_core::device_type::DeviceTypePolicy;
+use ota_core::health_gate::GateNumbers;
 use ota_core::ids::DeviceId;
 use ota_core::ports::{MetaStore, PageRequest, StoreError};
 use ota_core::release::{Release, ReleaseFilter, ReleaseState};
 use ota_core::rollout::{RolloutFilter, RolloutState, TargetType};
+use ota_core::rollout_evaluation;
+use ota_core::stages::Stage;
 use ota_core::status::OtaStatus;
 
 use crate::fixtures::*;
@@ -274,6 +277,68 @@ pub async fn rollout_revisions(s: Store) {
         .await
         .unwrap();
     assert_eq!(paused.items.len(), 1);
+}
+
+/// Two evaluators deciding on one revision together: one decision is written, with its one
+/// audit event, and the release view offers the next stage at once.
+pub async fn racing_decisions_write_once(s: Store) {
+    let f = release("demo", "1.0.0", ReleaseState::Ready);
+    s.insert_release(&f).await.unwrap();
+    let mut r = rollout(&f, RolloutState::Active);
+    r.staging.stages = [1.0, 100.0]
+        .map(|percent| Stage {
+            percent,
+            soak_s: 0,
+            min_devices: 0,
+        })
+        .to_vec();
+    r.staging.stage_started_at = Some(r.created_at);
+    r.rollout_percentage = 1.0;
+    s.insert_rollout(&r, &[]).await.unwrap();
+    // Warm any cached view, which the decision must not leave behind.
+    assert_eq!(
+        s.release_view(&dt("demo")).await.unwrap().options[0].rollout,
+        r
+    );
+    let numbers = GateNumbers::default();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (s, r) = (s.clone(), r.clone());
+        tasks.push(tokio::spawn(async move {
+            let change = rollout_evaluation::evaluate(&r, &numbers, now()).expect("due");
+            s.decide_rollout(&change).await.map(|()| change.rollout)
+        }));
+    }
+    let mut written = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => written.push(r),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a racing decision failed: {e}"),
+        }
+    }
+    assert_eq!(written.len(), 1, "one decision");
+    assert_eq!(audit_actions(&s).await, ["rollout.stage_advance"]);
+    let stored = s.get_rollout(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored, written[0]);
+    assert_eq!(
+        (stored.staging.stage_index, stored.rollout_percentage),
+        (1, 100.0)
+    );
+    assert_eq!(stored.revision, r.revision + 1);
+    let view = s.release_view(&dt("demo")).await.unwrap();
+    assert_eq!(
+        view.options[0].rollout, stored,
+        "the view offers the next stage"
+    );
+    // A pause decided on the stale copy is refused: the stage that moved stands.
+    let mut over = rollout_evaluation::evaluate(&r, &numbers, now()).unwrap();
+    over.rollout.state = RolloutState::Paused;
+    assert!(matches!(
+        s.decide_rollout(&over).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(audit_actions(&s).await.len(), 1, "nothing audited for it");
 }
 
 pub async fn release_view_holds_active_rollouts(s: Store) {

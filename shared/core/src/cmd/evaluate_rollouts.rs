@@ -19,9 +19,10 @@ use crate::rollout::{Rollout, RolloutFilter, RolloutState};
 use crate::rollout_evaluation;
 use crate::service::Service;
 
-/// How often one process evaluates one rollout on its checks and reports: each evaluation
-/// reads the rollout's counters (on DynamoDB, 33 items), so a busy rollout is evaluated about
-/// once a second, not once a request; the tick evaluates whatever a quiet second left out.
+/// How often one process evaluates one rollout on the checks that find its stage due: each
+/// evaluation reads the rollout's counters (on DynamoDB, 33 items), and a due stage waiting for
+/// its devices would otherwise be evaluated by every check. The reports and crashes that move
+/// the numbers are evaluated each (as rule 4 reads the totals after each final report).
 pub const EVALUATE_EVERY: Duration = Duration::seconds(1);
 
 /// When this process last evaluated each rollout on a request.
@@ -112,17 +113,6 @@ impl Service {
         }
     }
 
-    /// Evaluates `r` on a request, at most once per [`EVALUATE_EVERY`] in this process.
-    pub(crate) async fn evaluate_on_request(&self, r: &Rollout) -> Result<bool, OpError> {
-        if r.state != RolloutState::Active
-            || !rollout_evaluation::decides_itself(r)
-            || !self.evaluations.take(&r.id, self.now())
-        {
-            return Ok(false);
-        }
-        self.evaluate_rollout(r).await
-    }
-
     /// On a check, before its offer is decided: the rollouts of `view` whose stage may have
     /// passed by `c.at` (so that a stage change is visible to the check that made it). True
     /// when one decided: the caller reads the view again.
@@ -134,8 +124,8 @@ impl Service {
         let mut decided = false;
         for o in &view.options {
             let due = rollout_evaluation::next_evaluation_at(&o.rollout).is_some_and(|t| t <= c.at);
-            if due {
-                decided |= self.evaluate_on_request(&o.rollout).await?;
+            if due && self.evaluations.take(&o.rollout.id, c.at) {
+                decided |= self.evaluate_rollout(&o.rollout).await?;
             }
         }
         Ok(decided)
@@ -153,7 +143,7 @@ impl Service {
         for o in &view.options {
             let gate = o.rollout.staging.health_gate.as_ref();
             if gate.is_some_and(|g| g.max_crash_percent.is_some()) {
-                self.evaluate_on_request(&o.rollout).await?;
+                self.evaluate_rollout(&o.rollout).await?;
             }
         }
         Ok(())
@@ -168,7 +158,7 @@ impl Service {
     ) -> Result<(), OpError> {
         let view = self.meta.release_view(device_type).await?;
         if let Some(o) = view.options.iter().find(|o| o.rollout.id == rollout_id) {
-            self.evaluate_on_request(&o.rollout).await?;
+            self.evaluate_rollout(&o.rollout).await?;
         }
         Ok(())
     }
