@@ -96,9 +96,16 @@ pub struct LastBoot {
     pub received_at: OffsetDateTime,
 }
 
-/// The reset reasons of a crash: ESP-IDF's `ESP_RST_PANIC`, its watchdogs and
-/// `ESP_RST_BROWNOUT`, as a check reports them.
-pub const CRASH_RESETS: [&str; 5] = ["panic", "int_wdt", "task_wdt", "wdt", "brownout"];
+/// The reset reasons of a crash (docs/api.md §3.1): ESP-IDF's `ESP_RST_PANIC`, its watchdogs,
+/// `ESP_RST_BROWNOUT` and `ESP_RST_CPU_LOCKUP`, as a check reports them.
+pub const CRASH_RESETS: [&str; 6] = [
+    "panic",
+    "int_wdt",
+    "task_wdt",
+    "wdt",
+    "brownout",
+    "cpu_lockup",
+];
 
 /// What one check adds to the counters of the release its device runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
