@@ -114,6 +114,9 @@ async fn checks_tell_the_release_a_device_runs_and_count_its_boots_and_crashes()
         "version": "1.1.0",
         "resets_by_reason": {"poweron": 1, "panic": 1, "unknown": 1},
         "crashes": 2,
+        // dev-1 and dev-2 ran it; dev-1 crashed on it, counted once.
+        "devices": 2,
+        "crashed_devices": 1,
     }]);
     assert_eq!(
         metrics(&srv).await["release_health"],
@@ -122,7 +125,8 @@ async fn checks_tell_the_release_a_device_runs_and_count_its_boots_and_crashes()
     );
     assert_eq!(
         get_release(&srv, id).await["health"],
-        json!({"resets_by_reason": {"poweron": 1, "panic": 1, "unknown": 1}, "crashes": 2}),
+        json!({"resets_by_reason": {"poweron": 1, "panic": 1, "unknown": 1}, "crashes": 2,
+               "devices": 2, "crashed_devices": 1}),
         "the release's own view"
     );
 
