@@ -84,7 +84,10 @@ async fn multipart_upload_registers_a_ready_release_with_what_the_image_says() {
     let mut got = get_release(&srv, id).await;
     let health = got.as_object_mut().unwrap().remove("health");
     assert_eq!(got, fw, "the record, plus its health");
-    assert_eq!(health, Some(json!({"resets_by_reason": {}, "crashes": 0})));
+    assert_eq!(
+        health,
+        Some(json!({"resets_by_reason": {}, "crashes": 0, "devices": 0, "crashed_devices": 0}))
+    );
 
     // The first image created the device type, with the chip read from the image.
     let dt = srv
