@@ -35,7 +35,7 @@ pub struct Schedule {
 pub struct Window {
     /// Absent: every day.
     #[serde(default = "every_day")]
-    #[schema(value_type = Vec<String>, example = json!(["mon", "tue", "wed", "thu", "fri"]))]
+    #[schema(example = json!(["mon", "tue", "wed", "thu", "fri"]))]
     pub days: Vec<Day>,
     #[schema(value_type = String, pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$", example = "01:00")]
     pub start: TimeOfDay,

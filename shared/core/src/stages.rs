@@ -19,7 +19,7 @@ pub const MAX_SOAK_S: u64 = 90 * 86_400;
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// The share of the rollout's target offered in this stage, above 0 and up to 100.
-    #[schema(minimum = 0, maximum = 100)]
+    #[schema(exclusive_minimum = 0, maximum = 100)]
     pub percent: f64,
     /// How long the stage runs at least, in seconds (default 0, at most 90 days).
     #[serde(default)]
