@@ -38,7 +38,14 @@ impl fmt::Display for Problem {
         };
         write!(f, "{} ({title})", self.status)?;
         if !self.detail.is_empty() {
-            write!(f, ": {}", one_line(&self.detail))?;
+            // A 400's detail is its field error's message: the field says which flag it was.
+            let field = self
+                .errors
+                .iter()
+                .find(|e| e.message == self.detail && !e.field.is_empty())
+                .map(|e| format!("{}: ", e.field))
+                .unwrap_or_default();
+            write!(f, ": {field}{}", one_line(&self.detail))?;
         }
         let extra: Vec<String> = self
             .errors
@@ -117,6 +124,15 @@ mod tests {
             "409 (Conflict): version 1.0.0 exists [version: taken]"
         );
         assert!(!line.contains('\n'));
+        let p: Problem = serde_json::from_str(
+            r#"{"title":"Bad Request","status":400,"detail":"must be above 0",
+                "errors":[{"field":"stages[0].percent","message":"must be above 0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.to_string(),
+            "400 (Bad Request): stages[0].percent: must be above 0"
+        );
     }
 
     #[test]
