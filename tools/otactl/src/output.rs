@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::cli::Output;
+use crate::error::{Error, Result};
 
 /// Prints `value` as JSON, or the table `render` builds from it.
 pub fn emit(output: Output, value: &Value, render: impl FnOnce() -> String) {
@@ -25,4 +26,12 @@ pub fn more_hint(list: &Value) -> String {
         Some(c) => format!("(more: --cursor {c})\n"),
         None => String::new(),
     }
+}
+
+/// Followers are read through a pipe: a flush makes each line show as it arrives.
+pub fn flush() -> Result<()> {
+    use std::io::Write;
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Error::failed(format!("writing output: {e}")))
 }

@@ -674,7 +674,6 @@ fn devices_logs_and_metrics() {
 
 #[test]
 fn logs_follow_prints_new_entries_as_they_arrive() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
     let server = Server::start();
@@ -698,17 +697,7 @@ fn logs_follow_prints_new_entries_as_they_arrive() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Lines arrive through a thread so that a follower that never prints fails the test
-    // instead of hanging it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = harness::lines(&mut child);
     let next_line = || -> Value {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(30))

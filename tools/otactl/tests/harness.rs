@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::sync::mpsc::Receiver;
 
 use ota_testkit::server::{Binary, OtaServer};
 use serde_json::Value;
@@ -131,4 +133,19 @@ pub fn write_image(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
+}
+
+/// The stdout lines of a child started with `Stdio::piped()`, through a thread, so that a
+/// command that never prints fails its test by a `recv_timeout` instead of hanging it.
+pub fn lines(child: &mut Child) -> Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }

@@ -2,28 +2,19 @@
 //! push channel, and prints each new entry once, oldest first.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use ota_core::device::LogEntry;
 use serde_json::Value;
 
-use super::{items, query};
+use super::{items, poll, poll_every, query};
 use crate::cli::{LogsArgs, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output;
 use crate::views::{self, ts};
 
-/// An hour between polls is already more than following; the bound also keeps the value inside
-/// what a `Duration` holds.
-const MAX_INTERVAL_S: f64 = 3600.0;
-
 pub async fn run(client: &Client, args: &LogsArgs, out: Output) -> Result<()> {
-    if !(args.interval.is_finite() && (0.1..=MAX_INTERVAL_S).contains(&args.interval)) {
-        return Err(Error::usage(format!(
-            "--interval must be between 0.1 and {MAX_INTERVAL_S} seconds"
-        )));
-    }
+    let every = poll_every("--interval", args.interval)?;
     let filters = |since: Option<String>| {
         query(vec![
             ("device_id", args.device.clone()),
@@ -52,24 +43,17 @@ pub async fn run(client: &Client, args: &LogsArgs, out: Output) -> Result<()> {
     let mut since = args.since.clone();
     print_new(&raw, &entries, &mut seen, &mut since, out)?;
     loop {
-        tokio::time::sleep(Duration::from_secs_f64(args.interval)).await;
+        tokio::time::sleep(every).await;
         // `since` is inclusive, so entries stamped at the newest time seen come back: `seen`
-        // drops them. A poll that fails (server restarting) is retried, not fatal.
-        match client
-            .get("/api/ota/admin/logs", &filters(since.clone()))
-            .await
-        {
-            Ok(list) => {
-                let entries: Vec<LogEntry> = items(&list, "log")?;
-                let raw = list
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                print_new(&raw, &entries, &mut seen, &mut since, out)?;
-            }
-            Err(e @ Error::Refused(_)) if e.status().is_some_and(|s| s < 500) => return Err(e),
-            Err(e) => eprintln!("poll failed ({e}); retrying"),
+        // drops them.
+        if let Some(list) = poll(client, "/api/ota/admin/logs", &filters(since.clone())).await? {
+            let entries: Vec<LogEntry> = items(&list, "log")?;
+            let raw = list
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            print_new(&raw, &entries, &mut seen, &mut since, out)?;
         }
     }
 }
@@ -95,10 +79,5 @@ fn print_new(
             *since = Some(stamp);
         }
     }
-    // Followers read stdout through a pipe: flush so each entry shows as it arrives.
-    use std::io::Write;
-    std::io::stdout()
-        .flush()
-        .map_err(|e| Error::failed(format!("writing output: {e}")))?;
-    Ok(())
+    output::flush()
 }

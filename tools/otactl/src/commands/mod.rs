@@ -8,6 +8,8 @@ mod publish;
 mod rollout;
 mod token;
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::cli::{Cli, Command, Output};
@@ -67,6 +69,34 @@ async fn metrics(client: &Client, out: Output) -> Result<()> {
     let m = crate::client::typed(&v, "metrics")?;
     output::emit(out, &v, || crate::views::metrics(&m));
     Ok(())
+}
+
+/// An hour between polls is already more than following; the bound also keeps the value inside
+/// what a `Duration` holds.
+const MAX_POLL_S: f64 = 3600.0;
+
+/// The wait between the polls of a follower (`logs --follow`, `rollout watch`), from its flag.
+fn poll_every(flag: &str, seconds: f64) -> Result<Duration> {
+    if !(seconds.is_finite() && (0.1..=MAX_POLL_S).contains(&seconds)) {
+        return Err(Error::usage(format!(
+            "{flag} must be between 0.1 and {MAX_POLL_S} seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A follower's poll after its first: the answer, or None when it failed in a way that passes
+/// (the server restarting, a 5xx), said on stderr so that the next poll retries. A 4xx ends
+/// the follow: asking again would be refused again.
+async fn poll(client: &Client, path: &str, query: &[(&str, String)]) -> Result<Option<Value>> {
+    match client.get(path, query).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ Error::Refused(_)) if e.status().is_some_and(|s| s < 500) => Err(e),
+        Err(e) => {
+            eprintln!("poll failed ({e}); retrying");
+            Ok(None)
+        }
+    }
 }
 
 /// A list answer's items as typed views.
