@@ -63,10 +63,14 @@ async fn a_healthy_release_moves_through_its_stages_alone() {
     let srv = Server::start().await;
     let fw = publish(&srv, "staged", "1.1.0").await;
     let fw_id = str_of(&fw, "id").to_owned();
+    // Long enough for 40 checks and a dozen reports through the slowest deployment (Lambda
+    // functions on DynamoDB Local) to fit in the soak.
+    const SOAK: Duration = Duration::from_secs(10);
+    let created = Instant::now();
     let r = create_rollout(
         &srv,
         json!({"name": "staged", "firmware_id": fw_id, "target_type": "all",
-               "stages": [{"percent": 25, "soak_s": 2, "min_devices": 2}, {"percent": 100}],
+               "stages": [{"percent": 25, "soak_s": SOAK.as_secs(), "min_devices": 2}, {"percent": 100}],
                "health_gate": {"max_failure_percent": 50, "min_reports": 2}}),
     )
     .await
@@ -98,12 +102,16 @@ async fn a_healthy_release_moves_through_its_stages_alone() {
             .expect(200);
     }
     let r = get_rollout(&srv, &id).await;
+    assert!(
+        created.elapsed() < SOAK,
+        "the soak ended before the test could look"
+    );
     assert_eq!(r["stage_index"], 0, "soaking: {r}");
     assert_eq!(r["health"]["completed_devices"], first.len());
     assert_eq!(r["health"]["failure_percent"], 0.0);
 
     // Once soaked, the next check moves the stage on and is itself offered the release.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep((SOAK + Duration::from_millis(100)).saturating_sub(created.elapsed())).await;
     let outside = ids.iter().find(|d| !first.contains(*d)).unwrap();
     let answer = check(&srv, outside, "staged", "1.0.0").await;
     assert_eq!(
@@ -302,6 +310,124 @@ async fn offers_keep_to_the_schedule() {
             .await
             .expect(200);
     }
+}
+
+#[tokio::test]
+async fn a_silent_device_times_out_counts_as_a_failure_and_is_heard_late() {
+    let srv = Server::start().await;
+    let fw = publish(&srv, "silent", "1.1.0").await;
+    let fw_id = str_of(&fw, "id").to_owned();
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let r = create_rollout(
+        &srv,
+        json!({"name": "silent", "firmware_id": fw_id, "target_type": "all",
+               "install_timeout_s": TIMEOUT.as_secs(),
+               "health_gate": {"max_failure_percent": 40, "min_reports": 2}}),
+    )
+    .await
+    .expect(201);
+    let id = str_of(&r, "id").to_owned();
+    assert_eq!(r["install_timeout_s"], 2);
+    let ids = devices("si", 3);
+    assert_eq!(offered(&srv, "silent", &ids).await.len(), 3);
+    // si-000 goes silent while downloading; si-001 completes; si-002 never starts.
+    report(&srv, &ids[0], "silent", &fw_id, "downloading", json!({}))
+        .await
+        .expect(200);
+    report(&srv, &ids[1], "silent", &fw_id, "downloading", json!({}))
+        .await
+        .expect(200);
+    report(&srv, &ids[1], "silent", &fw_id, "success", json!({}))
+        .await
+        .expect(200);
+    // A device cannot say it timed out: only the server can.
+    report(&srv, &ids[2], "silent", &fw_id, "timed_out", json!({}))
+        .await
+        .expect(400);
+    let r = get_rollout(&srv, &id).await;
+    assert_eq!(r["progress"]["devices"]["timed_out"], 0, "not yet: {r}");
+
+    // Past the timeout, a check of the type finds the silence.
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let r = loop {
+        check(&srv, "si-other", "silent", "1.0.0").await;
+        let r = get_rollout(&srv, &id).await;
+        if r["progress"]["devices"]["timed_out"] == 1 || start.elapsed() > Duration::from_secs(15) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(r["progress"]["devices"]["timed_out"], 1, "{r}");
+    assert_eq!(r["progress"]["failure_reports"], 1);
+    assert_eq!(r["health"]["failures"], 1);
+    // 1 failure of 2 final outcomes: over 40 %, the gate paused the rollout.
+    assert_eq!(r["state"], "paused", "{r}");
+    assert_eq!(r["decisions"][0]["limit"], "max_failure_percent");
+    let entries = logs(&srv, &[("device_id", ids[0].as_str())]).await;
+    let timed_out: Vec<_> = entries
+        .iter()
+        .filter(|e| e["status"] == "timed_out")
+        .collect();
+    assert_eq!(timed_out.len(), 1, "written once: {entries:?}");
+    assert!(
+        str_of(timed_out[0], "error_message").contains("install_timeout_s"),
+        "{}",
+        timed_out[0]
+    );
+    assert_eq!(timed_out[0]["rollout_id"], id.as_str());
+
+    // The device speaks after all: its success replaces the timeout.
+    report(&srv, &ids[0], "silent", &fw_id, "success", json!({}))
+        .await
+        .expect(200);
+    let r = get_rollout(&srv, &id).await;
+    assert_eq!(
+        (
+            r["progress"]["devices"]["timed_out"].clone(),
+            r["progress"]["devices"]["success"].clone(),
+            r["progress"]["failure_reports"].clone()
+        ),
+        (json!(0), json!(2), json!(0)),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn first_offers_keep_to_the_hourly_budget() {
+    let srv = Server::start().await;
+    let fw = publish(&srv, "budget", "1.1.0").await;
+    let r = create_rollout(
+        &srv,
+        json!({"name": "budget", "firmware_id": fw["id"], "target_type": "all",
+               "max_offers_per_hour": 3}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(r["max_offers_per_hour"], 3);
+    let ids = devices("bu", 8);
+    let mut granted = Vec::new();
+    for d in &ids {
+        let answer = check(&srv, d, "budget", "1.0.0").await;
+        if answer["update_available"] == true {
+            granted.push(d.clone());
+        } else {
+            // Refused for now: asked back when the hour's oldest offers leave it (under an
+            // hour and a minute), far sooner than the usual day.
+            let poll = answer["poll_interval_s"].as_u64().unwrap();
+            assert!((1..=3660).contains(&poll), "{answer}");
+        }
+    }
+    assert_eq!(granted, ids[..3], "the first three, and no more");
+    // A device offered keeps its offer: asking again takes nothing more from the budget.
+    for d in &granted {
+        let answer = check(&srv, d, "budget", "1.0.0").await;
+        assert_eq!(answer["update_available"], true, "{answer}");
+    }
+    assert_eq!(
+        check(&srv, &ids[7], "budget", "1.0.0").await["update_available"],
+        false
+    );
 }
 
 #[tokio::test]

@@ -59,8 +59,10 @@ pub fn claims(
 ) -> Option<ManifestClaims> {
     let iat = issued_at.unix_timestamp();
     let (exp, offer) = match answer {
-        CheckAnswer::UpToDate if asked.nonce.is_none() => return None,
-        CheckAnswer::UpToDate => {
+        CheckAnswer::UpToDate | CheckAnswer::Deferred { .. } if asked.nonce.is_none() => {
+            return None;
+        }
+        CheckAnswer::UpToDate | CheckAnswer::Deferred { .. } => {
             let ttl = i64::try_from(url_ttl.as_secs()).unwrap_or(i64::MAX);
             (iat.saturating_add(ttl), None)
         }

@@ -17,7 +17,9 @@ use crate::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, Log
 use crate::device_health::HealthCounts;
 use crate::device_type::DeviceTypePolicy;
 use crate::ids::{DeviceId, DeviceType, Version};
+use crate::install_timeout::SilentAttempt;
 use crate::metrics::FleetMetrics;
+use crate::offer_budget::Taken;
 use crate::progress::RolloutProgress;
 use crate::release::{Release, ReleaseFilter};
 use crate::report_plan::{StatusOutcome, StatusReport};
@@ -206,6 +208,24 @@ pub trait MetaStore: Send + Sync {
     /// the pause and its audit event. A move the state machine refuses is a Conflict and stores
     /// nothing.
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome>;
+    /// The attempts counted in rollout `rollout_id` that are open (`downloading` or
+    /// `installing`) with their last report at or before `before`, oldest first, at most
+    /// `limit`: read from an index of open attempts, never by scanning the devices.
+    async fn silent_attempts(
+        &self,
+        rollout_id: &str,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<SilentAttempt>>;
+    /// Takes one first offer at `at` from rollout `rollout_id`'s budget of `limit` an hour
+    /// (`offer_budget`), in one write conditioned on the budget as read: of racing takers,
+    /// never more than the budget are granted.
+    async fn take_offer(
+        &self,
+        rollout_id: &str,
+        limit: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<Taken>;
     /// The counters of one rollout (zero before any report).
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress>;
     /// The health counters of one release (zero before any check moved them).

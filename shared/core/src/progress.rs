@@ -14,6 +14,9 @@ pub struct StatusCounts {
     pub success: u64,
     pub failed: u64,
     pub rolled_back: u64,
+    /// Counters stored before timeouts existed have none.
+    #[serde(default)]
+    pub timed_out: u64,
 }
 
 impl StatusCounts {
@@ -25,6 +28,7 @@ impl StatusCounts {
             OtaStatus::Success => self.success,
             OtaStatus::Failed => self.failed,
             OtaStatus::RolledBack => self.rolled_back,
+            OtaStatus::TimedOut => self.timed_out,
         }
     }
 
@@ -36,6 +40,7 @@ impl StatusCounts {
             OtaStatus::Success => &mut self.success,
             OtaStatus::Failed => &mut self.failed,
             OtaStatus::RolledBack => &mut self.rolled_back,
+            OtaStatus::TimedOut => &mut self.timed_out,
         }
     }
 }
@@ -47,16 +52,21 @@ pub struct RolloutProgress {
     pub devices: StatusCounts,
     /// Final reports that count toward the failure rate: `success`.
     pub success_reports: u64,
-    /// Final reports that count toward the failure rate: `failed` and `rolled_back`.
+    /// Final reports that count toward the failure rate: `failed`, `rolled_back` and the
+    /// server's `timed_out`.
     pub failure_reports: u64,
 }
 
 impl RolloutProgress {
     /// One device's attempt moved from `from` (None: not counted here yet) to `to`. A final
-    /// `to` is also one more final report.
+    /// `to` is also one more final report, except that the outcome of an attempt the server
+    /// had timed out replaces the timeout: the device spoke after all.
     pub fn attempt_moved(&mut self, from: Option<OtaStatus>, to: OtaStatus) {
         if let Some(from) = from {
             self.attempt_left(from);
+            if from == OtaStatus::TimedOut && to.is_final() {
+                self.failure_reports = self.failure_reports.saturating_sub(1);
+            }
         }
         *self.devices.slot(to) += 1;
         if to == OtaStatus::Success {
@@ -118,5 +128,28 @@ mod tests {
         }
         assert_eq!(sum, whole);
         assert_eq!(sum.failure_reports, 2);
+    }
+
+    #[test]
+    fn a_late_outcome_replaces_its_timeout() {
+        let mut p = RolloutProgress::default();
+        p.attempt_moved(None, OtaStatus::Downloading);
+        p.attempt_moved(Some(OtaStatus::Downloading), OtaStatus::TimedOut);
+        assert_eq!((p.devices.timed_out, p.failure_reports), (1, 1));
+        p.attempt_moved(Some(OtaStatus::TimedOut), OtaStatus::Success);
+        assert_eq!(p.devices.timed_out, 0);
+        assert_eq!((p.success_reports, p.failure_reports), (1, 0));
+
+        let mut q = RolloutProgress::default();
+        q.attempt_moved(None, OtaStatus::Installing);
+        q.attempt_moved(Some(OtaStatus::Installing), OtaStatus::TimedOut);
+        q.attempt_moved(Some(OtaStatus::TimedOut), OtaStatus::Failed);
+        assert_eq!((q.devices.failed, q.failure_reports), (1, 1));
+        // A retry after the timeout is a new attempt: the timeout stays a failure.
+        let mut r = RolloutProgress::default();
+        r.attempt_moved(None, OtaStatus::Downloading);
+        r.attempt_moved(Some(OtaStatus::Downloading), OtaStatus::TimedOut);
+        r.attempt_moved(Some(OtaStatus::TimedOut), OtaStatus::Downloading);
+        assert_eq!((r.devices.downloading, r.failure_reports), (1, 1));
     }
 }

@@ -36,6 +36,19 @@ pub struct StatusReport {
     pub progress_percent: Option<u8>,
     pub error_message: Option<String>,
     pub at: OffsetDateTime,
+    /// Only for the server's `timed_out` (`install_timeout`): the attempt must still be open
+    /// with its last report at or before this time, else the device spoke since and the
+    /// timeout is not written ([`NotApplied::SpokeSince`]).
+    pub silent_since: Option<OffsetDateTime>,
+}
+
+/// Why a report is not applied: the store answers Conflict with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotApplied {
+    #[error(transparent)]
+    Backward(#[from] BackwardMove),
+    #[error("the device reported since it went silent: no timeout")]
+    SpokeSince,
 }
 
 /// Outcome of recording a status report.
@@ -70,6 +83,17 @@ pub struct Attempt {
     pub failures: u32,
     /// The rollout whose counters hold this attempt.
     pub rollout_id: Option<String>,
+    /// When the attempt's last report was made (None for attempts stored before this was
+    /// kept): while the attempt is open, what its silence is measured from.
+    pub last_report_at: Option<OffsetDateTime>,
+}
+
+impl Attempt {
+    /// When an open attempt's silence began: its last report's time. None when it is not open
+    /// (or was stored without the time): nothing to time out.
+    pub fn silent_since(&self) -> Option<OffsetDateTime> {
+        self.last_report_at.filter(|_| self.status.is_open())
+    }
 }
 
 /// What the store read of the device for the report (round 2).
@@ -95,7 +119,13 @@ impl Seen {
     /// A new attempt (the first, or a retry after a failure) belongs to the rollout of the
     /// device's last offer of this release; a retry without a new offer stays where it was. An
     /// attempt begun before any offer joins the rollout that offers the release later.
-    pub fn attribute(self, report: &StatusReport) -> Result<Attribution, BackwardMove> {
+    pub fn attribute(self, report: &StatusReport) -> Result<Attribution, NotApplied> {
+        if let Some(limit) = report.silent_since {
+            let silent = self.attempt.as_ref().and_then(Attempt::silent_since);
+            if silent.is_none_or(|since| since > limit) {
+                return Err(NotApplied::SpokeSince);
+            }
+        }
         let from = self.attempt.as_ref().map(|a| a.status);
         let step = transition(from, report.status)?;
         let counted_in = self.attempt.as_ref().and_then(|a| a.rollout_id.clone());
@@ -214,8 +244,13 @@ impl Attribution {
             entry,
             attempt: Some(Attempt {
                 status: report.status,
-                failures: self.failures + u32::from(report.status.is_failure()),
+                // A late failure of an attempt timed out is the failure already counted.
+                failures: self.failures
+                    + u32::from(
+                        report.status.is_failure() && self.from != Some(OtaStatus::TimedOut),
+                    ),
                 rollout_id: self.rollout_id,
+                last_report_at: Some(report.at),
             }),
             progress: counters,
             pause,
@@ -266,6 +301,7 @@ mod tests {
             progress_percent: Some(5),
             error_message: None,
             at: OffsetDateTime::UNIX_EPOCH,
+            silent_since: None,
         }
     }
 
@@ -274,6 +310,7 @@ mod tests {
             status,
             failures,
             rollout_id: Some(rollout.into()),
+            last_report_at: Some(OffsetDateTime::UNIX_EPOCH),
         }
     }
 
@@ -314,7 +351,7 @@ mod tests {
         p
     }
 
-    fn plan_of(seen: Seen, status: OtaStatus) -> Result<ReportPlan, BackwardMove> {
+    fn plan_of(seen: Seen, status: OtaStatus) -> Result<ReportPlan, NotApplied> {
         let r = report(status);
         let a = seen.attribute(&r)?;
         let counted = a
@@ -348,15 +385,16 @@ mod tests {
                     (current, next),
                     (
                         Some(Success),
-                        Pending | Downloading | Installing | Failed | RolledBack
-                    ) | (Some(Failed), Success | RolledBack)
-                        | (Some(RolledBack), Success | Failed)
+                        Pending | Downloading | Installing | Failed | RolledBack | TimedOut
+                    ) | (Some(Failed), Success | RolledBack | TimedOut)
+                        | (Some(RolledBack), Success | Failed | TimedOut)
                 );
                 let unchanged = matches!(
                     (current, next),
                     (Some(Success), Success)
                         | (Some(Failed), Failed)
                         | (Some(RolledBack), RolledBack)
+                        | (Some(TimedOut), TimedOut)
                 );
                 let plan = plan_of(seen, next);
                 let case = format!("{current:?} -> {next:?}");
@@ -375,7 +413,8 @@ mod tests {
                 }
                 let attempt = plan.attempt.as_ref().expect("a changed attempt");
                 assert_eq!(attempt.status, next, "{case}");
-                let failures = u32::from(current.is_some()) + u32::from(next.is_failure());
+                let failures = u32::from(current.is_some())
+                    + u32::from(next.is_failure() && current != Some(TimedOut));
                 assert_eq!(attempt.failures, failures, "{case} counts failures");
                 assert_eq!(plan.progress.len(), 1, "{case}");
                 let (id, p) = &plan.progress[0];
@@ -476,6 +515,7 @@ mod tests {
                 status: Downloading,
                 failures: 0,
                 rollout_id: None,
+                last_report_at: None,
             }),
             offered_by: Some("r9".into()),
         };
@@ -547,5 +587,66 @@ mod tests {
             .unwrap()
             .plan(&r, |_| before, Some(&other));
         assert_eq!(plan.pause, None);
+    }
+
+    /// The server's timeout of an attempt silent since `since`.
+    fn timeout(since: OffsetDateTime) -> StatusReport {
+        StatusReport {
+            silent_since: Some(since),
+            at: since + time::Duration::hours(2),
+            ..report(TimedOut)
+        }
+    }
+
+    #[test]
+    fn a_timeout_is_written_only_over_the_silence_it_judged() {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let silent = |status| Seen {
+            attempt: Some(attempt(status, 0, "r1")),
+            offered_by: Some("r1".into()),
+        };
+        // Silent since t0 (the attempt's last report): timed out.
+        let plan = silent(Installing).attribute(&timeout(t0)).unwrap();
+        assert_eq!(plan.counters(), ["r1"]);
+        // The device reported after the silence the sweep saw began: no timeout.
+        let later = timeout(t0 - time::Duration::seconds(1));
+        assert_eq!(
+            silent(Downloading).attribute(&later).unwrap_err(),
+            NotApplied::SpokeSince
+        );
+        // Not open any more (a final report came in), or never timed: no timeout.
+        for status in [Success, Failed, Pending, TimedOut] {
+            let err = silent(status).attribute(&timeout(t0)).unwrap_err();
+            assert_eq!(err, NotApplied::SpokeSince, "{status:?}");
+        }
+        let unknown = Seen {
+            attempt: None,
+            offered_by: None,
+        };
+        assert!(unknown.attribute(&timeout(t0)).is_err());
+    }
+
+    #[test]
+    fn a_timeout_is_a_failure_a_late_outcome_replaces() {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let seen = Seen {
+            attempt: Some(attempt(Installing, 1, "r1")),
+            offered_by: Some("r1".into()),
+        };
+        let r = timeout(t0);
+        let plan = seen
+            .attribute(&r)
+            .unwrap()
+            .plan(&r, |_| one_in(Installing), None);
+        let after = plan.attempt.unwrap();
+        assert_eq!((after.status, after.failures), (TimedOut, 2));
+        assert_eq!(plan.progress[0].1.failure_reports, 1);
+        // The device's own failure, late: the same attempt, not a second strike.
+        let late = Seen {
+            attempt: Some(after),
+            offered_by: Some("r1".into()),
+        };
+        let plan = plan_of(late, Failed).unwrap();
+        assert_eq!(plan.attempt.unwrap().failures, 2);
     }
 }

@@ -118,6 +118,14 @@ pub struct Staging {
     pub health_gate: Option<HealthGate>,
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    /// Seconds of silence after `downloading` or `installing` before the server writes
+    /// `timed_out` (`install_timeout`); null: never.
+    #[serde(default)]
+    pub install_timeout_s: Option<u64>,
+    /// Devices that may get their first offer of this rollout in any rolling hour
+    /// (`offer_budget`); null: no limit.
+    #[serde(default)]
+    pub max_offers_per_hour: Option<u32>,
     /// The automatic decisions and promotions, oldest first (the newest
     /// `rollout_evaluation::MAX_DECISIONS`; the audit log keeps them all).
     #[serde(default)]

@@ -65,9 +65,12 @@ pub struct Change {
     pub audit: AuditEvent,
 }
 
-/// Whether the rollout decides anything by itself: it has stages or a health gate.
+/// Whether the rollout decides anything by itself: it has stages, a health gate or an install
+/// timeout.
 pub fn decides_itself(r: &Rollout) -> bool {
-    !r.staging.stages.is_empty() || r.staging.health_gate.is_some()
+    !r.staging.stages.is_empty()
+        || r.staging.health_gate.is_some()
+        || r.staging.install_timeout_s.is_some()
 }
 
 /// The decision an active rollout makes at `now` on `n`, if any: a pause when the gate is over
@@ -233,19 +236,18 @@ fn decided(
     }
 }
 
+/// Rollouts for the rule tests of this module and of those built on it.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use crate::health_gate::HealthGate;
-    use crate::health_gate::fixtures::{self, numbers};
     use crate::ids::DeviceType;
     use crate::rollout::{Staging, TargetFilter, TargetType};
     use crate::stages::Stage;
-    use time::Duration;
 
-    const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+    pub const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
 
-    fn staged(stages: &[(f64, u64, u32)], gate: Option<HealthGate>) -> Rollout {
+    pub fn staged(stages: &[(f64, u64, u32)], gate: Option<HealthGate>) -> Rollout {
         let stages: Vec<Stage> = stages
             .iter()
             .map(|&(percent, soak_s, min_devices)| Stage {
@@ -278,6 +280,15 @@ mod tests {
             updated_at: T0,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{T0, staged};
+    use super::*;
+    use crate::health_gate::HealthGate;
+    use crate::health_gate::fixtures::{self, numbers};
+    use time::Duration;
 
     fn gate(failure: f64, crash: f64, min_reports: u32) -> Option<HealthGate> {
         Some(fixtures::gate(Some(failure), Some(crash), min_reports))

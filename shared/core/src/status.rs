@@ -12,16 +12,20 @@ pub enum OtaStatus {
     Success,
     Failed,
     RolledBack,
+    /// Written by the server, never reported: the device said `downloading` or `installing`
+    /// and then nothing for its rollout's `install_timeout_s` (`install_timeout`).
+    TimedOut,
 }
 
 impl OtaStatus {
-    pub const ALL: [OtaStatus; 6] = [
+    pub const ALL: [OtaStatus; 7] = [
         Self::Pending,
         Self::Downloading,
         Self::Installing,
         Self::Success,
         Self::Failed,
         Self::RolledBack,
+        Self::TimedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +36,7 @@ impl OtaStatus {
             Self::Success => "success",
             Self::Failed => "failed",
             Self::RolledBack => "rolled_back",
+            Self::TimedOut => "timed_out",
         }
     }
 
@@ -40,13 +45,22 @@ impl OtaStatus {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::RolledBack)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::RolledBack | Self::TimedOut
+        )
     }
 
     /// A final report that counts against the release (for the 3-strikes rule and the
     /// rollout's failure rate).
     pub fn is_failure(self) -> bool {
-        matches!(self, Self::Failed | Self::RolledBack)
+        matches!(self, Self::Failed | Self::RolledBack | Self::TimedOut)
+    }
+
+    /// An attempt in this status is under way: the device owes a report, and its silence
+    /// can time out.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Downloading | Self::Installing)
     }
 }
 
@@ -72,16 +86,18 @@ pub struct BackwardMove {
 /// Non-final states move freely (a device may restart a download). `success` is final for good.
 /// After `failed` or `rolled_back` a device may start a new attempt (`pending`, `downloading`,
 /// `installing`), which is how the 3-strikes rule can count failures at all, but it may not jump
-/// to another final state without one.
+/// to another final state without one. `timed_out` is the server's verdict on a silence, not
+/// the device's: whatever the device says next (even the outcome of the same attempt, late) is
+/// taken.
 pub fn transition(current: Option<OtaStatus>, next: OtaStatus) -> Result<Transition, BackwardMove> {
     let Some(cur) = current else {
         return Ok(Transition::Apply);
     };
-    if !cur.is_final() {
-        return Ok(Transition::Apply);
-    }
-    if cur == next {
+    if cur == next && cur.is_final() {
         return Ok(Transition::Unchanged);
+    }
+    if !cur.is_final() || cur == OtaStatus::TimedOut {
+        return Ok(Transition::Apply);
     }
     let new_attempt_after_failure = cur.is_failure() && !next.is_final();
     if new_attempt_after_failure {
@@ -117,6 +133,30 @@ mod tests {
         assert!(transition(Some(Failed), Success).is_err());
         assert!(transition(Some(Failed), RolledBack).is_err());
         assert_eq!(transition(Some(Failed), Failed), Ok(Transition::Unchanged));
+    }
+
+    #[test]
+    fn a_late_report_follows_a_timeout() {
+        for next in [
+            Pending,
+            Downloading,
+            Installing,
+            Success,
+            Failed,
+            RolledBack,
+        ] {
+            assert_eq!(transition(Some(TimedOut), next), Ok(Transition::Apply));
+        }
+        assert_eq!(
+            transition(Some(TimedOut), TimedOut),
+            Ok(Transition::Unchanged)
+        );
+        assert!(transition(Some(Success), TimedOut).is_err());
+        assert!(transition(Some(Failed), TimedOut).is_err());
+        assert_eq!(
+            transition(Some(Installing), TimedOut),
+            Ok(Transition::Apply)
+        );
     }
 
     #[test]

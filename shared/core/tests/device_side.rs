@@ -56,13 +56,15 @@ async fn rollout(w: &World, release: &Release, threshold: Option<f64>) -> Rollou
         stages: Vec::new(),
         health_gate: None,
         schedule: None,
+        install_timeout_s: None,
+        max_offers_per_hour: None,
     };
     w.ota.create_rollout(&admin(), input).await.unwrap()
 }
 
 fn offered(answer: &CheckAnswer) -> Option<String> {
     match answer {
-        CheckAnswer::UpToDate => None,
+        CheckAnswer::UpToDate | CheckAnswer::Deferred { .. } => None,
         CheckAnswer::Update { option, .. } => Some(option.release.version.to_string()),
     }
 }

@@ -76,6 +76,8 @@ async fn a_caller_below_the_commands_role_is_refused_before_anything_else() {
         stages: Vec::new(),
         health_gate: None,
         schedule: None,
+        install_timeout_s: None,
+        max_offers_per_hour: None,
     };
     let policy = PutDeviceType {
         name: demo,

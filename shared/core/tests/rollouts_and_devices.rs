@@ -29,6 +29,8 @@ fn all(release: &Release) -> CreateRollout {
         stages: Vec::new(),
         health_gate: None,
         schedule: None,
+        install_timeout_s: None,
+        max_offers_per_hour: None,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use ota_core::fields;
+use ota_core::status::OtaStatus;
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
@@ -111,6 +112,31 @@ impl PartialSchema for Percent {
 impl ToSchema for Percent {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Percent")
+    }
+}
+
+/// A status a device reports: every status but `timed_out`, which only the server writes.
+pub struct ReportedStatus;
+
+impl PartialSchema for ReportedStatus {
+    fn schema() -> RefOr<Schema> {
+        let reported = OtaStatus::ALL
+            .into_iter()
+            .filter(|s| *s != OtaStatus::TimedOut)
+            .map(OtaStatus::as_str);
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(reported))
+            .description(Some(
+                "A status a device reports (`timed_out` is written by the server only).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ReportedStatus {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ReportedStatus")
     }
 }
 

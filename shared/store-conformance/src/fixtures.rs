@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::cmd::check::CheckInput;
-use ota_core::device::CheckIn;
+use ota_core::device::{CheckIn, Offer};
 use ota_core::device_health::BootReport;
 use ota_core::ids::{DeviceId, DeviceType, Version, new_id};
 use ota_core::ports::{BlobStore, MetaStore, PageRequest, SystemClock};
@@ -155,6 +155,22 @@ pub fn service(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Service {
     }
 }
 
+/// Checks `device` in (running 0.1.0) and remembers an offer of `fw` by `rollout`: its reports
+/// count toward that rollout.
+pub async fn offered(s: &dyn MetaStore, device: &str, fw: &Release, rollout: &Rollout) {
+    let offer = Offer {
+        firmware_id: fw.id.clone(),
+        version: fw.version.clone(),
+        rollout_id: rollout.id.clone(),
+        at: now(),
+    };
+    s.record_check(&check_in(device, fw.device_type.as_str(), "0.1.0"), &|_| {
+        Some(offer.clone())
+    })
+    .await
+    .unwrap();
+}
+
 pub fn report(device: &str, fw: &Release, status: OtaStatus, event_id: &str) -> StatusReport {
     StatusReport {
         event_id: event_id.to_owned(),
@@ -167,6 +183,7 @@ pub fn report(device: &str, fw: &Release, status: OtaStatus, event_id: &str) -> 
         progress_percent: None,
         error_message: None,
         at: now(),
+        silent_since: None,
     }
 }
 

@@ -5,30 +5,18 @@ use std::sync::Arc;
 
 use ota_core::audit::{AuditEvent, AuditFilter};
 use ota_core::auto_pause::should_pause;
-use ota_core::device::{LogFilter, Offer};
+use ota_core::device::LogFilter;
 use ota_core::device_health::{HealthCounts, ReleaseHealth};
+use ota_core::offer_budget::Taken;
 use ota_core::ports::{MetaStore, PageRequest};
 use ota_core::release::{Release, ReleaseState};
+use ota_core::report_plan::StatusReport;
 use ota_core::rollout::{Rollout, RolloutState};
 use ota_core::status::OtaStatus;
 
 use crate::fixtures::*;
 
 type Store = Arc<dyn MetaStore>;
-
-async fn offered(s: &Store, device: &str, fw: &Release, rollout: &Rollout) {
-    let offer = Offer {
-        firmware_id: fw.id.clone(),
-        version: fw.version.clone(),
-        rollout_id: rollout.id.clone(),
-        at: now(),
-    };
-    s.record_check(&check_in(device, fw.device_type.as_str(), "0.1.0"), &|_| {
-        Some(offer.clone())
-    })
-    .await
-    .unwrap();
-}
 
 async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Release, Rollout) {
     let fw = release("demo", "1.0.0", ReleaseState::Ready);
@@ -43,7 +31,7 @@ async fn setup(s: &Store, threshold: Option<f64>, min_reports: u32) -> (Release,
 pub async fn progress_follows_attempts(s: Store) {
     let (fw, r) = setup(&s, None, 1).await;
     for d in ["a", "b", "c"] {
-        offered(&s, d, &fw, &r).await;
+        offered(&*s, d, &fw, &r).await;
     }
     let steps = [
         ("a", OtaStatus::Downloading),
@@ -98,7 +86,7 @@ pub async fn pause_fires_on_the_crossing_report(s: Store) {
     let mut paused_at = None;
     for (i, st) in outcomes.into_iter().enumerate() {
         let d = format!("d{i}");
-        offered(&s, &d, &fw, &r).await;
+        offered(&*s, &d, &fw, &r).await;
         let out = s
             .record_status(&report(&d, &fw, st, "final"))
             .await
@@ -128,7 +116,7 @@ pub async fn concurrent_reports_pause_once(s: Store) {
     let (fw, r) = setup(&s, Some(10.0), 20).await;
     let n = 200;
     for i in 0..n {
-        offered(&s, &format!("d{i}"), &fw, &r).await;
+        offered(&*s, &format!("d{i}"), &fw, &r).await;
     }
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -196,7 +184,7 @@ pub async fn concurrent_failures_pause_within_the_reports_in_flight(s: Store) {
     let (fw, r) = setup(&s, Some(10.0), 20).await;
     for i in 0..110 {
         let d = format!("d{i}");
-        offered(&s, &d, &fw, &r).await;
+        offered(&*s, &d, &fw, &r).await;
         let st = if i < 100 {
             OtaStatus::Success
         } else {
@@ -210,7 +198,7 @@ pub async fn concurrent_failures_pause_within_the_reports_in_flight(s: Store) {
     }
     for w in 0..WRITERS {
         for i in 0..EACH {
-            offered(&s, &format!("w{w}-{i}"), &fw, &r).await;
+            offered(&*s, &format!("w{w}-{i}"), &fw, &r).await;
         }
     }
     let mut writers = Vec::new();
@@ -277,7 +265,7 @@ pub async fn metrics_agree_with_logs_and_devices(s: Store) {
                     .await
                     .unwrap();
             }
-            1 => offered(&s, &d, &fw, &r).await,
+            1 => offered(&*s, &d, &fw, &r).await,
             _ => {
                 let st = OtaStatus::ALL[next(6)];
                 // Refused moves (409) store nothing and count nothing.
@@ -512,4 +500,109 @@ pub async fn audit_listed_newest_first_and_purged(s: Store) {
         .await
         .unwrap();
     assert_eq!(left.items.len(), 2, "the 400-day-old event is gone");
+}
+
+/// The open attempts of a rollout, oldest report first, as the install timeout reads them: a
+/// final report, or one of another rollout, takes an attempt out; a new report moves it on.
+pub async fn silent_attempts_are_the_open_ones_by_last_report(s: Store) {
+    let fw = release("demo", "2.0.0", ReleaseState::Ready);
+    s.insert_release(&fw).await.unwrap();
+    let r = rollout(&fw, RolloutState::Active);
+    s.insert_rollout(&r, &[]).await.unwrap();
+    let t0 = now();
+    let at = |secs: i64, device: &str, status, event: &str| StatusReport {
+        at: t0 + time::Duration::seconds(secs),
+        ..report(device, &fw, status, event)
+    };
+    for d in ["d1", "d2", "d3", "d4"] {
+        offered(&*s, d, &fw, &r).await;
+    }
+    s.record_status(&at(0, "d1", OtaStatus::Downloading, "a"))
+        .await
+        .unwrap();
+    s.record_status(&at(10, "d2", OtaStatus::Installing, "b"))
+        .await
+        .unwrap();
+    s.record_status(&at(5, "d3", OtaStatus::Downloading, "c"))
+        .await
+        .unwrap();
+    s.record_status(&at(6, "d3", OtaStatus::Success, "d"))
+        .await
+        .unwrap();
+    s.record_status(&at(1, "d4", OtaStatus::Pending, "e"))
+        .await
+        .unwrap();
+    let silent = |before: i64, limit| {
+        let s = s.clone();
+        let id = r.id.clone();
+        async move {
+            s.silent_attempts(&id, t0 + time::Duration::seconds(before), limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.device_id.to_string(), a.status))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        silent(100, 10).await,
+        [
+            ("d1".to_owned(), OtaStatus::Downloading),
+            ("d2".to_owned(), OtaStatus::Installing)
+        ],
+        "open ones only (not success, not pending), oldest first"
+    );
+    assert_eq!(silent(100, 1).await.len(), 1, "at most the limit");
+    assert_eq!(silent(9, 10).await.len(), 1, "d2 spoke at 10 s");
+    assert_eq!(silent(0, 10).await.len(), 1, "at or before");
+    let found = s
+        .silent_attempts(&r.id, t0 + time::Duration::seconds(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(found[0].since, t0);
+    assert_eq!(found[0].firmware_id, fw.id);
+    // d1 speaks again: its silence starts over.
+    s.record_status(&at(50, "d1", OtaStatus::Installing, "f"))
+        .await
+        .unwrap();
+    assert_eq!(silent(20, 10).await.len(), 1);
+    assert_eq!(silent(50, 10).await.len(), 2);
+    assert!(
+        s.silent_attempts("another-rollout", t0 + time::Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Takers racing for a rollout's offer budget: exactly the budget is granted, and the refused
+/// hear when it frees.
+pub async fn racing_offers_keep_to_the_budget(s: Store) {
+    let at = now();
+    let takes = (0..12).map(|_| {
+        let s = s.clone();
+        tokio::spawn(async move { s.take_offer("r-budget", 5, at).await.unwrap() })
+    });
+    let mut granted = 0;
+    for t in takes {
+        match t.await.unwrap() {
+            Taken::Granted => granted += 1,
+            Taken::Full { frees_at } => {
+                assert!(frees_at > at && frees_at <= at + time::Duration::hours(1));
+            }
+        }
+    }
+    assert_eq!(granted, 5);
+    assert_eq!(
+        s.take_offer("another", 5, at).await.unwrap(),
+        Taken::Granted,
+        "a budget per rollout"
+    );
+    assert_eq!(
+        s.take_offer("r-budget", 5, at + time::Duration::minutes(61))
+            .await
+            .unwrap(),
+        Taken::Granted,
+        "the hour rolled on"
+    );
 }

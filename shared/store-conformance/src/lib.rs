@@ -54,6 +54,8 @@ macro_rules! meta_store_tests {
                 metrics_agree_with_logs_and_devices,
                 release_health_counts_new_boots_and_crashes,
                 audit_listed_newest_first_and_purged,
+                silent_attempts_are_the_open_ones_by_last_report,
+                racing_offers_keep_to_the_budget,
             ]
         );
     };

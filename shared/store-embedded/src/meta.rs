@@ -16,13 +16,15 @@ use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, 
 use ota_core::device_health::HealthCounts;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::install_timeout::SilentAttempt;
 use ota_core::metrics::{FleetMetrics, OUTCOME_HOURS_KEPT};
+use ota_core::offer_budget::{OfferBudget, Taken};
 use ota_core::ports::{
     MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult,
 };
 use ota_core::progress::RolloutProgress;
 use ota_core::release::{Release, ReleaseFilter, ReleaseState};
-use ota_core::report_plan::{Attempt, StatusOutcome, StatusReport};
+use ota_core::report_plan::{StatusOutcome, StatusReport};
 use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 use ota_core::rollout_evaluation::Change;
 use ota_core::status::OtaStatus;
@@ -33,7 +35,7 @@ use crate::audit;
 use crate::counters;
 use crate::device_cache::DeviceCache;
 use crate::last_seen::LastSeen;
-use crate::reports::ReportWriter;
+use crate::reports::{self, ATTEMPT_COLUMNS, ReportWriter, attempt_row};
 use crate::schema;
 use crate::sql::{
     db_err, docs, fetch_limit, from_doc, micros, newest_first, one_doc, sql_int, to_doc,
@@ -252,32 +254,19 @@ fn release_by_image(
 
 fn device_snapshot(tx: &Connection, device: Device) -> StoreResult<DeviceSnapshot> {
     let mut stmt = tx
-        .prepare_cached(
-            "SELECT firmware_id, status, failures, rollout_id FROM attempts WHERE device_id = ?1",
-        )
+        .prepare_cached(&format!(
+            "SELECT {ATTEMPT_COLUMNS}, firmware_id FROM attempts WHERE device_id = ?1"
+        ))
         .map_err(db_err)?;
     let rows = stmt
         .query_map(params![device.device_id.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            ))
+            Ok((r.get::<_, String>(4)?, attempt_row(r)?))
         })
         .map_err(db_err)?;
     let mut attempts = Vec::new();
     for row in rows {
-        let (release, status, failures, rollout_id) = row.map_err(db_err)?;
-        if let Some(status) = OtaStatus::parse(&status) {
-            attempts.push((
-                release,
-                Attempt {
-                    status,
-                    failures,
-                    rollout_id,
-                },
-            ));
+        if let (release, Some(attempt)) = row.map_err(db_err)? {
+            attempts.push((release, attempt));
         }
     }
     let named_in = tx
@@ -754,6 +743,45 @@ impl MetaStore for SqliteMeta {
 
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome> {
         self.reports.record(report.clone()).await
+    }
+
+    async fn silent_attempts(
+        &self,
+        rollout_id: &str,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<SilentAttempt>> {
+        let id = rollout_id.to_owned();
+        self.read(move |conn, _| reports::silent_attempts(conn, &id, before, limit))
+            .await
+    }
+
+    async fn take_offer(
+        &self,
+        rollout_id: &str,
+        limit: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<Taken> {
+        let id = rollout_id.to_owned();
+        self.tx(move |tx| {
+            let mut budget: OfferBudget = one_doc(
+                tx,
+                "SELECT doc FROM offer_budgets WHERE rollout_id = ?1",
+                &[&id],
+            )?
+            .unwrap_or_default();
+            let taken = budget.take(limit, at);
+            if taken == Taken::Granted {
+                tx.execute(
+                    "INSERT INTO offer_budgets (rollout_id, doc) VALUES (?1, ?2)
+                     ON CONFLICT (rollout_id) DO UPDATE SET doc = ?2",
+                    params![id, to_doc(&budget)?],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(taken)
+        })
+        .await
     }
 
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {

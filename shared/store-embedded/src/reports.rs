@@ -26,16 +26,19 @@ use std::thread;
 use std::time::Instant;
 
 use ota_core::device::LogEntry;
+use ota_core::ids::DeviceId;
+use ota_core::install_timeout::SilentAttempt;
 use ota_core::ports::{StoreError, StoreResult};
 use ota_core::progress::RolloutProgress;
 use ota_core::report_plan::{self, Attempt, Seen, StatusOutcome, StatusReport};
 use ota_core::rollout::Rollout;
 use ota_core::status::OtaStatus;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::meta::{Db, load_device, load_rollout};
-use crate::sql::{db_err, micros, one_doc, sql_int, to_doc};
+use crate::sql::{db_err, from_micros, micros, one_doc, sql_int, to_doc};
 use crate::{audit, counters};
 
 /// The most reports one transaction holds. Measured in the 10,000-device fleet simulation (2
@@ -217,10 +220,18 @@ fn record(tx: &Transaction<'_>, r: &StatusReport) -> Answer {
     counters::report_stored(tx, r.at, r.status)?;
     if let Some(a) = &plan.attempt {
         tx.execute(
-            "INSERT INTO attempts (device_id, firmware_id, status, failures, rollout_id)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (device_id, firmware_id) DO UPDATE SET status = ?3, failures = ?4, rollout_id = ?5",
-            params![device, r.firmware_id, a.status.as_str(), a.failures, a.rollout_id],
+            "INSERT INTO attempts (device_id, firmware_id, status, failures, rollout_id, last_report_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (device_id, firmware_id)
+             DO UPDATE SET status = ?3, failures = ?4, rollout_id = ?5, last_report_at = ?6",
+            params![
+                device,
+                r.firmware_id,
+                a.status.as_str(),
+                a.failures,
+                a.rollout_id,
+                a.last_report_at.map(micros)
+            ],
         )
         .map_err(db_err)?;
     }
@@ -235,24 +246,75 @@ fn record(tx: &Transaction<'_>, r: &StatusReport) -> Answer {
 }
 
 fn attempt(tx: &Connection, device: &str, firmware: &str) -> StoreResult<Option<Attempt>> {
-    let row: Option<(String, u32, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT status, failures, rollout_id FROM attempts WHERE device_id = ?1 AND firmware_id = ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![device, firmware], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+    tx.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE device_id = ?1 AND firmware_id = ?2"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(params![device, firmware], attempt_row)
             .optional()
+    })
+    .map_err(db_err)
+    .map(Option::flatten)
+}
+
+/// The columns [`attempt_row`] reads, in its order.
+pub(crate) const ATTEMPT_COLUMNS: &str = "status, failures, rollout_id, last_report_at";
+
+/// An attempt from a row of [`ATTEMPT_COLUMNS`] (None for a status this build does not know).
+pub(crate) fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Attempt>> {
+    let status: String = r.get(0)?;
+    let (failures, rollout_id, last_report_at): (u32, Option<String>, Option<i64>) =
+        (r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok(OtaStatus::parse(&status).map(|status| Attempt {
+        status,
+        failures,
+        rollout_id,
+        last_report_at: last_report_at.and_then(from_micros),
+    }))
+}
+
+/// `MetaStore::silent_attempts` from the `open_attempts` index.
+pub(crate) fn silent_attempts(
+    tx: &Connection,
+    rollout_id: &str,
+    before: OffsetDateTime,
+    limit: u32,
+) -> StoreResult<Vec<SilentAttempt>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT device_id, firmware_id, status, last_report_at FROM attempts
+             WHERE rollout_id = ?1 AND status IN ('downloading', 'installing')
+               AND last_report_at <= ?2
+             ORDER BY last_report_at LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![rollout_id, micros(before), limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })
         .map_err(db_err)?;
-    Ok(row.and_then(|(s, failures, rollout_id)| {
-        OtaStatus::parse(&s).map(|status| Attempt {
-            status,
-            failures,
-            rollout_id,
-        })
-    }))
+    let mut silent = Vec::new();
+    for row in rows {
+        let (device, firmware_id, status, at) = row.map_err(db_err)?;
+        if let (Ok(device_id), Some(status), Some(since)) = (
+            DeviceId::parse(&device),
+            OtaStatus::parse(&status),
+            from_micros(at),
+        ) {
+            silent.push(SilentAttempt {
+                device_id,
+                firmware_id,
+                status,
+                since,
+            });
+        }
+    }
+    Ok(silent)
 }
 
 /// Rewrites a rollout read in the same transaction.

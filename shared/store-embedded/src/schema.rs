@@ -165,14 +165,28 @@ CREATE TABLE IF NOT EXISTS release_devices (
 );
 "#;
 
+/// Version 6: when each attempt's last report was made, and an index of the open ones by
+/// rollout and that time (`MetaStore::silent_attempts`, for install timeouts); each rollout's
+/// offer budget (`offer_budget`). Attempts stored before have no time: never timed out.
+const TIMEOUTS_AND_BUDGETS: &str = r#"
+ALTER TABLE attempts ADD COLUMN last_report_at INTEGER;
+CREATE INDEX IF NOT EXISTS open_attempts ON attempts (rollout_id, last_report_at)
+    WHERE status IN ('downloading', 'installing');
+CREATE TABLE IF NOT EXISTS offer_budgets (
+    rollout_id TEXT PRIMARY KEY,
+    doc        TEXT NOT NULL
+);
+"#;
+
 /// Each step takes a database from the version before it to its own (its index plus one, kept
 /// in `user_version`), so that a file of any earlier version is brought up to date at open.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     SCHEMA,
     DEVICE_HEALTH,
     NAMED_DEVICES,
     DEVICE_SEEN,
     RELEASE_DEVICES,
+    TIMEOUTS_AND_BUDGETS,
 ];
 
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {

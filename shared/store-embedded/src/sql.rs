@@ -72,6 +72,11 @@ pub fn micros(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
+/// The time [`micros`] stored (None for a value out of range, which it never writes).
+pub fn from_micros(us: i64) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+}
+
 /// A newest-first listing over an append-only table: `sql` selects `(seq, doc)` ordered by
 /// `seq DESC`; the page's cursor is the last `seq` returned.
 pub fn newest_first<T: DeserializeOwned>(

@@ -4,11 +4,14 @@
 use ota_core::ports::{MetaStore, PageRequest};
 use ota_core::release::ReleaseState;
 use ota_core::rollout::{RolloutState, TargetType};
-use ota_store_conformance::fixtures::{check_in, dev, release, release_of_image, rollout, running};
+use ota_core::status::OtaStatus;
+use ota_store_conformance::fixtures::{
+    check_in, dev, offered, release, release_of_image, report, rollout, running,
+};
 use ota_store_embedded::SqliteMeta;
 
 /// The version a file has once opened.
-const CURRENT: i64 = 5;
+const CURRENT: i64 = 6;
 
 fn version_of(db: &std::path::Path) -> i64 {
     rusqlite::Connection::open(db)
@@ -17,9 +20,23 @@ fn version_of(db: &std::path::Path) -> i64 {
         .unwrap()
 }
 
+/// Makes the file at `db` what version 5 left: attempts without the time of their last
+/// report, no index of open attempts, no offer budgets.
+fn back_to_version_5(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "DROP INDEX open_attempts;
+         ALTER TABLE attempts DROP COLUMN last_report_at;
+         DROP TABLE offer_budgets;
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+}
+
 /// Makes the file at `db` what version 4 left: no per-release device counters, and device
 /// records without `running_crashed`.
 fn back_to_version_4(db: &std::path::Path) {
+    back_to_version_5(db);
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
         "DROP TABLE release_devices;
@@ -248,4 +265,41 @@ async fn a_version_4_file_gains_the_release_device_counters() {
         .await
         .unwrap();
     assert_eq!(s.release_health(&fw.id).await.unwrap().devices, 1);
+}
+
+#[tokio::test]
+async fn a_version_5_file_times_out_only_the_attempts_reported_from_version_6_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ota.sqlite3");
+    let fw = release("demo", "2.0.0", ReleaseState::Ready);
+    let r = rollout(&fw, RolloutState::Active);
+    {
+        let s = SqliteMeta::open(&db).unwrap();
+        s.insert_release(&fw).await.unwrap();
+        s.insert_rollout(&r, &[]).await.unwrap();
+        offered(&s, "d1", &fw, &r).await;
+        s.record_status(&report("d1", &fw, OtaStatus::Downloading, "e1"))
+            .await
+            .unwrap();
+    }
+    back_to_version_5(&db);
+
+    let s = SqliteMeta::open(&db).unwrap();
+    assert_eq!(version_of(&db), CURRENT);
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    assert!(
+        s.silent_attempts(&r.id, later, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an attempt of version 5 has no time to be silent since"
+    );
+    s.record_status(&report("d1", &fw, OtaStatus::Installing, "e2"))
+        .await
+        .unwrap();
+    let silent = s.silent_attempts(&r.id, later, 10).await.unwrap();
+    assert_eq!(silent.len(), 1);
+    assert_eq!(silent[0].status, OtaStatus::Installing);
+    let first = s.take_offer(&r.id, 1, later).await.unwrap();
+    assert_eq!(first, ota_core::offer_budget::Taken::Granted);
 }

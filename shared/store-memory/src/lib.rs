@@ -19,7 +19,9 @@ use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, 
 use ota_core::device_health::{HealthCounts, ReleaseHealth};
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::install_timeout::SilentAttempt;
 use ota_core::metrics::{FleetMetrics, RolloutWithProgress, first_outcome_hour, outcome_hour};
+use ota_core::offer_budget::{OfferBudget, Taken};
 use ota_core::ports::{
     MetaStore, OfferFn, Page, PageRequest, ReleaseOption, ReleaseView, StoreError, StoreResult,
 };
@@ -52,6 +54,8 @@ struct State {
     outcome_hours: BTreeMap<(i64, &'static str), u64>,
     /// By release id.
     health: BTreeMap<String, ReleaseHealth>,
+    /// By rollout id.
+    offer_budgets: HashMap<String, OfferBudget>,
 }
 
 /// The metadata store in memory. Clones share one store.
@@ -458,6 +462,46 @@ impl MetaStore for MemoryMeta {
             s.audit.push(pause.audit.clone());
         }
         Ok(plan.outcome())
+    }
+
+    async fn silent_attempts(
+        &self,
+        rollout_id: &str,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<SilentAttempt>> {
+        let s = self.lock()?;
+        let mut silent: Vec<SilentAttempt> = s
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.rollout_id.as_deref() == Some(rollout_id))
+            .filter_map(|((device, firmware), a)| {
+                let since = a.silent_since().filter(|t| *t <= before)?;
+                Some(SilentAttempt {
+                    device_id: DeviceId::parse(device).ok()?,
+                    firmware_id: firmware.clone(),
+                    status: a.status,
+                    since,
+                })
+            })
+            .collect();
+        silent.sort_by_key(|a| a.since);
+        silent.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(silent)
+    }
+
+    async fn take_offer(
+        &self,
+        rollout_id: &str,
+        limit: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<Taken> {
+        Ok(self
+            .lock()?
+            .offer_budgets
+            .entry(rollout_id.to_owned())
+            .or_default()
+            .take(limit, at))
     }
 
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {

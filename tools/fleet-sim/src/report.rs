@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::admin::StatusCounts;
 use crate::latency::EndpointStats;
+use ota_core::status::OtaStatus;
 
 /// Bumped only if a key changes meaning or disappears.
 pub const SCHEMA: &str = "fleet-sim/1";
@@ -228,29 +229,18 @@ impl ReportCheck {
 }
 
 pub fn total(c: &StatusCounts) -> u64 {
-    c.pending + c.downloading + c.installing + c.success + c.failed + c.rolled_back
+    OtaStatus::ALL.into_iter().map(|st| c.get(st)).sum()
 }
 
 pub fn slot<'a>(c: &'a mut StatusCounts, status: &str) -> Option<&'a mut u64> {
-    Some(match status {
-        "pending" => &mut c.pending,
-        "downloading" => &mut c.downloading,
-        "installing" => &mut c.installing,
-        "success" => &mut c.success,
-        "failed" => &mut c.failed,
-        "rolled_back" => &mut c.rolled_back,
-        _ => return None,
-    })
+    OtaStatus::parse(status).map(|st| c.slot(st))
 }
 
 /// `after - before`, per status (0 where it shrank).
 pub fn delta(after: &StatusCounts, before: &StatusCounts) -> StatusCounts {
-    StatusCounts {
-        pending: after.pending.saturating_sub(before.pending),
-        downloading: after.downloading.saturating_sub(before.downloading),
-        installing: after.installing.saturating_sub(before.installing),
-        success: after.success.saturating_sub(before.success),
-        failed: after.failed.saturating_sub(before.failed),
-        rolled_back: after.rolled_back.saturating_sub(before.rolled_back),
+    let mut d = StatusCounts::default();
+    for st in OtaStatus::ALL {
+        *d.slot(st) = after.get(st).saturating_sub(before.get(st));
     }
+    d
 }

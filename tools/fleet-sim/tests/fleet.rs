@@ -112,7 +112,7 @@ fn two_hundred_devices_update_through_canary_and_full_rollout_without_a_lost_rep
     // Per device: downloading; then installing + success/rolled_back, or failed.
     let r = &s["reports"];
     let want = serde_json::json!({"pending": 0, "downloading": 200, "installing": 196,
-        "success": 194, "failed": 4, "rolled_back": 2});
+        "success": 194, "failed": 4, "rolled_back": 2, "timed_out": 0});
     assert_eq!(r["acknowledged"], want, "{s:#}");
     assert_eq!(r["in_log"], want, "{s:#}");
     assert_eq!(r["metrics_delta"], want, "{s:#}");

@@ -8,8 +8,10 @@ use crate::device_health::BootReport;
 use crate::error::OpError;
 use crate::fields;
 use crate::ids::{DeviceId, DeviceType, Version};
+use crate::offer_budget::{self, Taken};
 use crate::ports::{ReleaseOption, SignedUrl, StoreError};
 use crate::report_plan::StatusReport;
+use crate::rollout::canary_bucket;
 use crate::rules;
 use crate::service::Service;
 use crate::status::OtaStatus;
@@ -35,6 +37,11 @@ pub struct CheckInput {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckAnswer {
     UpToDate,
+    /// An offer is due but its rollout's offer budget is spent for now (`offer_budget`): no
+    /// update, and come back in this many seconds.
+    Deferred {
+        retry_in_s: u64,
+    },
     Update {
         option: Arc<ReleaseOption>,
         url: SignedUrl,
@@ -79,13 +86,24 @@ impl Service {
                 at: check_in.at,
             })
         };
+        // A first offer of a rollout with an offer budget is remembered only once the budget
+        // granted it (below): a device refused is offered nothing, and asks again.
+        let budget_of = |rollout_id: &str| {
+            view.options
+                .iter()
+                .find(|o| o.rollout.id == rollout_id)
+                .and_then(|o| o.rollout.staging.max_offers_per_hour)
+        };
+        let unbudgeted = |snapshot: &DeviceSnapshot| {
+            offer_from(snapshot).filter(|o| budget_of(&o.rollout_id).is_none())
+        };
         // A check that completes the last offer records the completion first: the report must
         // count toward the rollout of that offer, so the new offer waits for a second write.
         let new_offer = |snapshot: &DeviceSnapshot| {
             if rules::completes_offer(check_in, snapshot).is_some() {
                 None
             } else {
-                offer_from(snapshot)
+                unbudgeted(snapshot)
             }
         };
         let snapshot = self.meta.record_check(check_in, &new_offer).await?;
@@ -104,6 +122,7 @@ impl Service {
                 progress_percent: Some(100),
                 error_message: None,
                 at: check_in.at,
+                silent_since: None,
             };
             match self.meta.record_status(&report).await {
                 Ok(outcome) => self.evaluate_after(&report, &outcome).await?,
@@ -113,10 +132,32 @@ impl Service {
             }
             // Rare (once per update), so its extra device write is outside the check budget. The
             // offer is decided from the same snapshot as before the completion, as it always was.
-            if offer_from(&snapshot).is_some() {
+            if unbudgeted(&snapshot).is_some() {
                 self.meta
-                    .record_check(check_in, &|_| offer_from(&snapshot))
+                    .record_check(check_in, &|_| unbudgeted(&snapshot))
                     .await?;
+            }
+        }
+        if let Some(first) = offer_from(&snapshot)
+            && let Some(limit) = budget_of(&first.rollout_id)
+        {
+            match self
+                .meta
+                .take_offer(&first.rollout_id, limit, check_in.at)
+                .await?
+            {
+                // Rare (once per device and rollout), as the completion's write above.
+                Taken::Granted => {
+                    self.meta
+                        .record_check(check_in, &|_| Some(first.clone()))
+                        .await?;
+                }
+                Taken::Full { frees_at } => {
+                    let spread = canary_bucket(&first.rollout_id, &check_in.device_id);
+                    return Ok(CheckAnswer::Deferred {
+                        retry_in_s: offer_budget::retry_in_s(frees_at, check_in.at, spread),
+                    });
+                }
             }
         }
         if rules::decide(&view, check_in, &snapshot).is_none() {

@@ -7,7 +7,9 @@ use crate::error::OpError;
 use crate::fields;
 use crate::health_gate::HealthGate;
 use crate::ids::{DeviceId, DeviceType, Version, new_id};
+use crate::install_timeout;
 use crate::metrics::RolloutWithProgress;
+use crate::offer_budget;
 use crate::offer_schedule::Schedule;
 use crate::progress::RolloutProgress;
 use crate::release::Release;
@@ -48,6 +50,8 @@ pub struct CreateRollout {
     pub stages: Vec<Stage>,
     pub health_gate: Option<HealthGate>,
     pub schedule: Option<Schedule>,
+    pub install_timeout_s: Option<u64>,
+    pub max_offers_per_hour: Option<u32>,
 }
 
 impl Service {
@@ -74,7 +78,11 @@ impl Service {
             )));
         }
         let now = self.now();
-        let staging = staging(input.stages, input.health_gate, input.schedule, now)?;
+        let staging = Staging {
+            install_timeout_s: install_timeout::validated(input.install_timeout_s)?,
+            max_offers_per_hour: offer_budget::validated(input.max_offers_per_hour)?,
+            ..staging(input.stages, input.health_gate, input.schedule, now)?
+        };
         let rollout_percentage = match (staging.stages.first(), input.rollout_percentage) {
             (Some(_), Some(_)) => {
                 return Err(OpError::invalid(
@@ -169,7 +177,7 @@ fn staging(
         stage_index: 0,
         health_gate: health_gate.map(HealthGate::validated).transpose()?,
         schedule,
-        decisions: Vec::new(),
+        ..Staging::default()
     })
 }
 

@@ -13,6 +13,7 @@ use crate::device_health::BootReport;
 use crate::error::OpError;
 use crate::health_gate::GateNumbers;
 use crate::ids::DeviceType;
+use crate::install_timeout;
 use crate::metrics::RolloutHealth;
 use crate::ports::{PageRequest, ReleaseView, StoreError};
 use crate::rollout::{Rollout, RolloutFilter, RolloutState};
@@ -25,6 +26,12 @@ use crate::service::Service;
 /// the numbers are evaluated each (as rule 4 reads the totals after each final report).
 pub const EVALUATE_EVERY: Duration = Duration::seconds(1);
 
+/// How often one process looks for a rollout's silent devices on the checks of its type (on
+/// DynamoDB, a Query of each of the 16 shards of its index of open attempts), or as often as
+/// its timeout when that is shorter, so that a timeout is written within about its own length
+/// of being due; the tick looks too.
+pub const TIMEOUTS_EVERY: Duration = Duration::seconds(10);
+
 /// When this process last evaluated each rollout on a request.
 #[derive(Debug, Default)]
 pub struct Evaluations(Mutex<HashMap<String, OffsetDateTime>>);
@@ -33,18 +40,19 @@ pub struct Evaluations(Mutex<HashMap<String, OffsetDateTime>>);
 const REMEMBERED: usize = 4096;
 
 impl Evaluations {
-    /// Whether rollout `id` may be evaluated at `now`, noting it if so.
-    fn take(&self, id: &str, now: OffsetDateTime) -> bool {
+    /// Whether `what` (a rollout's id, or its id and a suffix) may be done at `now`, at most
+    /// once `every`, noting it if so.
+    fn take(&self, what: &str, now: OffsetDateTime, every: Duration) -> bool {
         let Ok(mut last) = self.0.lock() else {
             return true;
         };
-        if last.get(id).is_some_and(|at| now - *at < EVALUATE_EVERY) {
+        if last.get(what).is_some_and(|at| now - *at < every) {
             return false;
         }
         if last.len() >= REMEMBERED {
-            last.retain(|_, at| now - *at < EVALUATE_EVERY);
+            last.retain(|_, at| now - *at < TIMEOUTS_EVERY.max(EVALUATE_EVERY));
         }
-        last.insert(id.to_owned(), now);
+        last.insert(what.to_owned(), now);
         true
     }
 }
@@ -54,6 +62,8 @@ impl Evaluations {
 pub struct Tick {
     pub evaluated: usize,
     pub decided: usize,
+    /// Silent attempts given `timed_out`.
+    pub timed_out: usize,
 }
 
 impl Service {
@@ -123,9 +133,17 @@ impl Service {
     ) -> Result<bool, OpError> {
         let mut decided = false;
         for o in &view.options {
-            let due = rollout_evaluation::next_evaluation_at(&o.rollout).is_some_and(|t| t <= c.at);
-            if due && self.evaluations.take(&o.rollout.id, c.at) {
-                decided |= self.evaluate_rollout(&o.rollout).await?;
+            let r = &o.rollout;
+            let timeouts = r.staging.install_timeout_s.is_some_and(|t| {
+                let every = TIMEOUTS_EVERY.min(Duration::seconds(i64::try_from(t).unwrap_or(0)));
+                self.evaluations
+                    .take(&format!("{}#timeouts", r.id), c.at, every)
+            });
+            let due = rollout_evaluation::next_evaluation_at(r).is_some_and(|t| t <= c.at);
+            if (timeouts && self.time_out_silent(r).await? > 0)
+                || (due && self.evaluations.take(&r.id, c.at, EVALUATE_EVERY))
+            {
+                decided |= self.evaluate_rollout(r).await?;
             }
         }
         Ok(decided)
@@ -182,6 +200,7 @@ impl Service {
                 .filter(|r| rollout_evaluation::decides_itself(r))
             {
                 tick.evaluated += 1;
+                tick.timed_out += self.time_out_silent(r).await?;
                 tick.decided += usize::from(self.evaluate_rollout(r).await?);
             }
             match found.next_cursor {
@@ -189,5 +208,49 @@ impl Service {
                 None => return Ok(tick),
             }
         }
+    }
+
+    /// Writes `timed_out` for the devices of `r` silent longer than its install timeout, at
+    /// most [`install_timeout::MAX_TIMEOUTS_AT_ONCE`]; how many were written. Each is a status
+    /// report (counted, and judged by rule 4, as the device's own `failed` would be); one the
+    /// device made obsolete by speaking meanwhile, or another evaluator wrote first, is not
+    /// written again.
+    pub(crate) async fn time_out_silent(&self, r: &Rollout) -> Result<usize, OpError> {
+        let Some(timeout_s) = r.staging.install_timeout_s else {
+            return Ok(0);
+        };
+        let now = self.now();
+        let silent = self
+            .meta
+            .silent_attempts(
+                &r.id,
+                install_timeout::silent_before(timeout_s, now),
+                install_timeout::MAX_TIMEOUTS_AT_ONCE,
+            )
+            .await?;
+        if silent.is_empty() {
+            return Ok(0);
+        }
+        let Some(release) = self.meta.get_release(&r.firmware_id).await? else {
+            return Ok(0);
+        };
+        let mut written = 0;
+        for a in &silent {
+            let report = install_timeout::report(r, &release.version, a, timeout_s, now);
+            match self.meta.record_status(&report).await {
+                Ok(outcome) if outcome.changed => {
+                    written += 1;
+                    tracing::info!(
+                        rollout_id = %r.id,
+                        device_id = %a.device_id,
+                        silent_since = %a.since,
+                        "install timed out"
+                    );
+                }
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(written)
     }
 }

@@ -41,6 +41,12 @@ impl Service {
         grant: &DeviceGrant,
         input: StatusInput,
     ) -> Result<StatusOutcome, OpError> {
+        if input.status == OtaStatus::TimedOut {
+            return Err(OpError::invalid(
+                "status",
+                "timed_out is the server's verdict on a silent device, not a report",
+            ));
+        }
         let release = self.reported_release(grant, &input).await?;
         if input.progress_percent.is_some_and(|p| p > 100) {
             return Err(OpError::invalid(
@@ -71,6 +77,7 @@ impl Service {
             progress_percent: input.progress_percent,
             error_message,
             at: self.now(),
+            silent_since: None,
         };
         let outcome = self.meta.record_status(&report).await?;
         self.evaluate_after(&report, &outcome).await?;

@@ -23,7 +23,9 @@ use utoipa::ToSchema;
 use crate::changed_state::ChangedState;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiResult, Problem};
-use crate::schema::{Channel, Count, EventId, Nonce, ResetReason, Sha256Hex, Text, U32};
+use crate::schema::{
+    Channel, Count, EventId, Nonce, ReportedStatus, ResetReason, Sha256Hex, Text, U32,
+};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -122,22 +124,25 @@ pub(crate) async fn run_check(state: &AppState, input: CheckInput) -> ApiResult<
     let claims = manifest::claims(&asked, &answer, state.ota.now(), state.ota.settings.url_ttl);
     let manifest = claims.map(|c| state.manifest_keys.sign(&c));
     let poll_interval_s = state.ota.settings.poll_interval_s;
+    let no_update = |poll_interval_s| CheckResponse {
+        update_available: false,
+        firmware_id: None,
+        version: None,
+        build_number: None,
+        file_size: None,
+        file_hash: None,
+        secure_version: None,
+        download_url: None,
+        url_expires_at: None,
+        release_notes: None,
+        rollout_id: None,
+        poll_interval_s,
+        manifest: manifest.clone(),
+    };
     Ok(match answer {
-        CheckAnswer::UpToDate => CheckResponse {
-            update_available: false,
-            firmware_id: None,
-            version: None,
-            build_number: None,
-            file_size: None,
-            file_hash: None,
-            secure_version: None,
-            download_url: None,
-            url_expires_at: None,
-            release_notes: None,
-            rollout_id: None,
-            poll_interval_s,
-            manifest,
-        },
+        CheckAnswer::UpToDate => no_update(poll_interval_s),
+        // Sooner than usual: the offer is only waiting for its rollout's budget.
+        CheckAnswer::Deferred { retry_in_s } => no_update(poll_interval_s.min(retry_in_s)),
         CheckAnswer::Update { option, url } => {
             let r = &option.release;
             CheckResponse {
@@ -277,6 +282,7 @@ pub async fn download_head(
 pub struct StatusRequest {
     pub device_id: DeviceId,
     pub firmware_id: String,
+    #[schema(value_type = ReportedStatus)]
     pub status: OtaStatus,
     #[schema(value_type = Option<Count>)]
     pub bytes_downloaded: Option<u64>,

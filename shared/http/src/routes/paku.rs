@@ -24,7 +24,7 @@ use crate::problem::{ApiResult, Problem};
 use crate::routes::device_protocol::{
     CheckResponse, DownloadUrl, StatusResponse, head_answer, marked, redirect, run_check,
 };
-use crate::schema::{Channel, Nonce, Percent, RolloutName, Text, U32};
+use crate::schema::{Channel, Nonce, Percent, ReportedStatus, RolloutName, Text, U32};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -147,6 +147,7 @@ pub async fn download_head(
 pub struct LegacyStatusRequest {
     pub device_id: Option<DeviceId>,
     pub firmware_version: Version,
+    #[schema(value_type = ReportedStatus)]
     pub status: OtaStatus,
     #[schema(maximum = 100)]
     pub progress_percent: Option<u8>,
@@ -250,6 +251,8 @@ pub async fn create_rollout(
         stages: Vec::new(),
         health_gate: None,
         schedule: None,
+        install_timeout_s: None,
+        max_offers_per_hour: None,
     };
     let r = state.ota.create_rollout(&admin, input).await?;
     Ok((StatusCode::CREATED, Json(r)))

@@ -51,6 +51,14 @@ pub struct CreateRolloutRequest {
     /// When new offers may be made (UTC).
     #[serde(default, deserialize_with = "ota_core::map_only::option")]
     pub schedule: Option<Schedule>,
+    /// Seconds a device may stay silent after `downloading` or `installing` before the server
+    /// records `timed_out`, a failure (§9.7).
+    #[schema(minimum = 1, maximum = 2_592_000)]
+    pub install_timeout_s: Option<u64>,
+    /// At most this many devices get their first offer of this rollout in any rolling hour
+    /// (§9.6); the others hear `update_available: false` and a shorter `poll_interval_s`.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub max_offers_per_hour: Option<u32>,
 }
 
 /// Roll a ready release out to every device of its type, a canary share, named devices or groups.
@@ -75,6 +83,8 @@ pub async fn create(
         stages: req.stages,
         health_gate: req.health_gate,
         schedule: req.schedule,
+        install_timeout_s: req.install_timeout_s,
+        max_offers_per_hour: req.max_offers_per_hour,
     };
     let r = state.ota.create_rollout(&admin, input).await?;
     Ok((StatusCode::CREATED, Json(r)))

@@ -11,7 +11,6 @@ use ota_core::ids::{DeviceId, DeviceType, Version};
 use ota_core::last_seen_precision::{self, Due};
 use ota_core::ports::{OfferFn, Page, PageRequest, StoreError, StoreResult};
 use ota_core::report_plan::Attempt;
-use ota_core::status::OtaStatus;
 
 use ota_core::retry;
 use serde::{Deserialize, Serialize};
@@ -20,6 +19,7 @@ use time::OffsetDateTime;
 use super::DynamoMeta;
 use super::item::{Item, doc, get_n, get_s, item, key, micros, n, s, shard};
 use super::keys;
+use super::open_attempts;
 use super::ops::{Query, Range, Take, TxFail, put, update};
 
 /// One device's attempt at one release, with its item's write counter (the condition of the
@@ -141,17 +141,12 @@ impl DynamoMeta {
             } else if let Some(rollout) = sk.strip_prefix(keys::NAMED_IN_PREFIX) {
                 state.named_in.push(rollout.to_owned());
             } else if let Some(fw) = sk.strip_prefix(keys::ATTEMPT_PREFIX)
-                && let Some(status) = get_s(it, "status").and_then(OtaStatus::parse)
+                && let Some(attempt) = open_attempts::attempt(it)
             {
                 state.attempts.insert(
                     fw.to_owned(),
                     StoredAttempt {
-                        attempt: Attempt {
-                            status,
-                            failures: u32::try_from(get_n(it, "failures").unwrap_or(0))
-                                .unwrap_or(0),
-                            rollout_id: get_s(it, "rollout").map(str::to_owned),
-                        },
+                        attempt,
                         revision: get_n(it, "rev").unwrap_or(0),
                     },
                 );

@@ -45,6 +45,12 @@ pub fn rollout(id: &str) -> String {
     format!("RO#{id}")
 }
 pub const ROLLOUT_SK: &str = "RO";
+/// A rollout's offer budget (`offer_budget`), beside its record.
+pub const BUDGET_SK: &str = "BUDGET";
+/// The GSI3 partition (sharded by device, [`index_shard`]) of a rollout's open attempts.
+pub fn open_attempts(rollout_id: &str) -> String {
+    format!("OPEN#{rollout_id}")
+}
 pub const PROGRESS_SK: &str = "PROGRESS";
 /// A rollout's counters are split over this many items, each under a partition key of its own
 /// (a device's attempts always count in the shard of its id), so that no one item or partition
@@ -71,8 +77,9 @@ pub fn rollouts_of_type(name: &str) -> String {
 pub const ACTIVE_ROLLOUTS: &str = "ROACTIVE";
 
 pub fn device(id: &str) -> String {
-    format!("DEV#{id}")
+    format!("{DEVICE_PREFIX}{id}")
 }
+pub const DEVICE_PREFIX: &str = "DEV#";
 /// Sorts before `AN#`, `AT#` and `EV#`: `SK < "B"` reads the device, the rollouts that name it
 /// and its attempts, not its log.
 pub const DEVICE_SK: &str = "#DEV";

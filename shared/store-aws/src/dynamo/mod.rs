@@ -8,6 +8,8 @@ mod health;
 mod item;
 mod keys;
 mod observe;
+mod offer_budgets;
+mod open_attempts;
 mod ops;
 mod reports;
 mod rollouts;

@@ -23,6 +23,7 @@ use ota_core::{auto_pause, retry};
 use super::DynamoMeta;
 use super::item::{Item, doc, expires, get_n, item, key, micros, n, s, shard, time_key};
 use super::keys;
+use super::open_attempts;
 use super::ops::{TxFail, put, update};
 use super::rollouts::Expect;
 
@@ -235,12 +236,8 @@ impl DynamoMeta {
                 keys::device(r.device_id.as_str()),
                 keys::attempt(&r.firmware_id),
             );
-            item.insert("status".into(), s(a.status.as_str()));
-            item.insert("failures".into(), n(a.failures));
+            item.extend(open_attempts::attributes(r.device_id.as_str(), a));
             item.insert("rev".into(), n(current.map_or(0, |c| c.revision) + 1));
-            if let Some(id) = &a.rollout_id {
-                item.insert("rollout".into(), s(id));
-            }
             writes.push(match current {
                 Some(c) => put(
                     item,

@@ -8,7 +8,9 @@ use ota_core::device::{CheckIn, Device, DeviceFilter, DeviceSnapshot, LogEntry, 
 use ota_core::device_health::HealthCounts;
 use ota_core::device_type::DeviceTypePolicy;
 use ota_core::ids::{DeviceId, DeviceType, Version};
+use ota_core::install_timeout::SilentAttempt;
 use ota_core::metrics::FleetMetrics;
+use ota_core::offer_budget::Taken;
 use ota_core::ports::{
     MetaStore, OFFER_VIEW_MAX_AGE, OfferFn, Page, PageRequest, ReleaseView, StoreError, StoreResult,
 };
@@ -173,6 +175,24 @@ impl MetaStore for DynamoMeta {
 
     async fn record_status(&self, report: &StatusReport) -> StoreResult<StatusOutcome> {
         self.report(report).await
+    }
+
+    async fn silent_attempts(
+        &self,
+        rollout_id: &str,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<SilentAttempt>> {
+        self.open_attempts_before(rollout_id, before, limit).await
+    }
+
+    async fn take_offer(
+        &self,
+        rollout_id: &str,
+        limit: u32,
+        at: OffsetDateTime,
+    ) -> StoreResult<Taken> {
+        self.take_from_budget(rollout_id, limit, at).await
     }
 
     async fn rollout_progress(&self, rollout_id: &str) -> StoreResult<RolloutProgress> {
