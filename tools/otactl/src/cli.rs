@@ -27,6 +27,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A percentage flag: 0 to 100 (NaN would go out as JSON `null`).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    s.parse()
+        .ok()
+        .filter(|p: &f64| p.is_finite() && (0.0..=100.0).contains(p))
+        .ok_or_else(|| "must be a number from 0 to 100".to_owned())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
@@ -94,20 +102,21 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     pub upload: UploadArgs,
     /// Percentage of the device type's fleet in the canary (0-100).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_percent)]
     pub canary: f64,
     /// Rollout name; defaults to "<device type> <version> canary".
     #[arg(long)]
     pub name: Option<String>,
     /// Pause the rollout by itself when failed/(failed+success) exceeds this percentage.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_percent)]
     pub failure_threshold: Option<f64>,
     /// Final reports needed before the threshold applies (server default 10).
     #[arg(long)]
     pub min_reports: Option<u32>,
 }
 
-/// Paging shared by the list commands.
+// Paging shared by the list commands (a `//` comment: a doc comment here would become the
+// `--help` summary of every command that flattens it).
 #[derive(Debug, Args)]
 pub struct Page {
     /// Items per page (server default 50, max 500).
@@ -132,9 +141,8 @@ pub enum FirmwareCmd {
         #[command(flatten)]
         page: Page,
     },
-    Get {
-        id: String,
-    },
+    /// One release.
+    Get { id: String },
     /// Change what may change after release (never the bytes or the version).
     Update {
         id: String,
@@ -153,9 +161,7 @@ pub enum FirmwareCmd {
         clear_min_current_version: bool,
     },
     /// Stop offering a release (its bytes and history stay).
-    Deactivate {
-        id: String,
-    },
+    Deactivate { id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,7 +195,7 @@ pub enum RolloutCmd {
         #[arg(long, value_enum, default_value_t = Target::All)]
         target: Target,
         /// For --target canary (0-100).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_percent)]
         percentage: Option<f64>,
         /// For --target specific; repeat for several.
         #[arg(long = "device")]
@@ -201,13 +207,15 @@ pub enum RolloutCmd {
         /// For --target group; repeat for several.
         #[arg(long = "group")]
         groups: Vec<String>,
-        #[arg(long)]
+        /// Pause the rollout by itself when failed/(failed+success) exceeds this percentage.
+        #[arg(long, value_parser = parse_percent)]
         failure_threshold: Option<f64>,
         #[arg(long)]
         min_reports: Option<u32>,
         #[arg(long)]
         allow_downgrade: bool,
     },
+    /// Rollouts, newest first, with their progress counts.
     List {
         #[arg(long)]
         device_type: Option<String>,
@@ -219,9 +227,8 @@ pub enum RolloutCmd {
         #[command(flatten)]
         page: Page,
     },
-    Get {
-        id: String,
-    },
+    /// One rollout.
+    Get { id: String },
     /// The devices a specific rollout names, by id.
     Devices {
         id: String,
@@ -231,17 +238,19 @@ pub enum RolloutCmd {
     /// Change the canary percentage.
     Set {
         id: String,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_percent)]
         percentage: f64,
         /// Refuse (409) if someone changed the rollout since this revision.
         #[arg(long)]
         revision: Option<u64>,
     },
+    /// Stop offering the release until resumed.
     Pause {
         id: String,
         #[arg(long)]
         revision: Option<u64>,
     },
+    /// Offer again after a pause.
     Resume {
         id: String,
         #[arg(long)]
@@ -257,6 +266,7 @@ pub enum RolloutCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCmd {
+    /// The registry, by device id.
     List {
         #[arg(long)]
         device_type: Option<String>,

@@ -24,11 +24,6 @@ fn summary(published: &Published, fw: &Release) -> String {
 }
 
 pub async fn release(client: &Client, args: &ReleaseArgs, out: Output) -> Result<()> {
-    if !(args.canary.is_finite() && (0.0..=100.0).contains(&args.canary)) {
-        return Err(Error::usage(
-            "--canary must be a percentage between 0 and 100",
-        ));
-    }
     let published = upload::publish(client, &args.upload).await?;
     let fw: Release = typed(&published.release, "release")?;
     // A re-run after the rollout was created must not start a second one.

@@ -159,9 +159,6 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
             percentage,
             revision,
         } => {
-            if !(percentage.is_finite() && (0.0..=100.0).contains(&percentage)) {
-                return Err(Error::usage("--percentage must be between 0 and 100"));
-            }
             edit(
                 client,
                 &id,
