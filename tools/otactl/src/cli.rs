@@ -5,6 +5,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ota_core::offer_schedule::Window;
+use time::OffsetDateTime;
+
+use crate::staging::{self, Stages};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -185,6 +189,7 @@ impl Target {
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCmd {
+    /// Start a rollout of a release, in stages with a health gate and a schedule when given.
     Create {
         /// The release to roll out.
         #[arg(long = "firmware")]
@@ -194,8 +199,8 @@ pub enum RolloutCmd {
         name: Option<String>,
         #[arg(long, value_enum, default_value_t = Target::All)]
         target: Target,
-        /// For --target canary (0-100).
-        #[arg(long, value_parser = parse_percent)]
+        /// For --target canary (0-100); with --stages the stage sets it.
+        #[arg(long, value_parser = parse_percent, conflicts_with = "stages")]
         percentage: Option<f64>,
         /// For --target specific; repeat for several.
         #[arg(long = "device")]
@@ -210,10 +215,14 @@ pub enum RolloutCmd {
         /// Pause the rollout by itself when failed/(failed+success) exceeds this percentage.
         #[arg(long, value_parser = parse_percent)]
         failure_threshold: Option<f64>,
+        /// Final reports before --failure-threshold, --max-failure and --max-crash judge
+        /// (server default 10).
         #[arg(long)]
         min_reports: Option<u32>,
         #[arg(long)]
         allow_downgrade: bool,
+        #[command(flatten)]
+        staged: StagedArgs,
     },
     /// Rollouts, newest first, with their progress counts.
     List {
@@ -227,7 +236,7 @@ pub enum RolloutCmd {
         #[command(flatten)]
         page: Page,
     },
-    /// One rollout.
+    /// One rollout, with its stage, gate numbers and last decision when staged.
     Get { id: String },
     /// The devices a specific rollout names, by id.
     Devices {
@@ -250,7 +259,7 @@ pub enum RolloutCmd {
         #[arg(long)]
         revision: Option<u64>,
     },
-    /// Offer again after a pause.
+    /// Offer again after a pause (by hand or by the health gate).
     Resume {
         id: String,
         #[arg(long)]
@@ -262,6 +271,38 @@ pub enum RolloutCmd {
         #[arg(long)]
         revision: Option<u64>,
     },
+}
+
+/// The stages, health gate, schedule and pacing of `rollout create` (docs/api.md §9.5, §9.6).
+#[derive(Debug, Default, Args)]
+pub struct StagedArgs {
+    /// Stages that widen the rollout by themselves: PERCENT[:SOAK_S[:MIN_DEVICES]],
+    /// comma-separated, e.g. 1:3600,10:14400,100 (soak default 0 s, min devices default 1).
+    #[arg(long, value_parser = staging::parse_stages)]
+    pub stages: Option<Stages>,
+    /// Health gate: pause when failed/final outcomes is over this percentage.
+    #[arg(long, value_parser = parse_percent)]
+    pub max_failure: Option<f64>,
+    /// Health gate: pause when crashed devices/devices on the release is over this percentage.
+    #[arg(long, value_parser = parse_percent)]
+    pub max_crash: Option<f64>,
+    /// When new offers may be made, UTC: [DAYS@]HH:MM-HH:MM with DAYS as mon-fri, sat,sun or
+    /// mon,wed-fri (every day when left out); an end at or before the start runs past
+    /// midnight. Repeat for several.
+    #[arg(long = "window", value_parser = staging::parse_window)]
+    pub windows: Vec<Window>,
+    /// No new offers before this RFC 3339 time, e.g. 2026-12-10T02:00:00Z.
+    #[arg(long, value_parser = staging::parse_time)]
+    pub start_at: Option<OffsetDateTime>,
+    /// No new offers from this RFC 3339 time on.
+    #[arg(long, value_parser = staging::parse_time)]
+    pub end_at: Option<OffsetDateTime>,
+    /// Seconds after its last report that an unfinished attempt is counted timed out.
+    #[arg(long)]
+    pub install_timeout: Option<u64>,
+    /// At most this many devices get their first offer of the rollout in a rolling hour.
+    #[arg(long)]
+    pub max_offers_per_hour: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

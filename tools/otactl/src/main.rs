@@ -8,6 +8,7 @@ mod error;
 mod image;
 mod output;
 mod pending;
+mod staging;
 mod table;
 mod upload;
 mod views;

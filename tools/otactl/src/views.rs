@@ -2,14 +2,18 @@
 //! the server serialises, so a renamed field breaks the build here rather than a table.
 
 use ota_core::device::{Device, LogEntry};
-use ota_core::metrics::{FleetMetrics, RolloutWithProgress};
+use ota_core::health_gate::HealthGate;
+use ota_core::metrics::{FleetMetrics, RolloutHealth, RolloutWithProgress};
+use ota_core::offer_schedule::Schedule;
 use ota_core::progress::StatusCounts;
 use ota_core::release::Release;
-use ota_core::rollout::TargetType;
+use ota_core::rollout::{Rollout, TargetType};
+use ota_core::rollout_evaluation::Decision;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::staging;
 use crate::table::{Table, fields, opt};
 
 pub fn ts(t: &OffsetDateTime) -> String {
@@ -152,7 +156,101 @@ pub fn rollout(r: &RolloutWithProgress) -> String {
     if !o.target_filter.groups.is_empty() {
         pairs.push(("groups", o.target_filter.groups.join(", ")));
     }
+    let st = &o.staging;
+    if !st.stages.is_empty() {
+        pairs.push(("stages", staging::stages_spec(&st.stages)));
+        pairs.push(("stage", stage(o)));
+    }
+    if let Some(g) = &st.health_gate {
+        pairs.push(("health gate", health_gate(g)));
+    }
+    if let Some(s) = &st.schedule {
+        pairs.push(("schedule", schedule(s)));
+    }
+    if let Some(h) = &r.health {
+        pairs.push(("health", health(h)));
+        pairs.push((
+            "next evaluation",
+            h.next_evaluation_at.as_ref().map_or("-".into(), ts),
+        ));
+    }
+    if let Some(d) = st.decisions.last() {
+        pairs.push(("last decision", decision(d)));
+    }
     fields(&pairs)
+}
+
+/// Where a rollout's stages stand: `2 of 3 (10%, started T)`; `-` without stages.
+pub fn stage(o: &Rollout) -> String {
+    let stages = &o.staging.stages;
+    let index = usize::try_from(o.staging.stage_index).unwrap_or(usize::MAX);
+    match stages.get(index) {
+        None => "-".into(),
+        Some(s) => format!(
+            "{} of {} ({}%, started {})",
+            index + 1,
+            stages.len(),
+            s.percent,
+            o.staging.stage_started_at.as_ref().map_or("-".into(), ts)
+        ),
+    }
+}
+
+fn health_gate(g: &HealthGate) -> String {
+    let limit = |p: Option<f64>| p.map_or("-".into(), |p| format!("{p}%"));
+    format!(
+        "max failure {}, max crash {}, min reports {}",
+        limit(g.max_failure_percent),
+        limit(g.max_crash_percent),
+        g.min_reports
+    )
+}
+
+fn schedule(s: &Schedule) -> String {
+    let windows: Vec<String> = s.windows.iter().map(staging::window_spec).collect();
+    format!(
+        "start {}, end {}, windows {}",
+        s.start_at.as_ref().map_or("-".into(), ts),
+        s.end_at.as_ref().map_or("-".into(), ts),
+        if windows.is_empty() {
+            "-".into()
+        } else {
+            windows.join(" ")
+        }
+    )
+}
+
+/// The numbers a rollout's gate reads (docs/api.md §9.5).
+pub fn health(h: &RolloutHealth) -> String {
+    let n = &h.numbers;
+    let share = |p: Option<f64>| p.map_or("-".into(), |p| format!("{p:.1}%"));
+    format!(
+        "failure {} ({} of {} final outcomes), crash {} ({} of {} devices on the release), \
+         completed devices {}",
+        share(h.failure_percent),
+        n.failures,
+        n.final_outcomes,
+        share(h.crash_percent),
+        n.crashed_devices,
+        n.devices_on_release,
+        n.completed_devices
+    )
+}
+
+/// One decision, stages counted from 1 as `stage` shows them.
+pub fn decision(d: &Decision) -> String {
+    let limit = d
+        .limit
+        .map(|l| format!(", over {}", staging::wire(&l)))
+        .unwrap_or_default();
+    format!(
+        "{} {}: stage {} -> {}{limit}, by {}",
+        ts(&d.at),
+        staging::wire(&d.kind),
+        u64::from(d.from_stage) + 1,
+        u64::from(d.to_stage) + 1,
+        d.actor
+    )
 }
 
 /// An item of `GET .../rollouts/{id}/devices`.

@@ -506,6 +506,139 @@ fn rollout_create_list_get_set_pause_resume_abort() {
     assert_eq!(table.ok().stdout.lines().count(), 4, "{}", table.stdout);
 }
 
+/// Publishes the 1.1.0 sample and returns its id.
+fn publish_1_1_0(server: &Server) -> String {
+    let fw = publish_sample(server, "demo-esp32c3-1.1.0.bin");
+    fw["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates a rollout of release `fw_id` with `args` and returns its id.
+fn create_rollout(server: &Server, fw_id: &str, args: &[&str]) -> String {
+    let mut all = vec!["-o", "json", "rollout", "create", "--firmware", fw_id];
+    all.extend(args);
+    let created = server.otactl(&all).json();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn rollout_create_with_stages_gate_and_schedule_stores_them() {
+    let server = Server::start();
+    let fw_id = publish_1_1_0(&server);
+    let id = create_rollout(
+        &server,
+        &fw_id,
+        &[
+            "--stages",
+            "1:3600:20,10:14400,100",
+            "--max-failure",
+            "5",
+            "--max-crash",
+            "2.5",
+            "--min-reports",
+            "12",
+            "--window",
+            "mon-fri@01:00-05:00",
+            "--window",
+            "sat,sun@22:00-02:00",
+            "--window",
+            "12:00-13:00",
+            "--start-at",
+            "2036-12-10T02:00:00Z",
+            "--end-at",
+            "2037-01-10T02:00:00+01:00",
+        ],
+    );
+    let got = server.otactl(&["-o", "json", "rollout", "get", &id]).json();
+    assert_eq!(
+        got["stages"],
+        json!([
+            {"percent": 1.0, "soak_s": 3600, "min_devices": 20},
+            {"percent": 10.0, "soak_s": 14400, "min_devices": 1},
+            {"percent": 100.0, "soak_s": 0, "min_devices": 1},
+        ])
+    );
+    assert_eq!(got["stage_index"], 0);
+    assert_eq!(got["rollout_percentage"], 1.0, "the first stage's");
+    assert_eq!(
+        got["health_gate"],
+        json!({"max_failure_percent": 5.0, "max_crash_percent": 2.5, "min_reports": 12})
+    );
+    let every_day = json!(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
+    assert_eq!(
+        got["schedule"],
+        json!({
+            "start_at": "2036-12-10T02:00:00Z",
+            "end_at": "2037-01-10T01:00:00Z",
+            "windows": [
+                {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "01:00", "end": "05:00"},
+                {"days": ["sat", "sun"], "start": "22:00", "end": "02:00"},
+                {"days": every_day, "start": "12:00", "end": "13:00"},
+            ],
+        })
+    );
+    let table = server.otactl(&["rollout", "get", &id]);
+    let text = &table.ok().stdout;
+    for line in [
+        "stages             1:3600:20,10:14400:1,100:0:1",
+        "stage              1 of 3 (1%, started 2036-12-10T02:00:00Z)",
+        "health gate        max failure 5%, max crash 2.5%, min reports 12",
+        "schedule           start 2036-12-10T02:00:00Z, end 2037-01-10T01:00:00Z, \
+         windows mon,tue,wed,thu,fri@01:00-05:00 sat,sun@22:00-02:00 12:00-13:00",
+        "health             failure - (0 of 0 final outcomes), crash - (0 of 0 devices on the \
+         release), completed devices 0",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+
+    // Well-formed flags the server refuses come back as its 400, naming the member.
+    for (flags, field) in [
+        (&["--stages", "10,5"][..], "stages[1].percent"),
+        (&["--window", "01:00-01:00"][..], "schedule.windows[0].end"),
+    ] {
+        let mut args = vec!["rollout", "create", "--firmware", &fw_id];
+        args.extend(flags);
+        let refused = server.otactl(&args).refused();
+        assert!(
+            refused.contains("400") && refused.contains(field),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn bad_staging_flags_are_usage_errors_naming_the_flag() {
+    for (flag, value) in [
+        ("--stages", "1:x"),
+        ("--stages", ""),
+        ("--stages", "1,,100"),
+        ("--stages", "0,100"),
+        ("--stages", "10:60:1:1"),
+        ("--window", "monday@01:00-05:00"),
+        ("--window", "mon-fri"),
+        ("--window", "25:00-01:00"),
+        ("--start-at", "tomorrow"),
+        ("--end-at", "2026-12-10"),
+        ("--max-failure", "101"),
+        ("--max-crash", "NaN"),
+        ("--install-timeout", "1.5"),
+        ("--max-offers-per-hour", "lots"),
+    ] {
+        let run = harness::Run::from(
+            std::process::Command::new(harness::otactl_bin())
+                .args(["rollout", "create", "--firmware", "f", flag, value])
+                .env("OTA_SERVER", "http://127.0.0.1:9")
+                .env("OTA_TOKEN", "t")
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(run.code, 2, "{flag} {value:?}: {run:#?}");
+        assert!(
+            run.stderr.contains(&format!("'{flag} <")) && !run.stderr.contains("panicked"),
+            "{flag} {value:?}: {run:#?}"
+        );
+    }
+}
+
 #[test]
 fn release_uploads_and_starts_a_canary_once() {
     let server = Server::start();

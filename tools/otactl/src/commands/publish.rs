@@ -5,7 +5,7 @@ use ota_core::release::Release;
 use serde_json::{Value, json};
 
 use super::rollout::{self, NewRollout};
-use crate::cli::{Output, ReleaseArgs, Target, UploadArgs};
+use crate::cli::{Output, ReleaseArgs, StagedArgs, Target, UploadArgs};
 use crate::client::{Client, seg, typed};
 use crate::error::{Error, Result};
 use crate::upload::{self, Published};
@@ -68,6 +68,7 @@ pub async fn release(client: &Client, args: &ReleaseArgs, out: Output) -> Result
                     failure_threshold: args.failure_threshold,
                     min_reports: args.min_reports,
                     allow_downgrade: false,
+                    staged: StagedArgs::default(),
                 },
             )
             .await

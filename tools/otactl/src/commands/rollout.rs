@@ -1,11 +1,13 @@
 //! `otactl rollout create|list|get|devices|set|pause|resume|abort`.
 
+use ota_core::health_gate::{DEFAULT_GATE_MIN_REPORTS, HealthGate};
 use ota_core::metrics::RolloutWithProgress;
+use ota_core::offer_schedule::Schedule;
 use ota_core::release::Release;
 use serde_json::{Map, Value, json};
 
 use super::{items, page_query, query};
-use crate::cli::{Output, RolloutCmd, Target};
+use crate::cli::{Output, RolloutCmd, StagedArgs, Target};
 use crate::client::{Client, seg, typed};
 use crate::error::{Error, Result};
 use crate::{output, views};
@@ -21,12 +23,15 @@ pub struct NewRollout {
     pub failure_threshold: Option<f64>,
     pub min_reports: Option<u32>,
     pub allow_downgrade: bool,
+    pub staged: StagedArgs,
 }
 
 pub async fn create(client: &Client, r: NewRollout) -> Result<Value> {
     match r.target {
-        Target::Canary if r.percentage.is_none() => {
-            return Err(Error::usage("--target canary needs --percentage"));
+        Target::Canary if r.percentage.is_none() && r.staged.stages.is_none() => {
+            return Err(Error::usage(
+                "--target canary needs --percentage or --stages",
+            ));
         }
         Target::Specific if r.devices.is_empty() => {
             return Err(Error::usage(
@@ -77,9 +82,40 @@ pub async fn create(client: &Client, r: NewRollout) -> Result<Value> {
     if r.allow_downgrade {
         body.insert("allow_downgrade".into(), json!(true));
     }
+    staged_fields(&r.staged, r.min_reports, &mut body);
     client
         .post("/api/ota/admin/rollouts", &Value::Object(body))
         .await
+}
+
+/// The stages, gate, schedule and pacing of a create (docs/api.md §5.4), each only when given.
+/// `--min-reports` is the gate's too: one count of final reports before any limit judges.
+fn staged_fields(s: &StagedArgs, min_reports: Option<u32>, body: &mut Map<String, Value>) {
+    if let Some(stages) = &s.stages {
+        body.insert("stages".into(), json!(stages.0));
+    }
+    if s.max_failure.is_some() || s.max_crash.is_some() {
+        let gate = HealthGate {
+            max_failure_percent: s.max_failure,
+            max_crash_percent: s.max_crash,
+            min_reports: min_reports.unwrap_or(DEFAULT_GATE_MIN_REPORTS),
+        };
+        body.insert("health_gate".into(), json!(gate));
+    }
+    if s.start_at.is_some() || s.end_at.is_some() || !s.windows.is_empty() {
+        let schedule = Schedule {
+            start_at: s.start_at,
+            end_at: s.end_at,
+            windows: s.windows.clone(),
+        };
+        body.insert("schedule".into(), json!(schedule));
+    }
+    if let Some(t) = s.install_timeout {
+        body.insert("install_timeout_s".into(), json!(t));
+    }
+    if let Some(n) = s.max_offers_per_hour {
+        body.insert("max_offers_per_hour".into(), json!(n));
+    }
 }
 
 pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
@@ -95,6 +131,7 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
             failure_threshold,
             min_reports,
             allow_downgrade,
+            staged,
         } => {
             if let Some(file) = devices_file {
                 devices.extend(device_file(&file).await?);
@@ -111,6 +148,7 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
                     failure_threshold,
                     min_reports,
                     allow_downgrade,
+                    staged,
                 },
             )
             .await?;
@@ -217,4 +255,77 @@ fn show(v: &Value, out: Output) -> Result<()> {
     let r: RolloutWithProgress = typed(v, "rollout")?;
     output::emit(out, v, || views::rollout(&r));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// The staged fields of the body `rollout create ARGS` sends.
+    fn staged_body(args: &[&str]) -> Value {
+        let argv = ["otactl", "rollout", "create", "--firmware", "f"];
+        let cli = Cli::try_parse_from(argv.iter().chain(args)).unwrap();
+        let Command::Rollout(RolloutCmd::Create {
+            staged,
+            min_reports,
+            ..
+        }) = cli.command
+        else {
+            unreachable!("parsed as rollout create");
+        };
+        let mut body = Map::new();
+        staged_fields(&staged, min_reports, &mut body);
+        Value::Object(body)
+    }
+
+    #[test]
+    fn the_staged_fields_go_out_only_when_given() {
+        assert_eq!(staged_body(&[]), json!({}));
+        assert_eq!(
+            staged_body(&["--min-reports", "3"]),
+            json!({}),
+            "without a limit, --min-reports is rule 4's alone"
+        );
+        assert_eq!(
+            staged_body(&["--max-crash", "2"]),
+            json!({"health_gate": {"max_failure_percent": null, "max_crash_percent": 2.0,
+                "min_reports": DEFAULT_GATE_MIN_REPORTS}})
+        );
+        assert_eq!(
+            staged_body(&[
+                "--stages",
+                "5,100",
+                "--max-failure",
+                "5",
+                "--min-reports",
+                "3",
+                "--end-at",
+                "2026-12-10T02:00:00Z",
+                "--install-timeout",
+                "7200",
+                "--max-offers-per-hour",
+                "500",
+            ]),
+            json!({
+                "stages": [{"percent": 5.0, "soak_s": 0, "min_devices": 1},
+                    {"percent": 100.0, "soak_s": 0, "min_devices": 1}],
+                "health_gate": {"max_failure_percent": 5.0, "max_crash_percent": null,
+                    "min_reports": 3},
+                "schedule": {"start_at": null, "end_at": "2026-12-10T02:00:00Z", "windows": []},
+                "install_timeout_s": 7200,
+                "max_offers_per_hour": 500,
+            })
+        );
+    }
+
+    #[test]
+    fn stages_and_a_percentage_exclude_each_other() {
+        let argv = ["otactl", "rollout", "create", "--firmware", "f"];
+        let both = ["--stages", "10,100", "--percentage", "10"];
+        let err = Cli::try_parse_from(argv.iter().chain(&both)).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }
