@@ -54,7 +54,7 @@ pub enum Command {
     /// Releases: list, show, edit, deactivate.
     #[command(subcommand)]
     Firmware(FirmwareCmd),
-    /// Rollouts: create, list, show, change percentage or state.
+    /// Rollouts: create, list, show, change percentage or state, promote, watch.
     #[command(subcommand)]
     Rollout(RolloutCmd),
     /// The device registry.
@@ -270,6 +270,20 @@ pub enum RolloutCmd {
         id: String,
         #[arg(long)]
         revision: Option<u64>,
+    },
+    /// Start the next stage now, whatever its soak, devices and gate say.
+    Promote {
+        id: String,
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Follow a rollout: its state, stage, gate numbers and decisions, printed when they
+    /// change, until it is paused, aborted, completed or in its last stage (or Ctrl-C).
+    Watch {
+        id: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 5.0)]
+        every: f64,
     },
 }
 

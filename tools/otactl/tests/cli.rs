@@ -640,6 +640,119 @@ fn bad_staging_flags_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
+fn promote_starts_the_next_stage_until_the_last() {
+    let server = Server::start();
+    // No device reports success, so the first stage (min devices 1) only ends by a promote.
+    let id = create_rollout(&server, &publish_1_1_0(&server), &["--stages", "50,100"]);
+    let promoted = server
+        .otactl(&["-o", "json", "rollout", "promote", &id])
+        .json();
+    assert_eq!(promoted["stage_index"], 1);
+    assert_eq!(promoted["rollout_percentage"], 100.0);
+    let decisions = promoted["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 1, "{promoted}");
+    assert_eq!(decisions[0]["kind"], "promote");
+    assert_eq!(
+        (&decisions[0]["from_stage"], &decisions[0]["to_stage"]),
+        (&json!(0), &json!(1))
+    );
+    let last = server.otactl(&["rollout", "promote", &id]).refused();
+    assert!(last.contains("409"), "no stage after the last: {last}");
+    let stale = server
+        .otactl(&["rollout", "promote", &id, "--revision", "1"])
+        .refused();
+    assert!(stale.contains("409"), "{stale}");
+}
+
+#[test]
+fn watch_prints_each_change_and_ends_when_the_rollout_cannot_move() {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let server = Server::start();
+    let fw_id = publish_1_1_0(&server);
+    let id = create_rollout(
+        &server,
+        &fw_id,
+        &["--stages", "50:0,100", "--max-failure", "5"],
+    );
+    let mut child = server
+        .command(&["rollout", "watch", &id, "--every", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = harness::lines(&mut child);
+    let next_line = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("watch printed nothing within 20 s")
+    };
+    let first = next_line();
+    assert!(
+        first.starts_with("state active, stage 1 of 2 (50%, started "),
+        "{first}"
+    );
+    assert!(next_line().starts_with("  health failure - (0 of 0"));
+    server.otactl(&["rollout", "promote", &id]).ok();
+    assert!(next_line().starts_with("state active, stage 2 of 2 (100%"));
+    next_line();
+    let decision = next_line();
+    assert!(
+        decision.starts_with("  decision ")
+            && decision.ends_with(" promote: stage 1 -> 2, by ota-server"),
+        "{decision}"
+    );
+    assert_eq!(
+        harness::exits_within(&mut child, Duration::from_secs(10)),
+        0
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("is in its last stage: watch ends"),
+        "{stderr}"
+    );
+
+    // Already where it stays: one block, with the decisions so far, and done.
+    let again = server.otactl(&["rollout", "watch", &id]);
+    assert_eq!(again.ok().stdout.lines().count(), 3, "{again:#?}");
+    let json = server.otactl(&["-o", "json", "rollout", "watch", &id]);
+    let answer: Value = serde_json::from_str(json.ok().stdout.trim()).unwrap();
+    assert_eq!(answer["stage_index"], 1, "one line, the server's answer");
+
+    // A paused rollout ends the watch; Ctrl-C ends one that could go on.
+    let paused = create_rollout(&server, &fw_id, &["--stages", "50,100"]);
+    server.otactl(&["rollout", "pause", &paused]).ok();
+    let run = server.otactl(&["rollout", "watch", &paused]);
+    assert!(
+        run.ok().stdout.starts_with("state paused, stage 1 of 2"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("is paused: watch ends"), "{run:#?}");
+    let active = create_rollout(&server, &fw_id, &["--stages", "50,100"]);
+    let mut child = server
+        .command(&["rollout", "watch", &active, "--every", "0.2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = harness::lines(&mut child);
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("a first block");
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    assert_eq!(
+        harness::exits_within(&mut child, Duration::from_secs(10)),
+        0
+    );
+
+    let unknown = server.otactl(&["rollout", "watch", "nope"]).refused();
+    assert!(unknown.contains("404"), "{unknown}");
+}
+
+#[test]
 fn release_uploads_and_starts_a_canary_once() {
     let server = Server::start();
     let file = sample("demo-esp32c3-1.1.0.bin");

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use ota_testkit::server::{Binary, OtaServer};
 use serde_json::Value;
@@ -148,4 +149,21 @@ pub fn lines(child: &mut Child) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// The exit code of a child that must end within `limit` (killed, and the test failed, if not).
+#[track_caller]
+pub fn exits_within(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -7,6 +7,7 @@ mod logs;
 mod publish;
 mod rollout;
 mod token;
+mod watch;
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `otactl rollout create|list|get|devices|set|pause|resume|abort`.
+//! `otactl rollout create|list|get|devices|set|pause|resume|abort|promote|watch`.
 
 use ota_core::health_gate::{DEFAULT_GATE_MIN_REPORTS, HealthGate};
 use ota_core::metrics::RolloutWithProgress;
@@ -6,7 +6,7 @@ use ota_core::offer_schedule::Schedule;
 use ota_core::release::Release;
 use serde_json::{Map, Value, json};
 
-use super::{items, page_query, query};
+use super::{items, page_query, query, watch};
 use crate::cli::{Output, RolloutCmd, StagedArgs, Target};
 use crate::client::{Client, seg, typed};
 use crate::error::{Error, Result};
@@ -209,6 +209,10 @@ pub async fn run(client: &Client, cmd: RolloutCmd, out: Output) -> Result<()> {
         RolloutCmd::Pause { id, revision } => state(client, &id, "paused", revision, out).await,
         RolloutCmd::Resume { id, revision } => state(client, &id, "active", revision, out).await,
         RolloutCmd::Abort { id, revision } => state(client, &id, "aborted", revision, out).await,
+        RolloutCmd::Promote { id, revision } => {
+            edit(client, &id, json!({"action": "promote"}), revision, out).await
+        }
+        RolloutCmd::Watch { id, every } => watch::run(client, &id, every, out).await,
     }
 }
 
