@@ -167,6 +167,12 @@ pub fn rollout(r: &RolloutWithProgress) -> String {
     if let Some(s) = &st.schedule {
         pairs.push(("schedule", schedule(s)));
     }
+    if let Some(t) = st.install_timeout_s {
+        pairs.push(("install timeout", format!("{t} s")));
+    }
+    if let Some(n) = st.max_offers_per_hour {
+        pairs.push(("max offers an hour", n.to_string()));
+    }
     if let Some(h) = &r.health {
         pairs.push(("health", health(h)));
         pairs.push((

@@ -594,6 +594,8 @@ fn rollout_create_with_stages_gate_and_schedule_stores_them() {
     for (flags, field) in [
         (&["--stages", "10,5"][..], "stages[1].percent"),
         (&["--window", "01:00-01:00"][..], "schedule.windows[0].end"),
+        (&["--install-timeout", "0"][..], "install_timeout_s"),
+        (&["--max-offers-per-hour", "0"][..], "max_offers_per_hour"),
     ] {
         let mut args = vec!["rollout", "create", "--firmware", &fw_id];
         args.extend(flags);
@@ -602,6 +604,35 @@ fn rollout_create_with_stages_gate_and_schedule_stores_them() {
             refused.contains("400") && refused.contains(field),
             "{refused}"
         );
+    }
+}
+
+#[test]
+fn rollout_create_paces_offers_and_times_out_silent_installs() {
+    let server = Server::start();
+    let fw_id = publish_1_1_0(&server);
+    let pacing = [
+        "--stages",
+        "5,100",
+        "--install-timeout",
+        "7200",
+        "--max-offers-per-hour",
+        "500",
+    ];
+    let id = create_rollout(&server, &fw_id, &pacing);
+    let got = server.otactl(&["-o", "json", "rollout", "get", &id]).json();
+    assert_eq!(got["install_timeout_s"], 7200);
+    assert_eq!(got["max_offers_per_hour"], 500);
+    let table = server.otactl(&["rollout", "get", &id]);
+    // Lines with their column padding folded: the key column is as wide as the widest key.
+    let lines: Vec<String> = table
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for line in ["install timeout 7200 s", "max offers an hour 500"] {
+        assert!(lines.iter().any(|l| l == line), "{line:?} in {lines:#?}");
     }
 }
 
