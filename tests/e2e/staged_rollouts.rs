@@ -361,6 +361,7 @@ async fn a_silent_device_times_out_counts_as_a_failure_and_is_heard_late() {
     assert_eq!(r["progress"]["devices"]["timed_out"], 1, "{r}");
     assert_eq!(r["progress"]["failure_reports"], 1);
     assert_eq!(r["health"]["failures"], 1);
+    assert_eq!(r["health"]["timed_out"], 1);
     // 1 failure of 2 final outcomes: over 40 %, the gate paused the rollout.
     assert_eq!(r["state"], "paused", "{r}");
     assert_eq!(r["decisions"][0]["limit"], "max_failure_percent");

@@ -48,6 +48,10 @@ pub struct GateNumbers {
     /// Of those, the devices that reported a crash on it (a crash counted since their last
     /// check, or a boot reset by panic, watchdog or brownout).
     pub crashed_devices: u64,
+    /// Devices of the rollout whose attempt is `timed_out` now (among the failures; numbers
+    /// recorded before timeouts existed read 0).
+    #[serde(default)]
+    pub timed_out: u64,
 }
 
 impl GateNumbers {
@@ -59,6 +63,7 @@ impl GateNumbers {
             completed_devices: progress.devices.success,
             devices_on_release: release.devices,
             crashed_devices: release.crashed_devices,
+            timed_out: progress.devices.timed_out,
         }
     }
 
@@ -157,6 +162,7 @@ pub(crate) mod fixtures {
             completed_devices: finals - failures,
             devices_on_release: on_release,
             crashed_devices: crashed,
+            timed_out: 0,
         }
     }
 }
