@@ -110,6 +110,8 @@ pub struct CheckResponse {
     pub release_notes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_id: Option<String>,
+    /// Seconds until the next check: the deployment's interval, or sooner when an offer waits
+    /// for its rollout's hourly budget of first offers.
     pub poll_interval_s: u64,
     /// The answer signed (JWS compact, ES256; keys at `/api/ota/keys`): with every offer, and
     /// with every answer to a check that sent a `nonce`.
