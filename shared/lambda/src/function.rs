@@ -1,15 +1,17 @@
-//! The six functions of the AWS deployment and the route groups each one serves.
+//! The seven functions of the AWS deployment: the six behind the HTTP API with the route groups
+//! each one serves, and the scheduled `rollout-tick`.
 
 use axum::Router;
 use ota_http::AppState;
 use ota_http::router::{
-    admin_routes, check_routes, download_routes, finish, meta_routes, observe_routes,
-    status_routes, upload_routes,
+    admin_routes, check_routes, download_routes, meta_routes, observe_routes, status_routes,
+    upload_routes,
 };
 
-/// One Lambda function per endpoint group. Each also answers `/health`, the OpenAPI document and
-/// the manifest keys (so that each can be probed on its own); API Gateway sends those three paths
-/// to `admin-metrics`.
+/// One Lambda function per endpoint group, and one that EventBridge invokes every minute to
+/// evaluate the rollouts ([`crate::rollout_tick`]). Each HTTP function also answers `/health`,
+/// the OpenAPI document and the manifest keys (so that each can be probed on its own); API
+/// Gateway sends those three paths to `admin-metrics`.
 /// No function serves the embedded server's `/api/ota/blob/` routes: devices and CI get
 /// presigned S3 URLs instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,16 +22,18 @@ pub enum Function {
     AdminUpload,
     AdminRollout,
     AdminMetrics,
+    RolloutTick,
 }
 
 impl Function {
-    pub const ALL: [Function; 6] = [
+    pub const ALL: [Function; 7] = [
         Function::Check,
         Function::Download,
         Function::Status,
         Function::AdminUpload,
         Function::AdminRollout,
         Function::AdminMetrics,
+        Function::RolloutTick,
     ];
 
     /// The binary's name: `cargo lambda build` writes `target/lambda/<name>/bootstrap`, and the
@@ -42,6 +46,7 @@ impl Function {
             Function::AdminUpload => "admin-upload",
             Function::AdminRollout => "admin-rollout",
             Function::AdminMetrics => "admin-metrics",
+            Function::RolloutTick => "rollout-tick",
         }
     }
 
@@ -49,8 +54,9 @@ impl Function {
         Function::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// The routes this function serves, before the common layers.
-    pub fn routes(self) -> Router<AppState> {
+    /// The routes this function serves, before the common layers (`ota_http::router::finish`);
+    /// None for `rollout-tick`, which serves no request.
+    pub fn routes(self) -> Option<Router<AppState>> {
         let own = match self {
             Function::Check => check_routes(),
             Function::Download => download_routes(),
@@ -58,13 +64,9 @@ impl Function {
             Function::AdminUpload => upload_routes(),
             Function::AdminRollout => admin_routes(),
             Function::AdminMetrics => observe_routes(),
+            Function::RolloutTick => return None,
         };
-        own.merge(meta_routes())
-    }
-
-    /// The routes with the common layers (problem+json fallbacks, body limit, panics caught).
-    pub fn router(self, state: AppState) -> Router {
-        finish(self.routes(), state)
+        Some(own.merge(meta_routes()))
     }
 }
 
@@ -179,9 +181,18 @@ mod tests {
         })
     }
 
+    /// The routes of an HTTP function with the common layers, as `ota_lambda::run` serves them.
+    fn served(function: Function, state: AppState) -> Router {
+        let routes = function.routes().expect("an HTTP function has routes");
+        ota_http::router::finish(routes, state)
+    }
+
     async fn serves(function: Function, state: &AppState, method: &Method, path: &str) -> bool {
-        let app = function
-            .routes()
+        // `rollout-tick` serves no request.
+        let Some(routes) = function.routes() else {
+            return false;
+        };
+        let app = routes
             .fallback(|| async { UNROUTED })
             .method_not_allowed_fallback(|| async { UNROUTED })
             .with_state(state.clone());
@@ -285,7 +296,7 @@ mod tests {
                     .uri(path)
                     .body(Body::empty())
                     .unwrap();
-                let resp = function.router(state.clone()).oneshot(req).await.unwrap();
+                let resp = served(function, state.clone()).oneshot(req).await.unwrap();
                 assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
                 assert!(is_problem(&resp), "{method} {path}: problem+json");
             }
@@ -315,7 +326,7 @@ mod tests {
                     .uri(&path)
                     .body(Body::empty())
                     .unwrap();
-                let resp = function.router(state.clone()).oneshot(req).await.unwrap();
+                let resp = served(function, state.clone()).oneshot(req).await.unwrap();
                 assert_eq!(
                     resp.status(),
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -380,7 +391,7 @@ mod tests {
         let req = lambda_http::request::from_str(&event.to_string()).unwrap();
         assert_eq!(req.uri().path(), "/api/ota/admin/firmware/p-1/finalize");
         assert_eq!(req.uri().query(), Some("a=1"));
-        let app = Function::AdminUpload.router(state().await);
+        let app = served(Function::AdminUpload, state().await);
         let resp = app.oneshot(req).await.unwrap();
         // Routed (the missing credential), not the problem+json 404 of an unknown path.
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);

@@ -10,6 +10,10 @@
 //!   function's problem+json 404);
 //! - the table: keys, attribute definitions, indexes, projection, billing mode and TTL are those
 //!   of `ota_store_aws::table_definition` (what `create_table` creates);
+//! - the schedule: the one function without routes in code (`rollout-tick`) is the one the
+//!   template runs on a schedule, every minute, not retried, with a role that may do what a
+//!   tick does on the table and nothing else, an alarm on its errors, and its log counted for
+//!   the auto-pause alarm as `check`'s and `status`'s;
 //! - the downloads: with `CloudFront=enabled` (the default) a distribution reads the private
 //!   bucket through origin access control, trusts the key group of the signing key, and the bucket
 //!   policy lets only that distribution read `firmware/*`; the signing key's secret is readable by
@@ -115,10 +119,13 @@ struct TemplateFunction {
     logical_id: String,
     /// Route paths: `ANY` routes, and [`DEFAULT_ROUTE`].
     routes: BTreeSet<String>,
+    /// The expressions of its `Schedule` events (EventBridge rules).
+    schedules: Vec<String>,
 }
 
-/// The template's functions by binary name, with their HTTP API routes. Every route is `ANY`
-/// (the function answers 405 itself, with the contract's problem+json) or the `$default` route.
+/// The template's functions by binary name, with their HTTP API routes and schedules. Every
+/// route is `ANY` (the function answers 405 itself, with the contract's problem+json) or the
+/// `$default` route; every other event is a `Schedule`.
 fn template_functions(t: &Value) -> BTreeMap<String, TemplateFunction> {
     let mut out = BTreeMap::new();
     for (id, f) in resources(t, "AWS::Serverless::Function") {
@@ -132,15 +139,23 @@ fn template_functions(t: &Value) -> BTreeMap<String, TemplateFunction> {
             &format!("{id}: Metadata.BuildProperties.Binary"),
         );
         let mut routes = BTreeSet::new();
+        let mut schedules = Vec::new();
         if let Some(events) = f["Properties"]["Events"].as_mapping() {
             for (name, event) in events {
                 let name = format!("{id}.{}", name.as_str().unwrap());
-                assert_eq!(
-                    event["Type"].as_str(),
-                    Some("HttpApi"),
-                    "{name}: an HttpApi event"
-                );
                 let p = &event["Properties"];
+                match event["Type"].as_str() {
+                    Some("HttpApi") => {}
+                    Some("Schedule") => {
+                        assert!(
+                            p.get("Enabled").is_none() && p.get("State").is_none(),
+                            "{name}: a schedule that runs"
+                        );
+                        schedules.push(string(&p["Schedule"], &name).to_owned());
+                        continue;
+                    }
+                    other => panic!("{name}: an HttpApi or a Schedule event, not {other:?}"),
+                }
                 assert!(is_ref(&p["ApiId"], "HttpApi"), "{name}: on the one HttpApi");
                 let path = match (p.get("Method"), p.get("Path")) {
                     (None, None) => DEFAULT_ROUTE.to_owned(),
@@ -164,6 +179,7 @@ fn template_functions(t: &Value) -> BTreeMap<String, TemplateFunction> {
             TemplateFunction {
                 logical_id: id.to_owned(),
                 routes,
+                schedules,
             },
         );
         assert!(previous.is_none(), "two template functions build {binary}");
@@ -672,7 +688,7 @@ fn logs_are_json_sampled_and_lambdas_own_lines_left_out_by_default() {
 /// §Access patterns). Each needs the IAM action of its name (`TransactWriteItems` is authorised
 /// item by item, as `PutItem` and `UpdateItem`): a call the role lacks is `AccessDenied` in AWS,
 /// which DynamoDB Local, with no IAM, never shows.
-const TABLE_CALLS: [(&str, &[&str]); 6] = [
+const TABLE_CALLS: [(&str, &[&str]); 7] = [
     // The device Query, its write; the completion report's reads and its rule 4 (the
     // progress shards together).
     (
@@ -692,6 +708,12 @@ const TABLE_CALLS: [(&str, &[&str]); 6] = [
     ),
     // Metrics: the counter shards, each active rollout's progress shards.
     ("admin-metrics", &["Query", "GetItem", "BatchGetItem"]),
+    // Each active rollout's progress shards and release health; a decision's transaction; a
+    // silent device's timed_out, stored as a status report.
+    (
+        "rollout-tick",
+        &["Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem"],
+    ),
 ];
 
 #[test]
@@ -707,17 +729,12 @@ fn each_role_may_make_the_table_calls_of_its_function() {
         "TABLE_CALLS names every function"
     );
     for (binary, calls) in TABLE_CALLS {
-        let f = &t["Resources"][functions[binary].logical_id.as_str()];
-        let role = getatt(&f["Properties"]["Role"]).expect("Role: !GetAtt <role>.Arn");
-        let role = &t["Resources"][role.trim_end_matches(".Arn")];
+        let role = role_of(&t, &functions[binary]);
         let allowed: BTreeSet<&str> = role_statements(role)
             .into_iter()
             .filter(|s| s["Effect"].as_str() == Some("Allow"))
             .filter(|s| getatt(&s["Resource"]) == Some("Table.Arn"))
-            .flat_map(|s| match &s["Action"] {
-                Value::Sequence(actions) => actions.iter().filter_map(Value::as_str).collect(),
-                action => action.as_str().into_iter().collect::<Vec<_>>(),
-            })
+            .flat_map(actions)
             .collect();
         for call in calls {
             assert!(
@@ -726,4 +743,165 @@ fn each_role_may_make_the_table_calls_of_its_function() {
             );
         }
     }
+}
+
+/// The role of a template function (`Role: !GetAtt <role>.Arn`).
+fn role_of<'a>(t: &'a Value, f: &TemplateFunction) -> &'a Value {
+    let role = getatt(&t["Resources"][f.logical_id.as_str()]["Properties"]["Role"])
+        .expect("Role: !GetAtt <role>.Arn");
+    &t["Resources"][role.trim_end_matches(".Arn")]
+}
+
+/// A statement's actions (one, or a list).
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::Sequence(actions) => actions.iter().filter_map(Value::as_str).collect(),
+        action => action.as_str().into_iter().collect(),
+    }
+}
+
+/// A statement's resources (one, or a list), each as the test names it: `<id>.Arn` for a
+/// `!GetAtt`, the text of a `!Sub`, the target of a `!Ref`.
+fn statement_resources(statement: &Value) -> Vec<String> {
+    let named = |v: &Value| {
+        getatt(v)
+            .or_else(|| intrinsic(v, "Sub").and_then(Value::as_str))
+            .or_else(|| intrinsic(v, "Ref").and_then(Value::as_str))
+            .or_else(|| v.as_str())
+            .unwrap_or_else(|| panic!("a resource the test cannot name: {v:?}"))
+            .to_owned()
+    };
+    match &statement["Resource"] {
+        Value::Sequence(resources) => resources.iter().map(named).collect(),
+        resource => vec![named(resource)],
+    }
+}
+
+/// What the tick's role may do, all of it: write its log group, and on the table what
+/// `Service::evaluate_rollouts` does (the rollouts listed from GSI1, then for each active one
+/// its reads, on a decision one transaction, and its silent devices from GSI3, each timed out
+/// by a status report). No secret, no S3, no other index.
+const TICK_ALLOWED: [(&str, &str); 9] = [
+    ("logs:CreateLogStream", "RolloutTickLogs.Arn"),
+    ("logs:PutLogEvents", "RolloutTickLogs.Arn"),
+    ("dynamodb:GetItem", "Table.Arn"),
+    ("dynamodb:BatchGetItem", "Table.Arn"),
+    ("dynamodb:Query", "Table.Arn"),
+    ("dynamodb:PutItem", "Table.Arn"),
+    ("dynamodb:UpdateItem", "Table.Arn"),
+    ("dynamodb:Query", "${Table.Arn}/index/GSI1"),
+    ("dynamodb:Query", "${Table.Arn}/index/GSI3"),
+];
+
+#[test]
+fn the_rollout_tick_runs_every_minute_with_only_what_a_tick_needs() {
+    let t = template();
+    let functions = template_functions(&t);
+    // A function has a schedule in the template exactly when it has no routes in the code.
+    for (binary, f) in &functions {
+        let function = Function::from_name(binary).expect("a function of the code");
+        let scheduled = function.routes().is_none();
+        assert_eq!(
+            !f.schedules.is_empty(),
+            scheduled,
+            "{binary}: scheduled in infra/template.yaml exactly when it serves no route"
+        );
+        assert!(
+            !scheduled || f.routes.is_empty(),
+            "{binary}: HTTP API routes to a function that serves none"
+        );
+    }
+
+    let tick = &functions[Function::RolloutTick.name()];
+    assert_eq!(tick.schedules, ["rate(1 minute)"], "one tick a minute");
+    let f = &t["Resources"][tick.logical_id.as_str()];
+    let invoke = &f["Properties"]["EventInvokeConfig"];
+    assert_eq!(
+        invoke["MaximumRetryAttempts"].as_u64(),
+        Some(0),
+        "a failed tick is not retried: the next one is a minute away"
+    );
+    assert_eq!(invoke["MaximumEventAgeInSeconds"].as_u64(), Some(60));
+
+    let role = role_of(&t, tick);
+    let mut allowed = BTreeSet::new();
+    for statement in role_statements(role) {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{statement:?}");
+        for action in actions(statement) {
+            for resource in statement_resources(statement) {
+                allowed.insert((action.to_owned(), resource));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = TICK_ALLOWED
+        .iter()
+        .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+        .collect();
+    assert_eq!(allowed, expected, "the tick's role");
+
+    // Its failures reach the alarm topic.
+    let alarmed = resources(&t, "AWS::CloudWatch::Alarm")
+        .into_values()
+        .any(|a| {
+            let p = &a["Properties"];
+            let dimensions = p["Dimensions"].as_sequence().map_or(&[][..], Vec::as_slice);
+            p["Namespace"].as_str() == Some("AWS/Lambda")
+                && p["MetricName"].as_str() == Some("Errors")
+                && matches!(dimensions, [d] if d["Name"].as_str() == Some("FunctionName")
+                && is_ref(&d["Value"], &tick.logical_id))
+                && p["AlarmActions"]
+                    .as_sequence()
+                    .is_some_and(|a| a.iter().any(|t| is_ref(t, "AlarmTopic")))
+        });
+    assert!(alarmed, "an alarm on the Errors of {}", tick.logical_id);
+}
+
+/// Rollouts pause by themselves in `check` and `status` (rule 4, and the health gate on a check
+/// or a report) and in `rollout-tick` (the health gate): the log group of each feeds the metric
+/// of the auto-pause alarm, and no other.
+#[test]
+fn every_function_that_pauses_rollouts_feeds_the_auto_pause_alarm() {
+    let t = template();
+    let metric = "RolloutAutoPauses";
+    let counted: BTreeSet<String> = resources(&t, "AWS::Logs::MetricFilter")
+        .into_values()
+        .filter(|m| {
+            let p = &m["Properties"];
+            p["FilterPattern"]
+                .as_str()
+                .is_some_and(|f| f.contains(r#"$.action = "rollout.auto_pause""#))
+                && p["MetricTransformations"]
+                    .as_sequence()
+                    .is_some_and(|m| m.iter().any(|m| m["MetricName"].as_str() == Some(metric)))
+        })
+        .map(|m| {
+            intrinsic(&m["Properties"]["LogGroupName"], "Ref")
+                .and_then(Value::as_str)
+                .expect("LogGroupName: !Ref <log group>")
+                .to_owned()
+        })
+        .collect();
+    let feeding: BTreeSet<&str> = template_functions(&t)
+        .into_iter()
+        .filter_map(|(binary, f)| {
+            let group =
+                &t["Resources"][f.logical_id.as_str()]["Properties"]["LoggingConfig"]["LogGroup"];
+            let group = intrinsic(group, "Ref").and_then(Value::as_str)?;
+            counted
+                .contains(group)
+                .then(|| Function::from_name(&binary).unwrap().name())
+        })
+        .collect();
+    assert_eq!(
+        feeding,
+        BTreeSet::from(["check", "status", "rollout-tick"]),
+        "the functions whose log the {metric} metric filters count"
+    );
+    let alarms = resources(&t, "AWS::CloudWatch::Alarm");
+    assert!(
+        alarms
+            .values()
+            .any(|a| a["Properties"]["MetricName"].as_str() == Some(metric)),
+        "an alarm on {metric}"
+    );
 }
