@@ -716,6 +716,53 @@ const TABLE_CALLS: [(&str, &[&str]); 7] = [
     ),
 ];
 
+/// The indexes each function's use cases Query (docs/aws-keys.md §Access patterns), which its
+/// role must allow on `<table>/index/<name>`: as for the table's calls, DynamoDB Local never
+/// refuses one.
+const INDEX_QUERIES: [(&str, &[&str]); 7] = [
+    // The release of a running image (IMG#), a rollout's open attempts (OPEN#).
+    ("check", &["GSI3"]),
+    ("download", &[]),
+    ("status", &[]),
+    // Releases by type (GSI2) or all (GSI1).
+    ("admin-upload", &["GSI1", "GSI2"]),
+    // Listings of device types, rollouts, devices and a device's log.
+    ("admin-rollout", &["GSI1", "GSI2"]),
+    // Logs, the audit log, the active rollouts and the releases' health.
+    ("admin-metrics", &["GSI1", "GSI2", "GSI3"]),
+    // The rollouts (RO), a rollout's open attempts (OPEN#).
+    ("rollout-tick", &["GSI1", "GSI3"]),
+];
+
+#[test]
+fn each_role_may_query_the_indexes_of_its_function() {
+    let t = template();
+    let functions = template_functions(&t);
+    assert_eq!(
+        functions
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        INDEX_QUERIES.iter().map(|(f, _)| *f).collect(),
+        "INDEX_QUERIES names every function"
+    );
+    for (binary, indexes) in INDEX_QUERIES {
+        let mut allowed = BTreeSet::new();
+        for s in role_statements(role_of(&t, &functions[binary])) {
+            if s["Effect"].as_str() == Some("Allow") && actions(s).contains(&"dynamodb:Query") {
+                allowed.extend(statement_resources(s));
+            }
+        }
+        for index in indexes {
+            let resource = format!("${{Table.Arn}}/index/{index}");
+            assert!(
+                allowed.contains(&resource),
+                "{binary}: its role does not allow dynamodb:Query on {resource} ({allowed:?})"
+            );
+        }
+    }
+}
+
 #[test]
 fn each_role_may_make_the_table_calls_of_its_function() {
     let t = template();
