@@ -1,7 +1,7 @@
-//! The six Lambda functions served locally by `cargo lambda watch` on the local AWS stack: the
+//! The Lambda functions served locally by `cargo lambda watch` on the local AWS stack: the
 //! table and bucket created, a JWT secret and a manifest key for the session, an admin token,
-//! one base URL that serves the paths of docs/api.md (the router in the workspace `Cargo.toml`).
-//! `docs/lambda.md`.
+//! one base URL that serves the paths of docs/api.md (the router in the workspace `Cargo.toml`)
+//! through the six HTTP functions, and `rollout-tick` invoked by name. `docs/lambda.md`.
 
 use std::fs::File;
 use std::io::Read;
@@ -20,13 +20,14 @@ pub const TABLE: &str = "ota-local";
 pub const BUCKET: &str = "ota-local";
 /// The functions' binaries, built before the emulator starts so that its first invocation of
 /// each (`cargo run --bin <function>` at the workspace root) finds them fresh.
-pub const FUNCTIONS: [&str; 6] = [
+pub const FUNCTIONS: [&str; 7] = [
     "check",
     "download",
     "status",
     "admin-upload",
     "admin-rollout",
     "admin-metrics",
+    "rollout-tick",
 ];
 /// How long the emulator may take to answer its first request (it starts the function then).
 const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -397,6 +398,42 @@ pub fn smoke_check(watch: &Watch, token: &str) -> anyhow::Result<()> {
         };
         eprintln!("xtask: an access line: {line}");
     }
+    Ok(())
+}
+
+/// What EventBridge sends `rollout-tick` every minute (AWS's sample of a scheduled event); the
+/// function reads none of it.
+const SCHEDULED_EVENT: &[u8] = br#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2015-10-08T16:53:06Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/rollout-tick"],"detail":{}}"#;
+
+/// Invokes `rollout-tick` once with a scheduled event through the emulator's Lambda invoke API
+/// (as `cargo lambda invoke` does; it has no HTTP route), and checks that the tick ran on the
+/// session's table: the invocation succeeds and answers how many rollouts it evaluated and
+/// decided and how many devices it timed out. Its effects are `ota-lambda`'s test
+/// `rollout_tick`.
+pub fn invoke_rollout_tick(watch: &Watch) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let path = "/2015-03-31/functions/rollout-tick/invocations";
+    let headers = [("Content-Type", "application/json")];
+    let r = http::request(watch.addr, "POST", path, &headers, SCHEDULED_EVENT)
+        .context("invoking rollout-tick")?;
+    let answer: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    let counted = |field: &str| answer[field].as_u64().is_some();
+    if r.status != 200
+        || !["evaluated", "decided", "timed_out"]
+            .into_iter()
+            .all(counted)
+    {
+        bail!(
+            "rollout-tick answered {}: {}{}",
+            r.status,
+            http::truncate(&r.body, 500),
+            watch.log_tail()
+        );
+    }
+    eprintln!(
+        "xtask: rollout-tick invoked with a scheduled event -> {answer} ({} ms)",
+        started.elapsed().as_millis()
+    );
     Ok(())
 }
 

@@ -33,11 +33,13 @@ commands:
                         document ota-server serves through Redocly's CLI (npm) and
                         openapi-spec-validator (PyPI), both installed under target/ if missing
   local-aws             install if missing and start DynamoDB Local and s3s-fs, create the
-                        table and bucket, serve the six Lambda functions with `cargo lambda
-                        watch` on one base URL; print it, an admin token and the environment
-                        as `export` lines; run until Ctrl-C
-  local-aws --check     the same, then one real DynamoDB and S3 round trip and one request per
-                        function through the base URL, then stop
+                        table and bucket, serve the Lambda functions with `cargo lambda watch`
+                        (the six HTTP ones on one base URL, rollout-tick by its name); print
+                        the URL, an admin token and the environment as `export` lines; run
+                        until Ctrl-C
+  local-aws --check     the same, then one real DynamoDB and S3 round trip, one request per
+                        HTTP function through the base URL, the README walkthrough and one
+                        invocation of rollout-tick, then stop
   bench                 load comparison (ota-server vs nginx static, wrk, 64 connections),
                         peak RSS, the Lambda bootstraps' sizes (arm64 and this machine) and
                         init times, DynamoDB requests per check and cost table,
@@ -133,7 +135,7 @@ fn with_device<'a>(cmd: &'a mut Command, device: Option<&esp_idf::HostDevice>) -
 
 /// The HTTP end-to-end suite again on the local AWS stack (the first run, inside `cargo test
 /// --workspace`, tested the embedded storage), every test with a table and a bucket of its own:
-/// against `ota-server` on DynamoDB and S3, or, given `cargo-lambda`, against the six Lambda
+/// against `ota-server` on DynamoDB and S3, or, given `cargo-lambda`, against the six HTTP Lambda
 /// functions under `cargo lambda watch` (built by [`lambda::prepare`]). `OTA_E2E_AWS_THREADS`
 /// sets its parallelism (default 2: DynamoDB Local shares the machine's cores with the
 /// deployments and the tests).
@@ -179,7 +181,8 @@ fn e2e_on_aws(
 }
 
 /// The Lambda functions themselves on the same stack, through `cargo lambda watch` (the API
-/// Gateway routes of `Cargo.toml`): one probe per function, then the README walkthrough.
+/// Gateway routes of `Cargo.toml`): one probe per HTTP function, then the README walkthrough,
+/// then one invocation of `rollout-tick`.
 /// Returns the `cargo-lambda` binary, installed if it was missing.
 fn lambda_on_aws(aws: &aws_local::LocalAws) -> anyhow::Result<PathBuf> {
     let started = std::time::Instant::now();
@@ -194,6 +197,7 @@ fn lambda_on_aws(aws: &aws_local::LocalAws) -> anyhow::Result<PathBuf> {
     );
     lambda::smoke_check(&watch, &session.admin_token)?;
     lambda::walkthrough(&watch, &session.admin_token)?;
+    lambda::invoke_rollout_tick(&watch)?;
     Ok(bin.join("cargo-lambda"))
 }
 
@@ -238,6 +242,12 @@ fn local_aws(args: &[String]) -> anyhow::Result<()> {
         "xtask: table {} and bucket {} created; the functions log below (JSON and EMF lines)",
         lambda::TABLE,
         lambda::BUCKET
+    );
+    // Nothing schedules it here: staged rollouts advance on checks and reports, or by hand.
+    eprintln!(
+        "xtask: rollout-tick runs once per invocation: curl -X POST -d '{{}}' \
+         {}/2015-03-31/functions/rollout-tick/invocations",
+        watch.base_url()
     );
     eprintln!("xtask: paste these into a shell, then Ctrl-C here to stop everything:");
     for name in aws_local::LocalAws::ENV_REMOVE {

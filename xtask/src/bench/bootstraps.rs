@@ -31,7 +31,7 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request the Lambda runtime makes once the function's `main` has built its state.
 const NEXT: &str = "GET /2018-06-01/runtime/invocation/next ";
 
-/// Builds the six functions with the `lambda-release` profile: for arm64 with `cargo lambda
+/// Builds the functions with the `lambda-release` profile: for arm64 with `cargo lambda
 /// build` (what is deployed) and for this machine with cargo.
 pub fn build(root: &Path) -> anyhow::Result<()> {
     const TARGET: &str = "aarch64-unknown-linux-gnu";
