@@ -27,6 +27,10 @@ pub struct Release {
     pub state: String,
     #[serde(default)]
     pub is_active: bool,
+    /// What a device running it reports as `running_image_sha256`: how the server knows a
+    /// device is on the release, the whole of the gate's crash share.
+    #[serde(default)]
+    pub image_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,8 +48,10 @@ struct UploadUrl {
     headers: std::collections::BTreeMap<String, String>,
 }
 
+use ota_core::metrics::RolloutHealth;
 /// The service's own counter types: the simulator reads exactly what the server writes.
 pub use ota_core::progress::{RolloutProgress as Progress, StatusCounts};
+pub use ota_core::rollout::Staging;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Rollout {
@@ -53,6 +59,13 @@ pub struct Rollout {
     pub state: String,
     pub rollout_percentage: f64,
     pub progress: Progress,
+    /// The server's own staging fields (empty for a plain canary rollout).
+    #[serde(flatten)]
+    pub staging: Staging,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(default)]
+    pub health: Option<RolloutHealth>,
 }
 
 /// One OTA log entry, as far as the loss check needs it.
@@ -188,6 +201,27 @@ impl Admin {
             "failure_threshold_percent": failure_threshold,
             "min_reports": min_reports,
         });
+        self.call(
+            Method::POST,
+            "/api/ota/admin/rollouts",
+            Some(&body),
+            StatusCode::CREATED,
+        )
+        .await?
+        .json()
+    }
+
+    /// A rollout the server widens by itself (docs/api.md §9.5, §9.7): `stages` is `{"stages":
+    /// ..., "health_gate": ..., "install_timeout_s": ...}`, merged into the create.
+    pub async fn create_staged(&self, fw: &Release, stages: Value) -> anyhow::Result<Rollout> {
+        let mut body = json!({
+            "name": format!("fleet-sim {} {} staged", fw.device_type, fw.version),
+            "firmware_id": fw.id,
+            "target_type": "canary",
+        });
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), stages) {
+            b.extend(extra);
+        }
         self.call(
             Method::POST,
             "/api/ota/admin/rollouts",

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use ota_core::stages::Stage;
+use serde_json::{Map, Value, json};
 
 // The field docs are `--help` text, printed as written: Markdown backticks would show.
 #[allow(clippy::doc_markdown)]
@@ -79,6 +81,77 @@ pub struct Args {
     /// Write the summary as JSON (keys documented in docs/fleet-sim.md).
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// Staged rollout instead of canary -> 100 %: PERCENT[:SOAK_S[:MIN_DEVICES]],... e.g.
+    /// 10:2,50:2,100. The server advances the stages; devices keep polling meanwhile.
+    #[arg(long, value_parser = parse_stages)]
+    pub stages: Option<Stages>,
+    /// Staged runs: the health gate's max_failure_percent (--min-reports is its min_reports).
+    #[arg(long, requires = "stages", value_parser = percent)]
+    pub max_failure: Option<f64>,
+    /// Staged runs: the health gate's max_crash_percent.
+    #[arg(long, requires = "stages", value_parser = percent)]
+    pub max_crash: Option<f64>,
+    /// Staged runs: the rollout's install_timeout_s (the server writes timed_out after it).
+    #[arg(long, requires = "stages")]
+    pub install_timeout: Option<u64>,
+    /// crash:P: P % of the devices (by device id) that boot the new release report a panic
+    /// on their next check.
+    #[arg(long, value_parser = parse_bad_release)]
+    pub bad_release: Option<f64>,
+    /// P % of the devices (by device id) go silent after reporting downloading.
+    #[arg(long, default_value_t = 0.0, value_parser = percent)]
+    pub silent: f64,
+    /// Staged runs: seconds between two polls of the devices not yet offered.
+    #[arg(long, default_value_t = 0.5)]
+    pub poll_every: f64,
+    /// Staged runs: give up this many seconds after creating the rollout.
+    #[arg(long, default_value_t = 600)]
+    pub max_wait: u64,
+}
+
+/// `--stages`: what clap keeps of one occurrence (a bare `Vec` would read as a repeatable flag).
+#[derive(Debug, Clone)]
+pub struct Stages(pub Vec<Stage>);
+
+/// `PERCENT[:SOAK_S[:MIN_DEVICES]],...`. otactl has the same syntax, but in its binary crate:
+/// sharing it would mean moving otactl's code, so this reads only what the simulator sends.
+fn parse_stages(s: &str) -> Result<Stages, String> {
+    s.split(',')
+        .map(|item| {
+            let mut parts = item.trim().split(':');
+            let mut stage = Map::new();
+            stage.insert(
+                "percent".into(),
+                json!(percent(parts.next().unwrap_or(""))?),
+            );
+            for name in ["soak_s", "min_devices"] {
+                if let Some(p) = parts.next() {
+                    let n: u64 = p.parse().map_err(|_| format!("{name} {p:?} in {item:?}"))?;
+                    stage.insert(name.into(), json!(n));
+                }
+            }
+            if parts.next().is_some() {
+                return Err(format!("{item:?} is not PERCENT[:SOAK_S[:MIN_DEVICES]]"));
+            }
+            // Through the server's type, so that what is left out takes the server's default.
+            serde_json::from_value(Value::Object(stage)).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()
+        .map(Stages)
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    s.parse()
+        .ok()
+        .filter(|p: &f64| (0.0..=100.0).contains(p))
+        .ok_or_else(|| format!("{s:?} is not a percentage from 0 to 100"))
+}
+
+/// `crash:P`, the only kind of bad release simulated so far.
+fn parse_bad_release(s: &str) -> Result<f64, String> {
+    s.strip_prefix("crash:")
+        .ok_or_else(|| format!("{s:?} is not crash:PERCENT"))
+        .and_then(percent)
 }
 
 impl Args {

@@ -42,6 +42,9 @@ pub enum Outcome {
     Updated,
     Failed,
     RolledBack,
+    /// Reported `downloading` and then nothing more (--silent): the server's install timeout
+    /// is what ends its attempt.
+    Silent,
     /// Something `esp_https_ota` would not accept, or the service refused a request.
     Error(String),
 }
@@ -163,6 +166,9 @@ impl Session<'_> {
             );
         }
         self.report("downloading", Some(0), Some(0), None).await?;
+        if self.device.silent {
+            return Ok(Outcome::Silent);
+        }
         let redirecting;
         let url = if self.fleet.via_download_endpoint {
             redirecting = format!("{}/api/ota/download/{id}", self.base());
@@ -200,7 +206,7 @@ impl Session<'_> {
             return Ok(Outcome::RolledBack);
         }
         self.report("success", Some(size), Some(100), None).await?;
-        let after = self.check(&self.fleet.release.version.clone()).await?;
+        let after = self.check_after_boot().await?;
         if after.update_available {
             bail!(
                 "running the new version {}, the check still offers {:?}",
@@ -236,7 +242,34 @@ impl Session<'_> {
             "device_type": self.fleet.device_type,
             "current_version": current_version,
         });
-        let a = self.post(Endpoint::Check, "/api/ota/check", &body).await?;
+        self.check_with(&body).await
+    }
+
+    /// The first check on the new release, with its image's hash and the boot (docs/api.md
+    /// §3.1): the hash puts the device among the release's devices for the crash share, and a
+    /// crashing device (--bad-release) says its boot was a panic.
+    async fn check_after_boot(&mut self) -> anyhow::Result<CheckAnswer> {
+        let (reset_reason, crashes) = if self.device.crashes {
+            ("panic", 1)
+        } else {
+            ("sw", 0)
+        };
+        let body = json!({
+            "device_id": self.device.id,
+            "device_type": self.fleet.device_type,
+            "current_version": self.fleet.release.version,
+            "running_image_sha256": self.fleet.release.image_sha256,
+            "boot": {
+                "reset_reason": reset_reason,
+                "boots_since_update": 1,
+                "crashes_since_last_check": crashes,
+            },
+        });
+        self.check_with(&body).await
+    }
+
+    async fn check_with(&mut self, body: &serde_json::Value) -> anyhow::Result<CheckAnswer> {
+        let a = self.post(Endpoint::Check, "/api/ota/check", body).await?;
         if a.status != StatusCode::OK {
             bail!("check answered {}: {}", a.status, a.text());
         }

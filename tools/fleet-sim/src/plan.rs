@@ -20,6 +20,25 @@ pub enum Fate {
 pub struct SimDevice {
     pub id: String,
     pub fate: Fate,
+    /// Reports a panic on its first check after booting the new release (--bad-release).
+    pub crashes: bool,
+    /// Never speaks again after reporting `downloading` (--silent).
+    pub silent: bool,
+}
+
+/// Whether a device is among `percent` % of the fleet, by its id alone, so that the same
+/// devices crash or go silent whatever the seed and the order they start in.
+fn among(id: &str, salt: &str, percent: f64) -> bool {
+    let mut h = SplitMix64(
+        format!("{salt}:{id}")
+            .bytes()
+            .fold(0xCBF2_9CE4_8422_2325, |h: u64, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+            }),
+    );
+    #[allow(clippy::cast_precision_loss)] // below 10,000
+    let bucket = (h.next() % 10_000) as f64;
+    bucket < percent * 100.0
 }
 
 /// Devices in the order they start.
@@ -59,7 +78,16 @@ fn share_of(n: usize, rate: f64) -> usize {
 impl FleetPlan {
     /// `n` devices named `sim-00000`...; exactly round(n × rate) fail and round(n × rate) roll
     /// back, chosen by the seed, so counts can be asserted exactly.
-    pub fn new(n: usize, failure_rate: f64, rollback_rate: f64, seed: u64) -> FleetPlan {
+    /// `crash_percent` and `silent_percent` % of the devices crash on the new release and go
+    /// silent (by id).
+    pub fn new(
+        n: usize,
+        failure_rate: f64,
+        rollback_rate: f64,
+        seed: u64,
+        crash_percent: f64,
+        silent_percent: f64,
+    ) -> FleetPlan {
         let mut rng = SplitMix64(seed);
         let width = n.saturating_sub(1).to_string().len().max(5);
         let failing = share_of(n, failure_rate);
@@ -75,9 +103,14 @@ impl FleetPlan {
         let mut devices: Vec<SimDevice> = fates
             .into_iter()
             .enumerate()
-            .map(|(i, fate)| SimDevice {
-                id: format!("sim-{i:0width$}"),
-                fate,
+            .map(|(i, fate)| {
+                let id = format!("sim-{i:0width$}");
+                SimDevice {
+                    crashes: among(&id, "crash", crash_percent),
+                    silent: among(&id, "silent", silent_percent),
+                    id,
+                    fate,
+                }
             })
             .collect();
         shuffle(&mut devices, &mut rng);
@@ -95,23 +128,43 @@ mod tests {
 
     #[test]
     fn exact_counts_and_same_fleet_for_a_seed() {
-        let a = FleetPlan::new(1000, 0.01, 0.005, 7);
+        let a = FleetPlan::new(1000, 0.01, 0.005, 7, 0.0, 0.0);
         assert_eq!(a.count(Fate::Fail), 10);
         assert_eq!(a.count(Fate::RollBack), 5);
         assert_eq!(a.count(Fate::Update), 985);
-        let b = FleetPlan::new(1000, 0.01, 0.005, 7);
+        let b = FleetPlan::new(1000, 0.01, 0.005, 7, 0.0, 0.0);
         let ids = |p: &FleetPlan| -> Vec<(String, Fate)> {
             p.devices.iter().map(|d| (d.id.clone(), d.fate)).collect()
         };
         assert_eq!(ids(&a), ids(&b));
-        let c = FleetPlan::new(1000, 0.01, 0.005, 8);
+        let c = FleetPlan::new(1000, 0.01, 0.005, 8, 0.0, 0.0);
         assert_ne!(ids(&a), ids(&c));
     }
 
     #[test]
     fn rates_that_round_to_everyone() {
-        let p = FleetPlan::new(3, 1.0, 1.0, 1);
+        let p = FleetPlan::new(3, 1.0, 1.0, 1, 0.0, 0.0);
         assert_eq!(p.count(Fate::Fail), 3);
         assert_eq!(p.count(Fate::RollBack), 0);
+    }
+
+    #[test]
+    fn crashing_and_silent_devices_follow_the_id() {
+        let a = FleetPlan::new(1000, 0.0, 0.0, 1, 30.0, 10.0);
+        let b = FleetPlan::new(1000, 0.0, 0.0, 2, 30.0, 10.0);
+        let of = |p: &FleetPlan| -> Vec<(String, bool, bool)> {
+            let mut v: Vec<_> = p
+                .devices
+                .iter()
+                .map(|d| (d.id.clone(), d.crashes, d.silent))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(of(&a), of(&b));
+        let crashing = a.devices.iter().filter(|d| d.crashes).count();
+        let silent = a.devices.iter().filter(|d| d.silent).count();
+        assert!((250..350).contains(&crashing), "{crashing}");
+        assert!((70..130).contains(&silent), "{silent}");
     }
 }

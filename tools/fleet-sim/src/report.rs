@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::admin::StatusCounts;
 use crate::latency::EndpointStats;
+use ota_core::health_gate::GateLimit;
+use ota_core::rollout_evaluation::DecisionKind;
+use ota_core::stages::Stage;
 use ota_core::status::OtaStatus;
 
 /// Bumped only if a key changes meaning or disappears.
@@ -81,6 +84,44 @@ pub struct RolloutSummary {
     pub failure_reports: u64,
     /// Whether the simulator marked it `completed` afterwards (keeps the next run clean).
     pub completed: bool,
+    /// Staged runs (--stages) only: what the server decided by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedSummary>,
+}
+
+/// A staged run as the server drove it (docs/api.md §9.5).
+#[derive(Debug, Serialize)]
+pub struct StagedSummary {
+    pub stages: Vec<Stage>,
+    /// The stage the rollout was in at the end, from 0.
+    pub stage_index: u32,
+    pub decisions: Vec<DecisionSummary>,
+    /// Devices exposed to the release: offered it by a check.
+    pub offered: usize,
+    /// Offered although outside the first stage's canary share / the share of the stage
+    /// reached at the end (the second must be 0; the first, once a pause held the rollout in
+    /// stage 0).
+    pub offered_outside_first_stage: usize,
+    pub offered_outside_reached_stage: usize,
+    /// Offered devices scripted to crash (--bad-release) that booted the release.
+    pub crashed: usize,
+    /// Offered devices that went silent after `downloading` (--silent).
+    pub silent: usize,
+    /// The rollout's devices whose attempt is `timed_out` at the end.
+    pub timed_out: u64,
+    /// From the rollout's creation to its automatic pause / to the start of its last stage.
+    pub seconds_to_pause: Option<f64>,
+    pub seconds_to_last_stage: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionSummary {
+    pub kind: DecisionKind,
+    /// RFC 3339, as the server wrote it.
+    pub at: String,
+    pub from_stage: u32,
+    pub to_stage: u32,
+    pub limit: Option<GateLimit>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,6 +197,20 @@ impl Summary {
                 p.offered_outside_canary,
                 p.not_offered_inside_canary,
                 p.seconds
+            );
+        }
+        if let Some(s) = &self.rollout.staged {
+            let _ = writeln!(
+                t,
+                "  staged: stage {} of {}, {} decisions, {} offered ({} outside stage 1's share), {} timed out, {:.1} s to pause, {:.1} s to the last stage",
+                s.stage_index + 1,
+                s.stages.len(),
+                s.decisions.len(),
+                s.offered,
+                s.offered_outside_first_stage,
+                s.timed_out,
+                s.seconds_to_pause.unwrap_or(f64::NAN),
+                s.seconds_to_last_stage.unwrap_or(f64::NAN),
             );
         }
         let _ = writeln!(

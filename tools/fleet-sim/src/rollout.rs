@@ -9,11 +9,15 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream;
 use ota_core::ids::DeviceId;
-use ota_core::rollout::canary_bucket;
+use ota_core::rollout;
+use ota_core::rollout_evaluation::DecisionKind;
+use ota_core::stages::Stage;
 use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::admin::{Admin, Rollout};
-use crate::cli::Args;
+use crate::admin::{Admin, Release, Rollout};
+use crate::cli::{Args, Stages};
 use crate::device::{self, AckedReport, DeviceRun, Fleet, Outcome};
 use crate::http;
 use crate::image;
@@ -92,43 +96,24 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         args.failure_rate,
         args.rollback_rate,
         args.seed,
+        args.bad_release.unwrap_or(0.0),
+        args.silent,
     );
     let outcomes_before = admin.outcomes_24h().await?;
 
-    let rollout = admin
-        .create_canary(
-            &release,
-            args.canary_percent,
-            args.failure_threshold,
-            args.min_reports,
-        )
-        .await
-        .context("creating the canary rollout")?;
-    eprintln!(
-        "fleet-sim: canary rollout {} at {} % (pauses above {} % failures after {} final reports)",
-        rollout.id, args.canary_percent, args.failure_threshold, args.min_reports
-    );
-
     let mut tally = Tally::default();
-    let mut phases = Vec::new();
-    phases.push(phase(&fleet, &rollout, args, plan.devices.clone(), &mut tally).await);
-    let mut state = admin.rollout(&rollout.id).await?;
-    if state.state == "active" {
-        // Widening: the bucket formula keeps every canary device in, so only the rest is new.
-        admin
-            .patch_rollout(&rollout.id, json!({"rollout_percentage": 100.0}))
-            .await
-            .context("widening the rollout to 100 %")?;
-        let widened = admin.rollout(&rollout.id).await?;
-        let rest: Vec<SimDevice> = plan
-            .devices
-            .iter()
-            .filter(|d| !tally.outcome.contains_key(&d.id))
-            .cloned()
-            .collect();
-        phases.push(phase(&fleet, &widened, args, rest, &mut tally).await);
-        state = admin.rollout(&rollout.id).await?;
-    }
+    let (state, phases, staged) = match &args.stages {
+        Some(Stages(stages)) => {
+            let (state, phases, staged) =
+                staged_run(&admin, &fleet, &release, stages, args, &plan, &mut tally).await?;
+            (state, phases, Some(staged))
+        }
+        None => {
+            let (state, phases) =
+                canary_run(&admin, &fleet, &release, args, &plan, &mut tally).await?;
+            (state, phases, None)
+        }
+    };
     let auto_paused = state.state == "paused";
 
     eprintln!("fleet-sim: reading the OTA log back");
@@ -137,7 +122,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     // Leaves the server ready for the next run (a finished rollout offers nothing).
     let completed = if state.state == "active" {
         admin
-            .patch_rollout(&rollout.id, json!({"state": "completed"}))
+            .patch_rollout(&state.id, json!({"state": "completed"}))
             .await
             .map_err(|e| eprintln!("fleet-sim: could not mark the rollout completed: {e:#}"))
             .is_ok()
@@ -167,7 +152,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         &state,
         &devices,
     );
-    let problems = judge(&devices, &reports, &phases, &state, args);
+    let problems = judge(&devices, &reports, &phases, &state, staged.as_ref(), args);
     Ok(Summary {
         schema: report::SCHEMA,
         ok: problems.is_empty(),
@@ -196,7 +181,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             source: source.key(),
         },
         rollout: RolloutSummary {
-            id: rollout.id.clone(),
+            id: state.id.clone(),
             state: state.state.clone(),
             auto_paused,
             phases,
@@ -204,6 +189,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             success_reports: state.progress.success_reports,
             failure_reports: state.progress.failure_reports,
             completed,
+            staged,
         },
         devices,
         reports,
@@ -218,15 +204,207 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     })
 }
 
-/// Runs `devices` against the rollout as it stands, `concurrency` at a time.
-async fn phase(
+/// Canary at --canary-percent, every device, widen to 100 %, the devices not offered yet.
+async fn canary_run(
+    admin: &Admin,
     fleet: &Arc<Fleet>,
-    rollout: &Rollout,
+    release: &Release,
+    args: &Args,
+    plan: &FleetPlan,
+    tally: &mut Tally,
+) -> anyhow::Result<(Rollout, Vec<PhaseSummary>)> {
+    let rollout = admin
+        .create_canary(
+            release,
+            args.canary_percent,
+            args.failure_threshold,
+            args.min_reports,
+        )
+        .await
+        .context("creating the canary rollout")?;
+    eprintln!(
+        "fleet-sim: canary rollout {} at {} % (pauses above {} % failures after {} final reports)",
+        rollout.id, args.canary_percent, args.failure_threshold, args.min_reports
+    );
+    let pct = rollout.rollout_percentage;
+    let checked = round(fleet, pct, args, plan.devices.clone(), tally).await;
+    let mut phases = vec![summarize(&rollout.id, pct, pct, &checked)];
+    let mut state = admin.rollout(&rollout.id).await?;
+    if state.state == "active" {
+        // Widening: the bucket formula keeps every canary device in, so only the rest is new.
+        admin
+            .patch_rollout(&rollout.id, json!({"rollout_percentage": 100.0}))
+            .await
+            .context("widening the rollout to 100 %")?;
+        let pct = admin.rollout(&rollout.id).await?.rollout_percentage;
+        let checked = round(fleet, pct, args, not_offered(plan, tally), tally).await;
+        phases.push(summarize(&rollout.id, pct, pct, &checked));
+        state = admin.rollout(&rollout.id).await?;
+    }
+    Ok((state, phases))
+}
+
+/// The devices no check has offered the release yet.
+fn not_offered(plan: &FleetPlan, tally: &Tally) -> Vec<SimDevice> {
+    plan.devices
+        .iter()
+        .filter(|d| !tally.outcome.contains_key(&d.id))
+        .cloned()
+        .collect()
+}
+
+/// A rollout with stages: the devices not offered yet poll every --poll-every seconds while
+/// the server widens it, until it pauses, or it is in its last stage with every device offered
+/// and every silent device timed out, or --max-wait.
+async fn staged_run(
+    admin: &Admin,
+    fleet: &Arc<Fleet>,
+    release: &Release,
+    stages: &[Stage],
+    args: &Args,
+    plan: &FleetPlan,
+    tally: &mut Tally,
+) -> anyhow::Result<(Rollout, Vec<PhaseSummary>, StagedSummary)> {
+    let mut staging = json!({"stages": stages});
+    if args.max_failure.is_some() || args.max_crash.is_some() {
+        staging["health_gate"] = json!({
+            "max_failure_percent": args.max_failure,
+            "max_crash_percent": args.max_crash,
+            "min_reports": args.min_reports,
+        });
+    }
+    if let Some(t) = args.install_timeout {
+        staging["install_timeout_s"] = json!(t);
+    }
+    let rollout = admin
+        .create_staged(release, staging)
+        .await
+        .context("creating the staged rollout")?;
+    eprintln!(
+        "fleet-sim: staged rollout {} ({} stages), the server widens it",
+        rollout.id,
+        stages.len()
+    );
+    let created = Instant::now();
+    let last = u32::try_from(stages.len() - 1).expect("at most 20 stages");
+    let mut state = rollout;
+    let mut phases = Vec::new();
+    loop {
+        let waiting = not_offered(plan, tally);
+        let started_in_last = state.staging.stage_index == last;
+        if !waiting.is_empty() {
+            let lo = state.rollout_percentage;
+            let id = state.id.clone();
+            // The stage may pass during the round (a check evaluates it): a device is judged
+            // against the share before the round for "missed" and after it for "outside".
+            let checked = round(fleet, lo, args, waiting, tally).await;
+            state = admin.rollout(&id).await?;
+            phases.push(summarize(&id, lo, state.rollout_percentage, &checked));
+        } else {
+            state = admin.rollout(&state.id).await?;
+        }
+        let silent = tally
+            .outcome
+            .values()
+            .filter(|o| **o == Outcome::Silent)
+            .count();
+        let timed_out = state.health.as_ref().map_or(0, |h| h.numbers.timed_out);
+        let settled = started_in_last
+            && state.staging.stage_index == last
+            && not_offered(plan, tally).is_empty()
+            && timed_out >= silent as u64;
+        if state.state != "active" || settled {
+            break;
+        }
+        if created.elapsed() >= Duration::from_secs(args.max_wait) {
+            eprintln!("fleet-sim: giving up after --max-wait {} s", args.max_wait);
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(args.poll_every)).await;
+    }
+    let staged = staged_summary(&state, stages, plan, tally);
+    Ok((state, phases, staged))
+}
+
+fn staged_summary(
+    state: &Rollout,
+    stages: &[Stage],
+    plan: &FleetPlan,
+    tally: &Tally,
+) -> StagedSummary {
+    let offered: Vec<&SimDevice> = plan
+        .devices
+        .iter()
+        .filter(|d| {
+            tally
+                .outcome
+                .get(&d.id)
+                .is_some_and(|o| !matches!(o, Outcome::Error(_)))
+        })
+        .collect();
+    let outside = |pct: f64| {
+        offered
+            .iter()
+            .filter(|d| !in_canary(&state.id, &d.id, pct))
+            .count()
+    };
+    let since_creation = |at: OffsetDateTime| (at - state.created_at).as_seconds_f64();
+    let decisions = &state.staging.decisions;
+    StagedSummary {
+        stages: stages.to_vec(),
+        stage_index: state.staging.stage_index,
+        decisions: decisions
+            .iter()
+            .map(|d| DecisionSummary {
+                kind: d.kind,
+                at: d.at.format(&Rfc3339).unwrap_or_default(),
+                from_stage: d.from_stage,
+                to_stage: d.to_stage,
+                limit: d.limit,
+            })
+            .collect(),
+        offered: offered.len(),
+        offered_outside_first_stage: outside(stages[0].percent),
+        offered_outside_reached_stage: outside(state.rollout_percentage),
+        crashed: offered
+            .iter()
+            .filter(|d| d.crashes && tally.outcome[&d.id] == Outcome::Updated)
+            .count(),
+        silent: offered
+            .iter()
+            .filter(|d| tally.outcome[&d.id] == Outcome::Silent)
+            .count(),
+        timed_out: state.health.as_ref().map_or(0, |h| h.numbers.timed_out),
+        seconds_to_pause: decisions
+            .iter()
+            .find(|d| d.kind == DecisionKind::AutoPause)
+            .map(|d| since_creation(d.at)),
+        seconds_to_last_stage: decisions
+            .iter()
+            .find(|d| {
+                d.to_stage == state.staging.stage_index
+                    && d.to_stage as usize == stages.len() - 1
+                    && d.kind != DecisionKind::AutoPause
+            })
+            .map(|d| since_creation(d.at)),
+    }
+}
+
+/// One turn of `devices` checking in, `concurrency` at a time.
+struct Round {
+    /// Each device that got an answer, and whether it was offered the release.
+    checked: Vec<(String, bool)>,
+    seconds: f64,
+}
+
+/// Runs `devices` against the rollout as it stands (`pct` is for the progress line).
+async fn round(
+    fleet: &Arc<Fleet>,
+    pct: f64,
     args: &Args,
     devices: Vec<SimDevice>,
     tally: &mut Tally,
-) -> PhaseSummary {
-    let pct = rollout.rollout_percentage;
+) -> Round {
     eprintln!("fleet-sim: {} devices check in at {pct} %", devices.len());
     let started = Instant::now();
     let n = devices.len();
@@ -261,24 +439,17 @@ async fn phase(
     }))
     .buffer_unordered(args.concurrency);
 
+    let mut checked = Vec::with_capacity(n);
     let mut offered = 0;
-    let mut offered_outside = 0;
-    let mut missed_inside = 0;
-    let mut done = 0usize;
     let mut last_note = Instant::now();
     while let Some((d, token, run)) = runs.next().await {
-        done += 1;
         if let Some(t) = token {
             tally.tokens.insert(d.id.clone(), t);
         }
         let was_offered = !matches!(run.outcome, Outcome::NotOffered | Outcome::Error(_));
         offered += usize::from(was_offered);
         if !matches!(run.outcome, Outcome::Error(_)) {
-            match (in_canary(&rollout.id, &d.id, pct), was_offered) {
-                (false, true) => offered_outside += 1,
-                (true, false) => missed_inside += 1,
-                _ => {}
-            }
+            checked.push((d.id.clone(), was_offered));
         }
         tally.timings.merge(run.timings);
         tally.retries += run.retries;
@@ -291,25 +462,42 @@ async fn phase(
             tally.outcome.insert(d.id, run.outcome);
         }
         if last_note.elapsed() >= Duration::from_secs(10) {
-            eprintln!("fleet-sim:   {done}/{n} devices done, {offered} offered");
+            eprintln!(
+                "fleet-sim:   {}/{n} devices done, {offered} offered",
+                checked.len()
+            );
             last_note = Instant::now();
         }
     }
     let took = started.elapsed();
     tally.device_time += took;
-    PhaseSummary {
-        percentage: pct,
-        devices: n,
-        offered,
-        offered_outside_canary: offered_outside,
-        not_offered_inside_canary: missed_inside,
+    Round {
+        checked,
         seconds: took.as_secs_f64(),
+    }
+}
+
+/// A round judged against the canary buckets: offered devices must be inside the share `hi`
+/// (the share at the round's end), devices inside `lo` (at its start) must have been offered.
+fn summarize(rollout_id: &str, lo: f64, hi: f64, r: &Round) -> PhaseSummary {
+    let count = |want: &dyn Fn(&str, bool) -> bool| {
+        r.checked
+            .iter()
+            .filter(|(id, offered)| want(id, *offered))
+            .count()
+    };
+    PhaseSummary {
+        percentage: lo,
+        devices: r.checked.len(),
+        offered: count(&|_, offered| offered),
+        offered_outside_canary: count(&|id, offered| offered && !in_canary(rollout_id, id, hi)),
+        not_offered_inside_canary: count(&|id, offered| !offered && in_canary(rollout_id, id, lo)),
+        seconds: r.seconds,
     }
 }
 
 /// docs/api.md §Update rules, rule 2, the canary bucket; ids the service would refuse are never
 /// "in".
 fn in_canary(rollout_id: &str, device_id: &str, pct: f64) -> bool {
-    DeviceId::parse(device_id)
-        .is_ok_and(|id| f64::from(canary_bucket(rollout_id, &id)) < pct * 100.0)
+    DeviceId::parse(device_id).is_ok_and(|id| rollout::in_canary(rollout_id, &id, pct))
 }

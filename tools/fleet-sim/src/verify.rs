@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::admin::{LogEntry, Rollout, StatusCounts};
 use crate::cli::Args;
 use crate::device::AckedReport;
-use crate::report::{self, DeviceCounts, PhaseSummary, ReportCheck};
+use crate::report::{self, DeviceCounts, PhaseSummary, ReportCheck, StagedSummary};
 
 /// Compares what the service acknowledged with what it shows afterwards.
 pub fn check_reports(
@@ -29,7 +29,10 @@ pub fn check_reports(
         if let Some(n) = report::slot(&mut in_log, &e.status) {
             *n += 1;
         }
-        logged.insert((e.device_id.as_str(), e.event_id.as_str()));
+        // The server writes `timed_out` itself (docs/api.md §9.7): no device sends it.
+        if e.status != "timed_out" {
+            logged.insert((e.device_id.as_str(), e.event_id.as_str()));
+        }
     }
     let sent: HashSet<(&str, &str)> = acked
         .iter()
@@ -39,7 +42,8 @@ pub fn check_reports(
     let unexpected_in_log = logged.difference(&sent).count() as u64;
     let p = &rollout.progress;
     let rollout_counters_match = p.success_reports == acknowledged.success
-        && p.failure_reports == acknowledged.failed + acknowledged.rolled_back
+        && p.failure_reports
+            == acknowledged.failed + acknowledged.rolled_back + p.devices.timed_out
         && p.devices.success == devices.updated as u64
         && p.devices.failed == devices.failed as u64
         && p.devices.rolled_back == devices.rolled_back as u64;
@@ -60,6 +64,7 @@ pub fn judge(
     r: &ReportCheck,
     phases: &[PhaseSummary],
     rollout: &Rollout,
+    staged: Option<&StagedSummary>,
     args: &Args,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -104,6 +109,10 @@ pub fn judge(
             "{outside} devices were offered the release outside their canary bucket"
         ));
     }
+    if let Some(s) = staged {
+        judge_staged(s, rollout, &mut problems);
+        return problems;
+    }
     if rollout.state == "paused" {
         problems.push(format!(
             "the service paused the rollout automatically: {} failure reports against {} successes exceed the threshold of {} % (min_reports {}); lower --failure-rate/--rollback-rate or raise --failure-threshold",
@@ -139,12 +148,59 @@ pub fn judge(
     problems
 }
 
+/// A staged run proves the flow when the server took it to its last stage by itself and timed
+/// out every silent device; a pause is reported with the limit it went over. The injected
+/// failures are not compared: a pause or a stage leaves devices unoffered.
+fn judge_staged(s: &StagedSummary, rollout: &Rollout, problems: &mut Vec<String>) {
+    if s.offered_outside_reached_stage > 0 {
+        problems.push(format!(
+            "{} devices were offered the release outside the share of stage {}",
+            s.offered_outside_reached_stage,
+            s.stage_index + 1
+        ));
+    }
+    if s.timed_out < s.silent as u64 {
+        problems.push(format!(
+            "{} devices went silent, the server timed out {}",
+            s.silent, s.timed_out
+        ));
+    }
+    if rollout.state == "paused" {
+        let limit = s.decisions.iter().rev().find_map(|d| d.limit).map_or_else(
+            || "a limit".to_owned(),
+            |l| serde_json::to_value(l).map_or_else(|_| format!("{l:?}"), |v| v.to_string()),
+        );
+        let n = rollout
+            .health
+            .as_ref()
+            .map(|h| h.numbers)
+            .unwrap_or_default();
+        problems.push(format!(
+            "the service paused the staged rollout in stage {} of {} over {limit}: {} of {} devices on the release crashed, {} of {} final outcomes were failures",
+            s.stage_index + 1,
+            s.stages.len(),
+            n.crashed_devices,
+            n.devices_on_release,
+            n.failures,
+            n.final_outcomes
+        ));
+    } else if rollout.state != "active" {
+        problems.push(format!("the rollout ended {}", rollout.state));
+    } else if s.stage_index as usize + 1 < s.stages.len() {
+        problems.push(format!(
+            "the rollout stayed in stage {} of {} (see --max-wait)",
+            s.stage_index + 1,
+            s.stages.len()
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::admin::Progress;
+    use crate::admin::{Progress, Staging};
 
     fn acked(device: &str, event: &str, status: &'static str) -> AckedReport {
         AckedReport {
@@ -184,6 +240,9 @@ mod tests {
                 success_reports: 1,
                 failure_reports: 0,
             },
+            staging: Staging::default(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            health: None,
         };
         let devices = DeviceCounts {
             total: 1,
@@ -228,7 +287,7 @@ mod tests {
         let r = checked(&sent, &log, &after, &rollout, &devices);
         assert_eq!((r.lost, r.unexpected_in_log), (0, 0));
         assert!(r.rollout_counters_match);
-        assert!(judge(&devices, &r, &[], &rollout, &args()).is_empty());
+        assert!(judge(&devices, &r, &[], &rollout, None, &args()).is_empty());
     }
 
     #[test]
@@ -238,7 +297,7 @@ mod tests {
         log.remove(1);
         let r = checked(&sent, &log, &after, &rollout, &devices);
         assert_eq!(r.lost, 1);
-        let problems = judge(&devices, &r, &[], &rollout, &args());
+        let problems = judge(&devices, &r, &[], &rollout, None, &args());
         assert!(
             problems[0].contains("1 acknowledged status reports are missing"),
             "{problems:?}"
@@ -253,7 +312,7 @@ mod tests {
         rollout.progress.success_reports = 0;
         let r = checked(&sent, &log, &after, &rollout, &devices);
         assert!(!r.rollout_counters_match);
-        let problems = judge(&devices, &r, &[], &rollout, &args());
+        let problems = judge(&devices, &r, &[], &rollout, None, &args());
         assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
@@ -264,7 +323,7 @@ mod tests {
         devices.not_updated = 5;
         let after = metrics_of(&sent);
         let r = checked(&sent, &log, &after, &rollout, &devices);
-        let problems = judge(&devices, &r, &[], &rollout, &args());
+        let problems = judge(&devices, &r, &[], &rollout, None, &args());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("paused the rollout automatically"));
     }

@@ -211,3 +211,143 @@ fn devices_may_download_through_the_redirecting_endpoint() {
     assert_eq!(s["devices"]["updated"], 40, "{s:#}");
     assert_eq!(s["reports"]["lost"], 0);
 }
+
+/// The flags of a small staged run: 80 devices, a 64 KiB image, no injected failures.
+fn staged_args<'a>(secret: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--jwt-secret-file",
+        secret,
+        "--devices",
+        "80",
+        "--concurrency",
+        "16",
+        "--image-size",
+        "64K",
+        "--failure-rate",
+        "0",
+        "--rollback-rate",
+        "0",
+        "--min-reports",
+        "5",
+        "--max-wait",
+        "60",
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+#[test]
+fn a_healthy_staged_rollout_reaches_its_last_stage_by_itself() {
+    let server = Server::start();
+    let secret = server.secret_file();
+    let secret = secret.to_str().expect("UTF-8 path");
+    let (out, text, s) = simulate(
+        &server,
+        &staged_args(
+            secret,
+            &[
+                "--stages",
+                "10:1,50:1,100",
+                "--max-failure",
+                "20",
+                "--max-crash",
+                "10",
+            ],
+        ),
+    );
+    assert!(out.status.success(), "{text}");
+    let staged = &s["rollout"]["staged"];
+    assert_eq!(staged["stage_index"], 2, "{text}");
+    let kinds: Vec<&str> = staged["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| d["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["stage_advance", "stage_advance"], "{text}");
+    assert_eq!(staged["offered"], 80, "{text}");
+    assert_eq!(staged["offered_outside_reached_stage"], 0, "{text}");
+    // Two soaks of 1 s at least.
+    assert!(
+        staged["seconds_to_last_stage"].as_f64().expect("reached") >= 2.0,
+        "{text}"
+    );
+    assert_eq!(s["devices"]["updated"], 80, "{text}");
+    assert_eq!(s["reports"]["lost"], 0, "{text}");
+}
+
+#[test]
+fn a_crashing_release_pauses_in_its_first_stage_before_any_later_device_is_offered() {
+    let server = Server::start();
+    let secret = server.secret_file();
+    let secret = secret.to_str().expect("UTF-8 path");
+    let (out, text, s) = simulate(
+        &server,
+        &staged_args(
+            secret,
+            &[
+                "--stages",
+                "20:2,100",
+                "--max-crash",
+                "10",
+                "--bad-release",
+                "crash:30",
+            ],
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("paused the staged rollout in stage 1 of 2 over \"max_crash_percent\""),
+        "{text}"
+    );
+    assert_eq!(s["rollout"]["state"], "paused", "{text}");
+    let staged = &s["rollout"]["staged"];
+    assert_eq!(staged["stage_index"], 0, "{text}");
+    let decisions = staged["decisions"].as_array().expect("decisions");
+    assert_eq!(decisions.len(), 1, "{text}");
+    assert_eq!(decisions[0]["kind"], "auto_pause", "{text}");
+    assert_eq!(decisions[0]["limit"], "max_crash_percent", "{text}");
+    assert_eq!(staged["offered_outside_first_stage"], 0, "{text}");
+    assert!(staged["offered"].as_u64().expect("offered") > 0, "{text}");
+    assert!(staged["crashed"].as_u64().expect("crashed") > 0, "{text}");
+    // Paused by the gate before the 2 s soak could end.
+    assert!(
+        staged["seconds_to_pause"].as_f64().expect("paused") < 2.0,
+        "{text}"
+    );
+    assert_eq!(s["reports"]["lost"], 0, "{text}");
+}
+
+#[test]
+fn silent_devices_are_timed_out_by_the_server() {
+    // The tick times out silent devices once no other device checks in any more.
+    let server = Server::start_with(&[("OTA_ROLLOUT_TICK_S", "1")]);
+    let secret = server.secret_file();
+    let secret = secret.to_str().expect("UTF-8 path");
+    let (out, text, s) = simulate(
+        &server,
+        &staged_args(
+            secret,
+            &[
+                "--stages",
+                "50:1,100",
+                "--silent",
+                "10",
+                "--install-timeout",
+                "1",
+            ],
+        ),
+    );
+    assert!(out.status.success(), "{text}");
+    let staged = &s["rollout"]["staged"];
+    let silent = staged["silent"].as_u64().expect("silent");
+    assert!(silent > 0, "{text}");
+    assert_eq!(staged["timed_out"].as_u64(), Some(silent), "{text}");
+    assert_eq!(
+        s["reports"]["in_log"]["timed_out"].as_u64(),
+        Some(silent),
+        "{text}"
+    );
+    assert_eq!(s["reports"]["unexpected_in_log"], 0, "{text}");
+    assert_eq!(s["reports"]["rollout_counters_match"], true, "{text}");
+}

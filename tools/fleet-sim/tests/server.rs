@@ -18,7 +18,16 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        let server = OtaServer::builder(Binary::workspace())
+        Server::start_with(&[])
+    }
+
+    /// With extra environment, e.g. a short `OTA_ROLLOUT_TICK_S`.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let server = env
+            .iter()
+            .fold(OtaServer::builder(Binary::workspace()), |b, (k, v)| {
+                b.env(k, v)
+            })
             .data_prefix("fleet-sim-test-")
             .start();
         Server {
