@@ -26,9 +26,9 @@ pub(crate) async fn run(function: Function) -> Result<(), Error> {
 /// EventBridge drops it). Each decision and each timeout has its own line, from `ota_core`.
 ///
 /// A failure fails the invocation, so that Lambda's `Errors` metric counts it, after an `ERROR`
-/// line with its cause in the function's JSON log. Nothing
-/// is retried here: a decision is written over the revision it was made on, so the next tick,
-/// a minute later, decides again from what is then stored.
+/// line with its cause in the function's JSON log. Nothing is retried here: a decision is
+/// written over the revision it was made on, so the next tick, a minute later, decides again
+/// from what is then stored.
 pub async fn tick(service: &Service) -> Result<Value, Diagnostic> {
     match service.evaluate_rollouts().await {
         Ok(t) => {
