@@ -381,11 +381,8 @@ fn staged_summary(
             .map(|d| since_creation(d.at)),
         seconds_to_last_stage: decisions
             .iter()
-            .find(|d| {
-                d.to_stage == state.staging.stage_index
-                    && d.to_stage as usize == stages.len() - 1
-                    && d.kind != DecisionKind::AutoPause
-            })
+            // A pause in the last stage has it as to_stage too.
+            .find(|d| d.to_stage as usize == stages.len() - 1 && d.kind != DecisionKind::AutoPause)
             .map(|d| since_creation(d.at)),
     }
 }
