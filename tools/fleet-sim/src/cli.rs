@@ -102,7 +102,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0, value_parser = percent)]
     pub silent: f64,
     /// Staged runs: seconds between two polls of the devices not yet offered.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = seconds)]
     pub poll_every: f64,
     /// Staged runs: give up this many seconds after creating the rollout.
     #[arg(long, default_value_t = 600)]
@@ -145,6 +145,15 @@ fn percent(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|p: &f64| (0.0..=100.0).contains(p))
         .ok_or_else(|| format!("{s:?} is not a percentage from 0 to 100"))
+}
+
+/// A pause between polls: a number of seconds from 0.01 to an hour (a negative or non-finite
+/// one would panic the sleep).
+fn seconds(s: &str) -> Result<f64, String> {
+    s.parse()
+        .ok()
+        .filter(|t: &f64| (0.01..=3600.0).contains(t))
+        .ok_or_else(|| format!("{s:?} is not a number of seconds from 0.01 to 3600"))
 }
 
 /// `crash:P`, the only kind of bad release simulated so far.

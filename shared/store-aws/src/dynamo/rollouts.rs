@@ -8,7 +8,7 @@ use ota_core::audit::AuditEvent;
 use ota_core::cursor;
 use ota_core::ids::DeviceId;
 use ota_core::ports::{Page, PageRequest, StoreError, StoreResult};
-use ota_core::rollout::{Rollout, RolloutFilter};
+use ota_core::rollout::{Rollout, RolloutFilter, RolloutState};
 
 use ota_core::retry;
 
@@ -31,8 +31,8 @@ pub fn rollout_item(r: &Rollout) -> StoreResult<Item> {
             ("GSI2SK", s(&r.id)),
         ],
     )?;
-    // A sparse index of the active ones, for metrics.
-    if r.state == ota_core::rollout::RolloutState::Active {
+    // A sparse index of the active ones, for metrics and the rollout tick.
+    if r.state == RolloutState::Active {
         it.insert("GSI3PK".into(), s(keys::ACTIVE_ROLLOUTS));
         it.insert("GSI3SK".into(), s(&r.id));
     }
@@ -252,9 +252,12 @@ impl DynamoMeta {
         filter: &RolloutFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Rollout>> {
-        let (index, pk) = match &filter.device_type {
-            Some(dt) => ("GSI2", keys::rollouts_of_type(dt.as_str())),
-            None => ("GSI1", keys::ALL_ROLLOUTS.to_owned()),
+        let (index, pk) = match (&filter.device_type, filter.state) {
+            (Some(dt), _) => ("GSI2", keys::rollouts_of_type(dt.as_str())),
+            // The tick's listing: the sparse index of the active ones, whose size is what is
+            // active now, not every rollout ever stored.
+            (None, Some(RolloutState::Active)) => ("GSI3", keys::ACTIVE_ROLLOUTS.to_owned()),
+            (None, _) => ("GSI1", keys::ALL_ROLLOUTS.to_owned()),
         };
         // Ids are UUIDv7: descending id order is newest first.
         self.newest_first(index, vec![pk], None, page, |r: &Rollout| filter.matches(r))
@@ -280,7 +283,7 @@ impl DynamoMeta {
             // The index is eventually consistent: confirm each from its item.
             if let Some(id) = get_s(it, "GSI3SK")
                 && let Some(r) = self.get_rollout_doc(id).await?
-                && r.state == ota_core::rollout::RolloutState::Active
+                && r.state == RolloutState::Active
             {
                 out.push(r);
             }
