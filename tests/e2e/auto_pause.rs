@@ -70,7 +70,8 @@ fn progress(
 ) -> Value {
     json!({
         "devices": {"pending": pending, "downloading": downloading, "installing": installing,
-                    "success": success, "failed": failed, "rolled_back": rolled_back},
+                    "success": success, "failed": failed, "rolled_back": rolled_back,
+                    "timed_out": 0},
         "success_reports": success_reports,
         "failure_reports": failure_reports,
     })

@@ -72,6 +72,7 @@ impl Model {
                 "success": count("success"),
                 "failed": count("failed"),
                 "rolled_back": count("rolled_back"),
+                "timed_out": count("timed_out"),
             },
             "success_reports": self.success_reports,
             "failure_reports": self.failure_reports,
@@ -474,6 +475,7 @@ async fn a_canary_over_a_thousand_devices_grows_by_the_formula_and_pauses_on_the
         "success",
         "failed",
         "rolled_back",
+        "timed_out",
     ]
     .iter()
     .map(|s| {
