@@ -201,14 +201,7 @@ impl Admin {
             "failure_threshold_percent": failure_threshold,
             "min_reports": min_reports,
         });
-        self.call(
-            Method::POST,
-            "/api/ota/admin/rollouts",
-            Some(&body),
-            StatusCode::CREATED,
-        )
-        .await?
-        .json()
+        self.create_rollout(&body).await
     }
 
     /// A rollout the server widens by itself (docs/api.md §9.5, §9.7): `stages` is `{"stages":
@@ -222,10 +215,14 @@ impl Admin {
         if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), stages) {
             b.extend(extra);
         }
+        self.create_rollout(&body).await
+    }
+
+    async fn create_rollout(&self, body: &Value) -> anyhow::Result<Rollout> {
         self.call(
             Method::POST,
             "/api/ota/admin/rollouts",
-            Some(&body),
+            Some(body),
             StatusCode::CREATED,
         )
         .await?
