@@ -378,10 +378,8 @@ async fn a_silent_device_times_out_counts_as_a_failure_and_is_heard_late() {
     );
     assert_eq!(timed_out[0]["rollout_id"], id.as_str());
 
-    // The device speaks after all: its success replaces the timeout.
-    report(&srv, &ids[0], "silent", &fw_id, "success", json!({}))
-        .await
-        .expect(200);
+    // The device comes back running the release (rule 5): its success replaces the timeout.
+    check(&srv, &ids[0], "silent", "1.1.0").await;
     let r = get_rollout(&srv, &id).await;
     assert_eq!(
         (

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::device::{CheckIn, DeviceSnapshot};
 use crate::ports::{ReleaseOption, ReleaseView};
+use crate::status::OtaStatus;
 
 /// A device that failed a release this many times is not offered it again.
 pub const MAX_FAILURES_PER_RELEASE: u32 = 3;
@@ -106,10 +107,13 @@ pub fn decide<'a>(
 }
 
 /// Rule 5: the device now runs the release it was last offered, and that attempt is not yet
-/// final, so the check-in itself completes the update. Returns the firmware id to complete.
+/// final (or only the server's `timed_out`: the device updated and never said so), so the
+/// check-in itself completes the update. Returns the firmware id to complete.
 pub fn completes_offer<'a>(check_in: &CheckIn, device: &'a DeviceSnapshot) -> Option<&'a str> {
     let offer = device.device.last_offer.as_ref()?;
-    let open = device.last_offer_status.is_none_or(|s| !s.is_final());
+    let open = device
+        .last_offer_status
+        .is_none_or(|s| !s.is_final() || s == OtaStatus::TimedOut);
     (offer.version == check_in.current_version && open).then_some(offer.firmware_id.as_str())
 }
 
@@ -461,6 +465,12 @@ mod tests {
         assert_eq!(completes_offer(&c, &d), Some("fw-1.1.0"));
         d.last_offer_status = Some(crate::status::OtaStatus::Failed);
         assert_eq!(completes_offer(&c, &d), None, "a final attempt stays final");
+        d.last_offer_status = Some(crate::status::OtaStatus::TimedOut);
+        assert_eq!(
+            completes_offer(&c, &d),
+            Some("fw-1.1.0"),
+            "a device timed out that runs the release completed it"
+        );
         d.last_offer_status = None;
         assert_eq!(
             completes_offer(&check_in("1.0.0"), &d),
